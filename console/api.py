@@ -1,0 +1,67 @@
+"""The REST API: one NinjaAPI collecting the routers of runs and tasks, mounted at /api/."""
+from __future__ import annotations
+
+from django.db import DataError
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import HttpError
+
+from console.api_auth import ApiKeyAuth, ConsoleSessionAuth
+from runs.api import router as runs_router
+from runs.engine.errors import PayloadTooLarge, StepwiseError
+from runs.services import RunAlreadyFinished, RunNotFound
+from tasks.api import router as tasks_router
+from tasks.api import webhooks_router
+from tasks.apikeys import ApiKeyNotFound
+from tasks.queues import QueueNotFound
+from tasks.registry import UnknownTask
+from tasks.schedules import ScheduleNotFound
+from tasks.secrets import SecretNotFound
+from tasks.webhooks import WebhookRefused, WebhookSecretNotFound
+
+api = NinjaAPI(
+    title="Stepwise API",
+    version="1",
+    description="Trigger and follow durable runs; manage queues, schedules, secrets and API keys.",
+    auth=[ApiKeyAuth(), ConsoleSessionAuth()],
+    urls_namespace="api",
+)
+api.add_router("/", runs_router)
+api.add_router("/", tasks_router)
+api.add_router("/webhooks", webhooks_router)
+
+NOT_FOUND = (RunNotFound, UnknownTask, QueueNotFound, ScheduleNotFound, SecretNotFound, ApiKeyNotFound,
+             WebhookSecretNotFound)
+
+
+def error_status(exc: Exception) -> int:
+    """Return the HTTP status of a domain error."""
+    if isinstance(exc, NOT_FOUND):
+        return 404
+    if isinstance(exc, RunAlreadyFinished):
+        return 409
+    if isinstance(exc, PayloadTooLarge):
+        return 413
+    if isinstance(exc, WebhookRefused):
+        return 401
+    return 400
+
+
+@api.exception_handler(StepwiseError)
+@api.exception_handler(UnknownTask)
+def domain_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """Turn a domain error into a 4xx with the error's own message."""
+    return api.create_response(request, {"detail": str(exc), "error": type(exc).__name__}, status=error_status(exc))
+
+
+@api.exception_handler(DataError)
+def data_error(request: HttpRequest, exc: DataError) -> HttpResponse:
+    """Refuse values PostgreSQL cannot store (NUL characters, out-of-range numbers) as bad input."""
+    detail = f"a value cannot be stored: {str(exc).splitlines()[0]}"
+    return api.create_response(request, {"detail": detail, "error": "DataError"}, status=400)
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    """Keep ninja's HTTP errors in the same shape as domain errors."""
+    return api.create_response(request, {"detail": str(exc.message)}, status=exc.status_code)

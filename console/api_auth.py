@@ -1,0 +1,65 @@
+"""Who calls the API: an API key (bearer header) or a console session, each scoped to one environment."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja.errors import HttpError
+from ninja.security import APIKeyCookie, HttpBearer
+from ninja.utils import check_csrf
+
+from tasks.apikeys import api_key_authenticate
+from tasks.models import Environment
+
+ENVIRONMENT_HEADER = "Stepwise-Environment"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of one API request and the environment every call is scoped to."""
+
+    environment: str
+    api_key_id: int | None = None
+    user_id: int | None = None
+
+
+class ApiKeyAuth(HttpBearer):
+    """``Authorization: Bearer sk_<env>_...``; never a query parameter."""
+
+    def __call__(self, request: HttpRequest) -> Principal | None:
+        # Overridden so a malformed header is never written to the logs.
+        scheme, _, token = request.headers.get(self.header, "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        return self.authenticate(request, token.strip())
+
+    def authenticate(self, request: HttpRequest, token: str) -> Principal | None:
+        key = api_key_authenticate(token)
+        if key is None:
+            return None
+        return Principal(environment=key.environment_id, api_key_id=key.id)
+
+
+class ConsoleSessionAuth(APIKeyCookie):
+    """A logged-in console user; unsafe methods must carry a valid CSRF token.
+
+    The environment comes from the ``Stepwise-Environment`` header (default ``dev``).
+    """
+
+    param_name = settings.SESSION_COOKIE_NAME
+
+    def __init__(self) -> None:
+        super().__init__(csrf=False)
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Principal | None:
+        user = getattr(request, "user", None)
+        if key is None or user is None or not user.is_authenticated:
+            return None
+        # django-ninja exempts its views from the CSRF middleware: check it here, explicitly.
+        if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE") and check_csrf(request) is not None:
+            raise HttpError(403, "CSRF check failed: send the csrftoken cookie's value in X-CSRFToken")
+        environment = request.headers.get(ENVIRONMENT_HEADER, "dev")
+        if not Environment.objects.filter(slug=environment).exists():
+            raise HttpError(400, f"unknown environment '{environment}' in {ENVIRONMENT_HEADER}")
+        return Principal(environment=environment, user_id=user.id)

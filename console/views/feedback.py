@@ -1,0 +1,19 @@
+"""How an action answers: JSON for the console's fetch calls, a flash message and redirect otherwise."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+
+
+def wants_json(request: HttpRequest) -> bool:
+    """Tell whether the console's JavaScript sent this request."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def action_done(request: HttpRequest, *, message: str, to: str, ok: bool = True, status: int = 200) -> HttpResponse:
+    """Answer an action with its outcome: a toast for fetch calls, a flash message after a redirect otherwise."""
+    if wants_json(request):
+        return JsonResponse({"ok": ok, "message": message, "redirect": to}, status=status if ok else max(status, 400))
+    (messages.success if ok else messages.error)(request, message)
+    return redirect(to)

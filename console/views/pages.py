@@ -1,0 +1,41 @@
+"""Pages beside the runs: pending approvals; queues, schedules, secrets and API keys come later."""
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from console.forms import DecisionForm
+from console.views.access import login_required
+from console.views.feedback import action_done
+from runs.models import WaitpointKind
+from runs.selectors import waitpoint_list as waitpoints_pending
+from runs.waits import WaitpointError, waitpoint_approve, waitpoint_reject
+
+
+@login_required
+def waitpoint_list(request: HttpRequest) -> HttpResponse:
+    """Show pending human approvals (token waitpoints), oldest first, to approve or reject in place."""
+    waitpoints = waitpoints_pending(pending_only=True, kind=WaitpointKind.TOKEN)
+    return render(request, "console/waitpoints/list.html", {"nav": "waitpoints", "waitpoints": waitpoints})
+
+
+@login_required
+@require_POST
+def waitpoint_decide(request: HttpRequest, waitpoint_id: str) -> HttpResponse:
+    """Approve or reject a token waitpoint; its run resumes with the answer."""
+    back = request.POST.get("next") or reverse("console:waitpoints")
+    if not back.startswith("/"):
+        back = reverse("console:waitpoints")
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        problem = next(iter(form.errors.values()))[0]
+        return action_done(request, message=problem, to=back, ok=False, status=400)
+    decide = waitpoint_approve if form.cleaned_data["decision"] == "approve" else waitpoint_reject
+    try:
+        wp = decide(waitpoint_id=waitpoint_id, data=form.cleaned_data["data"], by=request.user.get_username())
+    except WaitpointError as exc:
+        return action_done(request, message=str(exc), to=back, ok=False, status=409)
+    verb = "Approved" if form.cleaned_data["decision"] == "approve" else "Rejected"
+    return action_done(request, message=f"{verb} {wp.id}; run {wp.run_id} resumes.", to=back)

@@ -1,0 +1,149 @@
+"""Runs list, run detail and the JSON the live pages poll."""
+from __future__ import annotations
+
+import json
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET
+
+from console.forms import PayloadForm, RunFilterForm
+from console.templatetags.console_format import duration_between
+from console.views.access import login_required
+from runs.selectors import (
+    run_checkpoint_state,
+    run_detail,
+    run_events_after,
+    run_page,
+    run_pending_approvals,
+    run_statuses,
+    run_step,
+    runs_newer_than,
+)
+from runs.timeline import epoch_ms, run_timeline
+from tasks.selectors import task_ids
+
+PAGE_SIZE = 50
+
+
+def _int(value: str | None, default: int | None = None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+@login_required
+@require_GET
+def run_list(request: HttpRequest) -> HttpResponse:
+    """Show one page of runs, filtered, newest first."""
+    form = RunFilterForm(request.GET)
+    filters = form.filters()
+    page = run_page(
+        filters=filters, before=request.GET.get("before", ""), after=request.GET.get("after", ""), size=PAGE_SIZE
+    )
+    return render(
+        request,
+        "console/runs/list.html",
+        {
+            "form": form,
+            "page": page,
+            "query": filters.as_query(),
+            "is_first_page": not request.GET.get("before") and not page.newer_cursor,
+            "task_ids": task_ids(),
+            "nav": "runs",
+        },
+    )
+
+
+@login_required
+@require_GET
+def run_list_updates(request: HttpRequest) -> JsonResponse:
+    """Return rows of runs newer than ``newest`` and the statuses of the runs in ``ids``."""
+    filters = RunFilterForm(request.GET).filters()
+    newest = request.GET.get("newest", "")
+    rows = runs_newer_than(filters=filters, newest_id=newest) if newest else []
+    ids = [i for i in request.GET.get("ids", "").split(",") if i]
+    return JsonResponse(
+        {
+            "rows": [{"id": r.id, "html": render_to_string("console/runs/_row.html", {"run": r})} for r in rows],
+            "statuses": {
+                r.id: {"status": r.status, "label": r.get_status_display(),
+                       "duration": duration_between(r.started_at, r.finished_at)}
+                for r in run_statuses(run_ids=ids)
+            },
+        }
+    )
+
+
+@login_required
+@require_GET
+def run_show(request: HttpRequest, run_id: str) -> HttpResponse:
+    """Show a run: header, actions, live timeline, inspectors."""
+    run = run_detail(run_id=run_id)
+    if run is None:
+        raise Http404(f"no run with id '{run_id}'")
+    replay_form = PayloadForm(initial={"payload": _pretty(run.payload)})
+    approvals = run_pending_approvals(run_id=run.id)
+    return render(
+        request,
+        "console/runs/detail.html",
+        {"run": run, "replay_form": replay_form, "nav": "runs", "created_ms": epoch_ms(run.created_at),
+         "approvals": approvals},
+    )
+
+
+def _pretty(value: object) -> str:
+    return json.dumps(value, indent=2, sort_keys=False)
+
+
+@login_required
+@require_GET
+def run_timeline_json(request: HttpRequest, run_id: str) -> JsonResponse:
+    """Return the run's timeline spans."""
+    run = run_detail(run_id=run_id)
+    if run is None:
+        raise Http404(f"no run with id '{run_id}'")
+    return JsonResponse(run_timeline(run=run))
+
+
+@login_required
+@require_GET
+def run_events_json(request: HttpRequest, run_id: str) -> JsonResponse:
+    """Return the run's events after a seq: the polling fallback of the websocket."""
+    events = run_events_after(run_id=run_id, after=_int(request.GET.get("after"), 0), limit=1000)
+    return JsonResponse({"events": [e.as_message() for e in events]})
+
+
+@login_required
+@require_GET
+def run_step_json(request: HttpRequest, run_id: str, position: int) -> JsonResponse:
+    """Return one recorded step with its output and error, for the inspector."""
+    step = run_step(run_id=run_id, position=position)
+    if step is None:
+        return JsonResponse({"recorded": False, "position": position})
+    return JsonResponse(
+        {
+            "recorded": True,
+            "key": step.key,
+            "name": step.name,
+            "kind": step.kind,
+            "position": step.position,
+            "status": step.status,
+            "attempt": step.attempt_number,
+            "started_at": step.started_at.isoformat(),
+            "finished_at": step.finished_at.isoformat(),
+            "duration_ms": round(step.duration_ms, 3),
+            "output": step.output,
+            "error": step.error,
+        }
+    )
+
+
+@login_required
+@require_GET
+def run_checkpoint_json(request: HttpRequest, run_id: str) -> JsonResponse:
+    """Return the recorded step results as of a step position."""
+    position = _int(request.GET.get("position"))
+    return JsonResponse({"position": position, "state": run_checkpoint_state(run_id=run_id, as_of_position=position)})

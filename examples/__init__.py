@@ -1,0 +1,1 @@
+"""Example tasks loaded by default: they use local stand-ins for external services."""

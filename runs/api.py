@@ -1,0 +1,193 @@
+"""REST endpoints of runs: trigger, batch trigger, get, list, cancel, replay."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Field, ModelSchema, Query, Router, Schema
+
+from runs.models import Attempt, Run, Step
+from runs.selectors import run_api_page, run_detail_get
+from runs.services import (
+    RunNotFound,
+    TriggerOptions,
+    run_batch_trigger,
+    run_cancel,
+    run_replay,
+    run_trigger,
+)
+from runs.states import RunStatus
+
+router = Router(tags=["runs"])
+
+
+class TriggerIn(Schema):
+    """A trigger: the payload and optional run options."""
+
+    payload: Any = None
+    idempotency_key: str | None = Field(None, min_length=1, max_length=255)
+    idempotency_key_ttl: float | str | None = None
+    tags: list[str] = Field(default_factory=list, max_length=10)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    queue: str | None = Field(None, min_length=1, max_length=128)
+    concurrency_key: str | None = Field(None, max_length=255)
+    priority: int = Field(0, ge=-1000, le=1000)
+    delay: float | str | None = None
+    delay_until: datetime | None = None
+    ttl: float | str | None = None
+    max_duration: float | None = Field(None, gt=0)
+
+    def options(self, environment: str) -> TriggerOptions:
+        return TriggerOptions(**self.model_dump(exclude={"payload"}), environment=environment)
+
+
+class BatchTriggerIn(Schema):
+    items: list[TriggerIn] = Field(..., min_length=1, max_length=1000)
+
+
+class TriggeredOut(Schema):
+    id: str
+    task_id: str
+    status: str
+    created: bool
+
+
+class BatchTriggeredOut(Schema):
+    runs: list[TriggeredOut]
+
+
+class AttemptOut(ModelSchema):
+    class Meta:
+        model = Attempt
+        fields = ["number", "status", "worker_id", "error", "retry_delay", "started_at", "finished_at"]
+
+
+class StepOut(ModelSchema):
+    class Meta:
+        model = Step
+        fields = ["position", "key", "name", "kind", "status", "output", "error", "attempt_number",
+                  "started_at", "finished_at"]
+
+
+class RunSummaryOut(ModelSchema):
+    task_id: str
+    environment: str
+    version: str
+
+    @staticmethod
+    def resolve_environment(obj: Run) -> str:
+        return obj.environment_id
+
+    @staticmethod
+    def resolve_version(obj: Run) -> str:
+        return obj.version.label
+
+    class Meta:
+        model = Run
+        fields = ["id", "status", "idempotency_key", "tags", "queue", "concurrency_key", "priority",
+                  "attempt_count", "created_at", "started_at", "finished_at"]
+
+
+class RunOut(RunSummaryOut):
+    payload: Any
+    output: Any
+    error: dict[str, Any] | None
+    metadata: dict[str, Any]
+    parent_run_id: str | None
+    replayed_from_id: str | None
+    delay_until: datetime | None
+    ttl_expires_at: datetime | None
+    attempts: list[AttemptOut]
+    steps: list[StepOut]
+
+
+class RunPageOut(Schema):
+    items: list[RunSummaryOut]
+    next_cursor: str | None
+
+
+class RunFilters(Schema):
+    task: str | None = None
+    status: RunStatus | None = None
+    tag: str | None = None
+    idempotency_key: str | None = None
+    cursor: str | None = Field(None, max_length=40)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class ReplayIn(Schema):
+    """Replay a run; give ``payload`` to replay it with an edited payload."""
+
+    payload: Any = None
+
+
+def _detail(environment: str, run_id: str) -> Run:
+    run = run_detail_get(run_id=run_id, environment=environment)
+    if run is None:
+        raise RunNotFound(f"no run with id '{run_id}' in environment '{environment}'")
+    return run
+
+
+def _triggered(run: Run, created: bool) -> TriggeredOut:
+    return TriggeredOut(id=run.id, task_id=run.task_id, status=run.status, created=created)
+
+
+@router.post("/tasks/{task_id}/trigger", response={201: TriggeredOut, 200: TriggeredOut})
+def trigger(request: HttpRequest, task_id: str, body: TriggerIn):
+    """Trigger a run of a task; an idempotency key that matches returns the existing run (200)."""
+    run, created = run_trigger(
+        task_id=task_id, payload=body.payload, options=body.options(request.auth.environment)
+    )
+    return (201 if created else 200), _triggered(run, created)
+
+
+@router.post("/tasks/{task_id}/batch", response={201: BatchTriggeredOut})
+def batch_trigger(request: HttpRequest, task_id: str, body: BatchTriggerIn):
+    """Trigger many runs of one task at once: all or none."""
+    environment = request.auth.environment
+    items = [
+        {**item.model_dump(exclude_defaults=True, exclude={"payload"}), "payload": item.payload,
+         "environment": environment}
+        for item in body.items
+    ]
+    results = run_batch_trigger(task_id=task_id, items=items)
+    return 201, BatchTriggeredOut(runs=[_triggered(r, c) for r, c in results])
+
+
+@router.get("/runs", response=RunPageOut)
+def list_runs(request: HttpRequest, filters: Query[RunFilters]):
+    """List runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    runs, cursor = run_api_page(
+        environment=request.auth.environment,
+        task_id=filters.task,
+        status=filters.status,
+        tag=filters.tag,
+        idempotency_key=filters.idempotency_key,
+        cursor=filters.cursor,
+        limit=filters.limit,
+    )
+    return {"items": runs, "next_cursor": cursor}
+
+
+@router.get("/runs/{run_id}", response=RunOut)
+def get_run(request: HttpRequest, run_id: str):
+    """Return a run with its attempts, steps, output and error."""
+    return _detail(request.auth.environment, run_id)
+
+
+@router.post("/runs/{run_id}/cancel", response=RunOut)
+def cancel_run(request: HttpRequest, run_id: str):
+    """Cancel a run that has not finished."""
+    _detail(request.auth.environment, run_id)
+    run_cancel(run_id=run_id, reason="canceled through the API")
+    return _detail(request.auth.environment, run_id)
+
+
+@router.post("/runs/{run_id}/replay", response={201: TriggeredOut})
+def replay_run(request: HttpRequest, run_id: str, body: ReplayIn | None = None):
+    """Start a new run of the same task, linked to this one, optionally with an edited payload."""
+    _detail(request.auth.environment, run_id)
+    edited = body is not None and "payload" in body.model_fields_set
+    run = run_replay(run_id=run_id, payload=body.payload if edited else ...)
+    return 201, _triggered(run, True)

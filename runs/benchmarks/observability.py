@@ -1,0 +1,142 @@
+"""Measure what observability costs: tracing overhead per step, and event latency to a websocket client.
+
+Both run attempts in this process (so no worker can take the runs) against the configured
+database and channel layer; ``manage.py bench`` can call them and print the figures.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.testing import ApplicationCommunicator
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from runs.engine.executor import attempt_execute
+from runs.engine.spans import tracing_enabled_set
+from runs.services import TriggerOptions, run_trigger
+from runs.states import FINAL_STATUSES, RunStatus, run_transition
+from runs.store import OrmRunStore
+from runs.tracing.setup import spans_flush, tracing_setup
+from tasks.sdk import Retry, task
+
+FINAL = {str(s) for s in FINAL_STATUSES}
+
+
+@task(id="bench-observability-steps", retry=Retry(max_attempts=1))
+def observability_steps(payload: dict[str, Any], ctx) -> int:
+    """Run ``payload["steps"]`` trivial steps, each logging nothing and returning its index."""
+    total = 0
+    for i in range(payload["steps"]):
+        total += ctx.step("s", int, i)
+    return total
+
+
+def _queued_run(steps: int) -> str:
+    """Create a run no worker is told about: DELAYED far ahead, then QUEUED without a dispatch."""
+    run, _ = run_trigger(
+        task_id="bench-observability-steps", payload={"steps": steps}, options=TriggerOptions(delay=3600)
+    )
+    run_transition(run_id=run.id, to=RunStatus.QUEUED, expected_from=[RunStatus.DELAYED], delay_until=None)
+    return run.id
+
+
+def _execute(run_id: str) -> float:
+    """Run one attempt of a run in this thread; return its wall time in seconds."""
+    close_old_connections()
+    executable = observability_steps.executable()
+    started = time.perf_counter()
+    try:
+        outcome = attempt_execute(
+            store=OrmRunStore(),
+            run_id=run_id,
+            worker_id="bench-observability",
+            lookup=lambda _task_id: executable,
+            heartbeat_interval=settings.STEPWISE_HEARTBEAT_SECONDS,
+            on_thread_exit=lambda: connection.close(),  # the heartbeat thread's own connection
+            flush_spans=spans_flush,
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        connection.close()
+    if outcome is None or outcome.result != "completed":
+        raise RuntimeError(f"benchmark run {run_id} did not complete: {outcome}")
+    return elapsed
+
+
+def measure_tracing_overhead(*, steps: int = 200, rounds: int = 5) -> dict[str, float]:
+    """Return ms per step with and without tracing (median of ``rounds`` runs each) and their ratio."""
+    tracing_setup()
+    costs: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for _ in range(rounds):
+            for traced in (False, True):  # interleaved, so drift in the database hits both alike
+                tracing_enabled_set(traced)
+                costs[traced].append(_execute(_queued_run(steps)) * 1000 / steps)
+    finally:
+        tracing_enabled_set(True)
+    untraced, traced = statistics.median(costs[False]), statistics.median(costs[True])
+    return {
+        "steps": steps,
+        "untraced_ms_per_step": round(untraced, 4),
+        "traced_ms_per_step": round(traced, 4),
+        "ratio": round(traced / untraced, 3),
+    }
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+async def _latencies(run_id: str, after: int, user) -> list[float]:
+    from runs.consumers import RunEventsConsumer
+
+    scope = {
+        "type": "websocket",
+        "path": f"/ws/runs/{run_id}/",
+        "query_string": f"after={after}".encode(),  # live events only: stored ones would measure nothing
+        "headers": [],
+        "user": user,
+        "url_route": {"args": (), "kwargs": {"run_id": run_id}},
+    }
+    client = ApplicationCommunicator(RunEventsConsumer.as_asgi(), scope)
+    await client.send_input({"type": "websocket.connect"})
+    assert (await client.receive_output(5))["type"] == "websocket.accept"
+    worker = asyncio.get_running_loop().run_in_executor(None, _execute, run_id)
+    samples = []
+    while True:
+        frame = await client.receive_output(30)
+        received = time.time()
+        event = json.loads(frame["text"])
+        samples.append((received - datetime.fromisoformat(event["at"]).timestamp()) * 1000)
+        if event["type"] == "run.status" and event["data"]["to"] in FINAL:
+            break
+    await worker
+    await client.send_input({"type": "websocket.disconnect", "code": 1000})
+    await client.wait(5)
+    await sync_to_async(close_old_connections)()
+    return samples
+
+
+def measure_event_latency(*, steps: int = 100) -> dict[str, float]:
+    """Return p50/p99 ms from an event's insert by a worker to its arrival at a websocket client."""
+    from django.contrib.auth import get_user_model
+
+    from runs.models import Run
+
+    user, _ = get_user_model().objects.get_or_create(username="stepwise-bench", defaults={"is_staff": True})
+    run_id = _queued_run(steps)
+    after = Run.objects.filter(id=run_id).values_list("last_event_seq", flat=True).get()
+    samples = async_to_sync(_latencies)(run_id, after, user)
+    return {
+        "events": len(samples),
+        "p50_ms": round(_percentile(samples, 50), 3),
+        "p99_ms": round(_percentile(samples, 99), 3),
+        "max_ms": round(max(samples), 3),
+    }

@@ -1,0 +1,307 @@
+"""The run context: what a task sees, and the replay of recorded steps."""
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+
+from runs.engine.checkpoints import checkpoint_encode
+from runs.engine.errors import (
+    NonDeterminismError,
+    RunInterrupted,
+    StepFailedError,
+    error_describe,
+    is_permanent,
+)
+from runs.engine.redaction import redactor_for, sensitive_add
+from runs.engine.spans import step_span, wait_span_record
+from runs.engine.store import Claim, RecordedStep, RunStore
+from runs.engine.waits import RunSuspended, WaitResult, WaitSpec
+
+T = TypeVar("T")
+
+current_context: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "stepwise_run_context", default=None
+)
+
+
+SECRET_MASK = "••••"
+
+
+class RedactingLogger(logging.LoggerAdapter):
+    """A task's logger: messages are formatted first, then secret values are masked."""
+
+    def __init__(self, logger: logging.Logger, ctx: RunContext) -> None:
+        super().__init__(logger, {})
+        self._ctx = ctx
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            kwargs.pop("exc_info", None)  # a traceback may quote a secret
+            self.logger.log(level, self._ctx.redact(text), **kwargs)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunContext:
+    """Passed to every task as ``ctx``: the run's identity and its durable step API.
+
+    Example::
+
+        @task(id="hello")
+        def hello(payload, ctx):
+            greeting = ctx.step("greet", make_greeting, payload["name"])
+            return {"greeting": greeting, "attempt": ctx.attempt}
+    """
+
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        claim: Claim,
+        max_output_bytes: int | None = None,
+        env_loader: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
+        self._store = store
+        self._env_loader = env_loader
+        self._env: dict[str, str] | None = None
+        self._claim = claim
+        self._max_output_bytes = max_output_bytes
+        self._recorded = {step.position: step for step in claim.steps}
+        self._name_calls: Counter[str] = Counter()
+        self._position = 0
+        self._lock = threading.Lock()
+        self.interrupted: str | None = None
+        self.elapsed: Callable[[], float] = lambda: 0.0
+        from runs.engine.logs import RunLogger
+
+        self.logger = RunLogger(logging.getLogger(f"stepwise.run.{claim.task_id}"), {})
+
+    # Identity of the run, read-only for the task.
+    @property
+    def run_id(self) -> str:
+        return self._claim.run_id
+
+    @property
+    def task_id(self) -> str:
+        return self._claim.task_id
+
+    @property
+    def attempt(self) -> int:
+        return self._claim.attempt_number
+
+    @property
+    def payload(self) -> Any:
+        return self._claim.payload
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self._claim.tags)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._claim.metadata)
+
+    @property
+    def environment(self) -> str:
+        return self._claim.environment
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment's secrets, decrypted in this worker on first use."""
+        if self._env is None:
+            self._env = dict(self._env_loader(self._claim.environment)) if self._env_loader else {}
+            # Secret values are masked everywhere the run writes: spans, logs, events, errors.
+            sensitive_add(self.run_id, *[v for v in self._env.values() if v])
+        return dict(self._env)
+
+    def redact(self, value: Any) -> Any:
+        """Replace every loaded secret value inside strings of ``value`` by a mask."""
+        secrets = sorted((v for v in (self._env or {}).values() if v), key=len, reverse=True)
+        if not secrets:
+            return value
+        if isinstance(value, str):
+            for secret in secrets:
+                value = value.replace(secret, SECRET_MASK)
+            return value
+        if isinstance(value, dict):
+            return {k: self.redact(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.redact(v) for v in value]
+        return value
+
+    def describe_error(self, exc: BaseException) -> dict[str, Any]:
+        """Return the stored form of an exception with secret values masked."""
+        return self.redact(error_describe(exc))
+
+    @property
+    def claim(self) -> Claim:
+        return self._claim
+
+    @property
+    def steps_called(self) -> int:
+        return self._position
+
+    @property
+    def store(self) -> RunStore:
+        return self._store
+
+    def sensitive(self, value: T) -> T:
+        """Mark ``value`` as secret: it is masked in this run's spans, logs and events; returns it unchanged.
+
+        Example::
+
+            api_key = ctx.sensitive(fetch_api_key())
+        """
+        sensitive_add(self.run_id, value)
+        return value
+
+    def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` as a durable step named ``name``; replay it if recorded.
+
+        Returns an awaitable when ``fn`` is a coroutine function.
+
+        Example::
+
+            receipt = ctx.step("charge", charge_card, order["id"], amount=42)
+        """
+        if inspect.iscoroutinefunction(fn):
+            return self._astep(name, fn, args, kwargs)
+        return self._step(name, fn, args, kwargs)
+
+    def _next_call(self, name: str) -> tuple[str, int, RecordedStep | None]:
+        with self._lock:
+            self._name_calls[name] += 1
+            calls = self._name_calls[name]
+            self._position += 1
+            position = self._position
+        key = name if calls == 1 else f"{name}#{calls}"
+        recorded = self._recorded.get(position)
+        if recorded is not None and recorded.key != key:
+            raise NonDeterminismError(
+                f"non-deterministic step order at position {position}: the run recorded step "
+                f"'{recorded.key}' but the code now calls '{key}'"
+            )
+        return key, position, recorded
+
+    def _replay(self, recorded: RecordedStep) -> Any:
+        if recorded.status == "FAILED":
+            raise StepFailedError(recorded.key, recorded.error or {})
+        return recorded.output
+
+    def check_interrupted(self) -> None:
+        """Raise RunInterrupted if the heartbeat learned the run may not go on."""
+        if self.interrupted:
+            raise RunInterrupted(self.interrupted)
+
+    def _begin(self, key: str, name: str, position: int) -> datetime:
+        self.check_interrupted()
+        self._store.step_begin(self._claim, key=key, name=name, position=position)
+        return _now()
+
+    def _finish(self, key: str, name: str, position: int, started: datetime, result: Any) -> Any:
+        value = checkpoint_encode(
+            result, where=f"the result of step '{key}'", max_bytes=self._max_output_bytes
+        )
+        self._store.step_record(
+            self._claim,
+            RecordedStep(position, key, name, "COMPLETED", value, None, "step", started, _now()),
+        )
+        return value
+
+    def _record_failure(self, key: str, name: str, position: int, started: datetime, exc: BaseException) -> None:
+        # Only permanent errors are recorded: a retryable one runs the step again next attempt.
+        if is_permanent(exc) and not isinstance(exc, RunInterrupted | NonDeterminismError):
+            error = redactor_for(self.run_id).value(self.describe_error(exc))
+            self._store.step_record(
+                self._claim,
+                RecordedStep(position, key, name, "FAILED", None, error, "step", started, _now()),
+            )
+
+    def _step(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        key, position, recorded = self._next_call(name)
+        with step_span(self._claim, key=key, name=name, position=position, replayed=recorded is not None):
+            if recorded is not None:
+                return self._replay(recorded)
+            started = self._begin(key, name, position)
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                self._record_failure(key, name, position, started, exc)
+                raise
+            return self._finish(key, name, position, started, result)
+
+    async def _astep(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        key, position, recorded = self._next_call(name)
+        with step_span(self._claim, key=key, name=name, position=position, replayed=recorded is not None):
+            if recorded is not None:
+                return self._replay(recorded)
+            started = await sync_to_async(self._begin)(key, name, position)
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:
+                await sync_to_async(self._record_failure)(key, name, position, started, exc)
+                raise
+            return await sync_to_async(self._finish)(key, name, position, started, result)
+
+    def wait(self, name: str, spec: WaitSpec) -> WaitResult:
+        """Wait durably for ``spec``: return its result if resolved, else suspend the run."""
+        key, position, recorded = self._next_call(name)
+        if recorded is not None:
+            return WaitResult.from_json(self._replay(recorded))
+        self.check_interrupted()
+        if spec.waitpoint_id:
+            state = self._store.waitpoint_get(self._claim, waitpoint_id=spec.waitpoint_id)
+            if state is None:
+                raise ValueError(f"no waitpoint '{spec.waitpoint_id}' belongs to this run")
+        else:
+            state = self._store.waitpoint_get(self._claim, key=key)
+            if state is None:
+                state = self._store.waitpoint_create(self._claim, key=key, position=position, spec=spec)
+        started = _now()
+        if state.status == "PENDING":
+            if self._store.run_suspend(self._claim, waitpoint_id=state.id, elapsed=self.elapsed()):
+                raise RunSuspended(state.id)
+            state = self._store.waitpoint_get(self._claim, waitpoint_id=state.id)
+        result = WaitResult.from_state(state)
+        wait_span_record(self._claim, key=key, waitpoint_id=state.id, status=state.status,
+                         started=state.created_at, ended=state.resolved_at)
+        self._store.step_record(
+            self._claim,
+            RecordedStep(position, key, name, "COMPLETED", result.as_json(), None, "wait", started, _now()),
+        )
+        return result
+
+    def create_token(self, name: str, spec: WaitSpec) -> str:
+        """Create a token waitpoint durably and return its id (the same id on every replay)."""
+        key, position, recorded = self._next_call(name)
+        if recorded is not None:
+            return self._replay(recorded)["id"]
+        self.check_interrupted()
+        state = self._store.waitpoint_get(self._claim, key=key) or self._store.waitpoint_create(
+            self._claim, key=key, position=position, spec=spec
+        )
+        now = _now()
+        self._store.step_record(
+            self._claim, RecordedStep(position, key, name, "COMPLETED", {"id": state.id}, None, "token", now, now)
+        )
+        return state.id
+
+    def check_all_replayed(self) -> None:
+        """Raise if the task returned before reaching steps the run had recorded."""
+        missing = [s for pos, s in sorted(self._recorded.items()) if pos > self._position]
+        if missing:
+            raise NonDeterminismError(
+                f"non-deterministic step order at position {missing[0].position}: the run recorded "
+                f"step '{missing[0].key}' but the code now returns without calling it"
+            )

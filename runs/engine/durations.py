@@ -1,0 +1,38 @@
+"""Parse durations such as ``30s``, ``5m``, ``1h30m`` or ``7d`` into seconds."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+class InvalidDuration(ValueError):
+    """A duration that cannot be read."""
+
+
+def duration_seconds(value: str | int | float | timedelta) -> float:
+    """Return a duration in seconds; accepts seconds, a timedelta, or text like ``1h30m``."""
+    if isinstance(value, bool):
+        raise InvalidDuration(f"not a duration: {value!r}")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        else:
+            parts = _PART.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise InvalidDuration(
+                    f"not a duration: {value!r} (use seconds or units ms, s, m, h, d, w, e.g. '1h30m')"
+                )
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    else:
+        raise InvalidDuration(f"not a duration: {value!r}")
+    if seconds < 0:
+        raise InvalidDuration(f"a duration cannot be negative: {value!r}")
+    return seconds

@@ -1,0 +1,51 @@
+"""Retry policies: how many attempts, and how long to wait between them."""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff between attempts.
+
+    The delay before attempt n+1 is ``min_timeout * factor ** (n - 1)``, capped at
+    ``max_timeout`` seconds; with ``jitter`` it is drawn uniformly from its upper half,
+    so that runs failing together do not retry together.
+
+    Example::
+
+        @task(id="sync-crm", retry=Retry(max_attempts=5, factor=2, min_timeout=1, max_timeout=30))
+        def sync_crm(payload, ctx): ...
+    """
+
+    max_attempts: int = 3
+    factor: float = 2.0
+    min_timeout: float = 1.0
+    max_timeout: float = 60.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.factor < 1:
+            raise ValueError("factor must be at least 1")
+        if self.min_timeout < 0 or self.max_timeout < self.min_timeout:
+            raise ValueError("need 0 <= min_timeout <= max_timeout")
+
+    def delay_after(self, attempt: int, rng: random.Random | None = None) -> float | None:
+        """Return seconds to wait after failed attempt ``attempt``, or None when none is left."""
+        if attempt >= self.max_attempts:
+            return None
+        delay = min(self.max_timeout, self.min_timeout * self.factor ** (attempt - 1))
+        if self.jitter:
+            delay = (rng or random).uniform(delay / 2, delay)
+        return delay
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

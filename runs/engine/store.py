@@ -1,0 +1,100 @@
+"""The storage interface the engine needs, and the value objects that cross it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from runs.engine.waits import WaitpointState, WaitSpec
+
+
+@dataclass(frozen=True)
+class RecordedStep:
+    """A step result as stored: replayed by every later attempt."""
+
+    position: int
+    key: str
+    name: str
+    status: str  # "COMPLETED" or "FAILED"
+    output: Any = None
+    error: dict[str, Any] | None = None
+    kind: str = "step"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run a worker now holds: the fencing token guards every write it makes."""
+
+    run_id: str
+    task_id: str
+    payload: Any
+    attempt_number: int
+    lease_token: str
+    worker_id: str
+    version_hash: str
+    environment: str
+    max_duration: float | None
+    executed_seconds: float
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    steps: tuple[RecordedStep, ...] = ()
+    failed_attempts: int = 0
+    trace_id: str = ""  # the run's trace, and its root span, which every attempt's spans join
+    span_id: str = ""
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One log line written inside a run."""
+
+    level: str
+    message: str
+    logger: str
+    attributes: dict[str, Any]
+    span_id: str
+    at: datetime
+
+
+class RunStore(Protocol):
+    """Everything the engine reads and writes, each write conditional on the claim's token."""
+
+    def claim(self, run_id: str, worker_id: str) -> Claim | None:
+        """Take a QUEUED run if its queue has room; None if someone else has it or it must wait."""
+
+    def step_begin(self, claim: Claim, *, key: str, name: str, position: int) -> None:
+        """Check the run is still ours and executing, and note the step started; else raise RunInterrupted."""
+
+    def step_record(self, claim: Claim, step: RecordedStep) -> None:
+        """Store a finished step; raise RunInterrupted if the claim is no longer valid."""
+
+    def lease_renew(self, claim: Claim) -> bool:
+        """Extend the lease; False if the run is no longer ours or no longer executing."""
+
+    def version_mismatch_note(self, claim: Claim, *, worker_hash: str) -> None:
+        """Record that the worker's code differs from the version the run is pinned to."""
+
+    def run_complete(self, claim: Claim, *, output: Any, elapsed: float) -> None:
+        """Finish the run with its output."""
+
+    def run_fail(
+        self, claim: Claim, *, error: dict[str, Any], retry_delay: float | None, elapsed: float
+    ) -> None:
+        """End this attempt with an error; retry after ``retry_delay`` seconds, or fail the run if None."""
+
+    def run_time_out(self, claim: Claim, *, elapsed: float) -> bool:
+        """Move the run to TIMED_OUT; False if it was no longer ours."""
+
+    def waitpoint_get(
+        self, claim: Claim, *, key: str | None = None, waitpoint_id: str | None = None
+    ) -> WaitpointState | None:
+        """Return the run's waitpoint with this key (or id), or None."""
+
+    def waitpoint_create(self, claim: Claim, *, key: str, position: int, spec: WaitSpec) -> WaitpointState:
+        """Create a waitpoint (and its child runs); it may come back resolved already."""
+
+    def run_suspend(self, claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
+        """Move the run to WAITING on a pending waitpoint; False if it was resolved meanwhile."""
+    def log_append(self, claim: Claim, entry: LogEntry) -> None:
+        """Store a log line of the run as a "log" event."""

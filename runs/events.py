@@ -1,0 +1,156 @@
+"""Append RunEvents with a gap-free per-run seq, and broadcast them after commit."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+from typing import Any
+
+from django.db import connection, transaction
+
+from runs.engine.errors import RunInterrupted
+
+logger = logging.getLogger(__name__)
+
+RUNS_GROUP = "runs"
+
+
+def run_group_name(run_id: str) -> str:
+    """Return the channel-layer group that carries one run's events."""
+    return f"run.{run_id}"
+
+
+# The runs list shows status, not every step and log line of every run.
+RUNS_GROUP_EVENT_TYPES = frozenset({"run.created", "run.status"})
+
+
+def _seq_next(run_id: str, lease_token: str | None) -> int | None:
+    """Bump and return a run's event counter (locking its row); None if the lease did not match."""
+    from runs.models import Run
+    from runs.states import RunStatus
+
+    table = connection.ops.quote_name(Run._meta.db_table)
+    sql = f"UPDATE {table} SET last_event_seq = last_event_seq + 1 WHERE id = %s"
+    params: list[Any] = [run_id]
+    if lease_token is not None:
+        sql += " AND lease_token = %s AND status = %s"
+        params += [lease_token, RunStatus.EXECUTING.value]
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING last_event_seq", params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def event_append(*, run_id: str, type: str, data: dict[str, Any] | None = None, lease_token: str | None = None):
+    """Append an event to a run inside the caller's transaction and publish it after commit.
+
+    With ``lease_token``, the append doubles as the fencing check: it raises
+    RunInterrupted unless the run is EXECUTING under that token.
+    """
+    from runs.engine.redaction import redact_for_run
+    from runs.models import RunEvent
+
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("event_append must run inside a transaction")
+    data = redact_for_run(run_id, data or {})
+    seq = _seq_next(run_id, lease_token)
+    if seq is None:
+        raise RunInterrupted(f"run {run_id} is no longer held by this attempt")
+    event = RunEvent.objects.create(run_id=run_id, seq=seq, type=type, data=data or {})
+    publish_run_event_on_commit(event)
+    return event
+
+
+def publish_run_event_on_commit(event) -> None:
+    """Broadcast a stored event to websocket listeners once its transaction commits."""
+    message = event.as_message()
+    transaction.on_commit(lambda: publish_run_event(message))
+
+
+class _Publisher:
+    """One background thread per process sends events to the channel layer in batches.
+
+    The caller never waits for Redis; an event the layer loses is recovered by the
+    browser from the database by seq.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def submit(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this (possibly forked) process
+                self._pid = os.getpid()
+                self._queue = queue.SimpleQueue()
+                threading.Thread(target=self._run, name="stepwise-event-publisher", daemon=True).start()
+            self._idle.clear()
+            self._queue.put(message)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every submitted event was handed to the channel layer."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        from channels.layers import get_channel_layer
+
+        loop = asyncio.new_event_loop()
+        layer = get_channel_layer()
+        if layer is not None and not type(layer).__module__.startswith("channels_redis"):
+            layer = None  # the in-memory layer belongs to the ASGI server's loop: publish_run_event sends directly
+        q = self._queue
+        while True:
+            batch = [q.get()]
+            while len(batch) < 200:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            if layer is not None:
+                try:
+                    loop.run_until_complete(self._send(layer, batch))
+                except Exception:
+                    logger.warning("could not publish %d run event(s); clients catch up by seq", len(batch))
+            if q.empty():
+                self._idle.set()
+
+    @staticmethod
+    async def _send(layer, batch: list[dict[str, Any]]) -> None:
+        sends = []
+        for message in batch:
+            payload = {"type": "run.event", "event": message}
+            sends.append(layer.group_send(run_group_name(message["run_id"]), payload))
+            if message["type"] in RUNS_GROUP_EVENT_TYPES:
+                sends.append(layer.group_send(RUNS_GROUP, payload))
+        await asyncio.gather(*sends)
+
+
+_publisher = _Publisher()
+
+
+def publish_run_event(message: dict[str, Any]) -> None:
+    """Send one event to its run's group (status events to the runs list too); losses are recovered by seq."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    if type(layer).__module__.startswith("channels_redis"):
+        _publisher.submit(message)
+        return
+    from asgiref.sync import async_to_sync
+
+    try:  # the embedded in-memory layer: hand the message over directly
+        async_to_sync(_Publisher._send)(layer, [message])
+    except Exception:
+        logger.warning("could not publish run event %s#%s", message["run_id"], message["seq"])
+
+
+def publish_flush(timeout: float = 5.0) -> bool:
+    """Wait for queued events to reach the channel layer (tests and shutdown)."""
+    return _publisher.flush(timeout)

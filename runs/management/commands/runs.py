@@ -1,0 +1,62 @@
+"""manage.py runs list|show: inspect runs from the command line."""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from runs.management.commands.trigger import event_line
+from runs.selectors import run_events_after, run_get, run_list
+from runs.states import RunStatus
+
+
+class Command(BaseCommand):
+    help = "List runs, or show one run with its attempts, steps and events."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        listing = sub.add_parser("list", help="newest runs first")
+        listing.add_argument("--task")
+        listing.add_argument("--status", choices=[s.value for s in RunStatus])
+        listing.add_argument("--limit", type=int, default=20)
+        show = sub.add_parser("show", help="one run in full")
+        show.add_argument("run_id")
+        show.add_argument("--events", action="store_true", help="print the event log too")
+
+    def handle(self, *args, **opts) -> None:
+        if opts["action"] == "list":
+            self._list(opts)
+        else:
+            self._show(opts)
+
+    def _list(self, opts) -> None:
+        runs = run_list(task_id=opts["task"], status=opts["status"], limit=opts["limit"])
+        self.stdout.write(f"{'RUN':<36} {'TASK':<20} {'STATUS':<10} {'ATT':>3}  CREATED")
+        for run in runs:
+            created = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            self.stdout.write(f"{run.id:<36} {run.task_id:<20} {run.status:<10} {run.attempt_count:>3}  {created}")
+
+    def _show(self, opts) -> None:
+        run = run_get(run_id=opts["run_id"])
+        if run is None:
+            raise CommandError(f"no run with id '{opts['run_id']}'")
+        w = self.stdout.write
+        w(f"run       {run.id}")
+        w(f"task      {run.task_id} (version {run.version.label})")
+        w(f"status    {run.status}")
+        w(f"payload   {json.dumps(run.payload)}")
+        if run.output is not None:
+            w(f"output    {json.dumps(run.output)}")
+        if run.error:
+            w(f"error     {run.error['type']}: {run.error['message']}")
+        w("attempts")
+        for a in run.attempts.all():
+            err = f"  {a.error['type']}: {a.error['message']}" if a.error else ""
+            w(f"  #{a.number} {a.status:<10} worker={a.worker_id}{err}")
+        w("steps")
+        for s in run.steps.all():
+            w(f"  {s.position:>3}. {s.key:<24} {s.status:<9} attempt {s.attempt_number}  {s.duration_ms:.0f} ms")
+        if opts["events"]:
+            w("events")
+            for event in run_events_after(run_id=run.id):
+                w("  " + event_line(event))

@@ -1,0 +1,21 @@
+"""manage.py scheduler: the sweeper loop (timers, lost leases, lost messages); safe to run twice."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from runs.sweeper import sweeper_loop
+
+
+class Command(BaseCommand):
+    help = "Fire due timers, recover runs of dead workers and re-send lost hints, every --interval seconds."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--interval", type=float, default=settings.STEPWISE_SWEEP_INTERVAL_SECONDS)
+
+    def handle(self, *args, **opts) -> None:
+        self.stdout.write(f"scheduler: sweeping every {opts['interval']:g}s")
+        try:
+            sweeper_loop(interval=opts["interval"])
+        except KeyboardInterrupt:
+            pass

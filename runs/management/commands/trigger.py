@@ -1,0 +1,100 @@
+"""manage.py trigger TASK_ID 'JSON' [--follow]: start a run from the command line."""
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from runs.engine.errors import StepwiseError
+from runs.selectors import run_events_after, run_get
+from runs.services import TriggerOptions, payload_parse, run_trigger
+from runs.states import RunStatus
+from tasks.registry import UnknownTask
+
+
+def event_line(event) -> str:
+    """Format one RunEvent as a line of progress."""
+    data = event.data
+    at = event.created_at.strftime("%H:%M:%S.%f")[:-3]
+    if event.type == "run.status":
+        extra = ""
+        if data.get("error"):
+            extra = f"  {data['error']['type']}: {data['error']['message']}"
+        if data.get("retry_delay") is not None:
+            extra += f"  (next attempt in {data['retry_delay']:.1f}s)"
+        detail = f"{data['from']} -> {data['to']}{extra}"
+    elif event.type.startswith("step."):
+        detail = f"{event.type.split('.')[1]:<9} {data['key']}"
+        if "duration_ms" in data:
+            detail += f"  {data['duration_ms']:.0f} ms"
+        if data.get("error"):
+            detail += f"  {data['error']['type']}: {data['error']['message']}"
+    elif event.type == "spans.ended":
+        detail = ", ".join(f"{span['name']} {span['duration_ms']:.0f} ms" for span in data.get("spans", []))
+    elif event.type == "log":
+        detail = f"{data.get('level', 'INFO'):<7} {data.get('message', '')}"
+    else:
+        detail = ", ".join(f"{k}={v}" for k, v in data.items())
+    return f"{at}  #{event.seq:<3} {event.type:<15} {detail}"
+
+
+def follow(command: BaseCommand, run_id: str, *, timeout: float | None = None, poll: float = 0.2) -> str:
+    """Print a run's events as they are stored until it finishes; return its final status."""
+    after = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        for event in run_events_after(run_id=run_id, after=after):
+            command.stdout.write(event_line(event))
+            after = event.seq
+        run = run_get(run_id=run_id)
+        if run.is_finished and not run_events_after(run_id=run_id, after=after):
+            return run.status
+        if deadline is not None and time.monotonic() > deadline:
+            raise CommandError(f"run {run_id} is still {run.status} after {timeout:g}s")
+        time.sleep(poll)
+
+
+class Command(BaseCommand):
+    help = "Trigger a run of a task with a JSON payload; --follow prints its progress until it ends."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("task_id")
+        parser.add_argument("payload", nargs="?", default="{}", help="JSON payload (default {})")
+        parser.add_argument("--idempotency-key")
+        parser.add_argument("--tag", action="append", default=[], dest="tags")
+        parser.add_argument("--delay", help="e.g. 30s, 5m, 1h")
+        parser.add_argument("--ttl", help="expire if not started within this duration")
+        parser.add_argument("--queue")
+        parser.add_argument("--concurrency-key")
+        parser.add_argument("--priority", type=int, default=0)
+        parser.add_argument("--environment", default="dev")
+        parser.add_argument("--follow", action="store_true", help="print progress until the run ends")
+        parser.add_argument("--timeout", type=float, help="with --follow: give up after this many seconds")
+
+    def handle(self, *args, **opts) -> None:
+        try:
+            payload = payload_parse(opts["payload"])
+            options = TriggerOptions(
+                idempotency_key=opts["idempotency_key"],
+                tags=opts["tags"],
+                delay=opts["delay"],
+                ttl=opts["ttl"],
+                queue=opts["queue"],
+                concurrency_key=opts["concurrency_key"],
+                priority=opts["priority"],
+                environment=opts["environment"],
+            )
+            run, created = run_trigger(task_id=opts["task_id"], payload=payload, options=options)
+        except (StepwiseError, UnknownTask) as exc:
+            raise CommandError(str(exc)) from None
+        note = "" if created else " (existing run for this idempotency key)"
+        self.stdout.write(f"{run.id} {run.status}{note}")
+        if not opts["follow"]:
+            return
+        status = follow(self, run.id, timeout=opts["timeout"])
+        final = run_get(run_id=run.id)
+        if status == RunStatus.COMPLETED:
+            self.stdout.write(self.style.SUCCESS(f"{run.id} COMPLETED output={final.output}"))
+            return
+        message = (final.error or {}).get("message", "")
+        raise CommandError(f"run {run.id} ended {status}: {message}")

@@ -1,0 +1,69 @@
+"""manage.py up: the console, a worker and the scheduler in one process (the embedded default)."""
+from __future__ import annotations
+
+import os
+import threading
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from runs.sweeper import sweeper_loop
+from tasks.registry import task_all
+from tasks.services import task_version_ensure
+
+
+class Command(BaseCommand):
+    help = "Migrate, then serve the console with an in-process worker and scheduler."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--concurrency", type=int, default=4, help="worker threads")
+        parser.add_argument("--no-worker", action="store_true", help="serve the console only")
+
+    def handle(self, *args, **opts) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        if settings.DEBUG:
+            call_command("collectstatic", interactive=False, verbosity=0)
+        for definition in task_all():
+            task_version_ensure(definition)
+        self._ensure_admin()
+        stop = threading.Event()
+        threading.Thread(
+            target=sweeper_loop,
+            kwargs={"interval": settings.STEPWISE_SWEEP_INTERVAL_SECONDS, "stop": stop},
+            name="scheduler",
+            daemon=True,
+        ).start()
+        server = threading.Thread(target=self._serve, args=(opts["host"], opts["port"]), name="console", daemon=True)
+        server.start()
+        self.stdout.write(
+            self.style.SUCCESS(f"Stepwise console on http://{opts['host']}:{opts['port']}/  (tasks: "
+                               + ", ".join(d.id for d in task_all()) + ")")
+        )
+        if opts["no_worker"]:
+            server.join()
+            return
+        from console.celery import app
+
+        # The worker owns the main thread: it installs signal handlers, which only work there.
+        app.Worker(pool="threads", concurrency=opts["concurrency"], loglevel="INFO", without_mingle=True,
+                   without_gossip=True, without_heartbeat=True).start()
+        stop.set()
+
+    def _serve(self, host: str, port: int) -> None:
+        import uvicorn
+
+        uvicorn.Server(uvicorn.Config("console.asgi:application", host=host, port=port, log_level="warning")).run()
+
+    def _ensure_admin(self) -> None:
+        if not settings.DEBUG:
+            return
+        User = get_user_model()
+        username = os.environ.get("STEPWISE_DEV_USER", "admin")
+        if not User.objects.filter(username=username).exists():
+            password = os.environ.get("STEPWISE_DEV_PASSWORD", "stepwise")
+            User.objects.create_superuser(username=username, email="", password=password)
+            self.stdout.write(f"created user '{username}' with password '{password}' (development only)")

@@ -1,0 +1,48 @@
+"""manage.py waitpoints list|approve|reject|complete: pending waits from the command line."""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from runs.engine.errors import StepwiseError
+from runs.selectors import waitpoint_list
+from runs.services import payload_parse
+from runs.waits import waitpoint_approve, waitpoint_complete, waitpoint_reject
+
+
+class Command(BaseCommand):
+    help = "List pending waitpoints (oldest first), or approve, reject or complete a token waitpoint."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        listing = sub.add_parser("list", help="pending waitpoints, oldest first")
+        listing.add_argument("--all", action="store_true", help="include resolved ones")
+        for action in ("approve", "reject", "complete"):
+            cmd = sub.add_parser(action)
+            cmd.add_argument("waitpoint_id")
+            cmd.add_argument("data", nargs="?", default=None, help="optional JSON object")
+
+    def handle(self, *args, **opts) -> None:
+        if opts["action"] == "list":
+            self._list(opts["all"])
+            return
+        try:
+            data = payload_parse(opts["data"]) if opts["data"] else None
+            if opts["action"] == "approve":
+                wp = waitpoint_approve(waitpoint_id=opts["waitpoint_id"], data=data, by="cli")
+            elif opts["action"] == "reject":
+                wp = waitpoint_reject(waitpoint_id=opts["waitpoint_id"], data=data, by="cli")
+            else:
+                wp = waitpoint_complete(waitpoint_id=opts["waitpoint_id"], output=data, by="cli")
+        except StepwiseError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"{wp.id} {wp.status} output={json.dumps(wp.output)}; run {wp.run_id} resumes")
+
+    def _list(self, include_resolved: bool) -> None:
+        rows = waitpoint_list(pending_only=not include_resolved)
+        self.stdout.write(f"{'WAITPOINT':<32} {'KIND':<9} {'STATUS':<9} {'RUN':<32} {'TIMEOUT':<20} DESCRIPTION")
+        for wp in rows:
+            timeout = wp.resume_at.strftime("%Y-%m-%d %H:%M:%S") if wp.resume_at else "-"
+            what = wp.description or (f"event {wp.event_name}" if wp.event_name else wp.key)
+            self.stdout.write(f"{wp.id:<32} {wp.kind:<9} {wp.status:<9} {wp.run_id:<32} {timeout:<20} {what}")

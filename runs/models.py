@@ -1,0 +1,330 @@
+"""Runs, attempts, steps and the per-run event log."""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from runs.ids import new_run_id, new_span_id, new_trace_id
+from runs.states import ACTIVE_STATUSES, RunStatus
+
+
+class RunQuerySet(models.QuerySet):
+    def for_task(self, task_id: str) -> RunQuerySet:
+        """Runs of one task."""
+        return self.filter(task_id=task_id)
+
+    def active(self) -> RunQuerySet:
+        """Runs that have not reached a final status."""
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def executing_in(self, queue_name: str, concurrency_key: str | None = None) -> RunQuerySet:
+        """Runs holding a slot of a queue (and concurrency key)."""
+        qs = self.filter(queue=queue_name, status=RunStatus.EXECUTING)
+        if concurrency_key is not None:
+            qs = qs.filter(concurrency_key=concurrency_key)
+        return qs
+
+
+class Run(models.Model):
+    """One triggered execution of a task."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_run_id, editable=False)
+    task = models.ForeignKey("tasks.Task", on_delete=models.PROTECT, related_name="runs")
+    version = models.ForeignKey("tasks.TaskVersion", on_delete=models.PROTECT, related_name="runs")
+    environment = models.ForeignKey(
+        "tasks.Environment", on_delete=models.PROTECT, related_name="runs", default="dev"
+    )
+    status = models.CharField(max_length=16, choices=RunStatus.choices, db_index=True)
+    payload = models.JSONField(default=dict)
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    idempotency_expires_at = models.DateTimeField(null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=128)
+    concurrency_key = models.CharField(max_length=255, blank=True, default="")
+    priority = models.IntegerField(default=0)
+    delay_until = models.DateTimeField(null=True, blank=True)
+    ttl_expires_at = models.DateTimeField(null=True, blank=True)
+    max_duration = models.FloatField(null=True, blank=True)
+    parent_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs"
+    )
+    root_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    parent_waitpoint = models.ForeignKey(
+        "runs.Waitpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs"
+    )
+    replayed_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    attempt_count = models.PositiveIntegerField(default=0)
+    crash_count = models.PositiveIntegerField(default=0)
+    lease_token = models.CharField(max_length=40, null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker_id = models.CharField(max_length=128, blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    executed_seconds = models.FloatField(default=0)
+    last_event_seq = models.PositiveIntegerField(default=0)
+    # The run's root span: every attempt's spans join this trace under this span.
+    trace_id = models.CharField(max_length=32, default=new_trace_id)
+    span_id = models.CharField(max_length=16, default=new_span_id)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # The database, not a read, decides which of many concurrent duplicates wins.
+            models.UniqueConstraint(
+                fields=["task", "environment", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="uniq_run_idempotency_key",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["queue", "status"], name="run_queue_status"),
+            models.Index(fields=["status", "next_attempt_at"], name="run_status_next"),
+            models.Index(fields=["status", "lease_expires_at"], name="run_status_lease"),
+            models.Index(fields=["task", "-id"], name="run_task_id"),
+            # The console's runs-list filters (the tag filter uses a GIN index made in 0002).
+            models.Index(fields=["status", "-id"], name="run_status_id"),
+            models.Index(fields=["version", "-id"], name="run_version_id"),
+            models.Index(fields=["idempotency_key"], name="run_idempotency_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def is_finished(self) -> bool:
+        return RunStatus(self.status).is_finished
+
+
+class AttemptStatus(models.TextChoices):
+    # A worker is running it.
+    EXECUTING = "EXECUTING", "Executing"
+    # The task returned.
+    COMPLETED = "COMPLETED", "Completed"
+    # The task raised.
+    FAILED = "FAILED", "Failed"
+    # The worker died or lost its lease.
+    CRASHED = "CRASHED", "Crashed"
+    # The run was canceled while this attempt ran.
+    CANCELED = "CANCELED", "Canceled"
+    # The run exceeded max_duration during this attempt.
+    TIMED_OUT = "TIMED_OUT", "Timed out"
+    # The run reached a pending waitpoint and released its worker.
+    SUSPENDED = "SUSPENDED", "Suspended"
+
+
+class Attempt(models.Model):
+    """One try at executing a run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=AttemptStatus.choices)
+    worker_id = models.CharField(max_length=128)
+    lease_token = models.CharField(max_length=40)
+    version = models.ForeignKey("tasks.TaskVersion", on_delete=models.PROTECT, related_name="+")
+    error = models.JSONField(null=True, blank=True)
+    retry_delay = models.FloatField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="uniq_attempt_number")
+        ]
+
+
+class StepStatus(models.TextChoices):
+    # The step returned; its output is replayed by later attempts.
+    COMPLETED = "COMPLETED", "Completed"
+    # The step raised a permanent error; replays re-raise it.
+    FAILED = "FAILED", "Failed"
+
+
+class Step(models.Model):
+    """The recorded result of one durable step inside a run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField()
+    key = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, default="step")
+    status = models.CharField(max_length=16, choices=StepStatus.choices)
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    attempt_number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "key"], name="uniq_step_key"),
+            models.UniqueConstraint(fields=["run", "position"], name="uniq_step_position"),
+        ]
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds() * 1000
+
+
+class RunEvent(models.Model):
+    """One entry of a run's append-only, gap-free event sequence."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=64)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="uniq_run_event_seq")]
+
+    def as_message(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "type": self.type,
+            "data": self.data,
+            "at": self.created_at.isoformat(),
+        }
+
+
+class WaitpointKind(models.TextChoices):
+    # Resume after a number of seconds.
+    DURATION = "DURATION", "Duration"
+    # Resume at a date.
+    DATE = "DATE", "Date"
+    # Resume when a matching event is sent.
+    EVENT = "EVENT", "Event"
+    # Resume when a person or a system completes the token.
+    TOKEN = "TOKEN", "Token"
+    # Resume when child runs finish.
+    CHILDREN = "CHILDREN", "Child runs"
+
+
+class WaitpointStatus(models.TextChoices):
+    # Not resolved yet.
+    PENDING = "PENDING", "Pending"
+    # Resolved with an output.
+    COMPLETED = "COMPLETED", "Completed"
+    # Its timeout passed first.
+    TIMED_OUT = "TIMED_OUT", "Timed out"
+    # Its run was canceled before it resolved.
+    CANCELED = "CANCELED", "Canceled"
+
+
+def new_waitpoint_id() -> str:
+    from runs.ids import new_id
+
+    return new_id("wp")
+
+
+def new_event_id() -> str:
+    from runs.ids import new_id
+
+    return new_id("evt")
+
+
+class Event(models.Model):
+    """An event sent to the platform; waits match it by name and filter."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_event_id, editable=False)
+    environment = models.ForeignKey("tasks.Environment", on_delete=models.PROTECT, default="dev")
+    name = models.CharField(max_length=255)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["environment", "name", "created_at"], name="event_name_time")]
+
+
+class Waitpoint(models.Model):
+    """Something a run waits for; completing it re-queues the run."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_waitpoint_id, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="waitpoints")
+    key = models.CharField(max_length=255)
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=WaitpointKind.choices)
+    status = models.CharField(max_length=16, choices=WaitpointStatus.choices, default=WaitpointStatus.PENDING)
+    resume_at = models.DateTimeField(null=True, blank=True)
+    event_name = models.CharField(max_length=255, blank=True, default="")
+    event_filter = models.JSONField(default=dict, blank=True)
+    events_since = models.DateTimeField(null=True, blank=True)
+    matched_event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    description = models.CharField(max_length=500, blank=True, default="")
+    output = models.JSONField(null=True, blank=True)
+    completed_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="uniq_waitpoint_key")]
+        indexes = [
+            models.Index(fields=["status", "resume_at"], name="waitpoint_due"),
+            models.Index(fields=["status", "kind", "event_name"], name="waitpoint_event"),
+        ]
+class SpanKind(models.TextChoices):
+    # The whole run, from trigger to its final status.
+    RUN = "run", "Run"
+    # One attempt of the run on a worker.
+    ATTEMPT = "attempt", "Attempt"
+    # One durable step, executed or replayed.
+    STEP = "step", "Step"
+    # A wait on a waitpoint.
+    WAIT = "wait", "Wait"
+    # A span the task's own code opened with the OpenTelemetry API.
+    USER = "user", "User"
+
+
+class SpanStatus(models.TextChoices):
+    # Nothing was said about success.
+    UNSET = "UNSET", "Unset"
+    # The work succeeded.
+    OK = "OK", "OK"
+    # The work failed.
+    ERROR = "ERROR", "Error"
+
+
+class Span(models.Model):
+    """An OpenTelemetry span belonging to a run; its events hold the log lines."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="spans")
+    trace_id = models.CharField(max_length=32)
+    span_id = models.CharField(max_length=16)
+    parent_span_id = models.CharField(max_length=16, blank=True, default="")
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=SpanKind.choices)
+    status = models.CharField(max_length=8, choices=SpanStatus.choices, default=SpanStatus.UNSET)
+    status_message = models.TextField(blank=True, default="")
+    attributes = models.JSONField(default=dict, blank=True)
+    events = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["trace_id", "span_id"], name="uniq_span_id")]
+        indexes = [models.Index(fields=["run", "started_at"], name="span_run_started")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds() * 1000

@@ -1,0 +1,230 @@
+"""Reads on runs, shared by the CLI, the API and the console."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+
+from runs.ids import encode_millis
+from runs.models import Run, RunEvent, Span, Step
+from tasks.models import TaskVersion
+
+
+def run_get(*, run_id: str) -> Run | None:
+    """Return a run with its task and version, or None."""
+    return Run.objects.select_related("task", "version").filter(id=run_id).first()
+
+
+def run_list(*, task_id: str | None = None, status: str | None = None, limit: int = 50) -> QuerySet[Run]:
+    """Return the newest runs, optionally of one task or status."""
+    qs = Run.objects.select_related("version").order_by("-id")
+    if task_id:
+        qs = qs.for_task(task_id)
+    if status:
+        qs = qs.filter(status=status)
+    return qs[:limit]
+
+
+def run_events_after(*, run_id: str, after: int = 0, limit: int = 1000) -> list[RunEvent]:
+    """Return a run's stored events with seq greater than ``after``, in order."""
+    return list(RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[:limit])
+
+
+def waitpoint_list(*, pending_only: bool = True, kind: str | None = None, limit: int = 200) -> list:
+    """Return waitpoints, pending ones oldest first."""
+    from runs.models import Waitpoint, WaitpointStatus
+
+    qs = Waitpoint.objects.select_related("run").order_by("created_at")
+    if pending_only:
+        qs = qs.filter(status=WaitpointStatus.PENDING)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return list(qs[:limit])
+
+
+def run_spans(*, run_id: str) -> list[Span]:
+    """Return a run's spans, the run's root span first, then by start time."""
+    return list(Span.objects.filter(run_id=run_id).order_by("started_at", "id"))
+
+
+def user_can_view_runs(user) -> bool:
+    """Tell whether a user may watch runs: staff, or granted the ``runs.view_run`` permission."""
+    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.has_perm("runs.view_run")))
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """The runs-list filters; every field is optional."""
+
+    task: str = ""
+    status: str = ""
+    tag: str = ""
+    version: str = ""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    idempotency_key: str = ""
+    run_id: str = ""
+
+    def as_query(self) -> dict[str, str]:
+        """Return the non-empty filters as query-string values."""
+        values = {k: getattr(self, k) for k in ("task", "status", "tag", "version", "idempotency_key", "run_id")}
+        for name in ("created_after", "created_before"):
+            moment = getattr(self, name)
+            if moment is not None:
+                values[name] = moment.strftime("%Y-%m-%dT%H:%M")
+        return {k: v for k, v in values.items() if v}
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One keyset page of runs, newest first, with the cursors of its neighbours."""
+
+    runs: list[Run]
+    newer_cursor: str | None
+    older_cursor: str | None
+
+
+def _id_bound(moment: datetime) -> str:
+    """Return the smallest run id that can have been created at ``moment`` (ids are time-ordered)."""
+    return f"run_{encode_millis(int(moment.timestamp() * 1000))}"
+
+
+def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
+    """Return runs matching the filters; every filter is backed by an index."""
+    qs = Run.objects.select_related("version")
+    if filters.task:
+        qs = qs.for_task(filters.task)
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.tag:
+        if connection.vendor == "postgresql":
+            qs = qs.filter(tags__contains=[filters.tag])  # jsonb @>, served by the GIN index
+        else:
+            qs = qs.filter(tags__icontains=json.dumps(filters.tag))
+    if filters.version:
+        versions = TaskVersion.objects.filter(
+            Q(content_hash__startswith=filters.version) | Q(deploy_label=filters.version)
+        ).values("id")
+        qs = qs.filter(version_id__in=versions)
+    if filters.idempotency_key:
+        qs = qs.filter(idempotency_key=filters.idempotency_key)
+    if filters.run_id:
+        # A prefix as a key range, so the primary-key index serves it ("~" sorts after every id character).
+        prefix = filters.run_id.strip().lower()
+        qs = qs.filter(id__gte=prefix, id__lt=prefix + "~")
+    # Time bounds become id bounds, so the primary-key index serves them.
+    if filters.created_after:
+        qs = qs.filter(id__gte=_id_bound(filters.created_after))
+    if filters.created_before:
+        qs = qs.filter(id__lt=_id_bound(filters.created_before))
+    return qs
+
+
+def run_page(*, filters: RunFilters, before: str = "", after: str = "", size: int = 50) -> RunPage:
+    """Return one page of runs in one query: before a cursor (older), after one (newer), or the newest."""
+    qs = runs_filtered(filters)
+    if after:
+        rows = list(qs.filter(id__gt=after).order_by("id")[: size + 1])
+        has_more_newer = len(rows) > size
+        runs = list(reversed(rows[:size]))
+        return RunPage(
+            runs=runs,
+            newer_cursor=runs[0].id if runs and has_more_newer else None,
+            older_cursor=runs[-1].id if runs else None,
+        )
+    if before:
+        qs = qs.filter(id__lt=before)
+    rows = list(qs.order_by("-id")[: size + 1])
+    runs = rows[:size]
+    return RunPage(
+        runs=runs,
+        newer_cursor=runs[0].id if runs and before else None,
+        older_cursor=runs[-1].id if len(rows) > size else None,
+    )
+
+
+def runs_newer_than(*, filters: RunFilters, newest_id: str, limit: int = 50) -> list[Run]:
+    """Return runs matching the filters created after ``newest_id``, newest first."""
+    return list(runs_filtered(filters).filter(id__gt=newest_id).order_by("-id")[:limit])
+
+
+def run_statuses(*, run_ids: list[str]) -> list[Run]:
+    """Return the current status and timing of each of these runs (at most 500)."""
+    return list(Run.objects.filter(id__in=run_ids[:500]).only("id", "status", "started_at", "finished_at"))
+
+
+def run_detail(*, run_id: str) -> Run | None:
+    """Return a run with what its detail page shows beside the timeline, in one query."""
+    return (
+        Run.objects.select_related("task", "version", "replayed_from", "parent_run")
+        .filter(id=run_id)
+        .first()
+    )
+
+
+def run_step(*, run_id: str, position: int) -> Step | None:
+    """Return one recorded step of a run."""
+    return Step.objects.filter(run_id=run_id, position=position).first()
+
+
+def run_pending_approvals(*, run_id: str) -> list:
+    """Return a run's pending token waitpoints (what a person may approve or reject)."""
+    from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
+
+    return list(
+        Waitpoint.objects.filter(run_id=run_id, kind=WaitpointKind.TOKEN, status=WaitpointStatus.PENDING)
+        .select_related("run")
+        .order_by("created_at")
+    )
+
+
+def run_checkpoint_state(*, run_id: str, as_of_position: int | None = None) -> dict[str, Any]:
+    """Return the recorded step results of a run by key, in order, as of a step position (all without one)."""
+    qs = Step.objects.filter(run_id=run_id).order_by("position")
+    if as_of_position is not None:
+        qs = qs.filter(position__lte=as_of_position)
+    state: dict[str, Any] = {}
+    for key, status, output, error in qs.values_list("key", "status", "output", "error"):
+        summary = {k: (error or {}).get(k) for k in ("type", "message")}
+        state[key] = output if status == "COMPLETED" else {"error": summary}
+    return state
+def run_detail_get(*, run_id: str, environment: str | None = None) -> Run | None:
+    """Return a run with its attempts and steps prefetched, optionally only within one environment."""
+    qs = Run.objects.select_related("version").prefetch_related("attempts", "steps").filter(id=run_id)
+    if environment is not None:
+        qs = qs.filter(environment_id=environment)
+    return qs.first()
+
+
+def run_api_page(
+    *,
+    environment: str,
+    task_id: str | None = None,
+    status: str | None = None,
+    tag: str | None = None,
+    idempotency_key: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[Run], str | None]:
+    """Return one page of an environment's runs, newest first, and the cursor of the next page.
+
+    Run ids are time-ordered, so the cursor is simply the last id of the page.
+    """
+    qs = Run.objects.select_related("version").filter(environment_id=environment).order_by("-id")
+    if task_id:
+        qs = qs.for_task(task_id)
+    if status:
+        qs = qs.filter(status=status)
+    if tag:
+        qs = qs.filter(tags__contains=[tag])
+    if idempotency_key:
+        qs = qs.filter(idempotency_key=idempotency_key)
+    if cursor:
+        qs = qs.filter(id__lt=cursor)
+    runs = list(qs[: limit + 1])
+    next_cursor = runs[limit - 1].id if len(runs) > limit else None
+    return runs[:limit], next_cursor

@@ -1,0 +1,149 @@
+"""The run state machine: statuses, the allowed transitions, and the one function that moves a run."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    # Waiting for its delay or date before it may be queued.
+    DELAYED = "DELAYED", "Delayed"
+    # Ready to run; a worker will claim it when the queue has room.
+    QUEUED = "QUEUED", "Queued"
+    # Claimed by a worker holding a lease.
+    EXECUTING = "EXECUTING", "Executing"
+    # An attempt failed; the next one is due at next_attempt_at.
+    RETRYING = "RETRYING", "Retrying"
+    # Paused on a waitpoint; holds no worker.
+    WAITING = "WAITING", "Waiting"
+    # Finished with an output.
+    COMPLETED = "COMPLETED", "Completed"
+    # Finished with an error after its last attempt, or a permanent error.
+    FAILED = "FAILED", "Failed"
+    # Stopped by a user or a parent.
+    CANCELED = "CANCELED", "Canceled"
+    # Ran longer than its max_duration.
+    TIMED_OUT = "TIMED_OUT", "Timed out"
+    # Its workers kept dying; the reason is recorded.
+    CRASHED = "CRASHED", "Crashed"
+    # Its TTL passed before it started.
+    EXPIRED = "EXPIRED", "Expired"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {
+        RunStatus.COMPLETED,
+        RunStatus.FAILED,
+        RunStatus.CANCELED,
+        RunStatus.TIMED_OUT,
+        RunStatus.CRASHED,
+        RunStatus.EXPIRED,
+    }
+)
+ACTIVE_STATUSES = frozenset(set(RunStatus) - FINAL_STATUSES)
+
+TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.DELAYED: frozenset({RunStatus.QUEUED, RunStatus.EXPIRED, RunStatus.CANCELED}),
+    RunStatus.QUEUED: frozenset({RunStatus.EXECUTING, RunStatus.EXPIRED, RunStatus.CANCELED}),
+    RunStatus.EXECUTING: frozenset(
+        {
+            RunStatus.COMPLETED,
+            RunStatus.FAILED,
+            RunStatus.CANCELED,
+            RunStatus.TIMED_OUT,
+            RunStatus.CRASHED,
+            RunStatus.RETRYING,
+            RunStatus.WAITING,
+        }
+    ),
+    RunStatus.RETRYING: frozenset({RunStatus.QUEUED, RunStatus.CANCELED}),
+    RunStatus.WAITING: frozenset({RunStatus.QUEUED, RunStatus.CANCELED}),
+}
+for _final in FINAL_STATUSES:
+    TRANSITIONS[_final] = frozenset()
+
+
+class TransitionNotAllowed(Exception):
+    """The state machine has no edge between these statuses."""
+
+
+class TransitionRefused(Exception):
+    """The run was not in an expected status (or its lease changed), so nothing was written."""
+
+    def __init__(self, run_id: str, to: str, current: str | None) -> None:
+        self.run_id = run_id
+        self.to = to
+        self.current = current
+        super().__init__(f"run {run_id} cannot move to {to}: it is {current or 'missing'}")
+
+
+def check_edges(expected_from: Iterable[str], to: str) -> list[RunStatus]:
+    """Return the expected statuses after checking each has an edge to ``to``."""
+    sources = [RunStatus(s) for s in expected_from]
+    for source in sources:
+        if RunStatus(to) not in TRANSITIONS[source]:
+            raise TransitionNotAllowed(f"{source} -> {to} is not a run transition")
+    return sources
+
+
+def run_transition(
+    *,
+    run_id: str,
+    to: str,
+    expected_from: Iterable[str],
+    expected_token: str | None = None,
+    event_data: dict[str, Any] | None = None,
+    **fields: Any,
+):
+    """Move a run to ``to`` if it is in ``expected_from`` (and holds ``expected_token``); raise if not.
+
+    The UPDATE and its RunEvent are written in one transaction; the event is
+    broadcast after commit.
+    """
+    from runs.events import event_append
+    from runs.models import Run
+    from runs.waits import waitpoints_on_run_finished
+
+    sources = check_edges(expected_from, to)
+    now = timezone.now()
+    with transaction.atomic():
+        current = (
+            # FOR NO KEY UPDATE: foreign-key checks of rows that reference the run (spans, events) need not wait.
+            Run.objects.select_for_update(no_key=True)
+            .filter(id=run_id)
+            .values_list("status", "lease_token")
+            .first()
+        )
+        if current is None:
+            raise TransitionRefused(run_id, to, None)
+        status, token = current
+        if status not in sources or (expected_token is not None and token != expected_token):
+            raise TransitionRefused(run_id, to, status)
+        if RunStatus(to) in FINAL_STATUSES:
+            fields.setdefault("finished_at", now)
+            fields.setdefault("lease_token", None)
+            fields.setdefault("lease_expires_at", None)
+        changed = (
+            Run.objects.filter(id=run_id, status=status).update(status=to, updated_at=now, **fields)
+        )
+        if changed != 1:
+            raise TransitionRefused(run_id, to, status)
+        event_append(
+            run_id=run_id,
+            type="run.status",
+            data={"from": status, "to": to, **(event_data or {})},
+        )
+        if RunStatus(to) in FINAL_STATUSES:
+            # A parent waiting on this run resumes once all its children have ended.
+            waitpoints_on_run_finished(run_id)
+            from runs.tracing.storage import run_span_end
+
+            run_span_end(run_id=run_id, status=to, at=fields["finished_at"])
+    return status

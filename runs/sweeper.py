@@ -1,0 +1,211 @@
+"""The sweeper: fires timers stored in the database and recovers runs whose worker died.
+
+Every pass is idempotent and safe to run from two processes at once: rows are picked
+with SKIP LOCKED and every change is a compare-and-set transition.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from runs.broker import broker_backlog
+from runs.dispatch import dispatch_run_on_commit, queue_dispatch, queue_dispatch_on_commit
+from runs.models import Attempt, AttemptStatus, Run
+from runs.states import RunStatus, TransitionRefused, run_transition
+from runs.waits import waitpoints_fire_due
+from tasks.models import Queue
+from tasks.schedules import schedules_declared_sync, schedules_fire_due
+
+logger = logging.getLogger(__name__)
+BATCH = 200
+
+
+@dataclass
+class SweepReport:
+    """How many runs each part of a pass moved."""
+
+    queued: int = 0
+    waits_fired: int = 0
+    expired: int = 0
+    recovered: int = 0
+    crashed: int = 0
+    redispatched: int = 0
+    scheduled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return (self.queued + self.waits_fired + self.expired + self.recovered + self.crashed + self.redispatched
+                + self.scheduled)
+
+
+def _pick(qs) -> list[Run]:
+    return list(qs.select_for_update(skip_locked=True, no_key=True).order_by("id")[:BATCH])
+
+
+def _each(qs, move) -> int:
+    """Apply ``move`` to each picked run in its own transaction; count those that moved."""
+    moved = 0
+    with transaction.atomic():
+        runs = _pick(qs)
+    for run in runs:
+        try:
+            with transaction.atomic():
+                move(run)
+            moved += 1
+        except TransitionRefused:
+            pass  # another sweeper or a worker got there first
+    return moved
+
+
+def _queue(run: Run, expected: RunStatus) -> None:
+    run_transition(
+        run_id=run.id,
+        to=RunStatus.QUEUED,
+        expected_from=[expected],
+        next_attempt_at=None,
+        dispatched_at=timezone.now(),
+    )
+    dispatch_run_on_commit(run.id, priority=run.priority)
+
+
+def fire_due_timers(now) -> int:
+    """Queue delayed runs whose date came and retrying runs whose backoff passed."""
+    delayed = Run.objects.filter(status=RunStatus.DELAYED, delay_until__lte=now)
+    retrying = Run.objects.filter(status=RunStatus.RETRYING, next_attempt_at__lte=now)
+    return _each(delayed, lambda r: _queue(r, RunStatus.DELAYED)) + _each(
+        retrying, lambda r: _queue(r, RunStatus.RETRYING)
+    )
+
+
+def expire_ttls(now) -> int:
+    """Expire runs that did not start before their TTL."""
+    qs = Run.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.DELAYED], ttl_expires_at__lte=now)
+
+    def move(run: Run) -> None:
+        run_transition(
+            run_id=run.id,
+            to=RunStatus.EXPIRED,
+            expected_from=[RunStatus.QUEUED, RunStatus.DELAYED],
+            error={"type": "Expired", "message": "the run's TTL passed before it started", "traceback": ""},
+        )
+
+    return _each(qs, move)
+
+
+def recover_lost_leases(now) -> tuple[int, int]:
+    """Retry runs whose worker stopped renewing its lease; crash those that keep dying."""
+    qs = Run.objects.filter(status=RunStatus.EXECUTING, lease_expires_at__lt=now)
+    crashed = 0
+
+    def move(run: Run) -> None:
+        nonlocal crashed
+        reason = f"worker {run.worker_id} stopped renewing its lease (attempt {run.attempt_count})"
+        Attempt.objects.filter(
+            run_id=run.id, number=run.attempt_count, status=AttemptStatus.EXECUTING
+        ).update(
+            status=AttemptStatus.CRASHED,
+            finished_at=now,
+            error={"type": "WorkerLost", "message": reason, "traceback": ""},
+        )
+        crashes = run.crash_count + 1
+        if crashes >= settings.STEPWISE_MAX_CRASHES:
+            run_transition(
+                run_id=run.id,
+                to=RunStatus.CRASHED,
+                expected_from=[RunStatus.EXECUTING],
+                expected_token=run.lease_token,
+                crash_count=crashes,
+                error={"type": "Crashed", "message": f"{reason}; gave up after {crashes} crashes", "traceback": ""},
+            )
+            crashed += 1
+        else:
+            run_transition(
+                run_id=run.id,
+                to=RunStatus.RETRYING,
+                expected_from=[RunStatus.EXECUTING],
+                expected_token=run.lease_token,
+                event_data={"reason": reason, "retry_delay": 0},
+                crash_count=crashes,
+                lease_token=None,
+                lease_expires_at=None,
+                next_attempt_at=now,
+            )
+        queue_dispatch_on_commit(run.queue)
+
+    recovered = _each(qs, move)
+    return recovered - crashed, crashed
+
+
+def redispatch_stale(now) -> int:
+    """Re-send hints for QUEUED runs whose message was lost or whose queue was full.
+
+    Only when the broker queue is empty: while messages wait there, workers are behind,
+    not short of hints, and duplicates would only slow them down.
+    """
+    if broker_backlog():
+        return 0
+    cutoff = now - timedelta(seconds=settings.STEPWISE_REDISPATCH_SECONDS)
+    stale = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__lt=cutoff)
+    # Runs of a limited or paused queue get hints only for free slots: re-sending one per
+    # waiting run would flood the broker with claims that are refused anyway.
+    held = Queue.objects.filter(Q(concurrency_limit__isnull=False) | Q(paused=True)).values_list("name", flat=True)
+    held_queues = set(stale.filter(queue__in=held).values_list("queue", flat=True).distinct())
+    hinted = sum(queue_dispatch(name) for name in held_queues)
+    qs = stale.exclude(queue__in=held_queues)
+
+    def move(run: Run) -> None:
+        if not Run.objects.filter(id=run.id, status=RunStatus.QUEUED).update(dispatched_at=now):
+            raise TransitionRefused(run.id, RunStatus.QUEUED, None)
+        dispatch_run_on_commit(run.id, priority=run.priority)
+
+    return _each(qs, move) + hinted
+
+
+def sweep_once() -> SweepReport:
+    """Run one pass of every sweeper duty."""
+    now = timezone.now()
+    report = SweepReport()
+    report.queued = fire_due_timers(now)
+    report.waits_fired = waitpoints_fire_due(now)
+    report.expired = expire_ttls(now)
+    report.recovered, report.crashed = recover_lost_leases(now)
+    report.queued += fire_due_timers(timezone.now())  # crash-recovered runs retry at once
+    report.redispatched = redispatch_stale(now)
+    report.scheduled = schedules_fire_due(now)
+    return report
+
+
+def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_passes: int | None = None) -> None:
+    """Sweep every ``interval`` seconds until stopped; database outages are waited out."""
+    stop = stop or threading.Event()
+    passes = 0
+    backoff = interval
+    declared_synced = False
+    while not stop.is_set():
+        try:
+            close_old_connections()
+            if not declared_synced:
+                schedules_declared_sync()
+                declared_synced = True
+            report = sweep_once()
+            if report.total:
+                logger.info("sweeper: %s", report)
+            backoff = interval
+        except DatabaseError as exc:
+            logger.warning("sweeper: database unavailable (%s); retrying in %.1fs", exc, backoff)
+            connection.close()
+            backoff = min(backoff * 2, 10.0)
+        passes += 1
+        if max_passes is not None and passes >= max_passes:
+            return
+        stop.wait(backoff)
+
+

@@ -1,0 +1,200 @@
+"""Span processors: store the spans of runs in the database in batches, and mask secrets before export."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+
+from runs.engine.context import current_context
+from runs.engine.redaction import Redactor, redactor_for
+from runs.engine.spans import KIND, RUN_ID
+
+logger = logging.getLogger(__name__)
+KINDS = frozenset({"run", "attempt", "step", "wait", "user"})
+
+
+def _time(nanos: int | None) -> datetime | None:
+    return None if nanos is None else datetime.fromtimestamp(nanos / 1e9, UTC)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def span_row(span: ReadableSpan) -> dict[str, Any] | None:
+    """Return the Span row of an ended span of a run (secrets masked), or None if it belongs to no run."""
+    attributes = span.attributes or {}
+    run_id = attributes.get(RUN_ID)
+    if not run_id:
+        return None
+    redactor = redactor_for(run_id)
+    kind = attributes.get(KIND)
+    context = span.get_span_context()
+    return {
+        "run_id": run_id,
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+        "parent_span_id": f"{span.parent.span_id:016x}" if span.parent else "",
+        "name": redactor.text(span.name)[:255],
+        "kind": kind if kind in KINDS else "user",
+        "status": span.status.status_code.name,
+        "status_message": redactor.text(span.status.description or ""),
+        "attributes": redactor.value({k: _plain(v) for k, v in attributes.items() if k not in (RUN_ID, KIND)}),
+        "events": [
+            {
+                "name": event.name,
+                "at": _time(event.timestamp).isoformat(),
+                "attributes": redactor.value({k: _plain(v) for k, v in (event.attributes or {}).items()}),
+            }
+            for event in span.events
+        ],
+        "started_at": _time(span.start_time),
+        "ended_at": _time(span.end_time),
+    }
+
+
+class DatabaseSpanProcessor(SpanProcessor):
+    """Stores ended spans of runs from a background thread, every ``interval`` seconds or ``batch_size`` spans.
+
+    Ending a span only converts it to a row and queues it; ``force_flush`` writes the queue
+    in the caller's thread (the executor calls it when an attempt ends).
+    """
+
+    def __init__(self, *, interval: float = 0.2, batch_size: int = 256, max_queue: int = 50_000) -> None:
+        self._interval = interval
+        self._batch_size = batch_size
+        self._max_queue = max_queue
+        self._queue: deque[dict[str, Any]] = deque()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        # A span the task's code opens carries no run id: the run executing in this thread owns it.
+        ctx = current_context.get()
+        if ctx is not None and not (span.attributes or {}).get(RUN_ID):
+            span.set_attribute(RUN_ID, ctx.run_id)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        row = span_row(span)
+        if row is None or self._stopped:
+            return
+        if len(self._queue) >= self._max_queue:
+            logger.warning("span queue full; dropping span %s of run %s", row["name"], row["run_id"])
+            return
+        self._queue.append(row)
+        if self._thread is None or self._pid != os.getpid():
+            self._start_thread()
+        if len(self._queue) >= self._batch_size:
+            self._wake.set()
+
+    def _start_thread(self) -> None:
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._loop, name="stepwise-spans", daemon=True)
+        self._thread.start()
+
+    def _after_fork(self) -> None:
+        self._queue.clear()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+    def _loop(self) -> None:
+        from django.db import connection
+
+        while not self._stopped:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._queue:
+                self.write_pending()
+                # Attempts flush their own spans when they end, so this thread writes rarely:
+                # holding a connection between writes would only pin a database session.
+                connection.close()
+
+    def write_pending(self) -> bool:
+        """Write every queued span now; on a database error keep them for the next try and return False."""
+        from django.db import DatabaseError, connection
+
+        from runs.tracing.storage import spans_store
+
+        with self._write_lock:
+            rows = []
+            while self._queue and len(rows) < 5_000:
+                rows.append(self._queue.popleft())
+            if not rows:
+                return True
+            try:
+                spans_store(rows)
+            except DatabaseError as exc:
+                logger.warning("could not store %d spans (%s); will try again", len(rows), exc)
+                self._queue.extendleft(reversed(rows))
+                connection.close()
+                return False
+            except Exception:  # a batch that can never be stored must not block the ones after it
+                logger.exception("dropped %d spans that could not be stored", len(rows))
+                return False
+        return self.write_pending() if self._queue else True
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.write_pending()
+
+    def shutdown(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        try:
+            self.write_pending()
+        except Exception:  # the process is exiting; the database may be gone already
+            logger.warning("could not store the last spans at shutdown")
+
+
+def _redacted_copy(span: ReadableSpan, redactor: Redactor) -> ReadableSpan:
+    def attrs(values: Any) -> dict[str, Any]:
+        masked = redactor.value({k: _plain(v) for k, v in (values or {}).items()})
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in masked.items()}
+
+    status = span.status
+    if status.description:
+        status = type(status)(status.status_code, redactor.text(status.description))
+    return ReadableSpan(
+        name=redactor.text(span.name),
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attrs(span.attributes),
+        events=[Event(e.name, attrs(e.attributes), e.timestamp) for e in span.events],
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class RedactingSpanProcessor(SpanProcessor):
+    """Hands spans to another processor (the OTLP exporter's) with the run's secrets masked."""
+
+    def __init__(self, inner: SpanProcessor) -> None:
+        self._inner = inner
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        run_id = (span.attributes or {}).get(RUN_ID)
+        self._inner.on_end(_redacted_copy(span, redactor_for(run_id)) if run_id else span)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()

@@ -1,0 +1,75 @@
+"""Writes of spans: batches from the span processor, and the run's root span."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from runs.events import event_append
+from runs.models import Run, Span, SpanKind, SpanStatus
+from runs.states import RunStatus
+
+
+def _span_ended_data(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "span_id": row["span_id"],
+        "parent_span_id": row["parent_span_id"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "started_at": row["started_at"].isoformat(),
+        "ended_at": row["ended_at"].isoformat(),
+        "duration_ms": round((row["ended_at"] - row["started_at"]).total_seconds() * 1000, 3),
+    }
+
+
+def spans_store(rows: list[dict[str, Any]]) -> int:
+    """Store ended spans, and append one "spans.ended" event per run listing them; return how many were stored.
+
+    One event per batch, not per span: a step would otherwise cost a third event (and publish).
+    """
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_run.setdefault(row["run_id"], []).append(row)
+    existing = set(Run.objects.filter(id__in=by_run).values_list("id", flat=True))
+    stored = 0
+    with transaction.atomic():
+        for run_id in sorted(existing):
+            run_rows = by_run[run_id]
+            Span.objects.bulk_create([Span(**row) for row in run_rows], ignore_conflicts=True)
+            stored += len(run_rows)
+            event_append(run_id=run_id, type="spans.ended", data={"spans": [_span_ended_data(r) for r in run_rows]})
+    return stored
+
+
+def run_span_create(*, run: Run, parent_span_id: str = "") -> Span:
+    """Store the open root span of a new run, inside the trigger's transaction."""
+    return Span.objects.create(
+        run=run,
+        trace_id=run.trace_id,
+        span_id=run.span_id,
+        parent_span_id=parent_span_id,
+        name=f"run {run.task_id}",
+        kind=SpanKind.RUN,
+        attributes={
+            "stepwise.run_id": run.id,
+            "stepwise.task_id": run.task_id,
+            "stepwise.queue": run.queue,
+            "stepwise.tags": list(run.tags),
+        },
+        started_at=run.created_at,
+    )
+
+
+def run_span_end(*, run_id: str, status: str, at: datetime) -> None:
+    """End a run's root span when the run reaches a final status (inside its transition's transaction)."""
+    from runs.tracing import setup
+
+    ended = Span.objects.filter(run_id=run_id, kind=SpanKind.RUN, ended_at__isnull=True).update(
+        ended_at=at,
+        status=SpanStatus.OK if status == RunStatus.COMPLETED else SpanStatus.ERROR,
+        status_message="" if status == RunStatus.COMPLETED else str(status),
+    )
+    if ended and setup.export_processor is not None:
+        transaction.on_commit(lambda: setup.run_span_export(run_id), robust=True)

@@ -1,0 +1,293 @@
+"""Waitpoints and events: create, resolve, match, time out, and wake the waiting run."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
+from runs.engine.checkpoints import checkpoint_encode
+from runs.engine.errors import RunInterrupted, StepwiseError
+from runs.engine.store import Claim
+from runs.engine.waits import WaitpointState, WaitSpec
+from runs.events import event_append
+from runs.models import Attempt, AttemptStatus, Event, Run, Waitpoint, WaitpointKind, WaitpointStatus
+from runs.states import FINAL_STATUSES, RunStatus, run_transition
+from tasks.services import UnknownEnvironment, environment_require
+
+
+class WaitpointError(StepwiseError):
+    """A waitpoint cannot be completed: unknown, already resolved, timed out, or its run is over."""
+
+
+def _state(wp: Waitpoint) -> WaitpointState:
+    return WaitpointState(
+        id=wp.id, status=wp.status, output=wp.output, created_at=wp.created_at, resolved_at=wp.completed_at
+    )
+
+
+def filter_matches(event_filter: dict[str, Any], payload: Any) -> bool:
+    """Tell whether a payload holds every key/value of a filter (nested objects match recursively)."""
+    if not isinstance(payload, dict):
+        return not event_filter
+    for key, expected in event_filter.items():
+        if key not in payload:
+            return False
+        actual = payload[key]
+        if isinstance(expected, dict):
+            if not filter_matches(expected, actual):
+                return False
+        elif actual != expected:
+            return False
+    return True
+
+
+def _wake(run_id: str) -> None:
+    """Re-queue a WAITING run inside the caller's transaction (a run still executing picks the result up itself)."""
+    run = Run.objects.select_for_update(no_key=True).filter(id=run_id).values("status", "priority").first()
+    if run and run["status"] == RunStatus.WAITING:
+        run_transition(
+            run_id=run_id, to=RunStatus.QUEUED, expected_from=[RunStatus.WAITING], dispatched_at=timezone.now()
+        )
+        dispatch_run_on_commit(run_id, priority=run["priority"])
+
+
+def _resolve(wp: Waitpoint, *, status: str, output: Any, by: str = "") -> Waitpoint:
+    """Resolve a locked PENDING waitpoint, note it on the run, and wake the run."""
+    now = timezone.now()
+    Waitpoint.objects.filter(id=wp.id).update(status=status, output=output, completed_by=by, completed_at=now)
+    wp.status, wp.output, wp.completed_by, wp.completed_at = status, output, by, now
+    event_append(
+        run_id=wp.run_id,
+        type="wait.completed" if status == WaitpointStatus.COMPLETED else "wait.timed_out",
+        data={"key": wp.key, "waitpoint": wp.id, "kind": wp.kind, **({"by": by} if by else {})},
+    )
+    _wake(wp.run_id)
+    return wp
+
+
+def _match_stored_event(wp: Waitpoint) -> Event | None:
+    """Find the earliest stored event this waitpoint may take (sent since events_since, not taken by the run)."""
+    taken = Waitpoint.objects.filter(run_id=wp.run_id, matched_event__isnull=False).values("matched_event_id")
+    candidates = (
+        Event.objects.filter(
+            environment_id=wp.run.environment_id, name=wp.event_name, created_at__gte=wp.events_since
+        )
+        .exclude(id__in=taken)
+        .order_by("created_at", "id")
+    )
+    for event in candidates.iterator():
+        if filter_matches(wp.event_filter, event.payload):
+            return event
+    return None
+
+
+def _lock_if_ours(claim: Claim) -> Run:
+    run = (
+        Run.objects.select_for_update(no_key=True)
+        .filter(id=claim.run_id, lease_token=claim.lease_token, status=RunStatus.EXECUTING)
+        .first()
+    )
+    if run is None:
+        raise RunInterrupted(f"run {claim.run_id} is no longer held by attempt {claim.attempt_number}")
+    return run
+
+
+def waitpoint_get(claim: Claim, *, key: str | None = None, waitpoint_id: str | None = None) -> WaitpointState | None:
+    """Return one of the run's waitpoints by key or id."""
+    qs = Waitpoint.objects.filter(run_id=claim.run_id)
+    wp = qs.filter(key=key).first() if key is not None else qs.filter(id=waitpoint_id).first()
+    return _state(wp) if wp else None
+
+
+def waitpoint_create(claim: Claim, *, key: str, position: int, spec: WaitSpec) -> WaitpointState:
+    """Create a waitpoint for the claimed run, with its child runs; match a stored event at once."""
+    from runs.services import TriggerOptions, run_trigger_in_transaction
+
+    with transaction.atomic():
+        run = _lock_if_ours(claim)
+        if spec.kind == WaitpointKind.EVENT:
+            _lock_event_name(spec.event_name)
+        since = run.created_at
+        if spec.lookback_seconds is not None:
+            since = min(since, timezone.now() - timedelta(seconds=spec.lookback_seconds))
+        wp = Waitpoint.objects.create(
+            run_id=claim.run_id,
+            key=key,
+            position=position,
+            kind=spec.kind,
+            resume_at=spec.resume_at,
+            event_name=spec.event_name,
+            event_filter=spec.event_filter,
+            events_since=since if spec.kind == WaitpointKind.EVENT else None,
+            description=spec.description,
+        )
+        wp.run = run
+        event_append(
+            run_id=claim.run_id,
+            type="wait.started",
+            data={
+                "key": key,
+                "waitpoint": wp.id,
+                "kind": spec.kind,
+                "position": position,
+                "attempt": claim.attempt_number,
+                **({"resume_at": spec.resume_at.isoformat()} if spec.resume_at else {}),
+                **({"event": spec.event_name} if spec.event_name else {}),
+            },
+        )
+        for child in spec.children:
+            extra = {k: v for k, v in child.options.items() if k != "environment"}
+            options = TriggerOptions(**extra, parent_run_id=claim.run_id, environment=claim.environment)
+            run_trigger_in_transaction(
+                task_id=child.task_id, payload=child.payload, options=options, parent_waitpoint_id=wp.id
+            )
+        if spec.kind == WaitpointKind.EVENT:
+            event = _match_stored_event(wp)
+            if event is not None:
+                Waitpoint.objects.filter(id=wp.id).update(matched_event=event)
+                _resolve(wp, status=WaitpointStatus.COMPLETED, output=event.payload)
+    return _state(wp)
+
+
+def run_suspend(claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
+    """Move the run to WAITING unless the waitpoint was resolved meanwhile; the worker is then free."""
+    with transaction.atomic():
+        wp = Waitpoint.objects.select_for_update(no_key=True).get(id=waitpoint_id)
+        if wp.status != WaitpointStatus.PENDING:
+            return False
+        run = _lock_if_ours(claim)
+        run_transition(
+            run_id=claim.run_id,
+            to=RunStatus.WAITING,
+            expected_from=[RunStatus.EXECUTING],
+            expected_token=claim.lease_token,
+            event_data={"waitpoint": waitpoint_id, "attempt": claim.attempt_number},
+            lease_token=None,
+            lease_expires_at=None,
+            executed_seconds=F("executed_seconds") + elapsed,
+        )
+        Attempt.objects.filter(
+            run_id=claim.run_id, number=claim.attempt_number, status=AttemptStatus.EXECUTING
+        ).update(status=AttemptStatus.SUSPENDED, finished_at=timezone.now())
+        queue_dispatch_on_commit(run.queue)
+    return True
+
+
+def _complete_token(waitpoint_id: str, *, output: Any, by: str) -> Waitpoint:
+    output = checkpoint_encode(output, where="the waitpoint output", max_bytes=512 * 1024)
+    with transaction.atomic():
+        wp = Waitpoint.objects.select_for_update(no_key=True).select_related("run").filter(id=waitpoint_id).first()
+        if wp is None:
+            raise WaitpointError(f"no waitpoint with id '{waitpoint_id}'")
+        if wp.kind != WaitpointKind.TOKEN:
+            kind = wp.get_kind_display().lower()
+            raise WaitpointError(f"waitpoint {waitpoint_id} waits for {kind}; only tokens can be completed")
+        if wp.status == WaitpointStatus.TIMED_OUT:
+            raise WaitpointError(f"waitpoint {waitpoint_id} timed out at {wp.completed_at:%Y-%m-%d %H:%M:%S} UTC")
+        if wp.status != WaitpointStatus.PENDING:
+            raise WaitpointError(f"waitpoint {waitpoint_id} is already {wp.status.lower()}")
+        if wp.run.status in FINAL_STATUSES:
+            raise WaitpointError(f"waitpoint {waitpoint_id} belongs to run {wp.run_id}, which is {wp.run.status}")
+        return _resolve(wp, status=WaitpointStatus.COMPLETED, output=output, by=by)
+
+
+def waitpoint_complete(*, waitpoint_id: str, output: Any = None, by: str = "api") -> Waitpoint:
+    """Complete a token waitpoint with an output; the run resumes with it."""
+    return _complete_token(waitpoint_id, output=output, by=by)
+
+
+def waitpoint_approve(*, waitpoint_id: str, data: dict[str, Any] | None = None, by: str = "") -> Waitpoint:
+    """Approve a token waitpoint; its run resumes with ``{"approved": True, **data}``."""
+    return _complete_token(waitpoint_id, output={**(data or {}), "approved": True}, by=by)
+
+
+def waitpoint_reject(*, waitpoint_id: str, data: dict[str, Any] | None = None, by: str = "") -> Waitpoint:
+    """Reject a token waitpoint; its run resumes with ``{"approved": False, **data}``."""
+    return _complete_token(waitpoint_id, output={**(data or {}), "approved": False}, by=by)
+
+
+def _lock_event_name(name: str) -> None:
+    """Serialise event sends and event waits of one name, so neither misses the other."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"stepwise-event:{name}"])
+
+
+def event_send(*, name: str, payload: Any = None, environment: str = "dev") -> tuple[Event, int]:
+    """Store an event and resume every pending wait it matches; return (event, matched waits)."""
+    if not isinstance(name, str) or not 0 < len(name) <= 255:
+        raise WaitpointError("an event name must be a non-empty string of at most 255 characters")
+    payload = checkpoint_encode({} if payload is None else payload, where="the event payload", max_bytes=512 * 1024)
+    try:
+        environment_require(environment)
+    except UnknownEnvironment as exc:
+        raise WaitpointError(str(exc)) from None
+    matched = 0
+    with transaction.atomic():
+        _lock_event_name(name)
+        event = Event.objects.create(name=name, payload=payload, environment_id=environment)
+        pending = (
+            Waitpoint.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("run")
+            .filter(status=WaitpointStatus.PENDING, kind=WaitpointKind.EVENT, event_name=name,
+                    run__environment_id=environment, events_since__lte=event.created_at)
+            .order_by("created_at")
+        )
+        for wp in pending:
+            if filter_matches(wp.event_filter, payload):
+                Waitpoint.objects.filter(id=wp.id).update(matched_event=event)
+                _resolve(wp, status=WaitpointStatus.COMPLETED, output=payload)
+                matched += 1
+    return event, matched
+
+
+def waitpoints_fire_due(now) -> int:
+    """Complete due timers and time out waits whose timeout passed; wake their runs."""
+    fired = 0
+    with transaction.atomic():
+        due = list(
+            Waitpoint.objects.select_for_update(skip_locked=True, no_key=True)
+            .filter(status=WaitpointStatus.PENDING, resume_at__lte=now)
+            .order_by("resume_at")[:200]
+        )
+        for wp in due:
+            if wp.kind in (WaitpointKind.DURATION, WaitpointKind.DATE):
+                _resolve(wp, status=WaitpointStatus.COMPLETED, output={"resumed_at": now.isoformat()})
+            else:
+                _resolve(wp, status=WaitpointStatus.TIMED_OUT, output=None)
+            fired += 1
+    return fired
+
+
+def waitpoints_on_run_finished(run_id: str) -> None:
+    """When a child run ends, resolve its parent's waitpoint once every sibling has ended."""
+    wp_id = Run.objects.filter(id=run_id).values_list("parent_waitpoint_id", flat=True).first()
+    if not wp_id:
+        return
+    wp = Waitpoint.objects.select_for_update(no_key=True).filter(id=wp_id, status=WaitpointStatus.PENDING).first()
+    if wp is None:
+        return
+    children = list(Run.objects.filter(parent_waitpoint_id=wp_id).order_by("id"))
+    if any(child.status not in FINAL_STATUSES for child in children):
+        return
+    results = [
+        {"run_id": c.id, "ok": c.status == RunStatus.COMPLETED, "status": c.status, "output": c.output,
+         "error": {k: c.error[k] for k in ("type", "message")} if c.error else None}
+        for c in children
+    ]
+    _resolve(wp, status=WaitpointStatus.COMPLETED, output=results)
+
+
+def waitpoints_cancel_for_run(run_id: str) -> None:
+    """Cancel a canceled run's pending waitpoints and its unfinished child runs."""
+    from runs.services import run_cancel
+
+    Waitpoint.objects.filter(run_id=run_id, status=WaitpointStatus.PENDING).update(
+        status=WaitpointStatus.CANCELED, completed_at=timezone.now()
+    )
+    for child_id in Run.objects.filter(parent_run_id=run_id).active().values_list("id", flat=True):
+        run_cancel(run_id=child_id, reason=f"parent run {run_id} was canceled")

@@ -1,0 +1,100 @@
+"""Celery tasks of the engine: thin wrappers that load by id and call the engine."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+
+from celery import shared_task
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from runs.engine.executor import AttemptOutcome, attempt_execute
+from runs.store import OrmRunStore
+from runs.tracing.setup import spans_flush
+from tasks.registry import UnknownTask, task_get
+from tasks.secrets import secrets_for_environment
+
+logger = logging.getLogger(__name__)
+_worker_ids: dict[int, str] = {}
+
+
+def worker_id() -> str:
+    """Return this process's worker id: unique per process, never reused after a restart."""
+    pid = os.getpid()
+    if pid not in _worker_ids:
+        _worker_ids[pid] = f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}"
+    return _worker_ids[pid]
+
+
+def _lookup(task_id: str):
+    try:
+        return task_get(task_id).executable()
+    except UnknownTask:
+        return None
+
+
+def _close_thread_connection() -> None:
+    # Called from the heartbeat thread: closes that thread's own connection.
+    connection.close()
+
+
+def run_attempt(run_id: str) -> AttemptOutcome | None:
+    """Claim and execute one attempt of a run in this process."""
+    close_old_connections()
+    try:
+        return attempt_execute(
+            store=OrmRunStore(),
+            run_id=run_id,
+            worker_id=worker_id(),
+            lookup=_lookup,
+            heartbeat_interval=settings.STEPWISE_HEARTBEAT_SECONDS,
+            max_output_bytes=settings.STEPWISE_MAX_PAYLOAD_BYTES,
+            on_thread_exit=_close_thread_connection,
+            flush_spans=spans_flush,
+            env_loader=secrets_for_environment,
+        )
+    finally:
+        close_old_connections()
+
+
+@shared_task(name="stepwise.execute_run", ignore_result=True, acks_late=True)
+def execute_run(run_id: str) -> None:
+    """Execute one attempt of a run; the message is a hint, the claim decides."""
+    outcome = run_attempt(run_id)
+    drained = 0
+    while outcome is not None:
+        logger.info("run %s attempt %s: %s", outcome.run_id, outcome.attempt, outcome.result)
+        # A run of a limited queue just freed its slot: take the queue's next run here, without
+        # a broker round trip. The claim still checks the limit in the database.
+        candidates = next_queued_in_limited_queue(outcome.run_id) if drained < DRAIN_MAX else []
+        outcome = None
+        for candidate in candidates:  # concurrent drainers race for the same runs: try a few
+            outcome = run_attempt(candidate)
+            if outcome is not None:
+                drained += 1
+                break
+
+
+DRAIN_MAX = 100
+
+
+def next_queued_in_limited_queue(run_id: str, count: int = 5) -> list[str]:
+    """Return the best queued runs of the same limited, unpaused queue, same concurrency key first."""
+    from runs.models import Run
+    from runs.states import RunStatus
+    from tasks.models import Queue
+
+    close_old_connections()
+    run = Run.objects.filter(id=run_id).values("queue", "concurrency_key").first()
+    if run is None or not Queue.objects.filter(
+        name=run["queue"], paused=False, concurrency_limit__isnull=False
+    ).exists():
+        return []
+    queued = Run.objects.filter(queue=run["queue"], status=RunStatus.QUEUED).order_by("-priority", "id")
+    same = []
+    if run["concurrency_key"]:
+        # The freed slot belongs to this key: its runs come first.
+        same = list(queued.filter(concurrency_key=run["concurrency_key"]).values_list("id", flat=True)[:count])
+    return same + [i for i in queued.values_list("id", flat=True)[:count] if i not in same]

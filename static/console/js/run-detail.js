@@ -1,0 +1,210 @@
+/* The run page: load the timeline, follow the run's events, inspect spans and checkpoint state. */
+"use strict";
+
+(function (S) {
+  function fact(list, label, value, mono) {
+    const row = document.createElement("div");
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = label;
+    dd.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
+    if (mono) dd.className = "mono";
+    row.append(dt, dd);
+    list.append(row);
+  }
+
+  function section(body, title) {
+    const box = document.createElement("section");
+    const head = document.createElement("h3");
+    head.className = "small-head";
+    head.textContent = title;
+    box.append(head);
+    body.append(box);
+    return box;
+  }
+
+  function errorSection(body, error) {
+    if (!error) return;
+    const box = section(body, "Error");
+    const line = document.createElement("p");
+    line.className = "error-line";
+    line.textContent = (error.type || "Error") + ": " + (error.message || "");
+    box.append(line);
+    if (error.traceback) {
+      const details = document.createElement("details");
+      details.className = "traceback";
+      details.open = true;
+      const summary = document.createElement("summary");
+      summary.textContent = "Traceback";
+      const pre = document.createElement("pre");
+      pre.textContent = error.traceback;
+      details.append(summary, pre);
+      box.append(details);
+    }
+  }
+
+  class RunPage {
+    constructor(root) {
+      this.root = root;
+      this.runStart = null;
+      this.inspector = document.getElementById("inspector");
+      this.timeline = new S.Timeline(document.getElementById("timeline"), (span) => this.inspect(span));
+      this.liveIndicator = document.getElementById("live-indicator");
+      document.getElementById("inspector-close").addEventListener("click", () => { this.inspector.hidden = true; });
+      document.getElementById("checkpoint-form").addEventListener("submit", (event) => {
+        event.preventDefault();
+        this.showCheckpoint(document.getElementById("checkpoint-position").value);
+      });
+      document.addEventListener("stepwise:action", () => this.stream && this.stream.catchUp());
+    }
+
+    async start() {
+      await this.reload();
+      this.showCheckpoint("");
+      if (this.timeline.run.is_finished) {
+        // The run may have finished between rendering the page and reading its timeline.
+        if (document.querySelector("#run-status .badge").dataset.status !== this.timeline.run.status) {
+          this.showStatus(this.timeline.run.status);
+          await this.refreshRendered();
+        }
+        return this.setLive("done");
+      }
+      this.stream = new S.RunStream({
+        wsPath: this.root.dataset.wsPath,
+        eventsUrl: this.root.dataset.eventsUrl,
+        after: this.lastSeq,
+        onEvents: (events) => this.receive(events),
+        onState: (state) => this.setLive(state),
+      });
+      this.stream.start();
+    }
+
+    async reload() {
+      const timeline = await S.getJSON(this.root.dataset.timelineUrl);
+      this.lastSeq = timeline.last_seq;
+      this.timeline.load(timeline);
+      this.runStart = timeline.spans[0] && timeline.spans[0].start;
+    }
+
+    setLive(state) {
+      if (this.liveIndicator) {
+        this.liveIndicator.dataset.state = state;
+        this.liveIndicator.textContent = state === "done" ? "Finished" : state === "polling" ? "Live (polling)" : "Live";
+      }
+    }
+
+    receive(events) {
+      let finished = false;
+      for (const event of events) {
+        if (event.seq <= this.lastSeq) continue;
+        this.lastSeq = event.seq;
+        this.timeline.apply(event);
+        if (event.type === "run.status") {
+          this.showStatus(event.data.to);
+          if (S.isFinal(event.data.to)) finished = true;
+        }
+      }
+      if (finished) this.finish();
+    }
+
+    showStatus(status) {
+      const badge = document.querySelector("#run-status .badge");
+      badge.className = "badge status-" + status.toLowerCase();
+      badge.dataset.status = status;
+      badge.textContent = status.charAt(0) + status.slice(1).toLowerCase().replace("_", " ");
+    }
+
+    /* The run ended: stop following, then refresh the parts of the page the server renders. */
+    async finish() {
+      this.stream.stop();
+      await this.reload();
+      await this.refreshRendered();
+    }
+
+    /* Replace the server-rendered parts that change when a run ends (result, actions, facts). */
+    async refreshRendered() {
+      const page = new DOMParser().parseFromString(await (await fetch(location.href, { credentials: "same-origin" })).text(), "text/html");
+      for (const selector of ["#result-card", ".page-actions", "#fact-attempts", "#fact-duration"]) {
+        const fresh = page.querySelector(selector);
+        const current = document.querySelector(selector);
+        if (fresh && current) current.replaceWith(document.adoptNode(fresh));
+      }
+      document.querySelectorAll(".page-actions form[data-action-form]").forEach((form) => {
+        form.addEventListener("submit", async (event) => {
+          event.preventDefault();
+          const answer = await S.submitAction(form, event.submitter);
+          if (answer.ok && answer.redirect && answer.redirect !== location.pathname) S.navigate(answer);
+        });
+      });
+      S.mountJsonTrees(document.getElementById("result-card"));
+      this.showCheckpoint(document.getElementById("checkpoint-position").value);
+    }
+
+    async inspect(span) {
+      this.inspector.hidden = false;
+      document.getElementById("inspector-title").textContent = span.name;
+      const facts = document.getElementById("inspector-facts");
+      const body = document.getElementById("inspector-body");
+      facts.replaceChildren();
+      body.replaceChildren();
+      const end = span.end === null ? null : span.end;
+      fact(facts, "Kind", span.kind);
+      fact(facts, "Status", span.status);
+      fact(facts, "Starts at", "+" + S.formatMs(span.start - this.runStart));
+      fact(facts, "Duration", end === null ? "running" : S.formatMs(end - span.start));
+      Object.entries(span.attributes || {}).forEach(function (pair) { fact(facts, pair[0], pair[1], true); });
+      errorSection(body, span.error);
+      if (span.logs && span.logs.length) {
+        const box = section(body, "Logs");
+        span.logs.forEach(function (log) {
+          const line = document.createElement("pre");
+          line.textContent = S.formatMs(log.at - span.start) + "  " + (log.level || "") + "  " + log.message;
+          box.append(line);
+        });
+      }
+      if (span.kind === "step" && span.end !== null && span.status !== "INTERRUPTED" && span.status !== "CANCELED") {
+        await this.inspectStep(span, body);
+      }
+    }
+
+    async inspectStep(span, body) {
+      const position = span.attributes.position;
+      const url = this.root.dataset.stepUrl.replace(/\/0\.json$/, "/" + position + ".json");
+      const step = await S.getJSON(url);
+      if (!step.recorded) return;
+      if (step.error) {
+        body.replaceChildren();
+        errorSection(body, step.error);
+      } else {
+        const tree = document.createElement("div");
+        tree.className = "json-tree";
+        section(body, "Output").append(tree);
+        S.renderJson(tree, step.output);
+      }
+      const link = document.createElement("button");
+      link.type = "button";
+      link.className = "btn btn-small";
+      link.textContent = "Checkpoint state as of this step";
+      link.addEventListener("click", () => {
+        document.getElementById("checkpoint-position").value = position;
+        this.showCheckpoint(position);
+        document.getElementById("checkpoint").scrollIntoView({ behavior: "smooth", block: "center" });
+      });
+      section(body, "Checkpoint").append(link);
+    }
+
+    async showCheckpoint(position) {
+      const url = this.root.dataset.checkpointUrl + (position === "" ? "" : "?position=" + encodeURIComponent(position));
+      const answer = await S.getJSON(url);
+      S.renderJson(document.getElementById("checkpoint-tree"), answer.state);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const root = document.getElementById("run-page");
+    if (root) {
+      window.stepwiseRunPage = new RunPage(root);
+      window.stepwiseRunPage.start();
+    }
+  });
+})(window.Stepwise);

@@ -1,0 +1,1 @@
+"""Stepwise's Python HTTP client for other services: ``from stepwise.client import Client``."""

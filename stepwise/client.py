@@ -1,0 +1,116 @@
+"""A small HTTP client that triggers and follows Stepwise runs from another service.
+
+Example::
+
+    from stepwise.client import Client
+
+    with Client("https://stepwise.example.com", api_key="sk_prod_...") as client:
+        run = client.trigger("process-order", {"id": "1"}, idempotency_key="order-1")
+        done = client.wait(run["id"], timeout=60)
+        print(done["status"], done["output"])
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "TIMED_OUT", "CRASHED", "EXPIRED"})
+
+
+class StepwiseApiError(Exception):
+    """The API answered with an error; ``status_code`` and ``detail`` say why."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        self.status_code = status_code
+        self.detail = detail
+        super().__init__(f"HTTP {status_code}: {detail}")
+
+
+class RunTimeout(TimeoutError):
+    """A run did not finish within the time given to ``wait``."""
+
+
+class Client:
+    """Talk to one Stepwise environment with one API key (sent as a bearer header)."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/api",
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "stepwise-client/1"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise StepwiseApiError(response.status_code, detail)
+        return response.json() if response.content else None
+
+    def trigger(self, task_id: str, payload: Any = None, **options: Any) -> dict[str, Any]:
+        """Trigger a run; options are those of the API (idempotency_key, tags, delay, priority...)."""
+        return self._call("POST", f"/tasks/{task_id}/trigger", json={"payload": payload, **options})
+
+    def batch_trigger(self, task_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Trigger many runs of one task at once: each item is ``{"payload": ..., **options}``."""
+        return self._call("POST", f"/tasks/{task_id}/batch", json={"items": items})["runs"]
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """Return a run with its attempts, steps, output and error."""
+        return self._call("GET", f"/runs/{run_id}")
+
+    def list_runs(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Yield runs newest first across pages (filters: task, status, tag, idempotency_key)."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        while True:
+            page = self._call("GET", "/runs", params=params)
+            yield from page["items"]
+            if not page["next_cursor"]:
+                return
+            params["cursor"] = page["next_cursor"]
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        """Cancel a run that has not finished."""
+        return self._call("POST", f"/runs/{run_id}/cancel")
+
+    def replay(self, run_id: str, payload: Any = ...) -> dict[str, Any]:
+        """Start a new run like this one, optionally with an edited payload."""
+        return self._call("POST", f"/runs/{run_id}/replay", json={} if payload is ... else {"payload": payload})
+
+    def follow(self, run_id: str, *, timeout: float = 300, interval: float = 0.5) -> Iterator[dict[str, Any]]:
+        """Yield the run each time its status changes, until it finishes."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            run = self.get_run(run_id)
+            if run["status"] != last:
+                last = run["status"]
+                yield run
+            if run["status"] in FINAL_STATUSES:
+                return
+            if time.monotonic() > deadline:
+                raise RunTimeout(f"run {run_id} is still {run['status']} after {timeout:g}s")
+            time.sleep(interval)
+
+    def wait(self, run_id: str, timeout: float = 300, *, interval: float = 0.5) -> dict[str, Any]:
+        """Wait for a run to finish and return it; raise RunTimeout after ``timeout`` seconds."""
+        states = list(self.follow(run_id, timeout=timeout, interval=interval))
+        return states[-1]

@@ -1,0 +1,80 @@
+"""API keys per environment: shown once, stored as a sha256 hash, revocable."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from runs.engine.errors import StepwiseError
+from tasks.models import ApiKey, Environment
+
+KEY_PREFIX = "sk_"
+
+
+class InvalidApiKey(StepwiseError):
+    """An API key request is wrong (unknown environment, empty name); nothing was stored."""
+
+
+class ApiKeyNotFound(StepwiseError):
+    """No API key has this id in this environment."""
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    """A new key: ``secret`` is the only time the full key is ever shown."""
+
+    key: ApiKey
+    secret: str
+
+
+def _hash(secret: str) -> str:
+    # The key carries 256 random bits, so a fast hash is as safe as a slow one here.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_create(*, environment: str, name: str) -> CreatedApiKey:
+    """Create a key ``sk_<env>_<random>`` for an environment; return it with its one-time secret."""
+    if not Environment.objects.filter(slug=environment).exists():
+        raise InvalidApiKey(f"unknown environment '{environment}'")
+    if not isinstance(name, str) or not 0 < len(name.strip()) <= 128:
+        raise InvalidApiKey("an API key needs a name of 1 to 128 characters")
+    secret = f"{KEY_PREFIX}{environment}_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(
+        environment_id=environment,
+        name=name.strip(),
+        prefix=secret[: len(KEY_PREFIX) + len(environment) + 7],
+        key_hash=_hash(secret),
+    )
+    return CreatedApiKey(key=key, secret=secret)
+
+
+def api_key_revoke(*, environment: str, key_id: int) -> ApiKey:
+    """Revoke a key; later calls with it are refused."""
+    key = ApiKey.objects.filter(environment_id=environment, id=key_id).first()
+    if key is None:
+        raise ApiKeyNotFound(f"no API key {key_id} in environment '{environment}'")
+    if key.revoked_at is None:
+        ApiKey.objects.filter(id=key.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        key.refresh_from_db()
+    return key
+
+
+def api_key_authenticate(secret: str) -> ApiKey | None:
+    """Return the live key a bearer secret names, or None."""
+    if not isinstance(secret, str) or not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+        return None
+    digest = _hash(secret)
+    key = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).first()
+    if key is None or not hmac.compare_digest(key.key_hash, digest):
+        return None
+    ApiKey.objects.filter(id=key.id).update(last_used_at=timezone.now())
+    return key
+
+
+def api_key_list(*, environment: str) -> QuerySet[ApiKey]:
+    """Return the keys of an environment, newest first (prefix only, never the secret)."""
+    return ApiKey.objects.filter(environment_id=environment).order_by("-created_at")

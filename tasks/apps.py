@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from importlib import import_module
+
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class TasksConfig(AppConfig):
+    name = "tasks"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Importing a task module registers its @task functions; no database access here.
+        for module in settings.STEPWISE_TASK_MODULES:
+            import_module(module)

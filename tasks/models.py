@@ -1,0 +1,155 @@
+"""Tasks as registered code, their versions, queues and environments."""
+from __future__ import annotations
+
+from django.db import models
+
+
+class Environment(models.Model):
+    """A deployment environment (dev, staging, prod) with its own keys and secrets."""
+
+    slug = models.SlugField(primary_key=True, max_length=32)
+    name = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Task(models.Model):
+    """A task id known to the platform; its code lives in the user's code base."""
+
+    id = models.CharField(primary_key=True, max_length=128)
+    queue_name = models.CharField(max_length=128)
+    retry_policy = models.JSONField(default=dict)
+    max_duration = models.FloatField(null=True, blank=True)
+    module = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class TaskVersion(models.Model):
+    """The code a task had when a run started: a content hash plus an optional deploy label."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="versions")
+    content_hash = models.CharField(max_length=64)
+    deploy_label = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "content_hash", "deploy_label"], name="uniq_task_version"
+            )
+        ]
+
+    @property
+    def label(self) -> str:
+        short = self.content_hash[:10]
+        return f"{self.deploy_label}@{short}" if self.deploy_label else short
+
+    def __str__(self) -> str:
+        return f"{self.task_id}:{self.label}"
+
+
+class Queue(models.Model):
+    """A named lane with an optional concurrency limit, split per concurrency key, pausable."""
+
+    name = models.CharField(primary_key=True, max_length=128)
+    concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    paused = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Schedule(models.Model):
+    """A cron expression in a time zone that triggers a task once per tick."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="schedules")
+    task_id = models.CharField(max_length=128)
+    cron = models.CharField(max_length=128)
+    timezone = models.CharField(max_length=64, default="UTC")
+    dedup_key = models.CharField(max_length=255)
+    payload = models.JSONField(default=dict, blank=True)
+    active = models.BooleanField(default=True)
+    declared = models.BooleanField(default=False)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "dedup_key"], name="uniq_schedule_dedup_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.environment_id}:{self.dedup_key}"
+
+
+class Secret(models.Model):
+    """An environment variable of one environment, encrypted at rest."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=128)
+    ciphertext = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["environment", "name"], name="uniq_secret_name")]
+
+    def __str__(self) -> str:
+        return f"{self.environment_id}:{self.name}"
+
+
+class ApiKey(models.Model):
+    """A bearer key scoped to one environment; only its sha256 is stored."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=128)
+    prefix = models.CharField(max_length=32)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}…"
+
+
+class WebhookSecret(models.Model):
+    """A signing secret for webhook triggers of one environment; several may be valid at once."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="webhook_secrets")
+    name = models.CharField(max_length=128)
+    ciphertext = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class WebhookDelivery(models.Model):
+    """A webhook delivery id already accepted, so a replay inside the window is refused."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    delivery_id = models.CharField(max_length=255)
+    run_id = models.CharField(max_length=40)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "delivery_id"], name="uniq_webhook_delivery")
+        ]

@@ -1,0 +1,106 @@
+"""Queues: pause, resume and concurrency limits, effective at the next claim."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Count, Q
+
+from runs.dispatch import dispatch_run, queue_dispatch_on_commit
+from runs.engine.errors import StepwiseError
+from runs.models import Run
+from runs.states import RunStatus
+from tasks.models import Queue
+
+MAX_LIMIT = 10_000
+
+
+class QueueNotFound(StepwiseError):
+    """No queue has this name."""
+
+
+class InvalidQueueLimit(StepwiseError):
+    """A concurrency limit must be a positive integer, or null for no limit."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A queue with how many of its runs execute and wait right now."""
+
+    name: str
+    concurrency_limit: int | None
+    paused: bool
+    executing: int
+    queued: int
+
+
+def _update(name: str, **fields) -> Queue:
+    with transaction.atomic():
+        queue = Queue.objects.select_for_update().filter(name=name).first()
+        if queue is None:
+            raise QueueNotFound(f"no queue named '{name}'")
+        for attr, value in fields.items():
+            setattr(queue, attr, value)
+        queue.save(update_fields=[*fields, "updated_at"])
+        # Queued runs whose hints were refused while the queue was full or paused get new ones.
+        if queue.concurrency_limit is None:
+            transaction.on_commit(lambda: _hint_all_queued(name))
+        else:
+            queue_dispatch_on_commit(name)
+    return queue
+
+
+def _hint_all_queued(name: str) -> None:
+    # An unlimited queue takes every queued run; the sweeper re-sends hints beyond this batch.
+    runs = Run.objects.filter(queue=name, status=RunStatus.QUEUED).order_by("-priority", "id")
+    for run_id, priority in runs.values_list("id", "priority")[:1000]:
+        dispatch_run(run_id, priority=priority)
+
+
+def queue_pause(*, name: str) -> Queue:
+    """Stop starting runs of a queue; executing runs finish normally."""
+    return _update(name, paused=True)
+
+
+def queue_resume(*, name: str) -> Queue:
+    """Start runs of a paused queue again, best priority first."""
+    return _update(name, paused=False)
+
+
+def queue_limit_set(*, name: str, limit: int | None) -> Queue:
+    """Set a queue's concurrency limit (per concurrency key when runs carry one); None removes it."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_LIMIT):
+        raise InvalidQueueLimit(f"a concurrency limit must be an integer from 1 to {MAX_LIMIT}, or null")
+    return _update(name, concurrency_limit=limit)
+
+
+def queue_list(*, environment: str | None = None) -> list[QueueStats]:
+    """Return every queue with its executing and queued counts, in two queries."""
+    runs = Run.objects.filter(status__in=[RunStatus.EXECUTING, RunStatus.QUEUED])
+    if environment:
+        runs = runs.filter(environment_id=environment)
+    counts = {
+        row["queue"]: row
+        for row in runs.values("queue").annotate(
+            executing=Count("id", filter=Q(status=RunStatus.EXECUTING)),
+            queued=Count("id", filter=Q(status=RunStatus.QUEUED)),
+        )
+    }
+    return [
+        QueueStats(
+            name=q.name,
+            concurrency_limit=q.concurrency_limit,
+            paused=q.paused,
+            executing=counts.get(q.name, {}).get("executing", 0),
+            queued=counts.get(q.name, {}).get("queued", 0),
+        )
+        for q in Queue.objects.order_by("name")
+    ]
+
+
+def queue_get(*, name: str) -> QueueStats:
+    """Return one queue with its counts, or raise QueueNotFound."""
+    for stats in queue_list():
+        if stats.name == name:
+            return stats
+    raise QueueNotFound(f"no queue named '{name}'")

@@ -1,0 +1,297 @@
+"""The SDK users import: ``task``, ``step``, ``Retry`` and ``AbortRun``.
+
+Example::
+
+    from tasks.sdk import AbortRun, Retry, step, task
+
+    @step()
+    def charge(order):
+        return payments.charge(order["id"], order["total"])
+
+    @task(id="process-order", retry=Retry(max_attempts=3))
+    def process_order(payload, ctx):
+        receipt = charge(payload)
+        return {"receipt": receipt}
+
+    run = process_order.trigger({"id": "1", "total": 42}, idempotency_key="order-1")
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from runs.engine.context import current_context
+from runs.engine.errors import AbortRun, PermanentError
+from runs.engine.executor import Executable
+from runs.engine.retry import RetryPolicy
+from tasks.registry import code_hash, task_register
+from tasks.waiting import send_event, wait  # noqa: E402
+
+Retry = RetryPolicy
+
+__all__ = [
+    "AbortRun", "PermanentError", "Retry", "RunHandle", "TaskDefinition", "current_run", "send_event", "step",
+    "task", "wait",
+]
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """What a trigger returns: the run's id, and whether an idempotency key matched an existing run."""
+
+    id: str
+    task_id: str
+    status: str
+    created: bool = True
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """The outcome of a child run a parent waited for."""
+
+    ok: bool
+    status: str
+    output: Any
+    error: dict[str, Any] | None
+    run_id: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChildResult:
+        return cls(ok=data["ok"], status=data["status"], output=data["output"], error=data["error"],
+                   run_id=data["run_id"])
+
+
+@dataclass(eq=False)
+class TaskDefinition:
+    """A registered task. Call ``trigger`` to start a run; call it directly to run it inline."""
+
+    id: str
+    fn: Callable[..., Any]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    queue: str | None = None
+    max_duration: float | None = None
+    deploy_label: str = ""
+    concurrency_limit: int | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        functools.update_wrapper(self, self.fn)
+        self.version_hash = code_hash(self.fn)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.fn.__module__}.{self.fn.__qualname__}"
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue or f"task/{self.id}"
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def executable(self) -> Executable:
+        return Executable(task_id=self.id, fn=self.fn, retry=self.retry, version_hash=self.version_hash)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def trigger(
+        self,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        idempotency_key_ttl: str | float | timedelta | None = None,
+        tags: Iterable[str] = (),
+        metadata: dict[str, Any] | None = None,
+        queue: str | None = None,
+        concurrency_key: str | None = None,
+        priority: int = 0,
+        delay: str | float | timedelta | None = None,
+        delay_until: datetime | None = None,
+        ttl: str | float | timedelta | None = None,
+        max_duration: float | None = None,
+        environment: str = "dev",
+        traceparent: str | None = None,
+    ) -> RunHandle:
+        """Start a run of this task; with an idempotency key, return the existing run if there is one.
+
+        Example::
+
+            run = process_order.trigger({"orderId": "1"}, idempotency_key="order-1", tags=["vip"])
+        """
+        from runs.services import TriggerOptions, run_trigger
+
+        options = TriggerOptions(
+            idempotency_key=idempotency_key,
+            idempotency_key_ttl=idempotency_key_ttl,
+            tags=list(tags),
+            metadata=metadata or {},
+            queue=queue,
+            concurrency_key=concurrency_key,
+            priority=priority,
+            delay=delay,
+            delay_until=delay_until,
+            ttl=ttl,
+            max_duration=max_duration,
+            environment=environment,
+            traceparent=traceparent,
+        )
+        run, created = run_trigger(task_id=self.id, payload=payload, options=options)
+        return RunHandle(id=run.id, task_id=self.id, status=run.status, created=created)
+
+    def trigger_and_wait(self, payload: Any = None, *, timeout=None, **options: Any) -> ChildResult:
+        """Trigger a child run from inside a task and wait for it without holding a worker.
+
+        Example::
+
+            result = transcode.trigger_and_wait({"url": url})
+            if result.ok:
+                use(result.output)
+        """
+        from tasks.waiting import children_wait
+
+        outcome = children_wait(self.id, [{"payload": payload, **options}], timeout=timeout)
+        if not outcome.ok:
+            return ChildResult(ok=False, status="TIMED_OUT", output=None, error=None, run_id="")
+        return ChildResult.from_json(outcome.output[0])
+
+    def batch_trigger_and_wait(self, items: Iterable[dict[str, Any]], *, timeout=None) -> list[ChildResult]:
+        """Trigger child runs (``{"payload": ..., **options}`` each) and wait for all of them.
+
+        Example::
+
+            results = resize.batch_trigger_and_wait([{"payload": {"img": i}} for i in images])
+        """
+        from tasks.waiting import children_wait
+
+        items = list(items)
+        outcome = children_wait(self.id, items, timeout=timeout)
+        if not outcome.ok:
+            return [ChildResult(ok=False, status="TIMED_OUT", output=None, error=None, run_id="") for _ in items]
+        return [ChildResult.from_json(item) for item in outcome.output]
+
+    async def atrigger_and_wait(self, payload: Any = None, **options: Any) -> ChildResult:
+        """Async twin of ``trigger_and_wait``."""
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(self.trigger_and_wait)(payload, **options)
+
+    async def abatch_trigger_and_wait(self, items: Iterable[dict[str, Any]], **options: Any) -> list[ChildResult]:
+        """Async twin of ``batch_trigger_and_wait``."""
+        from asgiref.sync import sync_to_async
+
+        return await sync_to_async(self.batch_trigger_and_wait)(list(items), **options)
+
+    def batch_trigger(self, items: Iterable[dict[str, Any]]) -> list[RunHandle]:
+        """Start many runs at once, all or none; each item is ``{"payload": ..., **trigger options}``.
+
+        Example::
+
+            handles = resize.batch_trigger([{"payload": {"img": i}} for i in range(10)])
+        """
+        from runs.services import run_batch_trigger
+
+        results = run_batch_trigger(task_id=self.id, items=list(items))
+        return [RunHandle(id=r.id, task_id=self.id, status=r.status, created=c) for r, c in results]
+
+
+def task(
+    *,
+    id: str,
+    retry: RetryPolicy | None = None,
+    queue: str | None = None,
+    max_duration: float | str | None = None,
+    concurrency_limit: int | None = None,
+    cron: str | None = None,
+    timezone: str = "UTC",
+) -> Callable[[Callable[..., Any]], TaskDefinition]:
+    """Register a function ``fn(payload, ctx)`` as a durable task.
+
+    ``queue`` names its queue (default ``task/<id>``); ``concurrency_limit`` is that queue's
+    limit when the queue is first created (later changes through the API or console win).
+    ``cron`` and ``timezone`` declare a schedule in the STEPWISE_ENVIRONMENT environment.
+
+    Example::
+
+        @task(id="send-welcome", retry=Retry(max_attempts=5), max_duration="10m", concurrency_limit=5)
+        def send_welcome(payload, ctx):
+            ...
+
+        @task(id="hourly-report", cron="0 * * * *", timezone="Europe/Paris")
+        def hourly_report(payload, ctx):
+            ...  # payload: {"schedule_id", "timestamp", "last_timestamp", "timezone", ...}
+    """
+    from django.conf import settings
+
+    from runs.engine.durations import duration_seconds
+
+    def decorate(fn: Callable[..., Any]) -> TaskDefinition:
+        definition = TaskDefinition(
+            id=id,
+            fn=fn,
+            retry=retry or RetryPolicy(),
+            queue=queue,
+            max_duration=None if max_duration is None else duration_seconds(max_duration),
+            deploy_label=settings.STEPWISE_DEPLOY_LABEL,
+            concurrency_limit=concurrency_limit,
+            cron=cron,
+            timezone=timezone,
+        )
+        task_register(definition)
+        return definition
+
+    return decorate
+
+
+def step(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make every call of a function a durable step (key: ``name`` or the function's name).
+
+    Outside a run the function is simply called.
+
+    Example::
+
+        @step()
+        def ship(order):
+            return carrier.ship(order["id"])
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        step_name = name or fn.__name__
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                ctx = current_context.get()
+                if ctx is None:
+                    return await fn(*args, **kwargs)
+                return await ctx.step(step_name, fn, *args, **kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = current_context.get()
+            if ctx is None:
+                return fn(*args, **kwargs)
+            return ctx.step(step_name, fn, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def current_run():
+    """Return the RunContext of the run executing in this thread, or None.
+
+    Example::
+
+        ctx = current_run()
+        if ctx: print(ctx.run_id, ctx.attempt)
+    """
+    return current_context.get()

@@ -1,0 +1,90 @@
+"""Reads on tasks: the tasks page with versions, settings and recent run stats."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from runs.models import Run
+from runs.states import FINAL_STATUSES, RunStatus
+from tasks.models import Queue, Task, TaskVersion
+
+STATS_WINDOW = timedelta(hours=24)
+STATS_SAMPLE = 5000
+
+
+@dataclass
+class TaskStats:
+    """Outcomes and durations of a task's runs that finished in the stats window."""
+
+    finished: int = 0
+    completed: int = 0
+    durations: list[float] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if not self.finished else self.completed / self.finished
+
+    def percentile(self, q: float) -> float | None:
+        """Return the q-th quantile of durations in seconds (nearest rank)."""
+        if not self.durations:
+            return None
+        ordered = sorted(self.durations)
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+    @property
+    def p50(self) -> float | None:
+        return self.percentile(0.5)
+
+    @property
+    def p95(self) -> float | None:
+        return self.percentile(0.95)
+
+
+@dataclass
+class TaskOverview:
+    """A task as the tasks page shows it."""
+
+    task: Task
+    queue: Queue | None
+    versions: list[TaskVersion]
+    stats: TaskStats
+
+
+def task_stats(*, since=None) -> dict[str, TaskStats]:
+    """Return stats per task over runs finished since ``since`` (default: the last 24 hours), in one query."""
+    since = since or timezone.now() - STATS_WINDOW
+    rows = (
+        Run.objects.filter(finished_at__gte=since, status__in=FINAL_STATUSES)
+        .order_by("-finished_at")
+        .values_list("task_id", "status", "started_at", "finished_at")[:STATS_SAMPLE]
+    )
+    stats: dict[str, TaskStats] = {}
+    for task_id, status, started_at, finished_at in rows:
+        entry = stats.setdefault(task_id, TaskStats())
+        entry.finished += 1
+        if status == RunStatus.COMPLETED:
+            entry.completed += 1
+            if started_at is not None:
+                entry.durations.append((finished_at - started_at).total_seconds())
+    return stats
+
+
+def task_overviews() -> list[TaskOverview]:
+    """Return every task with its queue, newest versions first, and recent stats, in four queries."""
+    versions = Prefetch("versions", queryset=TaskVersion.objects.order_by("-created_at"))
+    tasks = list(Task.objects.order_by("id").prefetch_related(versions))
+    queues = Queue.objects.in_bulk([t.queue_name for t in tasks])
+    stats = task_stats()
+    return [
+        TaskOverview(task=t, queue=queues.get(t.queue_name), versions=list(t.versions.all()),
+                     stats=stats.get(t.id, TaskStats()))
+        for t in tasks
+    ]
+
+
+def task_ids() -> list[str]:
+    """Return the ids of every task the database knows, sorted."""
+    return list(Task.objects.order_by("id").values_list("id", flat=True))

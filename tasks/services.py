@@ -1,0 +1,67 @@
+"""Writes on tasks: make sure a registered task, its version and its queue exist in the database."""
+from __future__ import annotations
+
+import threading
+
+from tasks.models import Environment, Queue, Task, TaskVersion
+
+_ensured: dict[tuple[str, str, str], TaskVersion] = {}
+_lock = threading.Lock()
+
+
+def environments_ensure() -> None:
+    """Create the default environments if they are missing."""
+    for slug, name in DEFAULT_ENVIRONMENTS.items():
+        Environment.objects.get_or_create(slug=slug, defaults={"name": name})
+
+
+class UnknownEnvironment(LookupError):
+    """No environment has this slug."""
+
+
+DEFAULT_ENVIRONMENTS = {"dev": "Development", "staging": "Staging", "prod": "Production"}
+
+
+def environment_require(slug: str) -> Environment:
+    """Return an environment, creating a default one (dev, staging, prod) on first use."""
+    if slug in DEFAULT_ENVIRONMENTS:
+        return Environment.objects.get_or_create(slug=slug, defaults={"name": DEFAULT_ENVIRONMENTS[slug]})[0]
+    env = Environment.objects.filter(slug=slug).first()
+    if env is None:
+        known = ", ".join(Environment.objects.order_by("slug").values_list("slug", flat=True))
+        raise UnknownEnvironment(f"unknown environment '{slug}' (known: {known})")
+    return env
+
+
+def task_version_ensure(definition) -> TaskVersion:
+    """Return the TaskVersion row of a task's current code, creating task, queue and version rows."""
+    cache_key = (definition.id, definition.version_hash, definition.deploy_label)
+    with _lock:
+        cached = _ensured.get(cache_key)
+    if cached is not None:
+        return cached
+    environments_ensure()
+    Task.objects.update_or_create(
+        id=definition.id,
+        defaults={
+            "queue_name": definition.queue_name,
+            "retry_policy": definition.retry.as_dict(),
+            "max_duration": definition.max_duration,
+            "module": definition.fn.__module__,
+        },
+    )
+    Queue.objects.get_or_create(
+        name=definition.queue_name, defaults={"concurrency_limit": definition.concurrency_limit}
+    )
+    version, _ = TaskVersion.objects.get_or_create(
+        task_id=definition.id, content_hash=definition.version_hash, deploy_label=definition.deploy_label
+    )
+    with _lock:
+        _ensured[cache_key] = version
+    return version
+
+
+def task_cache_clear() -> None:
+    """Forget which versions exist (tests flush the database between cases)."""
+    with _lock:
+        _ensured.clear()

@@ -1,0 +1,133 @@
+"""Signed webhook triggers: HMAC-SHA256 over "timestamp.body", rotation, replay protection."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from runs.engine.errors import StepwiseError
+from runs.models import Run
+from tasks.models import Environment, WebhookDelivery, WebhookSecret
+from tasks.secrets import secret_cipher, secret_value_decrypt
+
+SIGNATURE_VERSION = "v1"
+
+
+class WebhookRefused(StepwiseError):
+    """A webhook delivery is unsigned, wrongly signed, stale, replayed or malformed; nothing was enqueued."""
+
+
+class WebhookSecretNotFound(StepwiseError):
+    """No webhook secret has this id in this environment."""
+
+
+@dataclass(frozen=True)
+class CreatedWebhookSecret:
+    """A new signing secret: ``secret`` is shown this once."""
+
+    row: WebhookSecret
+    secret: str
+
+
+def webhook_secret_create(*, environment: str, name: str = "default") -> CreatedWebhookSecret:
+    """Create a signing secret for an environment; older ones stay valid until revoked."""
+    if not Environment.objects.filter(slug=environment).exists():
+        raise WebhookRefused(f"unknown environment '{environment}'")
+    secret = f"whsec_{secrets.token_urlsafe(32)}"
+    row = WebhookSecret.objects.create(
+        environment_id=environment, name=name[:128] or "default", ciphertext=secret_cipher().encrypt(secret.encode())
+    )
+    return CreatedWebhookSecret(row=row, secret=secret)
+
+
+def webhook_secret_revoke(*, environment: str, secret_id: int) -> None:
+    """Stop accepting signatures made with one secret."""
+    if not WebhookSecret.objects.filter(environment_id=environment, id=secret_id).update(revoked_at=timezone.now()):
+        raise WebhookSecretNotFound(f"no webhook secret {secret_id} in environment '{environment}'")
+
+
+def webhook_secret_list(*, environment: str) -> QuerySet[WebhookSecret]:
+    """Return the signing secrets of an environment (never their values)."""
+    return WebhookSecret.objects.filter(environment_id=environment).order_by("-created_at")
+
+
+def webhook_sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Return the hex HMAC-SHA256 of "timestamp.body" (what a sender puts after ``v1=``)."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def _signatures(header: str) -> list[str]:
+    found = []
+    for part in header.split(","):
+        version, _, value = part.strip().partition("=")
+        if version == SIGNATURE_VERSION and value:
+            found.append(value.strip())
+    if not found:
+        raise WebhookRefused("Stepwise-Signature must look like 'v1=<hex>[, v1=<hex>]'")
+    return found
+
+
+def _check_timestamp(timestamp: str) -> None:
+    try:
+        sent = int(timestamp)
+    except (TypeError, ValueError):
+        raise WebhookRefused("Stepwise-Timestamp must be a Unix time in seconds") from None
+    skew = abs(time.time() - sent)
+    if skew > settings.STEPWISE_WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookRefused(
+            f"Stepwise-Timestamp is {int(skew)}s away from now; at most "
+            f"{settings.STEPWISE_WEBHOOK_TOLERANCE_SECONDS}s is accepted"
+        )
+
+
+def _matching_environment(timestamp: str, body: bytes, signatures: list[str]) -> str:
+    """Return the environment whose live secret produced one of the signatures."""
+    matched = None
+    for row in WebhookSecret.objects.filter(revoked_at__isnull=True):
+        expected = webhook_sign(secret_value_decrypt(row.ciphertext, label=f"webhook secret {row.id}"), timestamp, body)
+        # Compare against every candidate, constant-time, without stopping early.
+        for signature in signatures:
+            if hmac.compare_digest(expected, signature):
+                matched = row.environment_id
+    if matched is None:
+        raise WebhookRefused("no valid signature: Stepwise-Signature does not match any live webhook secret")
+    return matched
+
+
+def webhook_receive(
+    *, task_id: str, body: bytes, timestamp: str | None, signature: str | None, delivery_id: str | None
+) -> Run:
+    """Verify a signed delivery and trigger the task with its JSON body; refuse anything doubtful."""
+    from runs.services import TriggerOptions, run_trigger
+
+    if not timestamp or not signature:
+        raise WebhookRefused("Stepwise-Timestamp and Stepwise-Signature headers are required")
+    _check_timestamp(timestamp)
+    environment = _matching_environment(timestamp, body, _signatures(signature))
+    if delivery_id is not None and not 0 < len(delivery_id) <= 255:
+        raise WebhookRefused("Stepwise-Delivery must be 1 to 255 characters")
+    try:
+        payload: Any = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WebhookRefused(f"the body is not valid JSON: {exc}") from None
+    with transaction.atomic():
+        run, _ = run_trigger(task_id=task_id, payload=payload, options=TriggerOptions(
+            environment=environment, tags=["webhook"], metadata={"delivery_id": delivery_id} if delivery_id else {},
+        ))
+        if delivery_id:
+            try:
+                with transaction.atomic():
+                    WebhookDelivery.objects.create(environment_id=environment, delivery_id=delivery_id, run_id=run.id)
+            except IntegrityError:
+                # Raising inside the outer atomic block rolls the run back too.
+                raise WebhookRefused(f"delivery '{delivery_id}' was already received") from None
+    return run

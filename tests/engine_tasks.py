@@ -1,0 +1,301 @@
+"""Tasks used by the engine tests; every step body logs its execution to Redis."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+import redis
+from opentelemetry import trace
+
+from tasks.sdk import AbortRun, Retry, step, task
+
+_redis = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def executions_key(run_id: str) -> str:
+    return f"stepwise-test:exec:{run_id}"
+
+
+def log_execution(ctx, label: str) -> None:
+    """Remember that a step body really ran, in which attempt."""
+    _redis.rpush(executions_key(ctx.run_id), f"{label}:{ctx.attempt}")
+    _redis.expire(executions_key(ctx.run_id), 3600)
+
+
+def executions(run_id: str) -> list[str]:
+    return [item.decode() for item in _redis.lrange(executions_key(run_id), 0, -1)]
+
+
+class Flaky(Exception):
+    """A retryable failure."""
+
+
+class HttpError(Exception):
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(f"HTTP {status_code}")
+
+
+FAST_RETRY = Retry(max_attempts=3, factor=1, min_timeout=0.1, max_timeout=0.1, jitter=False)
+
+
+@task(id="test-third-step-flaky", retry=FAST_RETRY)
+def third_step_flaky(payload, ctx):
+    def body(label):
+        log_execution(ctx, label)
+        if label == "third" and ctx.attempt < 3:
+            raise Flaky(f"third step fails on attempt {ctx.attempt}")
+        return f"{label}-done"
+
+    results = [ctx.step(label, body, label) for label in ("first", "second", "third")]
+    return {"results": results}
+
+
+@task(id="test-sleepy-steps", retry=Retry(max_attempts=1))
+def sleepy_steps(payload, ctx):
+    out = []
+    for i in range(payload.get("steps", 5)):
+        def body(i=i):
+            log_execution(ctx, f"s{i}")
+            time.sleep(payload.get("sleep", 0.5))
+            return i
+        out.append(ctx.step(f"s{i}", body))
+    return {"sum": sum(out)}
+
+
+@task(id="test-crashable", retry=Retry(max_attempts=1))
+def crashable(payload, ctx):
+    total = 0
+    for i in range(payload.get("steps", 4)):
+        def body(i=i):
+            log_execution(ctx, f"c{i}")
+            time.sleep(payload.get("sleep", 0.3))
+            return i * 10
+        total += ctx.step(f"c{i}", body)
+    return {"total": total}
+
+
+@task(id="test-abort", retry=FAST_RETRY)
+def aborting(payload, ctx):
+    log_execution(ctx, "abort")
+    raise AbortRun("the order has no items")
+
+
+@task(id="test-http-4xx", retry=FAST_RETRY)
+def http_4xx(payload, ctx):
+    log_execution(ctx, "http")
+    raise HttpError(payload.get("status", 404))
+
+
+@task(id="test-always-fails", retry=FAST_RETRY)
+def always_fails(payload, ctx):
+    log_execution(ctx, "fail")
+    raise Flaky("still down")
+
+
+@task(id="test-bad-step-result")
+def bad_step_result(payload, ctx):
+    from datetime import datetime
+
+    return {"when": ctx.step("clock", datetime.now)}
+
+
+@task(id="test-bad-output")
+def bad_output(payload, ctx):
+    return {"items": {1, 2, 3}}
+
+
+@task(id="test-reorder", retry=FAST_RETRY)
+def reorder(payload, ctx):
+    ctx.step("a", lambda: 1)
+    if ctx.attempt == 1:
+        ctx.step("b", lambda: 2)
+        raise Flaky("fail once after b")
+    ctx.step("c", lambda: 3)
+    return "done"
+
+
+@task(id="test-slow", retry=Retry(max_attempts=1), max_duration=1)
+def slow(payload, ctx):
+    for i in range(20):
+        ctx.step(f"tick{i}", time.sleep, 0.2)
+    return "never"
+
+
+@step()
+async def async_double(x: int) -> int:
+    await asyncio.sleep(0.01)
+    return x * 2
+
+
+@task(id="test-async", retry=FAST_RETRY)
+async def async_task(payload, ctx):
+    a = await async_double(payload["x"])
+    b = await async_double(a)
+    if ctx.attempt == 1:
+        raise Flaky("async flake")
+    return {"value": b}
+
+
+@task(id="test-noop", retry=Retry(max_attempts=1))
+def noop(payload, ctx):
+    return None
+
+
+# --- waits -----------------------------------------------------------------------------------
+from tasks.sdk import wait  # noqa: E402
+
+
+@task(id="test-wait-event", retry=FAST_RETRY)
+def wait_event(payload, ctx):
+    def before():
+        log_execution(ctx, "before")
+        time.sleep(payload.get("before_sleep", 0))
+        return "prepared"
+
+    ctx.step("before", before)
+    got = wait.for_event(payload.get("event", "paid"), filter=payload.get("filter"), timeout=payload.get("timeout"))
+    ctx.step("after", log_execution, ctx, "after")
+    return {"ok": got.ok, "timed_out": got.timed_out, "event": got.output}
+
+
+@task(id="test-wait-twice", retry=FAST_RETRY)
+def wait_twice(payload, ctx):
+    first = wait.for_event("tick", filter={"run": payload["n"]})
+    second = wait.for_event("tick", filter={"run": payload["n"]})
+    return [first.output["i"], second.output["i"]]
+
+
+@task(id="test-wait-duration", retry=FAST_RETRY)
+def wait_duration(payload, ctx):
+    ctx.step("before", log_execution, ctx, "before")
+    result = wait.for_(seconds=payload.get("seconds", 2))
+    ctx.step("after", log_execution, ctx, "after")
+    return {"ok": result.ok}
+
+
+@task(id="test-wait-token", retry=FAST_RETRY)
+def wait_token(payload, ctx):
+    token = wait.create_token(timeout=payload.get("timeout"), description="approve the test")
+    ctx.step("announce", log_execution, ctx, f"token={token}")
+    decision = wait.for_token(token)
+    return {"ok": decision.ok, "output": decision.output}
+
+
+@task(id="test-child", retry=FAST_RETRY)
+def child(payload, ctx):
+    if payload.get("fail"):
+        raise AbortRun(f"child {payload['n']} refuses")
+    if payload.get("sleep"):
+        ctx.step("nap", time.sleep, payload["sleep"])
+    return {"double": payload["n"] * 2}
+
+
+@task(id="test-parent", retry=FAST_RETRY)
+def parent(payload, ctx):
+    ctx.step("before", log_execution, ctx, "parent-before")
+    one = child.trigger_and_wait({"n": 1})
+    many = child.batch_trigger_and_wait([{"payload": {"n": n, "fail": n == 3}} for n in range(2, 5)])
+    return {"one": one.output, "many": [(r.ok, r.output, r.error and r.error["message"]) for r in many]}
+
+
+@task(id="test-parent-sleepy-child", retry=FAST_RETRY)
+def parent_sleepy_child(payload, ctx):
+    result = child.trigger_and_wait({"n": 1, "sleep": 30})
+    return result.output
+
+
+@task(id="test-async-wait", retry=FAST_RETRY)
+async def async_wait(payload, ctx):
+    got = await wait.afor_event("async-go", filter={"n": payload["n"]})
+    doubled = await async_double(got.output["value"])
+    return {"value": doubled}
+CANARY = "canary-7f3e9b2d-do-not-leak"
+_tracer = trace.get_tracer("tests.engine_tasks")
+
+
+@task(id="test-traced", retry=FAST_RETRY)
+def traced(payload, ctx):
+    def fetch(n):
+        with _tracer.start_as_current_span("http GET /items", attributes={"http.method": "GET"}):
+            ctx.logger.info("fetched items", count=n)
+            time.sleep(0.01)
+        return n
+
+    def save(n):
+        logging.getLogger("shop.orders").warning("saving %d items", n)
+        with _tracer.start_as_current_span("db insert"):
+            if ctx.attempt == 1:
+                raise Flaky("database busy")
+        return n * 2
+
+    total = ctx.step("save", save, ctx.step("fetch", fetch, 3))
+    ctx.logger.info("done", total=total)
+    return {"total": total}
+
+
+@task(id="test-canary", retry=FAST_RETRY)
+def canary(payload, ctx):
+    secret = ctx.sensitive(CANARY)
+
+    def call_api():
+        url = f"https://api.example.com/?k={secret}"
+        with _tracer.start_as_current_span(f"call with {secret}", attributes={"url": url}) as span:
+            span.set_attribute("api_key", "plain-key-value")
+            span.add_event("sent", {"body": f"token={secret}"})
+        ctx.logger.info(f"using {secret}", key=secret, password="hunter2-value")
+        logging.getLogger("shop.api").error("upstream refused key %s", secret)
+        if ctx.attempt == 1:
+            raise Flaky(f"upstream refused key {secret}")
+        return "called"
+
+    ctx.step("call", call_api)
+    raise AbortRun(f"giving up after using {secret}")
+
+
+@task(id="test-parent-of-traced-child", retry=Retry(max_attempts=1))
+def parent_of_traced_child(payload, ctx):
+    return {"child": ctx.step("start child", lambda: noop.trigger({}).id)}
+
+
+@task(id="test-async-logs", retry=Retry(max_attempts=1))
+async def async_logs(payload, ctx):
+    ctx.logger.info("async hello", x=1)
+    return {"doubled": await async_double(2)}
+
+
+@task(id="test-otlp", retry=Retry(max_attempts=1))
+def otlp(payload, ctx):
+    secret = ctx.sensitive(CANARY)
+
+    def call():
+        with _tracer.start_as_current_span("call partner", attributes={"url": f"https://api.example.com/?k={secret}"}):
+            ctx.logger.info(f"calling with {secret}")
+        return "ok"
+
+    return ctx.step("call", call)
+def intervals_key(label: str) -> str:
+    return f"stepwise-test:intervals:{label}"
+
+
+@task(id="test-interval", retry=Retry(max_attempts=1))
+def interval(payload, ctx):
+    """Sleep briefly and record when this run really executed (for concurrency-limit tests)."""
+    started = time.time()
+    time.sleep(payload.get("sleep", 0.05))
+    _redis.rpush(intervals_key(payload["label"]), f"{payload.get('key', '')}|{started}|{time.time()}")
+    _redis.expire(intervals_key(payload["label"]), 3600)
+    return None
+
+
+@task(id="test-uses-secret", retry=Retry(max_attempts=1))
+def uses_secret(payload, ctx):
+    """Read a secret from ctx.env, log it, and optionally fail with it in the message."""
+    value = ctx.env["CANARY_TOKEN"]
+    length = ctx.step("call-api", lambda: len(value))
+    ctx.logger.info("calling the partner api with %s", value)
+    if payload.get("fail"):
+        raise RuntimeError(f"partner api refused token {value}")
+    return {"length": length}

@@ -1,0 +1,119 @@
+"""Start and stop real Celery workers and schedulers against the test database."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_DIR = ROOT / "artifacts" / "logs"
+
+
+def test_queue_name() -> str:
+    return f"stepwise-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getpid()}"
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    user = s.get("USER") or "postgres"
+    auth = f"{user}:{s['PASSWORD']}" if s.get("PASSWORD") else user
+    return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url(),
+        STEPWISE_CELERY_QUEUE=test_queue_name(),
+        STEPWISE_CHANNEL_PREFIX=test_queue_name(),
+        STEPWISE_LEASE_SECONDS="2",
+        STEPWISE_HEARTBEAT_SECONDS="0.4",
+        STEPWISE_REDISPATCH_SECONDS="1",
+        STEPWISE_TASK_MODULES="examples.orders,examples.videos,examples.batch,examples.approvals,tests.engine_tasks",
+        PYTHONPATH=str(ROOT),
+        CONN_MAX_AGE="0",
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this child when the test process dies, so no worker outlives its test run.
+
+    A worker left behind would keep serving the next run's database of the same name.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class Processes:
+    """Owns the subprocesses of one test (or session) and kills them at the end."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.procs: list[subprocess.Popen] = []
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+
+    def _spawn(self, args: list[str], name: str, **env: str) -> subprocess.Popen:
+        log = open(LOG_DIR / f"{self.label}-{name}-{len(self.procs)}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=child_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a kill takes its children too
+            preexec_fn=_die_with_parent,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def worker(
+        self, *, concurrency: int = 2, pool: str = "threads", queue: str | None = None, **env: str
+    ) -> subprocess.Popen:
+        return self._spawn(
+            ["-m", "celery", "-A", "console", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
+             "--without-mingle", "--without-gossip", "--without-heartbeat", "-Q", queue or test_queue_name(),
+             "--loglevel=INFO", f"--hostname={self.label}-{len(self.procs)}@%h"],
+            "worker",
+            **env,
+        )
+
+    def scheduler(self, *, interval: float = 0.2, **env: str) -> subprocess.Popen:
+        return self._spawn(["manage.py", "scheduler", f"--interval={interval}"], "scheduler", **env)
+
+    def asgi_server(self, *, port: int, **env: str) -> subprocess.Popen:
+        """Serve the console (HTTP and websockets) with uvicorn on the test database."""
+        return self._spawn(
+            ["-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1", f"--port={port}",
+             "--log-level=warning"],
+            "asgi",
+            **env,
+        )
+
+    def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                self.kill(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill(proc)
+        self.procs.clear()

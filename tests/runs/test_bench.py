@@ -1,0 +1,60 @@
+"""manage.py bench with tiny parameters: it starts its workers, measures, and prints every figure."""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from runs.models import Run
+
+ROWS = [
+    "no-op runs, triggered -> completed",
+    "raw Celery no-op tasks, sent -> done",
+    "ours / raw",
+    "no-op runs, batch_trigger() -> completed",
+    "trigger() calls from one thread",
+    "apply_async() calls from one thread",
+    "trigger-to-start latency p50, idle",
+    "trigger-to-start latency p99, idle",
+    "trigger-to-start latency p50, burst",
+    "trigger-to-start latency p99, burst",
+    "5-step task, checkpointed in a worker",
+    "5-step function, undecorated",
+    "checkpoint overhead",
+    "5-step attempt in-process, untraced",
+    "5-step attempt in-process, traced",
+    "traced / untraced",
+    "event latency, worker commit -> websocket p50",
+    "event latency, worker commit -> websocket p99",
+]
+
+
+def figure_of(table: str, metric: str) -> float:
+    line = next((line for line in table.splitlines() if line.startswith(metric)), None)
+    assert line is not None, f"no row '{metric}' in:\n{table}"
+    match = re.search(r"\s(-?[\d,]+(?:\.\d+)?(?:e[-+]\d+)?)\s+\S+$", line)
+    assert match, f"no figure and unit in '{line}'"
+    return float(match.group(1).replace(",", ""))
+
+
+@pytest.mark.xdist_group("heavy")
+def test_bench_prints_every_figure_and_cleans_up(transactional_db):
+    out = io.StringIO()
+    call_command(
+        "bench", "--runs", "20", "--latency-runs", "5", "--steps", "5", "--step-runs", "1",
+        "--workers", "2", "--concurrency", "2", "--timeout", "90", stdout=out,
+    )
+    table = out.getvalue()
+    for metric in ROWS:
+        assert figure_of(table, metric) > 0, f"'{metric}' is not positive in:\n{table}"
+    assert "2 x celery worker --pool=prefork --concurrency=2" in table
+    assert not Run.objects.exists(), "the bench's runs are deleted afterwards"
+
+
+@override_settings(USES_POSTGRES=False)
+def test_bench_refuses_the_embedded_database_with_a_clear_error(transactional_db):
+    with pytest.raises(CommandError, match="DATABASE_URL must point at PostgreSQL"):
+        call_command("bench", "--runs", "1")

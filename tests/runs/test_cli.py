@@ -1,0 +1,48 @@
+"""The CLI as a user runs it: trigger --follow, runs list and show."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from runs.models import Run
+
+
+def run_command(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_trigger_follow_prints_progress_and_succeeds(live):
+    out = run_command("trigger", "test-third-step-flaky", "{}", "--follow", "--timeout", "60")
+    run = Run.objects.get()
+    assert out.splitlines()[0] == f"{run.id} QUEUED"
+    assert "completed third" in out and "EXECUTING -> RETRYING  tests.engine_tasks.Flaky" in out
+    assert f"{run.id} COMPLETED output=" in out
+
+
+def test_trigger_follow_of_a_failing_run_exits_with_an_error(live):
+    with pytest.raises(CommandError, match="ended FAILED: the order has no items"):
+        run_command("trigger", "test-abort", "{}", "--follow", "--timeout", "60")
+
+
+def test_trigger_with_invalid_json_names_the_problem(transactional_db):
+    with pytest.raises(CommandError, match="payload is not valid JSON"):
+        run_command("trigger", "test-noop", "{oops")
+    with pytest.raises(CommandError, match="unknown task 'nope'"):
+        run_command("trigger", "nope", "{}")
+    assert not Run.objects.exists()
+
+
+def test_runs_list_and_show(live):
+    run_command("trigger", "test-third-step-flaky", "{}", "--follow", "--timeout", "60")
+    run = Run.objects.get()
+    listing = run_command("runs", "list")
+    assert run.id in listing and "COMPLETED" in listing
+    shown = run_command("runs", "show", run.id, "--events")
+    assert "#1 FAILED" in shown and "#3 COMPLETED" in shown
+    assert "third" in shown and "attempt 3" in shown and "run.created" in shown
+    with pytest.raises(CommandError, match="no run with id 'run_nope'"):
+        run_command("runs", "show", "run_nope")

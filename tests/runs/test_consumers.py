@@ -1,0 +1,204 @@
+"""Websockets streaming run events through the real Redis channel layer from real workers."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import Permission, User
+from django.db import connections
+from django.test import Client
+
+from console.asgi import application
+from runs.models import Run, RunEvent
+from runs.services import TriggerOptions, run_trigger
+from runs.states import FINAL_STATUSES
+from tests.engine_tasks import CANARY
+from tests.waiting import wait_finished, wait_for
+from tests.websockets import WebsocketClient
+
+FINAL = {str(s) for s in FINAL_STATUSES}
+
+
+@pytest.fixture(autouse=True)
+async def _close_consumer_connections():
+    """Close the database connection the consumers' helper thread opened, so the test database can go."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+def _session_cookie(user: User) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+@pytest.fixture
+def staff_cookie(transactional_db) -> bytes:
+    return _session_cookie(User.objects.create_user("ops", password="x", is_staff=True))
+
+
+def communicator(path: str, cookie: bytes | None = None) -> WebsocketClient:
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketClient(application, path, headers=headers)
+
+
+def trigger(task_id: str, payload=None) -> str:
+    run, _ = run_trigger(task_id=task_id, payload=payload or {})
+    return run.id
+
+
+def stored_messages(run_id: str) -> list[dict]:
+    return [e.as_message() for e in RunEvent.objects.filter(run_id=run_id).order_by("seq")]
+
+
+async def receive_until_finished(comm: WebsocketClient, received: list[dict], timeout: float = 30) -> None:
+    """Receive frames until the run's final status event arrives."""
+    while True:
+        event = await comm.receive_json_from(timeout=timeout)
+        received.append(event)
+        if event["type"] == "run.status" and event["data"]["to"] in FINAL:
+            return
+
+
+async def close_code(comm: WebsocketClient) -> int:
+    connected, _ = await comm.connect()
+    assert connected
+    message = await comm.receive_output(timeout=5)
+    assert message["type"] == "websocket.close"
+    return message["code"]
+
+
+async def test_anonymous_websocket_is_refused(transactional_db):
+    run_id = await sync_to_async(trigger)("test-noop")
+    assert await close_code(communicator(f"/ws/runs/{run_id}/")) == 4401
+    assert await close_code(communicator("/ws/runs/")) == 4401
+
+
+async def test_user_without_permission_is_refused_and_one_with_it_is_accepted(transactional_db):
+    run_id = await sync_to_async(trigger)("test-noop")
+    plain = await sync_to_async(User.objects.create_user)("guest", password="x")
+    assert await close_code(communicator(f"/ws/runs/{run_id}/", await sync_to_async(_session_cookie)(plain))) == 4403
+
+    def grant() -> bytes:
+        plain.user_permissions.add(Permission.objects.get(codename="view_run"))
+        return _session_cookie(User.objects.get(id=plain.id))
+
+    comm = communicator(f"/ws/runs/{run_id}/?after=0", await sync_to_async(grant)())
+    connected, _ = await comm.connect()
+    assert connected
+    first = await comm.receive_json_from(timeout=5)
+    assert (first["seq"], first["type"]) == (1, "run.created")
+    await comm.disconnect()
+
+
+async def test_unknown_run_and_bad_seq_are_refused(staff_cookie):
+    assert await close_code(communicator("/ws/runs/run_nope/", staff_cookie)) == 4404
+    run_id = await sync_to_async(trigger)("test-noop")
+    assert await close_code(communicator(f"/ws/runs/{run_id}/?after=x", staff_cookie)) == 4400
+
+
+async def test_client_reconnecting_with_its_last_seq_ends_with_the_full_event_sequence(live, staff_cookie):
+    run_id = await sync_to_async(trigger)("test-sleepy-steps", {"steps": 8, "sleep": 0.15})
+
+    def seq_now() -> int:
+        return Run.objects.filter(id=run_id).values_list("last_event_seq", flat=True).get()
+
+    await sync_to_async(wait_for)(lambda: seq_now() >= 4, message="the run to get going")
+    stored_at_connect = await sync_to_async(seq_now)()
+    received: list[dict] = []
+    first = communicator(f"/ws/runs/{run_id}/?after=0", staff_cookie)
+    assert (await first.connect())[0]
+    while len(received) < stored_at_connect + 4:
+        received.append(await first.receive_json_from(timeout=10))
+    await first.disconnect()
+    assert received[-1]["seq"] > stored_at_connect  # some arrived live, after the stored ones
+
+    await asyncio.sleep(0.6)  # the run goes on while the client is away
+    second = communicator(f"/ws/runs/{run_id}/?after={received[-1]['seq']}", staff_cookie)
+    assert (await second.connect())[0]
+    await receive_until_finished(second, received)
+    await second.disconnect()
+
+    await sync_to_async(wait_finished)(run_id)
+    stored = await sync_to_async(stored_messages)(run_id)
+    assert [e["seq"] for e in received] == list(range(1, len(stored) + 1))
+    assert received == stored
+    assert [e["data"]["to"] for e in received if e["type"] == "run.status"] == ["EXECUTING", "COMPLETED"]
+
+
+async def test_events_committed_while_catching_up_are_neither_lost_nor_duplicated(live, staff_cookie):
+    run_id = await sync_to_async(trigger)("test-sleepy-steps", {"steps": 30, "sleep": 0.01})
+    received: list[dict] = []
+    for after in (0, 1, 2):  # connect several times while the run is emitting fast
+        received = [e for e in received if e["seq"] <= after]
+        comm = communicator(f"/ws/runs/{run_id}/?after={after}", staff_cookie)
+        assert (await comm.connect())[0]
+        if after < 2:
+            received.append(await comm.receive_json_from(timeout=10))
+            await comm.disconnect()
+    await receive_until_finished(comm, received)
+    await comm.disconnect()
+
+    stored = await sync_to_async(stored_messages)(run_id)
+    assert [e["seq"] for e in received] == list(range(1, len(stored) + 1))
+    assert received == stored
+
+
+async def test_runs_list_socket_streams_status_changes_of_every_run(live, staff_cookie):
+    comm = communicator("/ws/runs/", staff_cookie)
+    assert (await comm.connect())[0]
+    run_id = await sync_to_async(trigger)("test-noop")
+    seen: list[tuple[str, str]] = []
+    while ("run.status", "COMPLETED") not in seen:
+        event = await comm.receive_json_from(timeout=15)
+        assert event["type"] in {"run.created", "run.status"}
+        if event["run_id"] == run_id:
+            seen.append((event["type"], event["data"].get("to", event["data"].get("status"))))
+    await comm.disconnect()
+    assert seen == [("run.created", "QUEUED"), ("run.status", "EXECUTING"), ("run.status", "COMPLETED")]
+
+
+async def test_websocket_frames_of_a_run_never_carry_a_secret(live, staff_cookie):
+    run_id = await sync_to_async(trigger)("test-canary")
+    comm = communicator(f"/ws/runs/{run_id}/?after=0", staff_cookie)
+    assert (await comm.connect())[0]
+    received: list[dict] = []
+    await receive_until_finished(comm, received)
+    await comm.disconnect()
+
+    frames = json.dumps(received, ensure_ascii=False)
+    assert "••••" in frames and CANARY not in frames
+
+
+async def test_live_event_after_lost_messages_brings_the_missing_ones_from_the_database(staff_cookie):
+    def delayed_run() -> str:  # no worker takes it, so only this test writes its events
+        return run_trigger(task_id="test-noop", payload={}, options=TriggerOptions(delay=3600))[0].id
+
+    run_id = await sync_to_async(delayed_run)()
+    comm = communicator(f"/ws/runs/{run_id}/?after=0", staff_cookie)
+    assert (await comm.connect())[0]
+    received = [await comm.receive_json_from()]
+
+    def lose_two_then_publish_one() -> None:
+        from django.db import transaction
+        from django.db.models import F
+
+        from runs.events import event_append
+
+        with transaction.atomic():  # rows written without a broadcast: as if the channel layer dropped them
+            for n in (1, 2):
+                Run.objects.filter(id=run_id).update(last_event_seq=F("last_event_seq") + 1)
+                seq = Run.objects.values_list("last_event_seq", flat=True).get(id=run_id)
+                RunEvent.objects.create(run_id=run_id, seq=seq, type="note", data={"lost": n})
+        with transaction.atomic():
+            event_append(run_id=run_id, type="note", data={"lost": 0})
+
+    await sync_to_async(lose_two_then_publish_one)()
+    for _ in range(3):
+        received.append(await comm.receive_json_from())
+    await comm.disconnect()
+    assert [(e["seq"], e["data"].get("lost")) for e in received] == [(1, None), (2, 1), (3, 2), (4, 0)]

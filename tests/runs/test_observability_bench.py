@@ -1,0 +1,25 @@
+"""The observability figures ``manage.py bench`` reports: tracing overhead and websocket event latency."""
+from __future__ import annotations
+
+from runs.benchmarks.observability import measure_event_latency, measure_tracing_overhead
+from runs.models import Run, Span
+
+
+def test_tracing_overhead_compares_traced_and_untraced_runs_of_the_same_steps(transactional_db):
+    figures = measure_tracing_overhead(steps=20, rounds=2)
+
+    assert figures["untraced_ms_per_step"] > 0 and figures["traced_ms_per_step"] > 0
+    assert figures["ratio"] == round(figures["traced_ms_per_step"] / figures["untraced_ms_per_step"], 3)
+    runs = list(Run.objects.filter(task_id="bench-observability-steps"))
+    assert len(runs) == 4 and {r.status for r in runs} == {"COMPLETED"}
+    step_spans = sorted(Span.objects.filter(run__in=runs, kind="step").values_list("run_id", flat=True))
+    assert len(step_spans) == 2 * 20 and len(set(step_spans)) == 2  # only the traced runs have step spans
+
+
+def test_event_latency_is_measured_on_every_live_event_of_a_run(transactional_db):
+    figures = measure_event_latency(steps=10)
+
+    run = Run.objects.get(task_id="bench-observability-steps")
+    # Every event but run.created and DELAYED -> QUEUED, which came before the client connected.
+    assert figures["events"] == run.events.count() - 2
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"] < 5000

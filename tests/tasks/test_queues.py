@@ -1,0 +1,178 @@
+"""Concurrency limits, concurrency keys, pause/resume and priority on real worker processes."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+
+from runs.models import Attempt, Run
+from runs.services import TriggerOptions, run_batch_trigger, run_trigger
+from runs.states import RunStatus
+from tasks.models import Queue
+from tasks.queues import queue_limit_set, queue_pause, queue_resume
+from tasks.services import environments_ensure
+from tests.engine_tasks import _redis, intervals_key
+from tests.waiting import wait_for
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """Return the largest number of intervals open at the same instant."""
+    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda p: (p[0], p[1]))
+    best = current = 0
+    for _, delta in points:
+        current += delta
+        best = max(best, current)
+    return best
+
+
+def redis_intervals(label: str) -> dict[str, list[tuple[float, float]]]:
+    by_key: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for raw in _redis.lrange(intervals_key(label), 0, -1):
+        key, start, end = raw.decode().split("|")
+        by_key[key].append((float(start), float(end)))
+    return by_key
+
+
+def attempt_intervals(queue: str) -> dict[str, list[tuple[float, float]]]:
+    """The database's own view: each attempt starts after a slot was counted free, inside the claim."""
+    by_key: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for key, started, finished in Attempt.objects.filter(run__queue=queue).values_list(
+        "run__concurrency_key", "started_at", "finished_at"
+    ):
+        by_key[key].append((started.timestamp(), finished.timestamp()))
+    return by_key
+
+
+class ExecutingSampler:
+    """Polls the runs table and remembers the most EXECUTING runs ever seen per concurrency key."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.max_by_key: dict[str, int] = defaultdict(int)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._stop.is_set():
+                counts: dict[str, int] = defaultdict(int)
+                for key in Run.objects.filter(queue=self.queue, status=RunStatus.EXECUTING).values_list(
+                    "concurrency_key", flat=True
+                ):
+                    counts[key] += 1
+                for key, n in counts.items():
+                    self.max_by_key[key] = max(self.max_by_key[key], n)
+                time.sleep(0.01)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> ExecutingSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def start_workers(processes, count: int = 4) -> None:
+    # Prefork: Celery's thread pool on Redis fetches a new message only every few seconds.
+    for _ in range(count):
+        processes.worker(concurrency=2, pool="prefork")
+    processes.scheduler(interval=0.2)
+
+
+def all_completed(queue: str, total: int):
+    return Run.objects.filter(queue=queue, status=RunStatus.COMPLETED).count() == total
+
+
+@pytest.mark.xdist_group("heavy")
+@pytest.mark.timeout(900)
+def test_500_runs_on_a_queue_limited_to_5_never_exceed_5_executing(transactional_db, processes):
+    environments_ensure()
+    label, queue = uuid.uuid4().hex, f"limited-{uuid.uuid4().hex[:8]}"
+    Queue.objects.create(name=queue, concurrency_limit=5)
+    start_workers(processes)
+    # Each run must outlast a few claims (they serialise on the queue row) for 5 to overlap.
+    items = [{"payload": {"label": label, "i": i, "sleep": 0.5}, "queue": queue} for i in range(500)]
+    with ExecutingSampler(queue) as sampler:
+        run_batch_trigger(task_id="test-interval", items=items)
+        wait_for(lambda: all_completed(queue, 500), timeout=500, interval=0.5, message="500 runs to complete")
+
+    assert Run.objects.filter(queue=queue).count() == 500
+    assert max_overlap(redis_intervals(label)[""]) == 5
+    assert max_overlap(attempt_intervals(queue)[""]) == 5
+    assert sampler.max_by_key[""] <= 5
+    assert Attempt.objects.filter(run__queue=queue).count() == 500
+
+
+@pytest.mark.xdist_group("heavy")
+@pytest.mark.timeout(900)
+def test_three_concurrency_keys_with_limit_2_each_never_exceed_2_per_key(transactional_db, processes):
+    environments_ensure()
+    label, queue = uuid.uuid4().hex, f"tenants-{uuid.uuid4().hex[:8]}"
+    Queue.objects.create(name=queue, concurrency_limit=2)
+    start_workers(processes)
+    tenants = ["acme", "globex", "initech"]
+    items = [
+        {"payload": {"label": label, "key": tenants[i % 3], "sleep": 0.4}, "queue": queue,
+         "concurrency_key": tenants[i % 3]}
+        for i in range(300)
+    ]
+    with ExecutingSampler(queue) as sampler:
+        run_batch_trigger(task_id="test-interval", items=items)
+        wait_for(lambda: all_completed(queue, 300), timeout=500, interval=0.5, message="300 runs to complete")
+
+    observed, recorded = redis_intervals(label), attempt_intervals(queue)
+    for tenant in tenants:
+        assert len(observed[tenant]) == 100
+        assert max_overlap(observed[tenant]) == 2, tenant
+        assert max_overlap(recorded[tenant]) == 2, tenant
+        assert sampler.max_by_key[tenant] <= 2
+    # The keys really ran side by side: the queue as a whole had more than 2 at once.
+    assert max_overlap([i for t in tenants for i in observed[t]]) > 2
+
+
+@pytest.mark.xdist_group("heavy")
+def test_pause_holds_runs_and_resume_starts_them_best_priority_first(transactional_db, processes):
+    environments_ensure()
+    start_workers(processes, count=2)
+    label, queue = uuid.uuid4().hex, f"paused-{uuid.uuid4().hex[:8]}"
+    Queue.objects.create(name=queue, concurrency_limit=1)
+    queue_pause(name=queue)
+    low = [run_trigger(task_id="test-interval", payload={"label": label, "key": f"low{i}"},
+                       options=TriggerOptions(queue=queue, priority=0))[0] for i in range(3)]
+    high = [run_trigger(task_id="test-interval", payload={"label": label, "key": f"high{i}"},
+                        options=TriggerOptions(queue=queue, priority=10))[0] for i in range(3)]
+    time.sleep(1.5)
+    assert not Run.objects.filter(queue=queue).exclude(status=RunStatus.QUEUED).exists()
+
+    queue_resume(name=queue)
+    wait_for(lambda: all_completed(queue, 6), timeout=180, message="six runs to complete")
+    order = [r.payload["key"] for r in Run.objects.filter(id__in=[r.id for r in low + high]).order_by("started_at")]
+    # Every high-priority run starts before any low-priority one (within a priority, hints race).
+    assert sorted(order[:3]) == ["high0", "high1", "high2"] and sorted(order[3:]) == ["low0", "low1", "low2"]
+
+
+@pytest.mark.xdist_group("heavy")
+def test_raising_a_limit_takes_effect_at_the_next_claim_without_restart(transactional_db, processes):
+    environments_ensure()
+    start_workers(processes, count=2)
+    label, queue = uuid.uuid4().hex, f"raise-{uuid.uuid4().hex[:8]}"
+    Queue.objects.create(name=queue, concurrency_limit=1)
+    items = [{"payload": {"label": label, "sleep": 0.4}, "queue": queue} for _ in range(8)]
+    run_batch_trigger(task_id="test-interval", items=items)
+    wait_for(lambda: Run.objects.filter(queue=queue, status=RunStatus.COMPLETED).count() >= 2, timeout=180,
+             message="two runs at limit 1")
+    assert max_overlap(attempt_intervals(queue)[""]) == 1
+    raised_at = time.time()
+    queue_limit_set(name=queue, limit=4)
+    wait_for(lambda: all_completed(queue, 8), timeout=180, message="all runs")
+    after = [i for i in attempt_intervals(queue)[""] if i[0] >= raised_at]
+    assert max_overlap(after) > 1
+    assert max_overlap(attempt_intervals(queue)[""]) <= 4
