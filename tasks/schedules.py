@@ -90,6 +90,30 @@ def _next_after(schedule: Schedule, after: datetime) -> datetime:
     return next(cron_ticks(schedule.cron, schedule.timezone, after))
 
 
+# How far back a late scheduler looks for the latest missed tick before widening the search.
+_LOOKBACKS = (timedelta(hours=2), timedelta(days=2), timedelta(days=40), timedelta(days=400))
+
+
+def _latest_due(schedule: Schedule, now: datetime) -> tuple[datetime, datetime]:
+    """Return the latest tick at or before ``now`` (at least the due one) and the tick after it.
+
+    After downtime only the latest missed tick fires, never a burst of stale ones. The search
+    starts shortly before ``now`` and widens, so a schedule due since long ago (every minute for
+    two years) costs a handful of cron steps, not one per missed tick.
+    """
+    due = schedule.next_run_at
+    for lookback in (*_LOOKBACKS, None):
+        start = due if lookback is None or now - lookback <= due else now - lookback
+        latest = None
+        for instant in cron_ticks(schedule.cron, schedule.timezone, start):
+            if instant > now:
+                if latest is not None or start == due:
+                    return latest or due, instant
+                break
+            latest = instant
+    raise AssertionError("unreachable: the last search starts at the due tick")
+
+
 def _checked(*, environment: str, task_id: str, cron: str, timezone: str, dedup_key: str, payload: Any) -> None:
     if not Environment.objects.filter(slug=environment).exists():
         raise InvalidSchedule(f"unknown environment '{environment}'")
@@ -210,11 +234,7 @@ def tick_idempotency_key(schedule_id: int, tick: datetime) -> str:
 def _fire(schedule: Schedule, now: datetime) -> bool:
     from runs.services import InvalidTrigger, TriggerOptions, run_trigger
 
-    tick = schedule.next_run_at
-    # After downtime only the latest missed tick fires, never a burst of stale ones.
-    following = _next_after(schedule, tick)
-    while following <= now:
-        tick, following = following, _next_after(schedule, following)
+    tick, following = _latest_due(schedule, now)
     payload = {
         **schedule.payload,
         "schedule_id": schedule.id,

@@ -105,3 +105,24 @@ def test_after_downtime_only_the_latest_missed_tick_fires(db):
     Schedule.objects.filter(id=schedule.id).update(next_run_at=utc(2025, 1, 1, 1))
     assert schedules_fire_due(utc(2025, 1, 1, 5, 30)) == 1
     assert Run.objects.get().payload["timestamp"] == "2025-01-01T05:00:00+00:00"
+
+
+def test_a_schedule_due_since_long_ago_fires_its_latest_tick_once(db):
+    environments_ensure()
+    schedule, _ = schedule_upsert(environment="dev", task_id="test-noop", cron="* * * * *", dedup_key="d")
+    Schedule.objects.filter(id=schedule.id).update(next_run_at=utc(2024, 3, 1, 0, 0))
+    # Two years of missed minutes: one run, for the latest of them, and the schedule moves past now.
+    assert schedules_fire_due(utc(2026, 3, 1, 12, 30, 20)) == 1
+    assert Run.objects.get().payload["timestamp"] == "2026-03-01T12:30:00+00:00"
+    schedule.refresh_from_db()
+    assert schedule.next_run_at == utc(2026, 3, 1, 12, 31) and schedule.last_run_at == utc(2026, 3, 1, 12, 30)
+
+
+def test_a_late_tick_with_no_newer_one_fires_itself(db):
+    environments_ensure()
+    schedule, _ = schedule_upsert(environment="dev", task_id="test-noop", cron="0 9 1 1 *", dedup_key="yearly")
+    Schedule.objects.filter(id=schedule.id).update(next_run_at=utc(2025, 1, 1, 9))
+    assert schedules_fire_due(utc(2025, 6, 1)) == 1
+    assert Run.objects.get().payload["timestamp"] == "2025-01-01T09:00:00+00:00"
+    schedule.refresh_from_db()
+    assert schedule.next_run_at == utc(2026, 1, 1, 9)
