@@ -44,6 +44,21 @@ def pytest_configure(config) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_connection_left_mid_query():
+    """Start afresh when a test stopped by its timeout left this process's connection inside a query.
+
+    That test fails on its own; without this, every later test of the process would fail too
+    ("another command is already in progress") and hide what really went wrong.
+    """
+    from django.db import connection
+    from psycopg import pq
+
+    raw = connection.connection
+    if raw is not None and raw.pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
+        connection.close()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_task_cache():
     from tasks.services import task_cache_clear
 

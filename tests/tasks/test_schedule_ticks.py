@@ -1,8 +1,4 @@
-"""Schedule ticks with two schedulers.
-
-Collected before the websocket tests on purpose: a consumer task still finishing after its test
-can use this process's database connection concurrently (left open in the closing note).
-"""
+"""Schedule ticks with two schedulers racing over the same due schedules."""
 
 from __future__ import annotations
 
@@ -22,7 +18,8 @@ def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-def test_two_schedulers_with_overlapping_views_trigger_each_tick_exactly_once(transactional_db):
+def test_two_schedulers_with_overlapping_views_trigger_each_tick_exactly_once(transactional_db, processes):
+    # ``processes`` stops the session's shared scheduler: this test plays both schedulers itself.
     environments_ensure()
     schedules = [
         schedule_upsert(environment="dev", task_id="test-noop", cron="*/5 * * * *", dedup_key=f"s{i}")[0]
