@@ -1,6 +1,8 @@
 """The REST API: one NinjaAPI collecting the routers of runs and tasks, mounted at /api/."""
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -10,6 +12,8 @@ from console.api_auth import ApiKeyAuth, ConsoleSessionAuth
 from runs.api import router as runs_router
 from runs.engine.errors import PayloadTooLarge, StepwiseError
 from runs.services import RunAlreadyFinished, RunNotFound
+from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
+from runs.waits_api import router as waits_router
 from tasks.api import router as tasks_router
 from tasks.api import webhooks_router
 from tasks.apikeys import ApiKeyNotFound
@@ -22,23 +26,28 @@ from tasks.webhooks import WebhookRefused, WebhookSecretNotFound
 api = NinjaAPI(
     title="Stepwise API",
     version="1",
-    description="Trigger and follow durable runs; manage queues, schedules, secrets and API keys.",
+    description=(
+        "Trigger and follow durable runs; send events and complete waitpoints; "
+        "manage queues, schedules, secrets and API keys."
+    ),
     auth=[ApiKeyAuth(), ConsoleSessionAuth()],
     urls_namespace="api",
 )
 api.add_router("/", runs_router)
+api.add_router("/", waits_router)
 api.add_router("/", tasks_router)
 api.add_router("/webhooks", webhooks_router)
 
 NOT_FOUND = (RunNotFound, UnknownTask, QueueNotFound, ScheduleNotFound, SecretNotFound, ApiKeyNotFound,
-             WebhookSecretNotFound)
+             WebhookSecretNotFound, WaitpointNotFound)
+ALREADY_FINAL = (RunAlreadyFinished, WaitpointAlreadyResolved)
 
 
 def error_status(exc: Exception) -> int:
     """Return the HTTP status of a domain error."""
     if isinstance(exc, NOT_FOUND):
         return 404
-    if isinstance(exc, RunAlreadyFinished):
+    if isinstance(exc, ALREADY_FINAL):
         return 409
     if isinstance(exc, PayloadTooLarge):
         return 413
@@ -59,6 +68,13 @@ def data_error(request: HttpRequest, exc: DataError) -> HttpResponse:
     """Refuse values PostgreSQL cannot store (NUL characters, out-of-range numbers) as bad input."""
     detail = f"a value cannot be stored: {str(exc).splitlines()[0]}"
     return api.create_response(request, {"detail": detail, "error": "DataError"}, status=400)
+
+
+@api.exception_handler(RequestDataTooBig)
+def request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    """Refuse a body over DATA_UPLOAD_MAX_MEMORY_SIZE as too large, in the shape of domain errors."""
+    detail = f"the request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
+    return api.create_response(request, {"detail": detail, "error": "PayloadTooLarge"}, status=413)
 
 
 @api.exception_handler(HttpError)

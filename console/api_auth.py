@@ -22,6 +22,8 @@ class Principal:
     environment: str
     api_key_id: int | None = None
     user_id: int | None = None
+    # Who acted, as recorded on what the call changes (e.g. a waitpoint's completed_by).
+    actor: str = ""
 
 
 class ApiKeyAuth(HttpBearer):
@@ -38,7 +40,8 @@ class ApiKeyAuth(HttpBearer):
         key = api_key_authenticate(token)
         if key is None:
             return None
-        return Principal(environment=key.environment_id, api_key_id=key.id)
+        actor = f"api key {key.name[:100]} ({key.prefix}…)"  # fits completed_by (150)
+        return Principal(environment=key.environment_id, api_key_id=key.id, actor=actor)
 
 
 class ConsoleSessionAuth(APIKeyCookie):
@@ -62,4 +65,4 @@ class ConsoleSessionAuth(APIKeyCookie):
         environment = request.headers.get(ENVIRONMENT_HEADER, "dev")
         if not Environment.objects.filter(slug=environment).exists():
             raise HttpError(400, f"unknown environment '{environment}' in {ENVIRONMENT_HEADER}")
-        return Principal(environment=environment, user_id=user.id)
+        return Principal(environment=environment, user_id=user.id, actor=user.get_username())

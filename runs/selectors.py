@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from runs.ids import encode_millis
-from runs.models import Run, RunEvent, Span, Step
+from runs.models import Run, RunEvent, Span, Step, Waitpoint, WaitpointKind, WaitpointStatus
 from tasks.models import TaskVersion
 
 
@@ -34,16 +34,39 @@ def run_events_after(*, run_id: str, after: int = 0, limit: int = 1000) -> list[
     return list(RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[:limit])
 
 
-def waitpoint_list(*, pending_only: bool = True, kind: str | None = None, limit: int = 200) -> list:
-    """Return waitpoints, pending ones oldest first."""
-    from runs.models import Waitpoint, WaitpointStatus
+def waitpoint_list(
+    *,
+    status: str | None = WaitpointStatus.PENDING,
+    kind: str | None = None,
+    environment: str | None = None,
+    run_id: str | None = None,
+    after: str | None = None,
+    limit: int = 200,
+) -> list[Waitpoint]:
+    """Return waitpoints oldest first, pending ones unless another status (or None: all) is given.
 
-    qs = Waitpoint.objects.select_related("run").order_by("created_at")
-    if pending_only:
-        qs = qs.filter(status=WaitpointStatus.PENDING)
+    Waitpoint ids are time-ordered, so ``after`` (the last id of a page) starts the next page.
+    """
+    qs = Waitpoint.objects.select_related("run").order_by("id")
+    if status:
+        qs = qs.filter(status=status)
     if kind:
         qs = qs.filter(kind=kind)
+    if environment is not None:
+        qs = qs.filter(run__environment_id=environment)
+    if run_id:
+        qs = qs.filter(run_id=run_id)
+    if after:
+        qs = qs.filter(id__gt=after)
     return list(qs[:limit])
+
+
+def waitpoint_detail_get(*, waitpoint_id: str, environment: str | None = None) -> Waitpoint | None:
+    """Return one waitpoint with its run, optionally only within one environment."""
+    qs = Waitpoint.objects.select_related("run").filter(id=waitpoint_id)
+    if environment is not None:
+        qs = qs.filter(run__environment_id=environment)
+    return qs.first()
 
 
 def run_spans(*, run_id: str) -> list[Span]:
@@ -171,15 +194,9 @@ def run_step(*, run_id: str, position: int) -> Step | None:
     return Step.objects.filter(run_id=run_id, position=position).first()
 
 
-def run_pending_approvals(*, run_id: str) -> list:
+def run_pending_approvals(*, run_id: str) -> list[Waitpoint]:
     """Return a run's pending token waitpoints (what a person may approve or reject)."""
-    from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
-
-    return list(
-        Waitpoint.objects.filter(run_id=run_id, kind=WaitpointKind.TOKEN, status=WaitpointStatus.PENDING)
-        .select_related("run")
-        .order_by("created_at")
-    )
+    return waitpoint_list(kind=WaitpointKind.TOKEN, run_id=run_id)
 
 
 def run_checkpoint_state(*, run_id: str, as_of_position: int | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -12,7 +13,7 @@ from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
 from runs.engine.checkpoints import checkpoint_encode
 from runs.engine.errors import RunInterrupted, StepwiseError
 from runs.engine.store import Claim
-from runs.engine.waits import WaitpointState, WaitSpec
+from runs.engine.waits import WaitpointState, WaitSpec, event_name_check
 from runs.events import event_append
 from runs.models import Attempt, AttemptStatus, Event, Run, Waitpoint, WaitpointKind, WaitpointStatus
 from runs.states import FINAL_STATUSES, RunStatus, run_transition
@@ -21,6 +22,14 @@ from tasks.services import UnknownEnvironment, environment_require
 
 class WaitpointError(StepwiseError):
     """A waitpoint cannot be completed: unknown, already resolved, timed out, or its run is over."""
+
+
+class WaitpointNotFound(WaitpointError):
+    """No waitpoint has this id (in the caller's environment)."""
+
+
+class WaitpointAlreadyResolved(WaitpointError):
+    """The waitpoint was completed, timed out or canceled, or its run is over: it cannot change any more."""
 
 
 def _state(wp: Waitpoint) -> WaitpointState:
@@ -177,37 +186,64 @@ def run_suspend(claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
     return True
 
 
-def _complete_token(waitpoint_id: str, *, output: Any, by: str) -> Waitpoint:
-    output = checkpoint_encode(output, where="the waitpoint output", max_bytes=512 * 1024)
+def _complete_token(waitpoint_id: str, *, output: Any, by: str, environment: str | None) -> Waitpoint:
+    output = checkpoint_encode(
+        output, where="the waitpoint output", max_bytes=settings.STEPWISE_MAX_PAYLOAD_BYTES
+    )
     with transaction.atomic():
-        wp = Waitpoint.objects.select_for_update(no_key=True).select_related("run").filter(id=waitpoint_id).first()
+        qs = Waitpoint.objects.select_for_update(no_key=True).select_related("run").filter(id=waitpoint_id)
+        if environment is not None:
+            qs = qs.filter(run__environment_id=environment)
+        wp = qs.first()
         if wp is None:
-            raise WaitpointError(f"no waitpoint with id '{waitpoint_id}'")
+            where = f" in environment '{environment}'" if environment is not None else ""
+            raise WaitpointNotFound(f"no waitpoint with id '{waitpoint_id}'{where}")
         if wp.kind != WaitpointKind.TOKEN:
             kind = wp.get_kind_display().lower()
             raise WaitpointError(f"waitpoint {waitpoint_id} waits for {kind}; only tokens can be completed")
         if wp.status == WaitpointStatus.TIMED_OUT:
-            raise WaitpointError(f"waitpoint {waitpoint_id} timed out at {wp.completed_at:%Y-%m-%d %H:%M:%S} UTC")
+            raise WaitpointAlreadyResolved(
+                f"waitpoint {waitpoint_id} timed out at {wp.completed_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
         if wp.status != WaitpointStatus.PENDING:
-            raise WaitpointError(f"waitpoint {waitpoint_id} is already {wp.status.lower()}")
+            raise WaitpointAlreadyResolved(f"waitpoint {waitpoint_id} is already {wp.status.lower()}")
         if wp.run.status in FINAL_STATUSES:
-            raise WaitpointError(f"waitpoint {waitpoint_id} belongs to run {wp.run_id}, which is {wp.run.status}")
+            raise WaitpointAlreadyResolved(
+                f"waitpoint {waitpoint_id} belongs to run {wp.run_id}, which is {wp.run.status}"
+            )
         return _resolve(wp, status=WaitpointStatus.COMPLETED, output=output, by=by)
 
 
-def waitpoint_complete(*, waitpoint_id: str, output: Any = None, by: str = "api") -> Waitpoint:
-    """Complete a token waitpoint with an output; the run resumes with it."""
-    return _complete_token(waitpoint_id, output=output, by=by)
+def _decision(data: dict[str, Any] | None, *, approved: bool) -> dict[str, Any]:
+    if data is not None and not isinstance(data, dict):
+        raise WaitpointError(f"an approval's data must be a JSON object, not {type(data).__name__}")
+    return {**(data or {}), "approved": approved}
 
 
-def waitpoint_approve(*, waitpoint_id: str, data: dict[str, Any] | None = None, by: str = "") -> Waitpoint:
+def waitpoint_complete(
+    *, waitpoint_id: str, output: Any = None, by: str = "api", environment: str | None = None
+) -> Waitpoint:
+    """Complete a token waitpoint with an output; the run resumes with it.
+
+    With ``environment``, a waitpoint of another environment is not found.
+    """
+    return _complete_token(waitpoint_id, output=output, by=by, environment=environment)
+
+
+def waitpoint_approve(
+    *, waitpoint_id: str, data: dict[str, Any] | None = None, by: str = "", environment: str | None = None
+) -> Waitpoint:
     """Approve a token waitpoint; its run resumes with ``{"approved": True, **data}``."""
-    return _complete_token(waitpoint_id, output={**(data or {}), "approved": True}, by=by)
+    output = _decision(data, approved=True)
+    return _complete_token(waitpoint_id, output=output, by=by, environment=environment)
 
 
-def waitpoint_reject(*, waitpoint_id: str, data: dict[str, Any] | None = None, by: str = "") -> Waitpoint:
+def waitpoint_reject(
+    *, waitpoint_id: str, data: dict[str, Any] | None = None, by: str = "", environment: str | None = None
+) -> Waitpoint:
     """Reject a token waitpoint; its run resumes with ``{"approved": False, **data}``."""
-    return _complete_token(waitpoint_id, output={**(data or {}), "approved": False}, by=by)
+    output = _decision(data, approved=False)
+    return _complete_token(waitpoint_id, output=output, by=by, environment=environment)
 
 
 def _lock_event_name(name: str) -> None:
@@ -219,9 +255,10 @@ def _lock_event_name(name: str) -> None:
 
 def event_send(*, name: str, payload: Any = None, environment: str = "dev") -> tuple[Event, int]:
     """Store an event and resume every pending wait it matches; return (event, matched waits)."""
-    if not isinstance(name, str) or not 0 < len(name) <= 255:
-        raise WaitpointError("an event name must be a non-empty string of at most 255 characters")
-    payload = checkpoint_encode({} if payload is None else payload, where="the event payload", max_bytes=512 * 1024)
+    event_name_check(name)
+    payload = checkpoint_encode(
+        {} if payload is None else payload, where="the event payload", max_bytes=settings.STEPWISE_MAX_PAYLOAD_BYTES
+    )
     try:
         environment_require(environment)
     except UnknownEnvironment as exc:

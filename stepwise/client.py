@@ -1,4 +1,4 @@
-"""A small HTTP client that triggers and follows Stepwise runs from another service.
+"""A small HTTP client that triggers and follows Stepwise runs, sends events and completes waitpoints.
 
 Example::
 
@@ -77,15 +77,19 @@ class Client:
         """Return a run with its attempts, steps, output and error."""
         return self._call("GET", f"/runs/{run_id}")
 
-    def list_runs(self, **filters: Any) -> Iterator[dict[str, Any]]:
-        """Yield runs newest first across pages (filters: task, status, tag, idempotency_key)."""
+    def _pages(self, path: str, filters: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Yield the items of every page of a list endpoint, following ``next_cursor``."""
         params = {k: v for k, v in filters.items() if v is not None}
         while True:
-            page = self._call("GET", "/runs", params=params)
+            page = self._call("GET", path, params=params)
             yield from page["items"]
             if not page["next_cursor"]:
                 return
             params["cursor"] = page["next_cursor"]
+
+    def list_runs(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Yield runs newest first across pages (filters: task, status, tag, idempotency_key)."""
+        return self._pages("/runs", filters)
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel a run that has not finished."""
@@ -94,6 +98,33 @@ class Client:
     def replay(self, run_id: str, payload: Any = ...) -> dict[str, Any]:
         """Start a new run like this one, optionally with an edited payload."""
         return self._call("POST", f"/runs/{run_id}/replay", json={} if payload is ... else {"payload": payload})
+
+    def send_event(self, name: str, payload: Any = None) -> dict[str, Any]:
+        """Send an event; return its ``id`` and ``resumed_runs``, how many waiting runs it resumed.
+
+        Example: ``client.send_event("invoice.paid", {"invoiceId": "inv_1"})``
+        """
+        return self._call("POST", "/events", json={"name": name, "payload": payload})
+
+    def list_waitpoints(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Yield waitpoints oldest first across pages (filters: status (default PENDING), kind, run_id)."""
+        return self._pages("/waitpoints", filters)
+
+    def get_waitpoint(self, waitpoint_id: str) -> dict[str, Any]:
+        """Return one waitpoint with its status and, once resolved, its output."""
+        return self._call("GET", f"/waitpoints/{waitpoint_id}")
+
+    def complete_waitpoint(self, waitpoint_id: str, output: Any = None) -> dict[str, Any]:
+        """Complete a pending token with any JSON; its run resumes with it."""
+        return self._call("POST", f"/waitpoints/{waitpoint_id}/complete", json={"output": output})
+
+    def approve(self, waitpoint_id: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Approve a pending token; its run resumes with ``{"approved": True, **data}``."""
+        return self._call("POST", f"/waitpoints/{waitpoint_id}/approve", json={"data": data})
+
+    def reject(self, waitpoint_id: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Reject a pending token; its run resumes with ``{"approved": False, **data}``."""
+        return self._call("POST", f"/waitpoints/{waitpoint_id}/reject", json={"data": data})
 
     def follow(self, run_id: str, *, timeout: float = 300, interval: float = 0.5) -> Iterator[dict[str, Any]]:
         """Yield the run each time its status changes, until it finishes."""

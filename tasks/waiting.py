@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from runs.engine.context import RunContext, current_context
 from runs.engine.durations import duration_seconds
 from runs.engine.errors import StepwiseError
-from runs.engine.waits import ChildSpec, WaitResult, WaitSpec
+from runs.engine.waits import ChildSpec, WaitResult, WaitSpec, event_name_check
 
 
 class NotInRun(StepwiseError):
@@ -56,11 +56,9 @@ def _date_spec(when: datetime) -> WaitSpec:
 
 
 def _event_spec(name: str, filter: dict | None, timeout, lookback) -> WaitSpec:
-    if not name:
-        raise ValueError("wait.for_event needs an event name")
     return WaitSpec(
         kind="EVENT",
-        event_name=name,
+        event_name=event_name_check(name),
         event_filter=dict(filter or {}),
         resume_at=_deadline(timeout),
         lookback_seconds=None if lookback is None else duration_seconds(lookback),

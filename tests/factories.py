@@ -1,4 +1,4 @@
-"""Builders of runs with attempts, steps and events, for console tests that need a finished history."""
+"""Builders of runs with attempts, steps and events, and of waitpoints, for tests that need no worker."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from runs.models import Attempt, Run, RunEvent, Step
+from runs.models import Attempt, Run, RunEvent, Step, Waitpoint, WaitpointKind
 from runs.services import TriggerOptions, run_trigger
 
 
@@ -83,3 +83,14 @@ def run_build(
         )
     run.refresh_from_db()
     return run
+
+
+def waitpoint_build(*, kind: str = WaitpointKind.TOKEN, environment: str = "dev", event_name: str = "") -> Waitpoint:
+    """Give a new delayed run (no worker picks it up) a pending waitpoint, as its wait would have."""
+    run, _ = run_trigger(
+        task_id="test-noop", payload={}, options=TriggerOptions(environment=environment, delay=3600)
+    )
+    return Waitpoint.objects.create(
+        run=run, key=f"wait.{kind.lower()}", position=1, kind=kind, event_name=event_name,
+        events_since=run.created_at if kind == WaitpointKind.EVENT else None, description=f"{kind} in {environment}",
+    )

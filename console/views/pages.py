@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from console.forms import DecisionForm
 from console.views.access import login_required
 from console.views.feedback import action_done
-from runs.models import WaitpointKind
+from runs.models import WaitpointKind, WaitpointStatus
 from runs.selectors import waitpoint_list as waitpoints_pending
 from runs.waits import WaitpointError, waitpoint_approve, waitpoint_reject
 
@@ -17,7 +17,7 @@ from runs.waits import WaitpointError, waitpoint_approve, waitpoint_reject
 @login_required
 def waitpoint_list(request: HttpRequest) -> HttpResponse:
     """Show pending human approvals (token waitpoints), oldest first, to approve or reject in place."""
-    waitpoints = waitpoints_pending(pending_only=True, kind=WaitpointKind.TOKEN)
+    waitpoints = waitpoints_pending(status=WaitpointStatus.PENDING, kind=WaitpointKind.TOKEN)
     return render(request, "console/waitpoints/list.html", {"nav": "waitpoints", "waitpoints": waitpoints})
 
 

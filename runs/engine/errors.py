@@ -31,6 +31,10 @@ class PayloadTooLarge(PermanentError):
     """A payload or output is over the configured size limit."""
 
 
+class InvalidEventName(PermanentError):
+    """An event name is empty, too long, or holds characters event names may not use."""
+
+
 class NonDeterminismError(PermanentError):
     """The task called steps in a different order than the run recorded."""
 

@@ -1,9 +1,30 @@
 """Waits inside a run: what a run waits for, and what it gets back when it resumes."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from runs.engine.errors import InvalidEventName
+
+EVENT_NAME_MAX_LENGTH = 255
+# Letters, digits and the separators of names like "invoice.paid", "orders/shipped" or "user:signup".
+EVENT_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:/@+-]*$"
+
+
+def event_name_check(name: Any) -> str:
+    """Return ``name`` if it is a valid event name, else raise InvalidEventName saying why."""
+    if not isinstance(name, str) or not 0 < len(name) <= EVENT_NAME_MAX_LENGTH:
+        raise InvalidEventName(
+            f"an event name must be a non-empty string of at most {EVENT_NAME_MAX_LENGTH} characters"
+        )
+    if not re.fullmatch(EVENT_NAME_PATTERN, name):
+        raise InvalidEventName(
+            f"event name {name!r} is invalid: use letters, digits and _ . : / @ + -, "
+            "starting with a letter, a digit or _"
+        )
+    return name
 
 
 class RunSuspended(BaseException):

@@ -16,6 +16,7 @@ from tasks.apikeys import api_key_create
 from tasks.models import Queue
 from tasks.services import environments_ensure
 from tests.processes import LOG_DIR, ROOT, child_env
+from tests.waiting import wait_finished, wait_for
 
 
 def free_port() -> int:
@@ -86,6 +87,36 @@ def test_cancel_replay_and_errors_through_the_client(client):
         client.trigger("nope", {})
     ids = [r["id"] for r in client.list_runs(task="test-noop", limit=1)]
     assert ids == [replayed["id"], run["id"]]
+
+
+def _waiting(client: Client, task_id: str, payload=None) -> str:
+    run_id = client.trigger(task_id, payload or {})["id"]
+    wait_for(lambda: client.get_run(run_id)["status"] == "WAITING", message=f"run {run_id} to wait")
+    return run_id
+
+
+def test_events_and_waitpoints_through_the_client(client):
+    completed, approved, rejected = (_waiting(client, "test-wait-token") for _ in range(3))
+    waiting_for_event = _waiting(client, "test-wait-event", {"filter": {"orderId": "c1"}})
+    tokens = {w["run_id"]: w["id"] for w in client.list_waitpoints(kind="TOKEN", limit=1)}
+    assert list(tokens) == [completed, approved, rejected]
+
+    assert client.complete_waitpoint(tokens[completed], {"answer": 42})["status"] == "COMPLETED"
+    client.approve(tokens[approved], {"note": "ok"})
+    client.reject(tokens[rejected])
+    with pytest.raises(StepwiseApiError, match="already completed") as refused:
+        client.approve(tokens[approved])
+    assert refused.value.status_code == 409
+    with pytest.raises(StepwiseApiError, match="no waitpoint with id 'wp_nope'"):
+        client.complete_waitpoint("wp_nope", 1)
+    assert client.send_event("paid", {"orderId": "c1"})["resumed_runs"] == 1
+
+    assert wait_finished(completed).output == {"ok": True, "output": {"answer": 42}}
+    assert wait_finished(approved).output == {"ok": True, "output": {"note": "ok", "approved": True}}
+    assert wait_finished(rejected).output == {"ok": True, "output": {"approved": False}}
+    assert wait_finished(waiting_for_event).output["event"] == {"orderId": "c1"}
+    assert client.get_waitpoint(tokens[approved])["completed_by"].startswith("api key client (sk_dev_")
+    assert list(client.list_waitpoints()) == []
 
 
 def test_a_wrong_key_is_refused(server):

@@ -6,6 +6,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.engine.errors import StepwiseError
+from runs.models import WaitpointStatus
 from runs.selectors import waitpoint_list
 from runs.services import payload_parse
 from runs.waits import waitpoint_approve, waitpoint_complete, waitpoint_reject
@@ -40,7 +41,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{wp.id} {wp.status} output={json.dumps(wp.output)}; run {wp.run_id} resumes")
 
     def _list(self, include_resolved: bool) -> None:
-        rows = waitpoint_list(pending_only=not include_resolved)
+        rows = waitpoint_list(status=None if include_resolved else WaitpointStatus.PENDING)
         self.stdout.write(f"{'WAITPOINT':<32} {'KIND':<9} {'STATUS':<9} {'RUN':<32} {'TIMEOUT':<20} DESCRIPTION")
         for wp in rows:
             timeout = wp.resume_at.strftime("%Y-%m-%d %H:%M:%S") if wp.resume_at else "-"

@@ -6,6 +6,7 @@ import time
 import pytest
 from django.utils import timezone
 
+from runs.engine.errors import InvalidEventName
 from runs.models import Attempt, Event, Run, Waitpoint
 from runs.services import TriggerOptions, run_cancel, run_trigger
 from runs.states import RunStatus
@@ -168,9 +169,12 @@ def test_async_task_waits_with_async_twins(live):
     assert wait_finished(run_id).output == {"value": 42}
 
 
-def test_bad_event_names_are_refused(db):
-    with pytest.raises(WaitpointError, match="event name must be a non-empty string"):
+def test_bad_event_names_are_refused_and_nothing_is_stored(db):
+    with pytest.raises(InvalidEventName, match="event name must be a non-empty string"):
         event_send(name="", payload={})
+    with pytest.raises(InvalidEventName, match="use letters, digits and"):
+        event_send(name="paid now", payload={})
+    assert not Event.objects.exists()
 
 
 @pytest.mark.timeout(900)

@@ -1,0 +1,131 @@
+"""REST endpoints of waits: send an event; list, get, complete, approve and reject waitpoints."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Field, ModelSchema, Query, Router, Schema
+
+from runs.engine.waits import EVENT_NAME_MAX_LENGTH, EVENT_NAME_PATTERN
+from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
+from runs.selectors import waitpoint_detail_get, waitpoint_list
+from runs.waits import WaitpointNotFound, event_send, waitpoint_approve, waitpoint_complete, waitpoint_reject
+
+router = Router(tags=["waits"])
+
+
+class EventIn(Schema):
+    """An event: waits for this name whose filter the payload holds resume with the payload."""
+
+    name: str = Field(..., min_length=1, max_length=EVENT_NAME_MAX_LENGTH, pattern=EVENT_NAME_PATTERN,
+                      examples=["invoice.paid"])
+    payload: Any = None
+
+
+class EventSentOut(Schema):
+    id: str
+    name: str
+    created_at: datetime
+    resumed_runs: int = Field(..., description="How many waiting runs this event resumed.")
+
+
+class WaitpointOut(ModelSchema):
+    run_id: str
+    task_id: str
+
+    @staticmethod
+    def resolve_task_id(obj: Waitpoint) -> str:
+        return obj.run.task_id
+
+    class Meta:
+        model = Waitpoint
+        fields = ["id", "kind", "status", "key", "description", "event_name", "event_filter", "resume_at",
+                  "output", "completed_by", "created_at", "completed_at"]
+
+
+class WaitpointPageOut(Schema):
+    items: list[WaitpointOut]
+    next_cursor: str | None
+
+
+class WaitpointFilters(Schema):
+    status: WaitpointStatus = WaitpointStatus.PENDING
+    kind: WaitpointKind | None = None
+    run_id: str | None = Field(None, max_length=40)
+    cursor: str | None = Field(None, max_length=40)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class CompleteIn(Schema):
+    """Complete a token: its run resumes with ``output`` (any JSON)."""
+
+    output: Any = None
+
+
+class DecisionIn(Schema):
+    """Approve or reject a token: its run resumes with ``{"approved": true|false, **data}``."""
+
+    data: dict[str, Any] | None = None
+
+
+def _detail(environment: str, waitpoint_id: str) -> Waitpoint:
+    wp = waitpoint_detail_get(waitpoint_id=waitpoint_id, environment=environment)
+    if wp is None:
+        raise WaitpointNotFound(f"no waitpoint with id '{waitpoint_id}' in environment '{environment}'")
+    return wp
+
+
+@router.post("/events", response={201: EventSentOut}, tags=["events"])
+def send_event(request: HttpRequest, body: EventIn):
+    """Send an event; every pending wait of this environment it matches resumes."""
+    event, resumed = event_send(name=body.name, payload=body.payload, environment=request.auth.environment)
+    return 201, EventSentOut(id=event.id, name=event.name, created_at=event.created_at, resumed_runs=resumed)
+
+
+@router.get("/waitpoints", response=WaitpointPageOut)
+def list_waitpoints(request: HttpRequest, filters: Query[WaitpointFilters]):
+    """List waitpoints oldest first (pending ones by default); pass ``next_cursor`` back as ``cursor``."""
+    rows = waitpoint_list(
+        status=filters.status,
+        kind=filters.kind,
+        environment=request.auth.environment,
+        run_id=filters.run_id,
+        after=filters.cursor,
+        limit=filters.limit + 1,
+    )
+    items = rows[: filters.limit]
+    return {"items": items, "next_cursor": items[-1].id if len(rows) > filters.limit else None}
+
+
+@router.get("/waitpoints/{waitpoint_id}", response=WaitpointOut)
+def get_waitpoint(request: HttpRequest, waitpoint_id: str):
+    """Return one waitpoint: what it waits for, its status, and its output once resolved."""
+    return _detail(request.auth.environment, waitpoint_id)
+
+
+@router.post("/waitpoints/{waitpoint_id}/complete", response=WaitpointOut)
+def complete_waitpoint(request: HttpRequest, waitpoint_id: str, body: CompleteIn | None = None):
+    """Complete a pending token with an output; its run resumes with it."""
+    return waitpoint_complete(
+        waitpoint_id=waitpoint_id, output=body.output if body else None, by=request.auth.actor,
+        environment=request.auth.environment,
+    )
+
+
+@router.post("/waitpoints/{waitpoint_id}/approve", response=WaitpointOut)
+def approve_waitpoint(request: HttpRequest, waitpoint_id: str, body: DecisionIn | None = None):
+    """Approve a pending token; its run resumes with ``{"approved": true, **data}``."""
+    return waitpoint_approve(
+        waitpoint_id=waitpoint_id, data=body.data if body else None, by=request.auth.actor,
+        environment=request.auth.environment,
+    )
+
+
+@router.post("/waitpoints/{waitpoint_id}/reject", response=WaitpointOut)
+def reject_waitpoint(request: HttpRequest, waitpoint_id: str, body: DecisionIn | None = None):
+    """Reject a pending token; its run resumes with ``{"approved": false, **data}``."""
+    return waitpoint_reject(
+        waitpoint_id=waitpoint_id, data=body.data if body else None, by=request.auth.actor,
+        environment=request.auth.environment,
+    )
