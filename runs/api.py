@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema
 
 from runs.models import Attempt, Run, Step
-from runs.selectors import run_api_page, run_detail_get
+from runs.selectors import RunFilters, run_api_page, run_detail_get
 from runs.services import (
     RunNotFound,
     TriggerOptions,
@@ -107,7 +107,7 @@ class RunPageOut(Schema):
     next_cursor: str | None
 
 
-class RunFilters(Schema):
+class RunListQuery(Schema):
     task: str | None = None
     status: RunStatus | None = None
     tag: str | None = None
@@ -156,14 +156,16 @@ def batch_trigger(request: HttpRequest, task_id: str, body: BatchTriggerIn):
 
 
 @router.get("/runs", response=RunPageOut)
-def list_runs(request: HttpRequest, filters: Query[RunFilters]):
+def list_runs(request: HttpRequest, filters: Query[RunListQuery]):
     """List runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
     runs, cursor = run_api_page(
-        environment=request.auth.environment,
-        task_id=filters.task,
-        status=filters.status,
-        tag=filters.tag,
-        idempotency_key=filters.idempotency_key,
+        filters=RunFilters(
+            environment=request.auth.environment,
+            task=filters.task or "",
+            status=filters.status or "",
+            tag=filters.tag or "",
+            idempotency_key=filters.idempotency_key or "",
+        ),
         cursor=filters.cursor,
         limit=filters.limit,
     )

@@ -91,6 +91,7 @@ class RunFilters:
     created_before: datetime | None = None
     idempotency_key: str = ""
     run_id: str = ""
+    environment: str = ""
 
     def as_query(self) -> dict[str, str]:
         """Return the non-empty filters as query-string values."""
@@ -119,6 +120,8 @@ def _id_bound(moment: datetime) -> str:
 def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
     """Return runs matching the filters; every filter is backed by an index."""
     qs = Run.objects.select_related("version")
+    if filters.environment:
+        qs = qs.filter(environment_id=filters.environment)
     if filters.task:
         qs = qs.for_task(filters.task)
     if filters.status:
@@ -217,31 +220,10 @@ def run_detail_get(*, run_id: str, environment: str | None = None) -> Run | None
     return qs.first()
 
 
-def run_api_page(
-    *,
-    environment: str,
-    task_id: str | None = None,
-    status: str | None = None,
-    tag: str | None = None,
-    idempotency_key: str | None = None,
-    cursor: str | None = None,
-    limit: int = 50,
-) -> tuple[list[Run], str | None]:
-    """Return one page of an environment's runs, newest first, and the cursor of the next page.
+def run_api_page(*, filters: RunFilters, cursor: str | None = None, limit: int = 50) -> tuple[list[Run], str | None]:
+    """Return one page of runs, newest first, and the cursor of the next (older) page.
 
     Run ids are time-ordered, so the cursor is simply the last id of the page.
     """
-    qs = Run.objects.select_related("version").filter(environment_id=environment).order_by("-id")
-    if task_id:
-        qs = qs.for_task(task_id)
-    if status:
-        qs = qs.filter(status=status)
-    if tag:
-        qs = qs.filter(tags__contains=[tag])
-    if idempotency_key:
-        qs = qs.filter(idempotency_key=idempotency_key)
-    if cursor:
-        qs = qs.filter(id__lt=cursor)
-    runs = list(qs[: limit + 1])
-    next_cursor = runs[limit - 1].id if len(runs) > limit else None
-    return runs[:limit], next_cursor
+    page = run_page(filters=filters, before=cursor or "", size=limit)
+    return page.runs, page.older_cursor

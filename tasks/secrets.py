@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import transaction
 
 from runs.engine.errors import StepwiseError
+from runs.engine.redaction import MASK
 from tasks.models import Environment, Secret, WebhookSecret
 
-MASK = "••••"
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 64 * 1024
 

@@ -32,9 +32,6 @@ current_context: contextvars.ContextVar[RunContext | None] = contextvars.Context
 )
 
 
-SECRET_MASK = "••••"
-
-
 class RedactingLogger(logging.LoggerAdapter):
     """A task's logger: messages are formatted first, then secret values are masked."""
 
@@ -126,19 +123,8 @@ class RunContext:
         return dict(self._env)
 
     def redact(self, value: Any) -> Any:
-        """Replace every loaded secret value inside strings of ``value`` by a mask."""
-        secrets = sorted((v for v in (self._env or {}).values() if v), key=len, reverse=True)
-        if not secrets:
-            return value
-        if isinstance(value, str):
-            for secret in secrets:
-                value = value.replace(secret, SECRET_MASK)
-            return value
-        if isinstance(value, dict):
-            return {k: self.redact(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.redact(v) for v in value]
-        return value
+        """Return ``value`` with the run's secret values (and values of secret-named keys) masked."""
+        return redactor_for(self.run_id).value(value)
 
     def describe_error(self, exc: BaseException) -> dict[str, Any]:
         """Return the stored form of an exception with secret values masked."""
@@ -222,7 +208,7 @@ class RunContext:
     def _record_failure(self, key: str, name: str, position: int, started: datetime, exc: BaseException) -> None:
         # Only permanent errors are recorded: a retryable one runs the step again next attempt.
         if is_permanent(exc) and not isinstance(exc, RunInterrupted | NonDeterminismError):
-            error = redactor_for(self.run_id).value(self.describe_error(exc))
+            error = self.describe_error(exc)
             self._store.step_record(
                 self._claim,
                 RecordedStep(position, key, name, "FAILED", None, error, "step", started, _now()),

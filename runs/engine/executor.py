@@ -21,7 +21,7 @@ from runs.engine.errors import (
     error_describe,
     is_permanent,
 )
-from runs.engine.redaction import redactor_for, sensitive_forget
+from runs.engine.redaction import sensitive_forget
 from runs.engine.retry import RetryPolicy
 from runs.engine.spans import attempt_span_end, attempt_span_start
 from runs.engine.store import Claim, RunStore
@@ -175,7 +175,7 @@ def attempt_execute(
                 failures = claim.failed_attempts + 1
                 retry_delay = None if is_permanent(exc) else executable.retry.delay_after(failures)
                 result = "failed" if retry_delay is None else "retrying"
-                error = redactor_for(run_id).value(ctx.describe_error(exc))
+                error = ctx.describe_error(exc)
                 settle(result, error, retry_delay)
                 store.run_fail(claim, error=error, retry_delay=retry_delay, elapsed=heartbeat.elapsed())
                 return AttemptOutcome(run_id, claim.attempt_number, result)
