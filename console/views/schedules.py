@@ -1,0 +1,122 @@
+"""The schedules page of one environment: next run times, create, switch on or off, edit, delete."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from zoneinfo import available_timezones
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from console.forms import ScheduleChangeForm, ScheduleForm
+from console.views.access import login_required
+from console.views.environments import environment_context, environment_slug, environment_url
+from console.views.feedback import action_done
+from tasks.models import Schedule
+from tasks.schedules import (
+    InvalidSchedule,
+    ScheduleNotFound,
+    schedule_delete,
+    schedule_get,
+    schedule_list,
+    schedule_next_runs,
+    schedule_update,
+    schedule_upsert,
+)
+
+DECLARED_READ_ONLY = "is declared in code with @task(cron=...): change or remove it there"
+
+
+@cache
+def _timezones() -> list[str]:
+    return sorted(available_timezones())
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """A schedule as its row shows it: with its next run times (UTC; the template shows its zone)."""
+
+    schedule: Schedule
+    next_runs: list[datetime]
+
+
+def _page(request: HttpRequest, form: ScheduleForm, *, status: int = 200) -> HttpResponse:
+    context = environment_context(request)
+    rows = [ScheduleRow(schedule=s, next_runs=schedule_next_runs(s))
+            for s in schedule_list(environment=context["environment"].slug)]
+    context.update(nav="schedules", rows=rows, form=form, timezones=_timezones())
+    return render(request, "console/schedules/list.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def schedule_list_view(request: HttpRequest) -> HttpResponse:
+    """Show an environment's schedules; a POST creates one (or replaces the one with its dedup key)."""
+    if request.method == "GET":
+        return _page(request, ScheduleForm())
+    form = ScheduleForm(request.POST)
+    if form.is_valid():
+        slug = environment_slug(request)
+        try:
+            schedule, created = schedule_upsert(environment=slug, **form.cleaned_data)
+        except InvalidSchedule as exc:
+            form.add_error(None, str(exc))
+        else:
+            verb = "Created" if created else "Replaced"
+            return action_done(request, message=f"{verb} schedule '{schedule.dedup_key}' of {schedule.task_id}.",
+                               to=environment_url("console:schedules", slug))
+    return _page(request, form, status=400)
+
+
+def _editable(request: HttpRequest, schedule_id: int, back: str) -> Schedule | HttpResponse:
+    """Return the schedule, or the refusal: missing, or declared in code (the scheduler would restore it)."""
+    try:
+        schedule = schedule_get(environment=environment_slug(request), schedule_id=schedule_id)
+    except ScheduleNotFound as exc:
+        return action_done(request, message=str(exc), to=back, ok=False, status=404)
+    if schedule.declared:
+        return action_done(request, message=f"Schedule '{schedule.dedup_key}' {DECLARED_READ_ONLY}.", to=back,
+                           ok=False, status=409)
+    return schedule
+
+
+@login_required
+@require_POST
+def schedule_update_view(request: HttpRequest, schedule_id: int) -> HttpResponse:
+    """Change a schedule's cron and time zone, or switch it on or off."""
+    slug = environment_slug(request)
+    back = environment_url("console:schedules", slug)
+    found = _editable(request, schedule_id, back)
+    if isinstance(found, HttpResponse):
+        return found
+    form = ScheduleChangeForm(request.POST)
+    if not form.is_valid():
+        problem = next(iter(form.errors.values()))[0]
+        return action_done(request, message=problem, to=back, ok=False, status=400)
+    try:
+        schedule = schedule_update(environment=slug, schedule_id=schedule_id, **form.changes())
+    except InvalidSchedule as exc:
+        return action_done(request, message=str(exc), to=back, ok=False, status=400)
+    if "active" in form.changes():
+        message = f"Schedule '{schedule.dedup_key}' {'enabled' if schedule.active else 'disabled'}."
+    else:
+        message = f"Schedule '{schedule.dedup_key}' now runs at '{schedule.cron}' ({schedule.timezone})."
+    return action_done(request, message=message, to=back)
+
+
+@login_required
+@require_POST
+def schedule_delete_view(request: HttpRequest, schedule_id: int) -> HttpResponse:
+    """Delete a schedule; the runs it already triggered stay."""
+    slug = environment_slug(request)
+    back = environment_url("console:schedules", slug)
+    found = _editable(request, schedule_id, back)
+    if isinstance(found, HttpResponse):
+        return found
+    try:
+        schedule_delete(environment=slug, schedule_id=schedule_id)
+    except ScheduleNotFound as exc:
+        return action_done(request, message=str(exc), to=back, ok=False, status=404)
+    return action_done(request, message=f"Schedule '{found.dedup_key}' deleted; the runs it triggered stay.", to=back)
