@@ -174,6 +174,11 @@ class SecretForm(forms.Form):
     value = forms.CharField(strip=False, widget=forms.PasswordInput(
         render_value=False, attrs={"autocomplete": "off", "placeholder": "paste the value"}))
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.is_bound:  # shown again only with errors, and without the value typed
+            self.fields["value"].help_text = "Type the value again: it is never sent back to the browser."
+
     def clean_name(self) -> str:
         return _checked(secret_name_validate, self.cleaned_data["name"].strip())
 

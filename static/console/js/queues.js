@@ -52,6 +52,7 @@
       meter.hidden = queue.concurrency_limit === null;
       meter.max = queue.concurrency_limit || 1;
       meter.value = queue.executing;
+      row.querySelector("[data-limit-label]").textContent = queue.concurrency_limit === null ? "" : "/ " + queue.concurrency_limit;
       const input = row.querySelector("input[name=concurrency_limit]");
       // Never overwrite what someone is typing (a value differing from the last one the server gave).
       if (input.value === input.defaultValue) {
