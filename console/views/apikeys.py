@@ -7,16 +7,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from console.forms import ApiKeyForm
 from console.views.access import login_required
-from console.views.environments import environment_context, environment_slug, environment_url
+from console.views.environments import environment_page, environment_slug, environment_url
 from console.views.feedback import action_done
 from tasks.apikeys import ApiKeyNotFound, InvalidApiKey, api_key_create, api_key_list, api_key_revoke
 
 
 def _page(request: HttpRequest, form: ApiKeyForm, *, status: int = 200) -> HttpResponse:
-    context = environment_context(request)
-    keys = api_key_list(environment=context["environment"].slug)
-    return render(request, "console/apikeys/list.html", {**context, "nav": "apikeys", "keys": keys, "form": form},
-                  status=status)
+    return environment_page(request, "console/apikeys/list.html", nav="apikeys", form=form, status=status,
+                            rows=lambda environment: api_key_list(environment=environment))
 
 
 @login_required

@@ -1,18 +1,18 @@
 """The schedules page of one environment: next run times, create, switch on or off, edit, delete."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, wraps
 from zoneinfo import available_timezones
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.forms import ScheduleChangeForm, ScheduleForm
 from console.views.access import login_required
-from console.views.environments import environment_context, environment_slug, environment_url
+from console.views.environments import environment_page, environment_slug, environment_url
 from console.views.feedback import action_done
 from tasks.models import Schedule
 from tasks.schedules import (
@@ -42,12 +42,13 @@ class ScheduleRow:
     next_runs: list[datetime]
 
 
+def _rows(environment: str) -> list[ScheduleRow]:
+    return [ScheduleRow(schedule=s, next_runs=schedule_next_runs(s)) for s in schedule_list(environment=environment)]
+
+
 def _page(request: HttpRequest, form: ScheduleForm, *, status: int = 200) -> HttpResponse:
-    context = environment_context(request)
-    rows = [ScheduleRow(schedule=s, next_runs=schedule_next_runs(s))
-            for s in schedule_list(environment=context["environment"].slug)]
-    context.update(nav="schedules", rows=rows, form=form, timezones=_timezones())
-    return render(request, "console/schedules/list.html", context, status=status)
+    return environment_page(request, "console/schedules/list.html", nav="schedules", rows=_rows, form=form,
+                            status=status, timezones=_timezones())
 
 
 @login_required
@@ -70,33 +71,37 @@ def schedule_list_view(request: HttpRequest) -> HttpResponse:
     return _page(request, form, status=400)
 
 
-def _editable(request: HttpRequest, schedule_id: int, back: str) -> Schedule | HttpResponse:
-    """Return the schedule, or the refusal: missing, or declared in code (the scheduler would restore it)."""
-    try:
-        schedule = schedule_get(environment=environment_slug(request), schedule_id=schedule_id)
-    except ScheduleNotFound as exc:
-        return action_done(request, message=str(exc), to=back, ok=False, status=404)
-    if schedule.declared:
-        return action_done(request, message=f"Schedule '{schedule.dedup_key}' {DECLARED_READ_ONLY}.", to=back,
-                           ok=False, status=409)
-    return schedule
+def _editable(view: Callable[[HttpRequest, Schedule, str], HttpResponse]) -> Callable[..., HttpResponse]:
+    """Give the view the schedule and the page to go back to; refuse a missing one or one declared in code
+    (the scheduler would restore it at its next start)."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, schedule_id: int) -> HttpResponse:
+        slug = environment_slug(request)
+        back = environment_url("console:schedules", slug)
+        try:
+            schedule = schedule_get(environment=slug, schedule_id=schedule_id)
+        except ScheduleNotFound as exc:
+            return action_done(request, message=str(exc), to=back, ok=False, status=404)
+        if schedule.declared:
+            return action_done(request, message=f"Schedule '{schedule.dedup_key}' {DECLARED_READ_ONLY}.", to=back,
+                               ok=False, status=409)
+        return view(request, schedule, back)
+
+    return checked
 
 
 @login_required
 @require_POST
-def schedule_update_view(request: HttpRequest, schedule_id: int) -> HttpResponse:
+@_editable
+def schedule_update_view(request: HttpRequest, schedule: Schedule, back: str) -> HttpResponse:
     """Change a schedule's cron and time zone, or switch it on or off."""
-    slug = environment_slug(request)
-    back = environment_url("console:schedules", slug)
-    found = _editable(request, schedule_id, back)
-    if isinstance(found, HttpResponse):
-        return found
     form = ScheduleChangeForm(request.POST)
     if not form.is_valid():
         problem = next(iter(form.errors.values()))[0]
         return action_done(request, message=problem, to=back, ok=False, status=400)
     try:
-        schedule = schedule_update(environment=slug, schedule_id=schedule_id, **form.changes())
+        schedule = schedule_update(environment=schedule.environment_id, schedule_id=schedule.id, **form.changes())
     except InvalidSchedule as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=400)
     if "active" in form.changes():
@@ -108,15 +113,12 @@ def schedule_update_view(request: HttpRequest, schedule_id: int) -> HttpResponse
 
 @login_required
 @require_POST
-def schedule_delete_view(request: HttpRequest, schedule_id: int) -> HttpResponse:
+@_editable
+def schedule_delete_view(request: HttpRequest, schedule: Schedule, back: str) -> HttpResponse:
     """Delete a schedule; the runs it already triggered stay."""
-    slug = environment_slug(request)
-    back = environment_url("console:schedules", slug)
-    found = _editable(request, schedule_id, back)
-    if isinstance(found, HttpResponse):
-        return found
     try:
-        schedule_delete(environment=slug, schedule_id=schedule_id)
-    except ScheduleNotFound as exc:
+        schedule_delete(environment=schedule.environment_id, schedule_id=schedule.id)
+    except ScheduleNotFound as exc:  # deleted meanwhile
         return action_done(request, message=str(exc), to=back, ok=False, status=404)
-    return action_done(request, message=f"Schedule '{found.dedup_key}' deleted; the runs it triggered stay.", to=back)
+    return action_done(request, message=f"Schedule '{schedule.dedup_key}' deleted; the runs it triggered stay.",
+                       to=back)

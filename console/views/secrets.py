@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.forms import SecretForm
 from console.views.access import login_required
-from console.views.environments import environment_context, environment_slug, environment_url
+from console.views.environments import environment_page, environment_slug, environment_url
 from console.views.feedback import action_done
 from tasks.secrets import InvalidSecret, SecretNotFound, secret_delete, secret_list, secret_set
 
 
 def _page(request: HttpRequest, form: SecretForm, *, status: int = 200) -> HttpResponse:
-    context = environment_context(request)
-    secrets = secret_list(environment=context["environment"].slug)
-    return render(request, "console/secrets/list.html", {**context, "nav": "secrets", "secrets": secrets, "form": form},
-                  status=status)
+    return environment_page(request, "console/secrets/list.html", nav="secrets", form=form, status=status,
+                            rows=lambda environment: secret_list(environment=environment))
 
 
 @login_required
