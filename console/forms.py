@@ -1,6 +1,7 @@
-"""Forms of the console: runs-list filters, JSON payloads and bulk actions."""
+"""Forms of the console: runs-list filters, JSON payloads, bulk actions and the configuration pages."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -8,6 +9,11 @@ from django import forms
 from runs.selectors import RunFilters
 from runs.services import InvalidTrigger, payload_parse
 from runs.states import RunStatus
+from tasks.registry import task_all
+from tasks.schedules import InvalidSchedule, cron_validate, timezone_validate
+from tasks.secrets import InvalidSecret, secret_name_validate
+
+DECLARED_PREFIX = "declared:"
 
 
 class RunFilterForm(forms.Form):
@@ -66,12 +72,118 @@ class DecisionForm(forms.Form):
 
     def clean_data(self) -> dict[str, Any] | None:
         text = (self.cleaned_data.get("data") or "").strip()
-        if not text:
-            return None
-        try:
-            value = payload_parse(text)
-        except InvalidTrigger as exc:
-            raise forms.ValidationError(str(exc).replace("payload", "answer")) from None
-        if not isinstance(value, dict):
-            raise forms.ValidationError("the answer must be a JSON object, e.g. {\"note\": \"looks good\"}")
-        return value
+        return _json_object(text, what="answer", example='{"note": "looks good"}') if text else None
+
+
+def _json_object(text: str, *, what: str, example: str) -> dict[str, Any]:
+    try:
+        value = payload_parse(text)
+    except InvalidTrigger as exc:
+        raise forms.ValidationError(str(exc).replace("payload", what)) from None
+    if not isinstance(value, dict):
+        raise forms.ValidationError(f"the {what} must be a JSON object, e.g. {example}")
+    return value
+
+
+class QueueLimitForm(forms.Form):
+    """A queue's concurrency limit; empty removes it."""
+
+    concurrency_limit = forms.IntegerField(
+        required=False, error_messages={"invalid": "a concurrency limit must be a whole number, or empty for none"}
+    )
+
+
+def _checked(check: Callable[[str], object], value: str) -> str:
+    """Return the value if a service's check accepts it; its refusal becomes the field's error."""
+    try:
+        check(value)
+    except (InvalidSchedule, InvalidSecret) as exc:
+        raise forms.ValidationError(str(exc)) from None
+    return value
+
+
+class ScheduleForm(forms.Form):
+    """A new schedule (or, with the dedup key of an existing one, its replacement)."""
+
+    task_id = forms.ChoiceField(label="Task")
+    cron = forms.CharField(
+        max_length=128, label="Cron expression", help_text="minute hour day-of-month month weekday",
+        widget=forms.TextInput(attrs={"placeholder": "0 9 * * 1-5", "class": "mono", "spellcheck": "false"}))
+    timezone = forms.CharField(max_length=64, initial="UTC", label="Time zone",
+                               widget=forms.TextInput(attrs={"list": "timezones", "spellcheck": "false"}))
+    dedup_key = forms.CharField(
+        max_length=255, label="Dedup key", help_text="one schedule per key: the same key replaces it",
+        widget=forms.TextInput(attrs={"placeholder": "weekday-report", "spellcheck": "false"}))
+    payload = forms.CharField(initial="{}", label="Payload (JSON object)", widget=forms.Textarea(
+        attrs={"rows": 3, "class": "json-editor", "spellcheck": "false", "data-json-editor": "",
+               "aria-describedby": "payload-validation"}))
+    active = forms.BooleanField(required=False, initial=True, label="Active")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["task_id"].choices = [(d.id, d.id) for d in task_all()]
+
+    def clean_cron(self) -> str:
+        return _checked(cron_validate, self.cleaned_data["cron"].strip())
+
+    def clean_timezone(self) -> str:
+        return _checked(timezone_validate, self.cleaned_data["timezone"].strip())
+
+    def clean_dedup_key(self) -> str:
+        key = self.cleaned_data["dedup_key"].strip()
+        if key.startswith(DECLARED_PREFIX):
+            raise forms.ValidationError(f"keys starting with '{DECLARED_PREFIX}' belong to schedules declared in code")
+        return key
+
+    def clean_payload(self) -> dict[str, Any]:
+        return _json_object(self.cleaned_data["payload"], what="payload", example='{"report": "daily"}')
+
+
+class ScheduleChangeForm(forms.Form):
+    """A change to one schedule: a new cron and time zone, or switching it on or off."""
+
+    cron = forms.CharField(required=False, max_length=128)
+    timezone = forms.CharField(required=False, max_length=64)
+    active = forms.TypedChoiceField(required=False, choices=[("1", "on"), ("0", "off")], coerce=lambda v: v == "1",
+                                    empty_value=None)
+
+    def clean_cron(self) -> str:
+        value = self.cleaned_data["cron"].strip()
+        return _checked(cron_validate, value) if value else ""
+
+    def clean_timezone(self) -> str:
+        value = self.cleaned_data["timezone"].strip()
+        return _checked(timezone_validate, value) if value else ""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("cron") and not data.get("timezone") and data.get("active") is None:
+            raise forms.ValidationError("nothing to change: give a cron expression, a time zone or active=1/0")
+        return data
+
+    def changes(self) -> dict[str, Any]:
+        """Return the fields to change, for schedule_update."""
+        return {name: value for name, value in self.cleaned_data.items() if value not in ("", None)}
+
+
+class SecretForm(forms.Form):
+    """A secret to create or overwrite; its value is never rendered back."""
+
+    name = forms.CharField(max_length=128, widget=forms.TextInput(
+        attrs={"placeholder": "DATABASE_URL", "autocomplete": "off", "spellcheck": "false"}))
+    value = forms.CharField(strip=False, widget=forms.PasswordInput(
+        render_value=False, attrs={"autocomplete": "off", "placeholder": "paste the value"}))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.is_bound:  # shown again only with errors, and without the value typed
+            self.fields["value"].help_text = "Type the value again: it is never sent back to the browser."
+
+    def clean_name(self) -> str:
+        return _checked(secret_name_validate, self.cleaned_data["name"].strip())
+
+
+class ApiKeyForm(forms.Form):
+    """A new API key: only its name is chosen."""
+
+    name = forms.CharField(max_length=128, widget=forms.TextInput(attrs={"placeholder": "ci-deploys"}))

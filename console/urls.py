@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from console.api import api
-from console.views import pages, run_actions, runs, tasks
+from console.views import apikeys, pages, queues, run_actions, runs, schedules, secrets, tasks
 
 console_patterns = [
     path("", runs.run_list, name="runs"),
@@ -22,8 +22,19 @@ console_patterns = [
     path("tasks/<str:task_id>/test/", tasks.task_test, name="task-test"),
     path("waitpoints/", pages.waitpoint_list, name="waitpoints"),
     path("waitpoints/<str:waitpoint_id>/decide/", pages.waitpoint_decide, name="waitpoint-decide"),
-    # Queues, schedules, secrets and API keys pages come with their own work (issue 5);
-    # add their routes here and their entries in templates/console/_nav.html.
+    path("queues/", queues.queue_list_view, name="queues"),
+    path("queues/counts.json", queues.queue_counts_view, name="queue-counts"),
+    # Queue names hold slashes ("task/<id>"): the path converter takes them whole.
+    path("queues/<path:name>/limit/", queues.queue_limit_view, name="queue-limit"),
+    path("queues/<path:name>/pause/", queues.queue_paused_view, {"paused": True}, name="queue-pause"),
+    path("queues/<path:name>/resume/", queues.queue_paused_view, {"paused": False}, name="queue-resume"),
+    path("schedules/", schedules.schedule_list_view, name="schedules"),
+    path("schedules/<int:schedule_id>/", schedules.schedule_update_view, name="schedule-update"),
+    path("schedules/<int:schedule_id>/delete/", schedules.schedule_delete_view, name="schedule-delete"),
+    path("secrets/", secrets.secret_list_view, name="secrets"),
+    path("secrets/<str:name>/delete/", secrets.secret_delete_view, name="secret-delete"),
+    path("api-keys/", apikeys.api_key_list_view, name="api-keys"),
+    path("api-keys/<int:key_id>/revoke/", apikeys.api_key_revoke_view, name="api-key-revoke"),
 ]
 
 

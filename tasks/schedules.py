@@ -30,7 +30,8 @@ class ScheduleNotFound(StepwiseError):
     """No schedule has this id in this environment."""
 
 
-def _zone(name: str) -> ZoneInfo:
+def timezone_validate(name: str) -> ZoneInfo:
+    """Return the zone of an IANA name, or raise InvalidSchedule."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -41,7 +42,7 @@ def cron_validate(expression: str, timezone: str = "UTC") -> None:
     """Raise InvalidSchedule unless the expression has five valid fields and the zone exists."""
     if not isinstance(expression, str) or len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise InvalidSchedule(f"invalid cron expression '{expression}' (expected 5 fields, e.g. '0 * * * *')")
-    _zone(timezone)
+    timezone_validate(timezone)
 
 
 def _instants(naive: datetime, zone: ZoneInfo, every_hour: bool) -> list[datetime]:
@@ -60,7 +61,7 @@ def _instants(naive: datetime, zone: ZoneInfo, every_hour: bool) -> list[datetim
 def cron_ticks(expression: str, timezone: str, after: datetime) -> Iterator[datetime]:
     """Yield the UTC instants of a cron expression's ticks strictly after ``after``, in order."""
     cron_validate(expression, timezone)
-    zone = _zone(timezone)
+    zone = timezone_validate(timezone)
     hour_field = expression.split()[1]
     every_hour = hour_field == "*" or hour_field.startswith("*/")
     # Start a little early: around a fall-back change, local wall-clock time goes backwards.

@@ -67,10 +67,15 @@ def _environment(slug: str) -> str:
     return slug
 
 
-def secret_set(*, environment: str, name: str, value: str) -> MaskedSecret:
-    """Create or replace a secret; return it masked."""
+def secret_name_validate(name: str) -> None:
+    """Raise InvalidSecret unless the name is letters, digits and underscores, not starting with a digit."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise InvalidSecret("a secret name must be letters, digits and underscores, not starting with a digit")
+
+
+def secret_set(*, environment: str, name: str, value: str) -> MaskedSecret:
+    """Create or replace a secret; return it masked."""
+    secret_name_validate(name)
     if not isinstance(value, str) or not value:
         raise InvalidSecret(f"secret '{name}' needs a non-empty string value")
     if len(value.encode()) > MAX_VALUE_BYTES:

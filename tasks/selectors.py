@@ -1,4 +1,4 @@
-"""Reads on tasks: the tasks page with versions, settings and recent run stats."""
+"""Reads on tasks: the tasks page with versions, settings and recent run stats; environments."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from runs.models import Run
 from runs.states import FINAL_STATUSES, RunStatus
-from tasks.models import Queue, Task, TaskVersion
+from tasks.models import Environment, Queue, Task, TaskVersion
+from tasks.services import DEFAULT_ENVIRONMENTS
 
 STATS_WINDOW = timedelta(hours=24)
 STATS_SAMPLE = 5000
@@ -88,3 +89,9 @@ def task_overviews() -> list[TaskOverview]:
 def task_ids() -> list[str]:
     """Return the ids of every task the database knows, sorted."""
     return list(Task.objects.order_by("id").values_list("id", flat=True))
+
+
+def environment_list() -> list[Environment]:
+    """Return every environment: dev, staging and prod first, then the others by slug."""
+    order = {slug: i for i, slug in enumerate(DEFAULT_ENVIRONMENTS)}
+    return sorted(Environment.objects.all(), key=lambda e: (order.get(e.slug, len(order)), e.slug))

@@ -5,6 +5,8 @@ import json
 from datetime import datetime
 
 from django import template
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 register = template.Library()
 
@@ -43,3 +45,13 @@ def percent(value: float | None) -> str:
 def pretty_json(value: object) -> str:
     """Format a value as indented JSON."""
     return json.dumps(value, indent=2)
+
+
+@register.filter
+def time_ago(moment: datetime | None) -> str:
+    """Format a past moment as 'just now' or '5 minutes ago'."""
+    if moment is None:
+        return "—"
+    if (timezone.now() - moment).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(moment, depth=1)} ago"

@@ -1,4 +1,4 @@
-"""Pages beside the runs: pending approvals; queues, schedules, secrets and API keys come later."""
+"""Pages beside the runs: pending approvals (queues, schedules, secrets and API keys have their own modules)."""
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse

@@ -80,7 +80,7 @@ window.Stepwise = window.Stepwise || {};
         event.preventDefault();
         const answer = await S.submitAction(form, event.submitter);
         if (answer.ok && answer.redirect && answer.redirect !== location.pathname) S.navigate(answer);
-        document.dispatchEvent(new CustomEvent("stepwise:action", { detail: answer }));
+        document.dispatchEvent(new CustomEvent("stepwise:action", { detail: Object.assign({ form: form }, answer) }));
       });
     });
   }
@@ -89,7 +89,8 @@ window.Stepwise = window.Stepwise || {};
     document.querySelectorAll("[data-copy]").forEach(function (button) {
       button.addEventListener("click", async function () {
         const source = document.getElementById(button.dataset.copy);
-        const text = JSON.stringify(JSON.parse(source.textContent), null, 2);
+        const raw = source.textContent.trim();
+        const text = button.dataset.copyFormat === "text" ? raw : JSON.stringify(JSON.parse(raw), null, 2);
         try {
           await navigator.clipboard.writeText(text);
           S.toast("Copied to the clipboard.", "success");
@@ -117,8 +118,28 @@ window.Stepwise = window.Stepwise || {};
     check();
   };
 
+  /* Popovers (<details class="pop">): Cancel closes them, and so do Escape and a click elsewhere. */
+  function wirePopovers() {
+    document.querySelectorAll("[data-close-pop]").forEach(function (button) {
+      button.addEventListener("click", function () { button.closest("details").open = false; });
+    });
+    function closeAll(except) {
+      document.querySelectorAll("details.pop[open]").forEach(function (pop) { if (pop !== except) pop.open = false; });
+    }
+    document.addEventListener("click", function (event) { closeAll(event.target.closest("details.pop")); });
+    document.addEventListener("keydown", function (event) { if (event.key === "Escape") closeAll(null); });
+  }
+
+  /* A page shown in answer to a POST (a one-time secret) swaps its URL so reloading does not post again. */
+  function replaceUrl() {
+    const holder = document.querySelector("[data-replace-url]");
+    if (holder) history.replaceState(null, "", holder.dataset.replaceUrl);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("#toasts .toast").forEach(S.dismissLater);
+    replaceUrl();
+    wirePopovers();
     showCarriedToast();
     wireActionForms();
     wireCopyButtons();
