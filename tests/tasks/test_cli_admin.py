@@ -7,8 +7,10 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
+from runs.services import TriggerOptions, run_trigger
+from runs.states import RunStatus, run_transition
 from tasks.apikeys import api_key_authenticate
-from tasks.models import ApiKey, Secret
+from tasks.models import ApiKey, Queue, Secret
 from tasks.services import environments_ensure
 
 
@@ -81,4 +83,51 @@ def test_apikeys_revoke_of_another_environments_key_is_refused(envs):
         run_command("apikeys", "revoke", str(key.id))
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+# queues
+
+
+def test_queues_list_shows_limit_state_and_executing_and_queued_counts(envs):
+    Queue.objects.create(name="cli-emails", concurrency_limit=3)
+    runs = [run_trigger(task_id="test-noop", payload={}, options=TriggerOptions(queue="cli-emails"))[0]
+            for _ in range(3)]
+    run_transition(run_id=runs[0].id, to=RunStatus.EXECUTING, expected_from=[RunStatus.QUEUED])
+    lines = run_command("queues", "list").splitlines()
+    assert lines[0].split() == ["QUEUE", "LIMIT", "STATE", "EXECUTING", "QUEUED"]
+    row = next(line for line in lines if line.startswith("cli-emails "))
+    assert row.split() == ["cli-emails", "limit", "3", "active", "1", "2"]
+
+
+def test_queues_pause_resume_and_limit_change_the_queue(envs):
+    Queue.objects.create(name="cli-reports")
+    assert run_command("queues", "pause", "cli-reports").startswith("queue cli-reports paused")
+    assert Queue.objects.get(name="cli-reports").paused
+    assert "paused" in run_command("queues", "list")
+    assert run_command("queues", "resume", "cli-reports") == "queue cli-reports resumed\n"
+    assert not Queue.objects.get(name="cli-reports").paused
+    assert run_command("queues", "limit", "cli-reports", "5") == "queue cli-reports is now limit 5\n"
+    assert Queue.objects.get(name="cli-reports").concurrency_limit == 5
+    assert run_command("queues", "limit", "cli-reports", "none") == "queue cli-reports is now unlimited\n"
+    assert Queue.objects.get(name="cli-reports").concurrency_limit is None
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("-2", "must be an integer from 1 to 10000"),
+    ("0", "must be an integer from 1 to 10000"),
+    ("2.5", "'2.5' is not a concurrency limit: give an integer from 1 to 10000, or 'none'"),
+    ("lots", "'lots' is not a concurrency limit"),
+])
+def test_queues_limit_rejects_a_bad_number_and_keeps_the_old_limit(envs, value, message):
+    Queue.objects.create(name="cli-limited", concurrency_limit=4)
+    with pytest.raises(CommandError, match=message):
+        run_command("queues", "limit", "cli-limited", value)
+    assert Queue.objects.get(name="cli-limited").concurrency_limit == 4
+
+
+def test_queues_unknown_queue_names_it(envs):
+    for args in (("pause", "ghost"), ("resume", "ghost"), ("limit", "ghost", "2")):
+        with pytest.raises(CommandError, match="no queue named 'ghost'"):
+            run_command("queues", *args)
+    assert not Queue.objects.filter(name="ghost").exists()
 
