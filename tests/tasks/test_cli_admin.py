@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from runs.services import TriggerOptions, run_trigger
 from runs.states import RunStatus, run_transition
 from tasks.apikeys import api_key_authenticate
-from tasks.models import ApiKey, Queue, Secret
+from tasks.models import ApiKey, Queue, Schedule, Secret
 from tasks.services import environments_ensure
 
 
@@ -131,3 +131,87 @@ def test_queues_unknown_queue_names_it(envs):
             run_command("queues", *args)
     assert not Queue.objects.filter(name="ghost").exists()
 
+
+# schedules
+
+
+def create_schedule(*extra: str) -> str:
+    return run_command("schedules", "create", "test-noop", "30 9 * * *", "--tz", "Europe/Paris",
+                       "--dedup-key", "daily-report", "--payload", '{"report": "daily"}', *extra)
+
+
+def test_schedules_create_stores_it_and_list_shows_the_next_run_in_its_time_zone(envs):
+    out = create_schedule()
+    schedule = Schedule.objects.get()
+    assert (schedule.task_id, schedule.cron, schedule.timezone, schedule.dedup_key, schedule.payload) == (
+        "test-noop", "30 9 * * *", "Europe/Paris", "daily-report", {"report": "daily"})
+    assert out.startswith(f"created schedule {schedule.id} test-noop '30 9 * * *' Europe/Paris key=daily-report")
+    assert " 09:30 CE" in out  # CET or CEST: local wall-clock time, not UTC
+    assert run_command("schedules", "list").startswith(f"{schedule.id} test-noop '30 9 * * *' Europe/Paris")
+    assert run_command("schedules", "list", "--env", "prod") == ""
+
+
+def test_schedules_create_with_the_same_dedup_key_replaces_the_schedule(envs):
+    create_schedule()
+    out = run_command("schedules", "create", "test-noop", "0 18 * * *", "--dedup-key", "daily-report")
+    schedule = Schedule.objects.get()
+    assert out.startswith(f"replaced schedule {schedule.id} test-noop '0 18 * * *' UTC")
+    assert (schedule.cron, schedule.timezone) == ("0 18 * * *", "UTC")
+
+
+def test_schedules_next_prints_five_run_times_in_the_schedules_time_zone(envs):
+    create_schedule()
+    schedule = Schedule.objects.get()
+    lines = run_command("schedules", "next", str(schedule.id)).splitlines()
+    assert len(lines) == 5 and len(set(lines)) == 5
+    assert all(line.endswith((" 09:30 CET", " 09:30 CEST")) for line in lines)
+
+
+def test_schedules_update_changes_only_the_fields_given(envs):
+    create_schedule()
+    schedule = Schedule.objects.get()
+    out = run_command("schedules", "update", str(schedule.id), "--cron", "0 7 * * 1-5", "--deactivate")
+    assert f"updated schedule {schedule.id} test-noop '0 7 * * 1-5' Europe/Paris (inactive)" in out
+    schedule.refresh_from_db()
+    assert (schedule.cron, schedule.timezone, schedule.active, schedule.payload, schedule.next_run_at) == (
+        "0 7 * * 1-5", "Europe/Paris", False, {"report": "daily"}, None)
+    assert "is inactive: it will not run" in run_command("schedules", "next", str(schedule.id))
+    run_command("schedules", "update", str(schedule.id), "--activate", "--payload", '{"report": "weekly"}')
+    schedule.refresh_from_db()
+    assert schedule.active and schedule.payload == {"report": "weekly"} and schedule.next_run_at is not None
+
+
+def test_schedules_delete_removes_it(envs):
+    create_schedule()
+    schedule = Schedule.objects.get()
+    assert run_command("schedules", "delete", str(schedule.id)).startswith(f"schedule {schedule.id} deleted from dev")
+    assert not Schedule.objects.exists()
+    with pytest.raises(CommandError, match=f"no schedule {schedule.id} in environment 'dev'"):
+        run_command("schedules", "next", str(schedule.id))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("test-noop", "61 * * * *"), "invalid cron expression '61 \\* \\* \\* \\*'"),
+    (("test-noop", "0 * * *"), "invalid cron expression"),
+    (("test-noop", "0 * * * *", "--tz", "Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
+    (("test-noop", "0 * * * *", "--payload", "{oops"), "payload is not valid JSON"),
+    (("test-noop", "0 * * * *", "--payload", "[1, 2]"), "payload must be a JSON object"),
+    (("no-such-task", "0 * * * *"), "unknown task 'no-such-task'"),
+    (("test-noop", "0 * * * *", "--env", "nope"), "unknown environment 'nope'"),
+])
+def test_schedules_create_with_bad_input_names_the_problem_and_stores_nothing(envs, args, message):
+    with pytest.raises(CommandError, match=message):
+        run_command("schedules", "create", *args, "--dedup-key", "k")
+    assert not Schedule.objects.exists()
+
+
+def test_schedules_update_with_bad_input_keeps_the_schedule(envs):
+    create_schedule()
+    schedule = Schedule.objects.get()
+    with pytest.raises(CommandError, match="unknown time zone 'Paris'"):
+        run_command("schedules", "update", str(schedule.id), "--tz", "Paris")
+    with pytest.raises(CommandError, match="nothing to change"):
+        run_command("schedules", "update", str(schedule.id))
+    with pytest.raises(CommandError, match="no schedule 999 in environment 'dev'"):
+        run_command("schedules", "update", "999", "--cron", "0 * * * *")
+    assert Schedule.objects.get().timezone == "Europe/Paris"
