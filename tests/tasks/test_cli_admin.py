@@ -5,19 +5,14 @@ import io
 import sys
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from runs.services import TriggerOptions, run_trigger
 from runs.states import RunStatus, run_transition
 from tasks.apikeys import api_key_authenticate
 from tasks.models import ApiKey, Queue, Schedule, Secret
 from tasks.services import environments_ensure
-
-
-def run_command(*args) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
+from tests.commands import run_command
 
 
 @pytest.fixture
