@@ -1,18 +1,11 @@
 """The CLI as a user runs it: trigger --follow, runs list and show."""
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from runs.models import Run
-
-
-def run_command(*args) -> str:
-    out = io.StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
+from tests.commands import run_command
 
 
 def test_trigger_follow_prints_progress_and_succeeds(live):

@@ -4,32 +4,23 @@ from __future__ import annotations
 import getpass
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
-
-from runs.engine.errors import StepwiseError
+from runs.management.base import SubcommandCommand, env_option
 from tasks.secrets import secret_delete, secret_list, secret_set, secrets_reencrypt
 
 
-class Command(BaseCommand):
+class Command(SubcommandCommand):
     help = "List (masked), set, delete secrets, or re-encrypt them all with the first STEPWISE_SECRET_KEYS key."
 
     def add_arguments(self, parser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
-        listing = sub.add_parser("list")
-        listing.add_argument("--env", default="dev")
+        env_option(sub.add_parser("list"))
         setting = sub.add_parser("set", help="the value is read from stdin (or a hidden prompt)")
         setting.add_argument("name")
-        setting.add_argument("--env", default="dev")
+        env_option(setting)
         deleting = sub.add_parser("delete")
         deleting.add_argument("name")
-        deleting.add_argument("--env", default="dev")
+        env_option(deleting)
         sub.add_parser("rotate", help="re-encrypt every secret with the first key")
-
-    def handle(self, *args, **opts) -> None:
-        try:
-            getattr(self, f"_{opts['action']}")(opts)
-        except StepwiseError as exc:
-            raise CommandError(str(exc)) from None
 
     def _list(self, opts) -> None:
         for secret in secret_list(environment=opts["env"]):

@@ -1,9 +1,9 @@
 """manage.py send_event NAME 'JSON': resume the runs waiting for this event."""
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from runs.engine.errors import StepwiseError
+from runs.management.base import user_errors
 from runs.services import payload_parse
 from runs.waits import event_send
 
@@ -17,10 +17,8 @@ class Command(BaseCommand):
         parser.add_argument("--environment", default="dev")
 
     def handle(self, *args, **opts) -> None:
-        try:
+        with user_errors():
             event, matched = event_send(
                 name=opts["name"], payload=payload_parse(opts["payload"]), environment=opts["environment"]
             )
-        except StepwiseError as exc:
-            raise CommandError(str(exc)) from None
         self.stdout.write(f"{event.id} sent; resumed {matched} waiting run(s)")

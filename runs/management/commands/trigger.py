@@ -5,11 +5,10 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.engine.errors import StepwiseError
+from runs.management.base import user_errors
 from runs.selectors import run_events_after, run_get
 from runs.services import TriggerOptions, payload_parse, run_trigger
 from runs.states import RunStatus
-from tasks.registry import UnknownTask
 
 
 def event_line(event) -> str:
@@ -72,7 +71,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, help="with --follow: give up after this many seconds")
 
     def handle(self, *args, **opts) -> None:
-        try:
+        with user_errors():
             payload = payload_parse(opts["payload"])
             options = TriggerOptions(
                 idempotency_key=opts["idempotency_key"],
@@ -85,8 +84,6 @@ class Command(BaseCommand):
                 environment=opts["environment"],
             )
             run, created = run_trigger(task_id=opts["task_id"], payload=payload, options=options)
-        except (StepwiseError, UnknownTask) as exc:
-            raise CommandError(str(exc)) from None
         note = "" if created else " (existing run for this idempotency key)"
         self.stdout.write(f"{run.id} {run.status}{note}")
         if not opts["follow"]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from runs.engine.errors import StepwiseError
+from runs.management.base import user_errors
 from runs.models import WaitpointStatus
 from runs.selectors import waitpoint_list
 from runs.services import payload_parse
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         if opts["action"] == "list":
             self._list(opts["all"])
             return
-        try:
+        with user_errors():
             data = payload_parse(opts["data"]) if opts["data"] else None
             if opts["action"] == "approve":
                 wp = waitpoint_approve(waitpoint_id=opts["waitpoint_id"], data=data, by="cli")
@@ -36,8 +36,6 @@ class Command(BaseCommand):
                 wp = waitpoint_reject(waitpoint_id=opts["waitpoint_id"], data=data, by="cli")
             else:
                 wp = waitpoint_complete(waitpoint_id=opts["waitpoint_id"], output=data, by="cli")
-        except StepwiseError as exc:
-            raise CommandError(str(exc)) from None
         self.stdout.write(f"{wp.id} {wp.status} output={json.dumps(wp.output)}; run {wp.run_id} resumes")
 
     def _list(self, include_resolved: bool) -> None:

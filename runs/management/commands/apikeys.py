@@ -1,0 +1,46 @@
+"""manage.py apikeys list|create|revoke: API keys per environment; the full key is printed once, on create."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from runs.management.base import SubcommandCommand, env_option
+from tasks.apikeys import api_key_create, api_key_list, api_key_revoke
+
+
+def _when(at: datetime | None, *, empty: str) -> str:
+    return f"{at:%Y-%m-%d %H:%M}" if at else empty
+
+
+class Command(SubcommandCommand):
+    help = "List (by prefix), create or revoke the API keys of an environment."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        env_option(sub.add_parser("list", help="newest first; never the full key"))
+        creating = sub.add_parser("create", help="print the new key, this once")
+        creating.add_argument("name")
+        env_option(creating)
+        revoking = sub.add_parser("revoke", help="calls with the key are refused from now on")
+        revoking.add_argument("key_id", type=int)
+        env_option(revoking)
+
+    def _list(self, opts) -> None:
+        self.stdout.write(f"{'ID':>5} {'NAME':<24} {'PREFIX':<20} {'ENV':<8} {'CREATED':<16} {'LAST USED':<16} REVOKED")
+        for key in api_key_list(environment=opts["env"]):
+            self.stdout.write(
+                f"{key.id:>5} {key.name:<24} {key.prefix + '…':<20} {key.environment_id:<8} "
+                f"{_when(key.created_at, empty='-'):<16} {_when(key.last_used_at, empty='never'):<16} "
+                f"{_when(key.revoked_at, empty='-')}"
+            )
+
+    def _create(self, opts) -> None:
+        created = api_key_create(environment=opts["env"], name=opts["name"])
+        key = created.key
+        self.stdout.write(f"created API key {key.id} {key.name} in {key.environment_id}:")
+        self.stdout.write(created.secret)
+        self.stdout.write(self.style.WARNING("Store this key now: it is shown only this once and cannot be recovered."))
+
+    def _revoke(self, opts) -> None:
+        key = api_key_revoke(environment=opts["env"], key_id=opts["key_id"])
+        self.stdout.write(f"revoked API key {key.id} {key.name} ({key.prefix}…) in {key.environment_id}; "
+                          "calls with it are refused")

@@ -1,0 +1,57 @@
+"""manage.py queues list|pause|resume|limit: queue concurrency and pausing from the command line."""
+from __future__ import annotations
+
+import argparse
+
+from runs.management.base import SubcommandCommand
+from tasks.queues import MAX_LIMIT, queue_limit_set, queue_list, queue_pause, queue_resume
+
+
+def limit_value(text: str) -> int | None:
+    """Parse a concurrency limit: an integer, or 'none' for no limit."""
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a concurrency limit: give an integer from 1 to {MAX_LIMIT}, or 'none'"
+        ) from None
+
+
+def _limit_text(limit: int | None) -> str:
+    return "unlimited" if limit is None else f"limit {limit}"
+
+
+class Command(SubcommandCommand):
+    help = "List queues with their executing and queued runs, pause or resume one, or set its concurrency limit."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("list", help="every queue with its limit and counts")
+        for action, helped in (("pause", "no new run starts; executing runs finish"),
+                               ("resume", "start queued runs again")):
+            sub.add_parser(action, help=helped).add_argument("name")
+        limiting = sub.add_parser("limit", help="runs at a time (per concurrency key), or 'none'")
+        limiting.add_argument("name")
+        limiting.add_argument("limit", type=limit_value, metavar="N|none")
+
+    def _list(self, opts) -> None:
+        self.stdout.write(f"{'QUEUE':<32} {'LIMIT':<12} {'STATE':<7} {'EXECUTING':>9} {'QUEUED':>7}")
+        for q in queue_list():
+            state = "paused" if q.paused else "active"
+            self.stdout.write(
+                f"{q.name:<32} {_limit_text(q.concurrency_limit):<12} {state:<7} {q.executing:>9} {q.queued:>7}"
+            )
+
+    def _pause(self, opts) -> None:
+        queue_pause(name=opts["name"])
+        self.stdout.write(f"queue {opts['name']} paused: its queued runs wait until you resume it")
+
+    def _resume(self, opts) -> None:
+        queue_resume(name=opts["name"])
+        self.stdout.write(f"queue {opts['name']} resumed")
+
+    def _limit(self, opts) -> None:
+        queue = queue_limit_set(name=opts["name"], limit=opts["limit"])
+        self.stdout.write(f"queue {queue.name} is now {_limit_text(queue.concurrency_limit)}")
