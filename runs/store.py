@@ -1,18 +1,20 @@
 """The engine's RunStore implemented with the Django ORM."""
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from runs import waits
 from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
-from runs.engine.errors import RunInterrupted
+from runs.engine.errors import RunInterrupted, StoreUnavailable
 from runs.engine.store import Claim, LogEntry, RecordedStep
 from runs.engine.waits import WaitpointState, WaitSpec
 from runs.events import event_append
@@ -51,6 +53,33 @@ def queue_has_room(run: Run) -> bool:
     return True
 
 
+StoreClass = TypeVar("StoreClass", bound=type)
+
+
+def _database_errors_interrupt(cls: StoreClass) -> StoreClass:
+    """Turn a lost database connection inside any store method into StoreUnavailable.
+
+    A restart or outage of the database must never count as the task's own failure (which
+    could fail the run for good); the attempt stops and the lease decides what happens next.
+    """
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except (OperationalError, InterfaceError) as exc:
+                raise StoreUnavailable(f"the database is unavailable: {exc}".strip()) from exc
+
+        return guarded
+
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_"):
+            setattr(cls, name, wrap(member))
+    return cls
+
+
+@_database_errors_interrupt
 class OrmRunStore:
     """Every write is conditional on the claim's lease token (a fencing token)."""
 

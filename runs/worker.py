@@ -8,8 +8,9 @@ import uuid
 
 from celery import shared_task
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
+from runs.engine.errors import StoreUnavailable
 from runs.engine.executor import AttemptOutcome, attempt_execute
 from runs.store import OrmRunStore
 from runs.tracing.setup import spans_flush
@@ -62,6 +63,15 @@ def run_attempt(run_id: str) -> AttemptOutcome | None:
 @shared_task(name="stepwise.execute_run", ignore_result=True, acks_late=True)
 def execute_run(run_id: str) -> None:
     """Execute one attempt of a run; the message is a hint, the claim decides."""
+    try:
+        _execute_and_drain(run_id)
+    except (StoreUnavailable, DatabaseError) as exc:
+        # Runs stay as the database last saw them; the scheduler re-sends or recovers them.
+        logger.warning("run %s: the database is unavailable (%s); the scheduler will resume it", run_id, exc)
+        close_old_connections()
+
+
+def _execute_and_drain(run_id: str) -> None:
     outcome = run_attempt(run_id)
     drained = 0
     while outcome is not None:

@@ -56,6 +56,14 @@ class RunInterrupted(StepwiseError):
     """This attempt may not go on: the run was canceled, timed out, or its lease taken over."""
 
 
+class StoreUnavailable(RunInterrupted):
+    """The run's store (the database) could not be reached: the attempt stops where it is.
+
+    Nothing is recorded as the task's failure; the run's lease expires and the scheduler gives
+    it a new attempt, which replays the steps recorded before the outage.
+    """
+
+
 def is_permanent(exc: BaseException) -> bool:
     """Tell whether an exception should fail the run without a retry."""
     if isinstance(exc, PermanentError):
