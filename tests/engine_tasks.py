@@ -11,7 +11,10 @@ from opentelemetry import trace
 
 from tasks.sdk import AbortRun, Retry, step, task
 
-_redis = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+# Where step bodies record that they ran: the suite's Redis, even for workers given another broker.
+_redis = redis.Redis.from_url(
+    os.environ.get("STEPWISE_TEST_RECORDS_URL") or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+)
 
 
 def executions_key(run_id: str) -> str:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from django.db import connection
@@ -16,6 +18,12 @@ LOG_DIR = ROOT / "artifacts" / "logs"
 
 def test_queue_name() -> str:
     return f"stepwise-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getpid()}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def database_url() -> str:
@@ -35,6 +43,7 @@ def child_env(**extra: str) -> dict[str, str]:
         STEPWISE_HEARTBEAT_SECONDS="0.4",
         STEPWISE_REDISPATCH_SECONDS="1",
         STEPWISE_TASK_MODULES="examples.orders,examples.videos,examples.batch,examples.approvals,tests.engine_tasks",
+        STEPWISE_TEST_RECORDS_URL=os.environ.get("REDIS_URL", ""),
         PYTHONPATH=str(ROOT),
         CONN_MAX_AGE="0",
         LOG_LEVEL="INFO",
@@ -98,6 +107,21 @@ class Processes:
             "asgi",
             **env,
         )
+
+    def console(self, **env: str) -> str:
+        """Serve the console and API with uvicorn on a free port; return its URL once it answers."""
+        port = free_port()
+        server = self.asgi_server(port=port, **env)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/login/", timeout=2).close()
+                return url
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the console server did not start; see {LOG_DIR}/{self.label}-asgi-*.log")
+                time.sleep(0.2)
 
     def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         try:

@@ -1,13 +1,6 @@
 """The Python client against a real server (uvicorn in a subprocess) and real workers."""
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
-import time
-
-import httpx
 import pytest
 
 from runs.models import Run
@@ -15,43 +8,18 @@ from stepwise.client import Client, RunTimeout, StepwiseApiError
 from tasks.apikeys import api_key_create
 from tasks.models import Queue
 from tasks.services import environments_ensure
-from tests.processes import LOG_DIR, ROOT, child_env
+from tests.processes import Processes
 from tests.waiting import wait_finished, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def server(live):
     """Serve the app with uvicorn on a free port, on the test database."""
-    port = free_port()
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = open(LOG_DIR / "client-uvicorn.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{url}/api/openapi.json", timeout=1)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("uvicorn did not start; see artifacts/logs/client-uvicorn.log")
-            time.sleep(0.2)
-    yield url
-    proc.send_signal(signal.SIGTERM)
+    procs = Processes("client")
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield procs.console()
+    finally:
+        procs.stop_all()
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -41,12 +38,6 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backgr
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def console_url(live) -> str:
     """The console served by a real ASGI server (uvicorn) on the test database.
@@ -54,21 +45,10 @@ def console_url(live) -> str:
     One server per test: the server caches task-version rows, which the flush between tests removes.
     """
     procs = Processes("console")
-    port = _free_port()
-    server = procs.asgi_server(port=port)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/login/", timeout=2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                procs.stop_all()
-                pytest.fail("the console server did not start; see artifacts/logs/console-asgi-0.log")
-            time.sleep(0.2)
-    yield url
-    procs.stop_all()
+    try:
+        yield procs.console()
+    finally:
+        procs.stop_all()
 
 
 @pytest.fixture(scope="module")
