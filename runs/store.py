@@ -17,7 +17,7 @@ from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
 from runs.engine.errors import RunInterrupted, StoreUnavailable
 from runs.engine.store import Claim, LogEntry, RecordedStep
 from runs.engine.waits import WaitpointState, WaitSpec
-from runs.events import event_append
+from runs.events import event_append, event_append_with
 from runs.models import Attempt, AttemptStatus, Run, Step
 from runs.states import RunStatus, TransitionRefused, run_transition
 from tasks.models import Queue
@@ -144,34 +144,31 @@ class OrmRunStore:
         )
 
     def step_begin(self, claim: Claim, *, key: str, name: str, position: int) -> None:
-        with transaction.atomic():
-            # The conditional seq bump is the fencing check: it fails unless the lease is ours.
-            event_append(
-                run_id=claim.run_id,
-                type="step.started",
-                data={"key": key, "name": name, "position": position, "attempt": claim.attempt_number},
-                lease_token=claim.lease_token,
-            )
+        # The conditional seq bump is the fencing check: it fails unless the lease is ours.
+        event_append_with(
+            run_id=claim.run_id,
+            type="step.started",
+            data={"key": key, "name": name, "position": position, "attempt": claim.attempt_number},
+            lease_token=claim.lease_token,
+        )
 
     def step_record(self, claim: Claim, step: RecordedStep) -> None:
         duration_ms = (step.finished_at - step.started_at).total_seconds() * 1000
         error = {"error": {k: step.error[k] for k in ("type", "message")}} if step.error else {}
         try:
-            with transaction.atomic():
-                event_append(
-                    run_id=claim.run_id,
-                    type="step.completed" if step.status == "COMPLETED" else "step.failed",
-                    data={
-                        "key": step.key,
-                        "kind": step.kind,
-                        "position": step.position,
-                        "attempt": claim.attempt_number,
-                        "duration_ms": round(duration_ms, 3),
-                        **error,
-                    },
-                    lease_token=claim.lease_token,
-                )
-                Step.objects.create(
+            event_append_with(
+                run_id=claim.run_id,
+                type="step.completed" if step.status == "COMPLETED" else "step.failed",
+                data={
+                    "key": step.key,
+                    "kind": step.kind,
+                    "position": step.position,
+                    "attempt": claim.attempt_number,
+                    "duration_ms": round(duration_ms, 3),
+                    **error,
+                },
+                lease_token=claim.lease_token,
+                row=Step(
                     run_id=claim.run_id,
                     position=step.position,
                     key=step.key,
@@ -183,7 +180,8 @@ class OrmRunStore:
                     attempt_number=claim.attempt_number,
                     started_at=step.started_at,
                     finished_at=step.finished_at,
-                )
+                ),
+            )
         except IntegrityError as exc:
             raise RunInterrupted(f"step {step.key} of run {claim.run_id} was recorded by another attempt") from exc
 
@@ -275,17 +273,16 @@ class OrmRunStore:
     def run_suspend(self, claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
         return waits.run_suspend(claim, waitpoint_id=waitpoint_id, elapsed=elapsed)
     def log_append(self, claim: Claim, entry: LogEntry) -> None:
-        with transaction.atomic():
-            event_append(
-                run_id=claim.run_id,
-                type="log",
-                data={
-                    "level": entry.level,
-                    "message": entry.message,
-                    "logger": entry.logger,
-                    "attributes": entry.attributes,
-                    "span_id": entry.span_id,
-                    "attempt": claim.attempt_number,
-                    "at": entry.at.isoformat(),
-                },
-            )
+        event_append_with(
+            run_id=claim.run_id,
+            type="log",
+            data={
+                "level": entry.level,
+                "message": entry.message,
+                "logger": entry.logger,
+                "attributes": entry.attributes,
+                "span_id": entry.span_id,
+                "attempt": claim.attempt_number,
+                "at": entry.at.isoformat(),
+            },
+        )
