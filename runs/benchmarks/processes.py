@@ -12,7 +12,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-BENCH_TASK_MODULE = "runs.benchmarks.tasks"
+# The bench tasks: no-op and step tasks, and the observability bench task.
+BENCH_TASK_MODULES = ("runs.benchmarks.tasks", "runs.benchmarks.observability")
 
 
 class WorkersNotReady(RuntimeError):
@@ -29,8 +30,8 @@ def database_url() -> str:
 
 def task_modules() -> str:
     """Return the task modules the workers load: the configured ones plus the bench tasks."""
-    modules = [m for m in settings.STEPWISE_TASK_MODULES if m != BENCH_TASK_MODULE]
-    return ",".join([*modules, BENCH_TASK_MODULE])
+    modules = [m for m in settings.STEPWISE_TASK_MODULES if m not in BENCH_TASK_MODULES]
+    return ",".join([*modules, *BENCH_TASK_MODULES])
 
 
 class BenchProcesses:
@@ -50,7 +51,10 @@ class BenchProcesses:
             DATABASE_URL=database_url(),
             REDIS_URL=settings.REDIS_URL,
             STEPWISE_CELERY_QUEUE=self.queue,
-            STEPWISE_CHANNEL_PREFIX=settings.CHANNEL_PREFIX,
+            # Publish where this process's channel layer listens (the event-latency figure needs it).
+            STEPWISE_CHANNEL_PREFIX=settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get(
+                "prefix", settings.CHANNEL_PREFIX
+            ),
             STEPWISE_TASK_MODULES=task_modules(),
             PYTHONPATH=str(settings.BASE_DIR),
             DJANGO_SETTINGS_MODULE="console.settings",

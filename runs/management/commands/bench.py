@@ -17,6 +17,7 @@ import runs.benchmarks.tasks  # noqa: F401  (registers the bench tasks in this p
 from runs.benchmarks import measure, observability
 from runs.benchmarks.processes import BenchProcesses, WorkersNotReady
 from runs.benchmarks.report import Row, figures_table, parameters_table
+from runs.dispatch import dispatch_run
 from runs.models import Run
 
 
@@ -113,7 +114,7 @@ class Command(BaseCommand):
         idle = measure.idle_latencies(opts["latency_runs"], run_ids, timeout=timeout)
         cost = measure.step_cost(opts["steps"], opts["step_runs"], run_ids, timeout=timeout)
         tracing = observability.measure_tracing_overhead(steps=opts["steps"], rounds=3)
-        latency = observability.measure_event_latency(steps=opts["steps"])
+        latency = observability.measure_event_latency(steps=opts["steps"], dispatch=dispatch_run)
         Run.objects.filter(task_id="bench-observability-steps").delete()
 
         n = opts["runs"]
