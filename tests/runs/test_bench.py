@@ -42,11 +42,13 @@ def figure_of(table: str, metric: str) -> float:
 
 @pytest.mark.xdist_group("heavy")
 def test_bench_prints_every_figure_and_cleans_up(transactional_db):
-    out = io.StringIO()
+    out, progress = io.StringIO(), io.StringIO()
     call_command(
         "bench", "--runs", "20", "--latency-runs", "5", "--steps", "5", "--step-runs", "1",
-        "--workers", "2", "--concurrency", "2", "--timeout", "90", stdout=out,
+        "--workers", "2", "--concurrency", "2", "--timeout", "90", stdout=out, stderr=progress,
     )
+    phases = [line.split("]")[0] + "]" for line in progress.getvalue().splitlines() if line.startswith("[")]
+    assert phases == [f"[{i}/8]" for i in range(1, 9)], progress.getvalue()
     table = out.getvalue()
     for metric in ROWS:
         assert figure_of(table, metric) > 0, f"'{metric}' is not positive in:\n{table}"

@@ -101,23 +101,35 @@ class Command(BaseCommand):
                 + " (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/stepwise REDIS_URL=redis://127.0.0.1:6379/0)"
             )
 
+    def _phase(self, number: int, text: str) -> None:
+        """Say on stderr what is being measured, so a long bench shows where it is."""
+        self.stderr.write(f"[{number}/8] {text}...")
+
     def _measure(self, opts: dict[str, Any], run_ids: list[str]) -> list[Row]:
         timeout = opts["timeout"]
         slots = opts["workers"] * opts["concurrency"]
+        n, steps = opts["runs"], opts["steps"]
         # Warm up: connections, imports, task versions and queues exist before anything is timed.
+        self._phase(1, "warming up the workers")
         measure.runs_wait(measure.noop_runs_trigger(2 * slots, run_ids), timeout=timeout)
         measure.raw_celery_throughput(2 * slots, timeout=timeout)
 
-        raw = measure.raw_celery_throughput(opts["runs"], timeout=timeout)
-        ours, burst = measure.runs_throughput(opts["runs"], run_ids, timeout=timeout)
-        batch = measure.batch_throughput(opts["runs"], run_ids, timeout=timeout)
+        self._phase(2, f"raw Celery: {n} no-op tasks")
+        raw = measure.raw_celery_throughput(n, timeout=timeout)
+        self._phase(3, f"{n} no-op runs, triggered one by one")
+        ours, burst = measure.runs_throughput(n, run_ids, timeout=timeout)
+        self._phase(4, f"{n} no-op runs, batch-triggered")
+        batch = measure.batch_throughput(n, run_ids, timeout=timeout)
+        self._phase(5, f"trigger-to-start latency of {opts['latency_runs']} runs on idle workers")
         idle = measure.idle_latencies(opts["latency_runs"], run_ids, timeout=timeout)
-        cost = measure.step_cost(opts["steps"], opts["step_runs"], run_ids, timeout=timeout)
-        tracing = observability.measure_tracing_overhead(steps=opts["steps"], rounds=3)
-        latency = observability.measure_event_latency(steps=opts["steps"], dispatch=dispatch_run)
+        self._phase(6, f"checkpoint cost: {opts['step_runs']} x {steps}-step runs")
+        cost = measure.step_cost(steps, opts["step_runs"], run_ids, timeout=timeout)
+        self._phase(7, "tracing overhead: traced and untraced attempts in this process")
+        tracing = observability.measure_tracing_overhead(steps=steps, rounds=3)
+        self._phase(8, "event latency from a worker to a websocket client")
+        latency = observability.measure_event_latency(steps=steps, dispatch=dispatch_run)
         Run.objects.filter(task_id="bench-observability-steps").delete()
 
-        n = opts["runs"]
         return [
             Row(f"no-op runs, triggered -> completed ({n})", ours.per_second, "runs/s"),
             Row(f"raw Celery no-op tasks, sent -> done ({n})", raw.per_second, "tasks/s"),
