@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
@@ -274,6 +274,10 @@ def event_send(*, name: str, payload: Any = None, environment: str = "dev") -> t
                     run__environment_id=environment, events_since__lte=event.created_at)
             .order_by("created_at")
         )
+        if connection.vendor == "postgresql":
+            # Only waits whose filter the payload may hold are locked and fetched (jsonb <@), not
+            # every wait on the name; filter_matches below still decides, with list equality.
+            pending = pending.filter(Q(event_filter={}) | Q(event_filter__contained_by=payload))
         for wp in pending:
             if filter_matches(wp.event_filter, payload):
                 Waitpoint.objects.filter(id=wp.id).update(matched_event=event)

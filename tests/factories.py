@@ -85,12 +85,16 @@ def run_build(
     return run
 
 
-def waitpoint_build(*, kind: str = WaitpointKind.TOKEN, environment: str = "dev", event_name: str = "") -> Waitpoint:
+def waitpoint_build(
+    *, kind: str = WaitpointKind.TOKEN, environment: str = "dev", event_name: str = "",
+    event_filter: dict[str, Any] | None = None,
+) -> Waitpoint:
     """Give a new delayed run (no worker picks it up) a pending waitpoint, as its wait would have."""
     run, _ = run_trigger(
         task_id="test-noop", payload={}, options=TriggerOptions(environment=environment, delay=3600)
     )
     return Waitpoint.objects.create(
         run=run, key=f"wait.{kind.lower()}", position=1, kind=kind, event_name=event_name,
+        event_filter=event_filter or {},
         events_since=run.created_at if kind == WaitpointKind.EVENT else None, description=f"{kind} in {environment}",
     )

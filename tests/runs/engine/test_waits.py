@@ -7,11 +7,13 @@ import pytest
 from django.utils import timezone
 
 from runs.engine.errors import InvalidEventName
-from runs.models import Attempt, Event, Run, Waitpoint
+from runs.models import Attempt, Event, Run, Waitpoint, WaitpointKind
 from runs.services import TriggerOptions, run_cancel, run_trigger
 from runs.states import RunStatus
 from runs.waits import WaitpointError, event_send, waitpoint_approve, waitpoint_complete, waitpoint_reject
+from tasks.services import environments_ensure
 from tests.engine_tasks import executions
+from tests.factories import waitpoint_build
 from tests.waiting import wait_finished, wait_for
 
 
@@ -175,6 +177,26 @@ def test_bad_event_names_are_refused_and_nothing_is_stored(db):
     with pytest.raises(InvalidEventName, match="use letters, digits and"):
         event_send(name="paid now", payload={})
     assert not Event.objects.exists()
+
+
+def test_an_event_resumes_exactly_the_waits_whose_filter_its_payload_holds(db):
+    environments_ensure()
+    filters = {"none": {}, "flat": {"n": 1}, "nested": {"order": {"id": "o1"}}, "list": {"tags": ["a"]},
+               "other": {"n": 2}}
+    waits = {k: waitpoint_build(kind=WaitpointKind.EVENT, event_name="paid", event_filter=f)
+             for k, f in filters.items()}
+
+    _, matched = event_send(name="paid", payload={"n": 1, "order": {"id": "o1", "total": 5}, "tags": ["a", "b"]})
+
+    status = {k: Waitpoint.objects.get(id=wp.id).status for k, wp in waits.items()}
+    # Lists match only when equal: ["a"] is not ["a", "b"].
+    assert status == {"none": "COMPLETED", "flat": "COMPLETED", "nested": "COMPLETED", "list": "PENDING",
+                      "other": "PENDING"}
+    assert matched == 3
+    _, matched = event_send(name="paid", payload=["a"])  # not an object: no filter can hold
+    assert matched == 0
+    _, matched = event_send(name="paid", payload={"tags": ["a"], "n": 2})
+    assert matched == 2 and not Waitpoint.objects.filter(status="PENDING").exists()
 
 
 @pytest.mark.timeout(900)
