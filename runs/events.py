@@ -160,10 +160,14 @@ class _Publisher:
         return self._idle.wait(timeout)
 
     def _run(self) -> None:
-        from channels.layers import get_channel_layer
+        from channels import DEFAULT_CHANNEL_LAYER
+        from channels.layers import channel_layers
 
         loop = asyncio.new_event_loop()
-        layer = get_channel_layer()
+        # A layer instance of this thread's own: the process's shared one serves the consumers on
+        # the server's event loop, and channels_redis binds some of its state to one loop.
+        configured = DEFAULT_CHANNEL_LAYER in channel_layers.configs
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER) if configured else None
         if layer is not None and not type(layer).__module__.startswith("channels_redis"):
             layer = None  # the in-memory layer belongs to the ASGI server's loop: publish_run_event sends directly
         q = self._queue

@@ -59,6 +59,18 @@ def _no_connection_left_mid_query():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_channel_layer():
+    """Give each test a channel layer of its own.
+
+    channels_redis binds a layer's receive state to the event loop of its first receive; a
+    test whose loop ended during a receive would leave the next test's loop a layer it cannot use.
+    """
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_task_cache():
     from tasks.services import task_cache_clear
 
