@@ -37,12 +37,15 @@ def redis_intervals(label: str) -> dict[str, list[tuple[float, float]]]:
 
 
 def attempt_intervals(queue: str) -> dict[str, list[tuple[float, float]]]:
-    """The database's own view: each attempt starts after a slot was counted free, inside the claim."""
+    """The database's own view: each attempt starts after a slot was counted free, inside the claim.
+
+    An attempt still executing lasts until now (and beyond), so it overlaps everything running now.
+    """
     by_key: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for key, started, finished in Attempt.objects.filter(run__queue=queue).values_list(
         "run__concurrency_key", "started_at", "finished_at"
     ):
-        by_key[key].append((started.timestamp(), finished.timestamp()))
+        by_key[key].append((started.timestamp(), finished.timestamp() if finished else float("inf")))
     return by_key
 
 
