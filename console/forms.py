@@ -10,10 +10,8 @@ from runs.selectors import RunFilters
 from runs.services import InvalidTrigger, payload_parse
 from runs.states import RunStatus
 from tasks.registry import task_all
-from tasks.schedules import InvalidSchedule, cron_validate, timezone_validate
+from tasks.schedules import DECLARED_KEY_PREFIX, InvalidSchedule, cron_validate, timezone_validate
 from tasks.secrets import InvalidSecret, secret_name_validate
-
-DECLARED_PREFIX = "declared:"
 
 
 class RunFilterForm(forms.Form):
@@ -131,8 +129,10 @@ class ScheduleForm(forms.Form):
 
     def clean_dedup_key(self) -> str:
         key = self.cleaned_data["dedup_key"].strip()
-        if key.startswith(DECLARED_PREFIX):
-            raise forms.ValidationError(f"keys starting with '{DECLARED_PREFIX}' belong to schedules declared in code")
+        if key.startswith(DECLARED_KEY_PREFIX):
+            raise forms.ValidationError(
+                f"keys starting with '{DECLARED_KEY_PREFIX}' belong to schedules declared in code"
+            )
         return key
 
     def clean_payload(self) -> dict[str, Any]:

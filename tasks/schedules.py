@@ -20,6 +20,8 @@ from tasks.registry import UnknownTask, task_all, task_get
 logger = logging.getLogger(__name__)
 # A tick's run keeps its idempotency key this long, so no scheduler can fire the tick again.
 TICK_KEY_TTL_SECONDS = 35 * 24 * 3600
+# The dedup keys of schedules declared with @task(cron=...) start with this; the sync owns them.
+DECLARED_KEY_PREFIX = "declared:"
 
 
 class InvalidSchedule(StepwiseError):
@@ -216,7 +218,7 @@ def schedules_declared_sync() -> int:
     keys = []
     for definition in task_all():
         if definition.cron:
-            key = f"declared:{definition.id}"
+            key = f"{DECLARED_KEY_PREFIX}{definition.id}"
             keys.append(key)
             try:
                 schedule_upsert(environment=environment, task_id=definition.id, cron=definition.cron,
