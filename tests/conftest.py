@@ -40,7 +40,8 @@ def pytest_configure(config) -> None:
     app.conf["CELERY_TASK_DEFAULT_QUEUE"] = test_queue_name()
     assert app.amqp.router.route({}, "stepwise.execute_run")["queue"].name == test_queue_name()
     # Workers publish run events with the queue name as channel prefix (tests/processes.py); listen there too.
-    settings.CHANNEL_LAYERS["default"].setdefault("CONFIG", {})["prefix"] = test_queue_name()
+    settings.CHANNEL_PREFIX = test_queue_name()
+    settings.CHANNEL_LAYERS["default"].setdefault("CONFIG", {})["prefix"] = settings.CHANNEL_PREFIX
 
 
 @pytest.fixture(autouse=True)

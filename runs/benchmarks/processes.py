@@ -51,10 +51,7 @@ class BenchProcesses:
             DATABASE_URL=database_url(),
             REDIS_URL=settings.REDIS_URL,
             STEPWISE_CELERY_QUEUE=self.queue,
-            # Publish where this process's channel layer listens (the event-latency figure needs it).
-            STEPWISE_CHANNEL_PREFIX=settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get(
-                "prefix", settings.CHANNEL_PREFIX
-            ),
+            STEPWISE_CHANNEL_PREFIX=settings.CHANNEL_PREFIX,
             STEPWISE_TASK_MODULES=task_modules(),
             PYTHONPATH=str(settings.BASE_DIR),
             DJANGO_SETTINGS_MODULE="console.settings",
