@@ -22,7 +22,7 @@ from runs.states import RunStatus
 from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 from tests.engine_tasks import crashable, executions
-from tests.processes import LOG_DIR, free_port
+from tests.processes import LOG_DIR, database_url, free_port
 from tests.waiting import wait_finished, wait_for
 
 STEPS = 5
@@ -30,10 +30,8 @@ TOTAL = sum(i * 10 for i in range(STEPS))
 
 
 def admin_connect(dbname: str) -> psycopg.Connection:
-    """A connection of our own, outside Django, to the test's PostgreSQL server."""
-    s = connection.settings_dict
-    return psycopg.connect(host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"] or "postgres",
-                           password=s["PASSWORD"] or None, dbname=dbname, autocommit=True)
+    """A connection of our own, outside Django, to another database of the test's PostgreSQL server."""
+    return psycopg.connect(database_url(), dbname=dbname, autocommit=True)
 
 
 @contextmanager
