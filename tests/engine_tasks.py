@@ -191,8 +191,6 @@ def wait_token(payload, ctx):
 def child(payload, ctx):
     if payload.get("fail"):
         raise AbortRun(f"child {payload['n']} refuses")
-    if payload.get("sleep"):
-        ctx.step("nap", time.sleep, payload["sleep"])
     return {"double": payload["n"] * 2}
 
 
@@ -204,9 +202,10 @@ def parent(payload, ctx):
     return {"one": one.output, "many": [(r.ok, r.output, r.error and r.error["message"]) for r in many]}
 
 
-@task(id="test-parent-sleepy-child", retry=FAST_RETRY)
-def parent_sleepy_child(payload, ctx):
-    result = child.trigger_and_wait({"n": 1, "sleep": 30})
+@task(id="test-parent-waiting-child", retry=FAST_RETRY)
+def parent_waiting_child(payload, ctx):
+    """Wait for a child that itself waits for an event nobody sends: neither holds a worker meanwhile."""
+    result = wait_event.trigger_and_wait({"event": "never-sent"})
     return result.output
 
 

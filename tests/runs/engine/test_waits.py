@@ -156,9 +156,10 @@ def test_child_runs_return_their_outputs_and_failures_to_the_parent(live):
 
 
 def test_cancelling_a_parent_cancels_its_waiting_children(live):
-    run_id = trigger("test-parent-sleepy-child")
+    run_id = trigger("test-parent-waiting-child")
     wait_status(run_id, RunStatus.WAITING)
     child = wait_for(lambda: Run.objects.filter(parent_run_id=run_id).first(), message="the child run")
+    wait_status(child.id, RunStatus.WAITING)
     run_cancel(run_id=run_id)
     assert Run.objects.get(id=child.id).status == RunStatus.CANCELED
     assert "parent run" in Run.objects.get(id=child.id).error["message"]
