@@ -7,8 +7,8 @@ from typing import Any
 from django import forms
 
 from runs.selectors import RunFilters
-from runs.services import InvalidTrigger, payload_parse
-from runs.states import RunStatus
+from runs.statuses import RunStatus
+from runs.triggers import InvalidTrigger, payload_parse
 from tasks.registry import task_all
 from tasks.schedules import DECLARED_KEY_PREFIX, InvalidSchedule, cron_validate, timezone_validate
 from tasks.secrets import InvalidSecret, secret_name_validate

@@ -9,15 +9,9 @@ from ninja import Field, ModelSchema, Query, Router, Schema
 
 from runs.models import Attempt, Run, Step
 from runs.selectors import RunFilters, run_api_page, run_detail_get
-from runs.services import (
-    RunNotFound,
-    TriggerOptions,
-    run_batch_trigger,
-    run_cancel,
-    run_replay,
-    run_trigger,
-)
-from runs.states import RunStatus
+from runs.services import RunNotFound, run_cancel, run_replay
+from runs.statuses import RunStatus
+from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
 
 router = Router(tags=["runs"])
 

@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import logging
 
+from celery import current_app
 from django.db import transaction
 from django.utils import timezone
+
+from runs.models import Run
+from runs.statuses import RunStatus
+from tasks.models import Queue
 
 logger = logging.getLogger(__name__)
 
@@ -14,14 +19,15 @@ def dispatch_run_on_commit(run_id: str, *, priority: int = 0) -> None:
     transaction.on_commit(lambda: dispatch_run(run_id, priority=priority))
 
 
+EXECUTE_RUN = "stepwise.execute_run"  # the Celery task in runs.worker, named so no import points up
+
+
 def dispatch_run(run_id: str, *, priority: int = 0) -> None:
     """Enqueue a Celery message for a run; a lost message is re-sent by the sweeper."""
-    from runs.worker import execute_run
-
     try:
         # No broker priority: on Redis 0 is the *highest* and high numbers starve behind a busy
         # list. Priority is decided in the database at claim time (see runs.store.queue_has_room).
-        execute_run.apply_async(args=[run_id])
+        current_app.send_task(EXECUTE_RUN, args=[run_id])
     except Exception:
         logger.warning("broker unavailable; run %s will be re-dispatched by the sweeper", run_id)
 
@@ -33,10 +39,6 @@ def queue_dispatch_on_commit(queue_name: str) -> None:
 
 def queue_dispatch(queue_name: str) -> int:
     """Hint as many QUEUED runs of a queue as it has free slots, best priority first."""
-    from runs.models import Run
-    from runs.states import RunStatus
-    from tasks.models import Queue
-
     queue = Queue.objects.filter(name=queue_name).first()
     if queue is None or queue.paused or queue.concurrency_limit is None:
         return 0

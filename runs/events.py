@@ -63,7 +63,7 @@ def event_append(*, run_id: str, type: str, data: dict[str, Any] | None = None, 
 
 
 def _fenced_where(lease_token: str | None) -> tuple[str, list[Any]]:
-    from runs.states import RunStatus
+    from runs.statuses import RunStatus
 
     if lease_token is None:
         return "id = %s", []

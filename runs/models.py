@@ -5,7 +5,17 @@ from django.db import models
 from django.db.models import Q
 
 from runs.ids import new_run_id, new_span_id, new_trace_id
-from runs.states import ACTIVE_STATUSES, RunStatus
+from runs.statuses import (  # noqa: F401  (the enums are part of the models' public surface)
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    AttemptStatus,
+    RunStatus,
+    SpanKind,
+    SpanStatus,
+    StepStatus,
+    WaitpointKind,
+    WaitpointStatus,
+)
 
 
 class RunQuerySet(models.QuerySet):
@@ -107,21 +117,6 @@ class Run(models.Model):
         return RunStatus(self.status).is_finished
 
 
-class AttemptStatus(models.TextChoices):
-    # A worker is running it.
-    EXECUTING = "EXECUTING", "Executing"
-    # The task returned.
-    COMPLETED = "COMPLETED", "Completed"
-    # The task raised.
-    FAILED = "FAILED", "Failed"
-    # The worker died or lost its lease.
-    CRASHED = "CRASHED", "Crashed"
-    # The run was canceled while this attempt ran.
-    CANCELED = "CANCELED", "Canceled"
-    # The run exceeded max_duration during this attempt.
-    TIMED_OUT = "TIMED_OUT", "Timed out"
-    # The run reached a pending waitpoint and released its worker.
-    SUSPENDED = "SUSPENDED", "Suspended"
 
 
 class Attempt(models.Model):
@@ -145,11 +140,6 @@ class Attempt(models.Model):
         ]
 
 
-class StepStatus(models.TextChoices):
-    # The step returned; its output is replayed by later attempts.
-    COMPLETED = "COMPLETED", "Completed"
-    # The step raised a permanent error; replays re-raise it.
-    FAILED = "FAILED", "Failed"
 
 
 class Step(models.Model):
@@ -202,28 +192,8 @@ class RunEvent(models.Model):
         }
 
 
-class WaitpointKind(models.TextChoices):
-    # Resume after a number of seconds.
-    DURATION = "DURATION", "Duration"
-    # Resume at a date.
-    DATE = "DATE", "Date"
-    # Resume when a matching event is sent.
-    EVENT = "EVENT", "Event"
-    # Resume when a person or a system completes the token.
-    TOKEN = "TOKEN", "Token"
-    # Resume when child runs finish.
-    CHILDREN = "CHILDREN", "Child runs"
 
 
-class WaitpointStatus(models.TextChoices):
-    # Not resolved yet.
-    PENDING = "PENDING", "Pending"
-    # Resolved with an output.
-    COMPLETED = "COMPLETED", "Completed"
-    # Its timeout passed first.
-    TIMED_OUT = "TIMED_OUT", "Timed out"
-    # Its run was canceled before it resolved.
-    CANCELED = "CANCELED", "Canceled"
 
 
 def new_waitpoint_id() -> str:
@@ -277,26 +247,8 @@ class Waitpoint(models.Model):
             models.Index(fields=["status", "resume_at"], name="waitpoint_due"),
             models.Index(fields=["status", "kind", "event_name"], name="waitpoint_event"),
         ]
-class SpanKind(models.TextChoices):
-    # The whole run, from trigger to its final status.
-    RUN = "run", "Run"
-    # One attempt of the run on a worker.
-    ATTEMPT = "attempt", "Attempt"
-    # One durable step, executed or replayed.
-    STEP = "step", "Step"
-    # A wait on a waitpoint.
-    WAIT = "wait", "Wait"
-    # A span the task's own code opened with the OpenTelemetry API.
-    USER = "user", "User"
 
 
-class SpanStatus(models.TextChoices):
-    # Nothing was said about success.
-    UNSET = "UNSET", "Unset"
-    # The work succeeded.
-    OK = "OK", "OK"
-    # The work failed.
-    ERROR = "ERROR", "Error"
 
 
 class Span(models.Model):

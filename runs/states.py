@@ -1,53 +1,20 @@
-"""The run state machine: statuses, the allowed transitions, and the one function that moves a run."""
+"""The run state machine: the allowed transitions, as data, and the one function that moves a run.
+
+What a final status sets off (a parent's waitpoint, the run span's end, the queue's next run)
+happens where runs finish (``runs.lifecycle``), not here.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import models, transaction
+from django.db import transaction
 from django.utils import timezone
 
-
-class RunStatus(models.TextChoices):
-    # Waiting for its delay or date before it may be queued.
-    DELAYED = "DELAYED", "Delayed"
-    # Ready to run; a worker will claim it when the queue has room.
-    QUEUED = "QUEUED", "Queued"
-    # Claimed by a worker holding a lease.
-    EXECUTING = "EXECUTING", "Executing"
-    # An attempt failed; the next one is due at next_attempt_at.
-    RETRYING = "RETRYING", "Retrying"
-    # Paused on a waitpoint; holds no worker.
-    WAITING = "WAITING", "Waiting"
-    # Finished with an output.
-    COMPLETED = "COMPLETED", "Completed"
-    # Finished with an error after its last attempt, or a permanent error.
-    FAILED = "FAILED", "Failed"
-    # Stopped by a user or a parent.
-    CANCELED = "CANCELED", "Canceled"
-    # Ran longer than its max_duration.
-    TIMED_OUT = "TIMED_OUT", "Timed out"
-    # Its workers kept dying; the reason is recorded.
-    CRASHED = "CRASHED", "Crashed"
-    # Its TTL passed before it started.
-    EXPIRED = "EXPIRED", "Expired"
-
-    @property
-    def is_finished(self) -> bool:
-        return self in FINAL_STATUSES
-
-
-FINAL_STATUSES = frozenset(
-    {
-        RunStatus.COMPLETED,
-        RunStatus.FAILED,
-        RunStatus.CANCELED,
-        RunStatus.TIMED_OUT,
-        RunStatus.CRASHED,
-        RunStatus.EXPIRED,
-    }
-)
-ACTIVE_STATUSES = frozenset(set(RunStatus) - FINAL_STATUSES)
+from runs.engine.errors import StepwiseError
+from runs.events import event_append
+from runs.models import Run
+from runs.statuses import FINAL_STATUSES, RunStatus
 
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.DELAYED: frozenset({RunStatus.QUEUED, RunStatus.EXPIRED, RunStatus.CANCELED}),
@@ -70,11 +37,11 @@ for _final in FINAL_STATUSES:
     TRANSITIONS[_final] = frozenset()
 
 
-class TransitionNotAllowed(Exception):
+class TransitionNotAllowed(StepwiseError):
     """The state machine has no edge between these statuses."""
 
 
-class TransitionRefused(Exception):
+class TransitionRefused(StepwiseError):
     """The run was not in an expected status (or its lease changed), so nothing was written."""
 
     def __init__(self, run_id: str, to: str, current: str | None) -> None:
@@ -107,10 +74,6 @@ def run_transition(
     The UPDATE and its RunEvent are written in one transaction; the event is
     broadcast after commit.
     """
-    from runs.events import event_append
-    from runs.models import Run
-    from runs.waits import waitpoints_on_run_finished
-
     sources = check_edges(expected_from, to)
     now = timezone.now()
     with transaction.atomic():
@@ -140,10 +103,4 @@ def run_transition(
             type="run.status",
             data={"from": status, "to": to, **(event_data or {})},
         )
-        if RunStatus(to) in FINAL_STATUSES:
-            # A parent waiting on this run resumes once all its children have ended.
-            waitpoints_on_run_finished(run_id)
-            from runs.tracing.storage import run_span_end
-
-            run_span_end(run_id=run_id, status=to, at=fields["finished_at"])
     return status

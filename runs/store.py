@@ -13,13 +13,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from runs import waits
-from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
+from runs.dispatch import dispatch_run_on_commit
 from runs.engine.errors import RunInterrupted, StoreUnavailable
 from runs.engine.store import Claim, LogEntry, RecordedStep
 from runs.engine.waits import WaitpointState, WaitSpec
 from runs.events import event_append, event_append_with
+from runs.lifecycle import run_settle
 from runs.models import Attempt, AttemptStatus, Run, Step
-from runs.states import RunStatus, TransitionRefused, run_transition
+from runs.states import TransitionRefused, run_transition
+from runs.statuses import RunStatus
 from tasks.models import Queue
 
 
@@ -200,29 +202,24 @@ class OrmRunStore:
                 data={"pinned": claim.version_hash, "worker": worker_hash, "attempt": claim.attempt_number},
             )
 
-    def _attempt_end(self, claim: Claim, status: str, *, error: dict | None = None, retry_delay=None) -> None:
-        Attempt.objects.filter(
-            run_id=claim.run_id, number=claim.attempt_number, status=AttemptStatus.EXECUTING
-        ).update(status=status, error=error, retry_delay=retry_delay, finished_at=timezone.now())
-
     def _end(self, claim: Claim, *, to: str, attempt_status: str, elapsed: float, event_data=None, error=None,
              retry_delay=None, run_error: bool = False, **fields: Any) -> None:
         if run_error:
             fields["error"] = error
-        run = Run.objects.only("queue").get(id=claim.run_id)
+        queue = Run.objects.filter(id=claim.run_id).values_list("queue", flat=True).first()
         try:
-            with transaction.atomic():
-                run_transition(
-                    run_id=claim.run_id,
-                    to=to,
-                    expected_from=[RunStatus.EXECUTING],
-                    expected_token=claim.lease_token,
-                    event_data=event_data,
-                    executed_seconds=F("executed_seconds") + elapsed,
-                    **fields,
-                )
-                self._attempt_end(claim, attempt_status, error=error, retry_delay=retry_delay)
-                queue_dispatch_on_commit(run.queue)
+            run_settle(
+                run_id=claim.run_id,
+                to=to,
+                expected_from=[RunStatus.EXECUTING],
+                expected_token=claim.lease_token,
+                queue=queue,
+                attempt={"number": claim.attempt_number, "status": attempt_status, "error": error,
+                         "retry_delay": retry_delay},
+                event_data=event_data,
+                executed_seconds=F("executed_seconds") + elapsed,
+                **fields,
+            )
         except TransitionRefused as exc:
             raise RunInterrupted(str(exc)) from exc
 

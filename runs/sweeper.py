@@ -16,9 +16,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from runs.broker import broker_backlog
-from runs.dispatch import dispatch_run_on_commit, queue_dispatch, queue_dispatch_on_commit
-from runs.models import Attempt, AttemptStatus, Run
-from runs.states import RunStatus, TransitionRefused, run_transition
+from runs.dispatch import dispatch_run_on_commit, queue_dispatch
+from runs.lifecycle import run_settle
+from runs.models import Run
+from runs.states import TransitionRefused, run_transition
+from runs.statuses import AttemptStatus, RunStatus
 from runs.waits import waitpoints_fire_due
 from tasks.models import Queue
 from tasks.schedules import schedules_declared_sync, schedules_fire_due
@@ -90,7 +92,7 @@ def expire_ttls(now) -> int:
     qs = Run.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.DELAYED], ttl_expires_at__lte=now)
 
     def move(run: Run) -> None:
-        run_transition(
+        run_settle(
             run_id=run.id,
             to=RunStatus.EXPIRED,
             expected_from=[RunStatus.QUEUED, RunStatus.DELAYED],
@@ -108,37 +110,35 @@ def recover_lost_leases(now) -> tuple[int, int]:
     def move(run: Run) -> None:
         nonlocal crashed
         reason = f"worker {run.worker_id} stopped renewing its lease (attempt {run.attempt_count})"
-        Attempt.objects.filter(
-            run_id=run.id, number=run.attempt_count, status=AttemptStatus.EXECUTING
-        ).update(
-            status=AttemptStatus.CRASHED,
-            finished_at=now,
-            error={"type": "WorkerLost", "message": reason, "traceback": ""},
-        )
+        lost = {"number": run.attempt_count, "status": AttemptStatus.CRASHED,
+                "error": {"type": "WorkerLost", "message": reason, "traceback": ""}}
         crashes = run.crash_count + 1
         if crashes >= settings.STEPWISE_MAX_CRASHES:
-            run_transition(
+            run_settle(
                 run_id=run.id,
                 to=RunStatus.CRASHED,
                 expected_from=[RunStatus.EXECUTING],
                 expected_token=run.lease_token,
+                queue=run.queue,
+                attempt=lost,
                 crash_count=crashes,
                 error={"type": "Crashed", "message": f"{reason}; gave up after {crashes} crashes", "traceback": ""},
             )
             crashed += 1
         else:
-            run_transition(
+            run_settle(
                 run_id=run.id,
                 to=RunStatus.RETRYING,
                 expected_from=[RunStatus.EXECUTING],
                 expected_token=run.lease_token,
+                queue=run.queue,
+                attempt=lost,
                 event_data={"reason": reason, "retry_delay": 0},
                 crash_count=crashes,
                 lease_token=None,
                 lease_expires_at=None,
                 next_attempt_at=now,
             )
-        queue_dispatch_on_commit(run.queue)
 
     recovered = _each(qs, move)
     return recovered - crashed, crashed

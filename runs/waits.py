@@ -9,14 +9,17 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from runs.attempts import attempt_end
 from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
 from runs.engine.checkpoints import checkpoint_encode
 from runs.engine.errors import RunInterrupted, StepwiseError
 from runs.engine.store import Claim
 from runs.engine.waits import WaitpointState, WaitSpec, event_name_check
 from runs.events import event_append
-from runs.models import Attempt, AttemptStatus, Event, Run, Waitpoint, WaitpointKind, WaitpointStatus
-from runs.states import FINAL_STATUSES, RunStatus, run_transition
+from runs.models import AttemptStatus, Event, Run, Waitpoint, WaitpointKind, WaitpointStatus
+from runs.states import run_transition
+from runs.statuses import FINAL_STATUSES, RunStatus
+from runs.triggers import TriggerOptions, run_trigger_in_transaction
 from tasks.services import UnknownEnvironment, environment_require
 
 
@@ -114,8 +117,6 @@ def waitpoint_get(claim: Claim, *, key: str | None = None, waitpoint_id: str | N
 
 def waitpoint_create(claim: Claim, *, key: str, position: int, spec: WaitSpec) -> WaitpointState:
     """Create a waitpoint for the claimed run, with its child runs; match a stored event at once."""
-    from runs.services import TriggerOptions, run_trigger_in_transaction
-
     with transaction.atomic():
         run = _lock_if_ours(claim)
         if spec.kind == WaitpointKind.EVENT:
@@ -179,9 +180,7 @@ def run_suspend(claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
             lease_expires_at=None,
             executed_seconds=F("executed_seconds") + elapsed,
         )
-        Attempt.objects.filter(
-            run_id=claim.run_id, number=claim.attempt_number, status=AttemptStatus.EXECUTING
-        ).update(status=AttemptStatus.SUSPENDED, finished_at=timezone.now())
+        attempt_end(run_id=claim.run_id, number=claim.attempt_number, status=AttemptStatus.SUSPENDED)
         queue_dispatch_on_commit(run.queue)
     return True
 
@@ -324,11 +323,7 @@ def waitpoints_on_run_finished(run_id: str) -> None:
 
 
 def waitpoints_cancel_for_run(run_id: str) -> None:
-    """Cancel a canceled run's pending waitpoints and its unfinished child runs."""
-    from runs.services import run_cancel
-
+    """Cancel a canceled run's pending waitpoints."""
     Waitpoint.objects.filter(run_id=run_id, status=WaitpointStatus.PENDING).update(
         status=WaitpointStatus.CANCELED, completed_at=timezone.now()
     )
-    for child_id in Run.objects.filter(parent_run_id=run_id).active().values_list("id", flat=True):
-        run_cancel(run_id=child_id, reason=f"parent run {run_id} was canceled")

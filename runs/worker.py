@@ -10,6 +10,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
+from runs.dispatch import EXECUTE_RUN
 from runs.engine.errors import StoreUnavailable
 from runs.engine.executor import AttemptOutcome, attempt_execute
 from runs.store import OrmRunStore
@@ -60,7 +61,7 @@ def run_attempt(run_id: str) -> AttemptOutcome | None:
         close_old_connections()
 
 
-@shared_task(name="stepwise.execute_run", ignore_result=True, acks_late=True)
+@shared_task(name=EXECUTE_RUN, ignore_result=True, acks_late=True)
 def execute_run(run_id: str) -> None:
     """Execute one attempt of a run; the message is a hint, the claim decides."""
     try:
@@ -93,7 +94,7 @@ DRAIN_MAX = 100
 def next_queued_in_limited_queue(run_id: str, count: int = 5) -> list[str]:
     """Return the best queued runs of the same limited, unpaused queue, same concurrency key first."""
     from runs.models import Run
-    from runs.states import RunStatus
+    from runs.statuses import RunStatus
     from tasks.models import Queue
 
     close_old_connections()

@@ -9,7 +9,7 @@ from django.db.models import Count, Q
 from runs.dispatch import dispatch_run, queue_dispatch_on_commit
 from runs.engine.errors import StepwiseError
 from runs.models import Run
-from runs.states import RunStatus
+from runs.statuses import RunStatus
 from tasks.models import Queue
 
 MAX_LIMIT = 10_000

@@ -4,19 +4,29 @@ from __future__ import annotations
 import hashlib
 import inspect
 import sys
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from tasks.sdk import TaskDefinition
-
-_TASKS: dict[str, TaskDefinition] = {}
+from runs.engine.errors import StepwiseError
 
 
-class DuplicateTaskId(ValueError):
+class Registered(Protocol):
+    """What the registry needs of a task definition (``tasks.sdk.TaskDefinition`` is one)."""
+
+    id: str
+    fn: Any
+
+    @property
+    def qualified_name(self) -> str: ...
+
+
+_TASKS: dict[str, Any] = {}
+
+
+class DuplicateTaskId(StepwiseError, ValueError):
     """Two different functions claim the same task id."""
 
 
-class UnknownTask(LookupError):
+class UnknownTask(StepwiseError, LookupError):
     """No task with this id is registered."""
 
     def __init__(self, task_id: str) -> None:
@@ -25,7 +35,7 @@ class UnknownTask(LookupError):
         super().__init__(f"unknown task '{task_id}' (registered tasks: {known})")
 
 
-def task_register(definition: TaskDefinition) -> None:
+def task_register(definition: Registered) -> None:
     """Add a task; re-importing the same function (autoreload) replaces it."""
     existing = _TASKS.get(definition.id)
     if existing is not None and existing.qualified_name != definition.qualified_name:
@@ -35,7 +45,7 @@ def task_register(definition: TaskDefinition) -> None:
     _TASKS[definition.id] = definition
 
 
-def task_get(task_id: str) -> TaskDefinition:
+def task_get(task_id: str) -> Any:
     """Return the definition of a task id, or raise UnknownTask."""
     try:
         return _TASKS[task_id]
@@ -43,7 +53,7 @@ def task_get(task_id: str) -> TaskDefinition:
         raise UnknownTask(task_id) from None
 
 
-def task_all() -> list[TaskDefinition]:
+def task_all() -> list[Any]:
     """Return every registered task, sorted by id."""
     return [_TASKS[k] for k in sorted(_TASKS)]
 

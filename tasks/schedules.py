@@ -235,7 +235,7 @@ def tick_idempotency_key(schedule_id: int, tick: datetime) -> str:
 
 
 def _fire(schedule: Schedule, now: datetime) -> bool:
-    from runs.services import InvalidTrigger, TriggerOptions, run_trigger
+    from runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
 
     tick, following = _latest_due(schedule, now)
     payload = {

@@ -125,7 +125,7 @@ class TaskDefinition:
 
             run = process_order.trigger({"orderId": "1"}, idempotency_key="order-1", tags=["vip"])
         """
-        from runs.services import TriggerOptions, run_trigger
+        from runs.triggers import TriggerOptions, run_trigger
 
         options = TriggerOptions(
             idempotency_key=idempotency_key,
@@ -195,7 +195,7 @@ class TaskDefinition:
 
             handles = resize.batch_trigger([{"payload": {"img": i}} for i in range(10)])
         """
-        from runs.services import run_batch_trigger
+        from runs.triggers import run_batch_trigger
 
         results = run_batch_trigger(task_id=self.id, items=list(items))
         return [RunHandle(id=r.id, task_id=self.id, status=r.status, created=c) for r, c in results]

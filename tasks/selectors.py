@@ -8,7 +8,7 @@ from django.db.models import Prefetch
 from django.utils import timezone
 
 from runs.models import Run
-from runs.states import FINAL_STATUSES, RunStatus
+from runs.statuses import FINAL_STATUSES, RunStatus
 from tasks.models import Environment, Queue, Task, TaskVersion
 from tasks.services import DEFAULT_ENVIRONMENTS
 

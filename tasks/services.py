@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 
+from runs.engine.errors import StepwiseError
 from tasks.models import Environment, Queue, Task, TaskVersion
 
 _ensured: dict[tuple[str, str, str], TaskVersion] = {}
@@ -15,7 +16,7 @@ def environments_ensure() -> None:
         Environment.objects.get_or_create(slug=slug, defaults={"name": name})
 
 
-class UnknownEnvironment(LookupError):
+class UnknownEnvironment(StepwiseError, LookupError):
     """No environment has this slug."""
 
 

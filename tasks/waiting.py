@@ -134,7 +134,7 @@ wait = Wait()
 
 def children_wait(task_id: str, items: list[dict[str, Any]], *, timeout=None) -> WaitResult:
     """Trigger child runs and wait for all of them; the result's output lists each child's outcome."""
-    from runs.services import trigger_options_from
+    from runs.triggers import trigger_options_from
 
     children = []
     for item in items:

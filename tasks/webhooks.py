@@ -107,7 +107,7 @@ def webhook_receive(
     *, task_id: str, body: bytes, timestamp: str | None, signature: str | None, delivery_id: str | None
 ) -> Run:
     """Verify a signed delivery and trigger the task with its JSON body; refuse anything doubtful."""
-    from runs.services import TriggerOptions, run_trigger
+    from runs.triggers import TriggerOptions, run_trigger
 
     if not timestamp or not signature:
         raise WebhookRefused("Stepwise-Timestamp and Stepwise-Signature headers are required")

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from runs.models import Attempt, Run, RunEvent, Step, Waitpoint, WaitpointKind
-from runs.services import TriggerOptions, run_trigger
+from runs.triggers import TriggerOptions, run_trigger
 
 
 def run_build(

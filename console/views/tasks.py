@@ -10,7 +10,7 @@ from console.forms import PayloadForm
 from console.views.access import login_required
 from console.views.feedback import action_done
 from runs.engine.errors import StepwiseError
-from runs.services import run_trigger
+from runs.triggers import run_trigger
 from tasks.registry import UnknownTask, task_all
 from tasks.selectors import task_overviews
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from runs.benchmarks.tasks import bench_noop, bench_raw_noop, bench_steps, bench_work, step_chain
 from runs.models import Attempt, Run
-from runs.states import FINAL_STATUSES, RunStatus
+from runs.statuses import FINAL_STATUSES, RunStatus
 
 POLL_SECONDS = 0.005
 

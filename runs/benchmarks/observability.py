@@ -20,10 +20,11 @@ from django.db import close_old_connections, connection
 
 from runs.engine.executor import attempt_execute
 from runs.engine.spans import tracing_enabled_set
-from runs.services import TriggerOptions, run_trigger
-from runs.states import FINAL_STATUSES, RunStatus, run_transition
+from runs.states import run_transition
+from runs.statuses import FINAL_STATUSES, RunStatus
 from runs.store import OrmRunStore
 from runs.tracing.setup import spans_flush, tracing_setup
+from runs.triggers import TriggerOptions, run_trigger
 from tasks.sdk import Retry, task
 
 FINAL = {str(s) for s in FINAL_STATUSES}

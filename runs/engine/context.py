@@ -46,6 +46,28 @@ class RedactingLogger(logging.LoggerAdapter):
             self.logger.log(level, self._ctx.redact(text), **kwargs)
 
 
+# The LogRecord attribute that carries ``ctx.logger``'s keyword arguments to the run-log handler.
+ATTRIBUTES = "stepwise_attributes"
+
+
+class RunLogger(logging.LoggerAdapter):
+    """``ctx.logger``: keyword arguments become the log line's attributes.
+
+    Example::
+
+        ctx.logger.info("charged card", amount=42, currency="EUR")
+    """
+
+    _RESERVED = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        attributes = {k: kwargs.pop(k) for k in list(kwargs) if k not in self._RESERVED}
+        extra = dict(kwargs.get("extra") or {})
+        extra[ATTRIBUTES] = {**extra.get(ATTRIBUTES, {}), **attributes}
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -80,8 +102,6 @@ class RunContext:
         self._lock = threading.Lock()
         self.interrupted: str | None = None
         self.elapsed: Callable[[], float] = lambda: 0.0
-        from runs.engine.logs import RunLogger
-
         self.logger = RunLogger(logging.getLogger(f"stepwise.run.{claim.task_id}"), {})
 
     # Identity of the run, read-only for the task.

@@ -4,11 +4,13 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from runs.engine.errors import StepwiseError
+
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
-class InvalidDuration(ValueError):
+class InvalidDuration(StepwiseError, ValueError):
     """A duration that cannot be read."""
 
 

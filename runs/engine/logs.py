@@ -11,41 +11,20 @@ import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
 
 from runs.engine import context as run_context
+from runs.engine.context import ATTRIBUTES, RunContext
 from runs.engine.redaction import redactor_for, sensitive_redactor
 from runs.engine.store import LogEntry
 
-if TYPE_CHECKING:
-    from runs.engine.context import RunContext
-
-ATTRIBUTES = "stepwise_attributes"
 # Our own plumbing logs from inside a run too; recording those would loop or add noise.
 IGNORED_LOGGERS = ("runs.", "celery", "kombu", "django", "opentelemetry", "asyncio", "channels", "urllib3")
 _PRIMITIVES = (str, bool, int, float)
 _guard = threading.local()
 _off_loop = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stepwise-log")
-
-
-class RunLogger(logging.LoggerAdapter):
-    """``ctx.logger``: keyword arguments become the log line's attributes.
-
-    Example::
-
-        ctx.logger.info("charged card", amount=42, currency="EUR")
-    """
-
-    _RESERVED = frozenset({"exc_info", "stack_info", "stacklevel", "extra"})
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        attributes = {k: kwargs.pop(k) for k in list(kwargs) if k not in self._RESERVED}
-        extra = dict(kwargs.get("extra") or {})
-        extra[ATTRIBUTES] = {**extra.get(ATTRIBUTES, {}), **attributes}
-        kwargs["extra"] = extra
-        return msg, kwargs
 
 
 def _json_safe(value: Any) -> Any:

@@ -5,6 +5,7 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,7 +67,15 @@ class DatabaseSpanProcessor(SpanProcessor):
     in the caller's thread (the executor calls it when an attempt ends).
     """
 
-    def __init__(self, *, interval: float = 0.2, batch_size: int = 256, max_queue: int = 50_000) -> None:
+    def __init__(
+        self,
+        *,
+        write: Callable[[list[dict[str, Any]]], int],
+        interval: float = 0.2,
+        batch_size: int = 256,
+        max_queue: int = 50_000,
+    ) -> None:
+        self._write = write
         self._interval = interval
         self._batch_size = batch_size
         self._max_queue = max_queue
@@ -124,8 +133,6 @@ class DatabaseSpanProcessor(SpanProcessor):
         """Write every queued span now; on a database error keep them for the next try and return False."""
         from django.db import DatabaseError, connection
 
-        from runs.tracing.storage import spans_store
-
         with self._write_lock:
             rows = []
             while self._queue and len(rows) < 5_000:
@@ -133,7 +140,7 @@ class DatabaseSpanProcessor(SpanProcessor):
             if not rows:
                 return True
             try:
-                spans_store(rows)
+                self._write(rows)
             except DatabaseError as exc:
                 logger.warning("could not store %d spans (%s); will try again", len(rows), exc)
                 self._queue.extendleft(reversed(rows))

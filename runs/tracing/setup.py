@@ -7,8 +7,9 @@ import threading
 from opentelemetry import trace
 
 from runs.tracing.processor import DatabaseSpanProcessor, RedactingSpanProcessor
+from runs.tracing.storage import spans_store
 
-database_processor = DatabaseSpanProcessor()
+database_processor = DatabaseSpanProcessor(write=spans_store)
 # Set when OTEL_EXPORTER_OTLP_ENDPOINT is: spans are exported there too.
 export_processor: RedactingSpanProcessor | None = None
 _setup_lock = threading.Lock()

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from runs.events import event_append
 from runs.models import Run, Span, SpanKind, SpanStatus
-from runs.states import RunStatus
+from runs.statuses import RunStatus
 
 
 def _span_ended_data(row: dict[str, Any]) -> dict[str, Any]:
@@ -62,14 +62,12 @@ def run_span_create(*, run: Run, parent_span_id: str = "") -> Span:
     )
 
 
-def run_span_end(*, run_id: str, status: str, at: datetime) -> None:
-    """End a run's root span when the run reaches a final status (inside its transition's transaction)."""
-    from runs.tracing import setup
-
-    ended = Span.objects.filter(run_id=run_id, kind=SpanKind.RUN, ended_at__isnull=True).update(
-        ended_at=at,
-        status=SpanStatus.OK if status == RunStatus.COMPLETED else SpanStatus.ERROR,
-        status_message="" if status == RunStatus.COMPLETED else str(status),
+def run_span_end(*, run_id: str, status: str, at: datetime) -> bool:
+    """End a run's root span when the run reaches a final status; tell whether it was open."""
+    return bool(
+        Span.objects.filter(run_id=run_id, kind=SpanKind.RUN, ended_at__isnull=True).update(
+            ended_at=at,
+            status=SpanStatus.OK if status == RunStatus.COMPLETED else SpanStatus.ERROR,
+            status_message="" if status == RunStatus.COMPLETED else str(status),
+        )
     )
-    if ended and setup.export_processor is not None:
-        transaction.on_commit(lambda: setup.run_span_export(run_id), robust=True)

@@ -6,7 +6,7 @@ import json
 from django.test import Client
 
 from runs.models import Run
-from runs.states import RunStatus
+from runs.statuses import RunStatus
 from tasks.models import Queue
 from tests.waiting import wait_finished
 

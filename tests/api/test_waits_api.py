@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from runs.models import Event, Run, Waitpoint
-from runs.states import RunStatus
+from runs.statuses import RunStatus
 from tasks.apikeys import api_key_create
 from tests.api.conftest import ApiClient
 from tests.factories import waitpoint_build

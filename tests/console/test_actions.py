@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from runs.models import Run
-from runs.services import run_trigger
+from runs.triggers import run_trigger
 from tests.console.conftest import csrf_post
 from tests.factories import run_build
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from runs.services import run_trigger
+from runs.triggers import run_trigger
 from tasks.apikeys import api_key_authenticate, api_key_create
 from tasks.models import ApiKey, Queue, Schedule, Secret
 from tasks.schedules import schedule_upsert

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from runs.services import run_trigger
+from runs.triggers import run_trigger
 from tasks.models import ApiKey, Queue, Schedule, Secret
 from tasks.schedules import schedule_upsert
 from tasks.secrets import secret_set, secrets_for_environment

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from runs.models import Run
-from runs.services import run_trigger
+from runs.triggers import run_trigger
 from tests.console.conftest import screenshot
 from tests.factories import run_build
 from tests.waiting import wait_finished

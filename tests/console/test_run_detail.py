@@ -5,7 +5,7 @@ import pytest
 from django.db import transaction
 
 from runs.events import event_append
-from runs.services import run_trigger
+from runs.triggers import run_trigger
 from tests.factories import run_build
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from runs.models import Run
 from runs.selectors import RunFilters, runs_filtered
-from runs.services import TriggerOptions, run_trigger
+from runs.triggers import TriggerOptions, run_trigger
 from tasks.models import TaskVersion
 from tests.factories import run_build
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from django.test import Client
 
 from runs.models import Run, Waitpoint
-from runs.services import run_trigger
-from runs.states import RunStatus
+from runs.statuses import RunStatus
+from runs.triggers import run_trigger
 from tests.console.conftest import csrf_post
 from tests.waiting import wait_for
 

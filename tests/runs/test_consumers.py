@@ -12,8 +12,8 @@ from django.test import Client
 
 from console.asgi import application
 from runs.models import Run, RunEvent
-from runs.services import TriggerOptions, run_trigger
-from runs.states import FINAL_STATUSES
+from runs.statuses import FINAL_STATUSES
+from runs.triggers import TriggerOptions, run_trigger
 from tests.engine_tasks import CANARY
 from tests.waiting import wait_finished, wait_for
 from tests.websockets import WebsocketClient

@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from runs.services import TriggerOptions, run_trigger
-from runs.states import RunStatus, run_transition
+from runs.states import run_transition
+from runs.statuses import RunStatus
+from runs.triggers import TriggerOptions, run_trigger
 from runs.worker import execute_run
 from tests.engine_tasks import CANARY
 from tests.processes import test_queue_name as session_queue_name

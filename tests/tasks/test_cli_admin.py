@@ -7,8 +7,9 @@ import sys
 import pytest
 from django.core.management import CommandError
 
-from runs.services import TriggerOptions, run_trigger
-from runs.states import RunStatus, run_transition
+from runs.states import run_transition
+from runs.statuses import RunStatus
+from runs.triggers import TriggerOptions, run_trigger
 from tasks.apikeys import api_key_authenticate
 from tasks.models import ApiKey, Queue, Schedule, Secret
 from tasks.services import environments_ensure

@@ -9,8 +9,8 @@ from collections import defaultdict
 import pytest
 
 from runs.models import Attempt, Run
-from runs.services import TriggerOptions, run_batch_trigger, run_trigger
-from runs.states import RunStatus
+from runs.statuses import RunStatus
+from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
 from tasks.models import Queue
 from tasks.queues import queue_limit_set, queue_pause, queue_resume
 from tasks.services import environments_ensure

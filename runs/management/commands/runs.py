@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from runs.management.commands.trigger import event_line
 from runs.selectors import run_events_after, run_get, run_list
-from runs.states import RunStatus
+from runs.statuses import RunStatus
 
 
 class Command(BaseCommand):

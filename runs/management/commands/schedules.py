@@ -7,7 +7,7 @@ from datetime import datetime
 from django.core.management.base import CommandError
 
 from runs.management.base import SubcommandCommand, env_option
-from runs.services import payload_parse
+from runs.triggers import payload_parse
 from tasks.models import Schedule
 from tasks.schedules import (
     schedule_delete,

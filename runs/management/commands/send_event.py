@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from runs.management.base import user_errors
-from runs.services import payload_parse
+from runs.triggers import payload_parse
 from runs.waits import event_send
 
 

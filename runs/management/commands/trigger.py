@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from runs.management.base import user_errors
 from runs.selectors import run_events_after, run_get
-from runs.services import TriggerOptions, payload_parse, run_trigger
-from runs.states import RunStatus
+from runs.statuses import RunStatus
+from runs.triggers import TriggerOptions, payload_parse, run_trigger
 
 
 def event_line(event) -> str:

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand
 from runs.management.base import user_errors
 from runs.models import WaitpointStatus
 from runs.selectors import waitpoint_list
-from runs.services import payload_parse
+from runs.triggers import payload_parse
 from runs.waits import waitpoint_approve, waitpoint_complete, waitpoint_reject
 
 

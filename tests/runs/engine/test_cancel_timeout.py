@@ -6,8 +6,9 @@ import time
 import pytest
 
 from runs.models import Run, RunEvent
-from runs.services import RunAlreadyFinished, TriggerOptions, run_cancel, run_trigger
-from runs.states import RunStatus
+from runs.services import RunAlreadyFinished, run_cancel
+from runs.statuses import RunStatus
+from runs.triggers import TriggerOptions, run_trigger
 from tasks.models import Queue
 from tests.engine_tasks import executions
 from tests.waiting import wait_finished, wait_for

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from runs.models import Run, Step
-from runs.states import RunStatus
+from runs.statuses import RunStatus
 from tests.engine_tasks import crashable, executions
 from tests.waiting import wait_finished, wait_for
 

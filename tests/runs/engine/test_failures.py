@@ -6,8 +6,8 @@ import random
 import pytest
 
 from runs.engine.retry import RetryPolicy
-from runs.services import run_trigger
-from runs.states import RunStatus
+from runs.statuses import RunStatus
+from runs.triggers import run_trigger
 from tests.engine_tasks import executions
 from tests.waiting import wait_finished
 

@@ -7,7 +7,7 @@ import time
 from django.db import connection
 
 from runs.models import Run
-from runs.services import TriggerOptions, run_trigger
+from runs.triggers import TriggerOptions, run_trigger
 from tasks.models import Queue
 
 

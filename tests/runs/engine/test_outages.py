@@ -18,7 +18,7 @@ from django.db import connection
 from psycopg import sql
 
 from runs.models import Run, Step
-from runs.states import RunStatus
+from runs.statuses import RunStatus
 from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 from tests.engine_tasks import crashable, executions

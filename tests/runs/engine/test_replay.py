@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from runs.models import Attempt, Run
-from runs.states import RunStatus
+from runs.statuses import RunStatus
 from tests.engine_tasks import async_task, executions, third_step_flaky
 from tests.waiting import wait_finished
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from runs.models import Run, RunEvent
-from runs.services import InvalidTrigger, TriggerOptions, run_batch_trigger, run_trigger
-from runs.states import RunStatus
+from runs.statuses import RunStatus
+from runs.triggers import InvalidTrigger, TriggerOptions, run_batch_trigger, run_trigger
 from tasks.models import Queue, TaskVersion
 from tasks.registry import UnknownTask
 from tests.engine_tasks import noop

@@ -8,8 +8,9 @@ from django.utils import timezone
 
 from runs.engine.errors import InvalidEventName
 from runs.models import Attempt, Event, Run, Waitpoint, WaitpointKind
-from runs.services import TriggerOptions, run_cancel, run_trigger
-from runs.states import RunStatus
+from runs.services import run_cancel
+from runs.statuses import RunStatus
+from runs.triggers import TriggerOptions, run_trigger
 from runs.waits import WaitpointError, event_send, waitpoint_approve, waitpoint_complete, waitpoint_reject
 from tasks.services import environments_ensure
 from tests.engine_tasks import executions

@@ -1,0 +1,26 @@
+"""End an attempt: the one write every way out of EXECUTING shares."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from runs.models import Attempt
+from runs.statuses import AttemptStatus
+
+
+def attempt_end(
+    *,
+    run_id: str,
+    status: str,
+    number: int | None = None,
+    error: dict[str, Any] | None = None,
+    retry_delay: float | None = None,
+    at: datetime | None = None,
+) -> int:
+    """End the run's executing attempt (attempt ``number``, or whichever executes); return how many ended."""
+    attempts = Attempt.objects.filter(run_id=run_id, status=AttemptStatus.EXECUTING)
+    if number is not None:
+        attempts = attempts.filter(number=number)
+    return attempts.update(status=status, error=error, retry_delay=retry_delay, finished_at=at or timezone.now())

@@ -1,0 +1,61 @@
+"""Where runs leave EXECUTING or finish: the one place that runs what that sets off.
+
+A final status resolves the parent's waitpoint (once every sibling has ended) and ends the
+run's root span; a run that leaves EXECUTING frees a slot of its queue, so the queue's next
+runs are hinted after commit.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from runs.attempts import attempt_end
+from runs.dispatch import queue_dispatch_on_commit
+from runs.states import run_transition
+from runs.statuses import FINAL_STATUSES, RunStatus
+from runs.tracing import setup as tracing_setup
+from runs.tracing.storage import run_span_end
+from runs.waits import waitpoints_on_run_finished
+
+
+def run_finished(*, run_id: str, status: str, at: datetime) -> None:
+    """Run the effects of a run reaching a final status, inside the transaction that moved it."""
+    waitpoints_on_run_finished(run_id)
+    if run_span_end(run_id=run_id, status=status, at=at) and tracing_setup.export_processor is not None:
+        transaction.on_commit(lambda: tracing_setup.run_span_export(run_id), robust=True)
+
+
+def run_settle(
+    *,
+    run_id: str,
+    to: str,
+    expected_from: Any,
+    queue: str | None = None,
+    attempt: dict[str, Any] | None = None,
+    expected_token: str | None = None,
+    event_data: dict[str, Any] | None = None,
+    **fields: Any,
+) -> str:
+    """Move a run to ``to`` (compare-and-set), end its attempt, and run what the move sets off.
+
+    ``attempt`` holds the arguments of ``attempt_end`` (its status, error...); ``queue`` is
+    hinted after commit when the run held one of its slots. Returns the status it left.
+    """
+    now = timezone.now()
+    if RunStatus(to) in FINAL_STATUSES:
+        fields.setdefault("finished_at", now)
+    with transaction.atomic():
+        previous = run_transition(
+            run_id=run_id, to=to, expected_from=expected_from, expected_token=expected_token,
+            event_data=event_data, **fields,
+        )
+        if attempt is not None:
+            attempt_end(run_id=run_id, at=now, **attempt)
+        if RunStatus(to) in FINAL_STATUSES:
+            run_finished(run_id=run_id, status=to, at=fields["finished_at"])
+        if queue and previous == RunStatus.EXECUTING:
+            queue_dispatch_on_commit(queue)
+    return previous

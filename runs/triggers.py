@@ -1,0 +1,227 @@
+"""Triggers: validate a run's payload and options, and create it (alone, in a batch, or as a child)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from runs.dispatch import dispatch_run_on_commit
+from runs.engine.checkpoints import checkpoint_encode
+from runs.engine.durations import InvalidDuration, duration_seconds
+from runs.engine.errors import StepwiseError
+from runs.events import event_append
+from runs.models import Run
+from runs.statuses import RunStatus
+from runs.tracing.propagation import InvalidTraceparent, traceparent_current, traceparent_parse
+from runs.tracing.storage import run_span_create
+from tasks.registry import task_get
+from tasks.services import UnknownEnvironment, environment_require, task_version_ensure
+
+
+class InvalidTrigger(StepwiseError):
+    """A trigger's payload or options are wrong; nothing was stored."""
+
+
+@dataclass(frozen=True)
+class TriggerOptions:
+    """Options of one trigger; every field is optional."""
+
+    idempotency_key: str | None = None
+    idempotency_key_ttl: str | float | timedelta | None = None
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    concurrency_key: str | None = None
+    priority: int = 0
+    delay: str | float | timedelta | None = None
+    delay_until: datetime | None = None
+    ttl: str | float | timedelta | None = None
+    max_duration: float | None = None
+    environment: str = "dev"
+    parent_run_id: str | None = None
+    replayed_from_id: str | None = None
+    # A W3C traceparent: the run's spans join the caller's trace. Without one, a run triggered
+    # inside a span (a step of a parent run, a traced request) joins that span's trace.
+    traceparent: str | None = None
+
+
+def _seconds(value, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return duration_seconds(value)
+    except InvalidDuration as exc:
+        raise InvalidTrigger(f"{name}: {exc}") from None
+
+
+def _validated_fields(task_id: str, payload: Any, options: TriggerOptions) -> dict[str, Any]:
+    """Check payload and options and return the Run fields they give; raise InvalidTrigger."""
+    definition = task_get(task_id)
+    version = task_version_ensure(definition)
+    if payload is None:
+        payload = {}
+    try:
+        environment_require(options.environment)
+    except UnknownEnvironment as exc:
+        raise InvalidTrigger(str(exc)) from None
+    try:
+        payload = checkpoint_encode(payload, where="the payload", max_bytes=settings.STEPWISE_MAX_PAYLOAD_BYTES)
+    except StepwiseError as exc:
+        raise InvalidTrigger(str(exc)) from None
+    tags = options.tags
+    if not isinstance(tags, list) or not all(isinstance(t, str) and 0 < len(t) <= 128 for t in tags):
+        raise InvalidTrigger("tags must be a list of non-empty strings of at most 128 characters")
+    if len(tags) > 10:
+        raise InvalidTrigger(f"a run may have at most 10 tags, got {len(tags)}")
+    if not isinstance(options.metadata, dict):
+        raise InvalidTrigger("metadata must be a JSON object")
+    try:
+        metadata = checkpoint_encode(options.metadata, where="metadata", max_bytes=64 * 1024)
+    except StepwiseError as exc:
+        raise InvalidTrigger(str(exc)) from None
+    if isinstance(options.priority, bool) or not isinstance(options.priority, int):
+        raise InvalidTrigger("priority must be an integer")
+    key = options.idempotency_key
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
+        raise InvalidTrigger("idempotency_key must be a non-empty string of at most 255 characters")
+    now = timezone.now()
+    delay = _seconds(options.delay, "delay")
+    delay_until = options.delay_until
+    if delay is not None and delay_until is not None:
+        raise InvalidTrigger("give either delay or delay_until, not both")
+    if delay is not None and delay > 0:
+        delay_until = now + timedelta(seconds=delay)
+    if delay_until is not None and timezone.is_naive(delay_until):
+        raise InvalidTrigger("delay_until must carry a time zone")
+    ttl = _seconds(options.ttl, "ttl")
+    key_ttl = _seconds(options.idempotency_key_ttl, "idempotency_key_ttl")
+    max_duration = _seconds(options.max_duration, "max_duration") or definition.max_duration
+    if max_duration is not None and max_duration <= 0:
+        raise InvalidTrigger("max_duration must be positive")
+    delayed = delay_until is not None and delay_until > now
+    try:
+        trace_parent = traceparent_parse(options.traceparent) if options.traceparent else traceparent_current()
+    except InvalidTraceparent as exc:
+        raise InvalidTrigger(str(exc)) from None
+    return {
+        "task_id": task_id,
+        "version": version,
+        "environment_id": options.environment,
+        "status": RunStatus.DELAYED if delayed else RunStatus.QUEUED,
+        "payload": payload,
+        "idempotency_key": key,
+        "idempotency_expires_at": (
+            now + timedelta(seconds=key_ttl or settings.STEPWISE_IDEMPOTENCY_TTL_SECONDS) if key else None
+        ),
+        "tags": tags,
+        "metadata": metadata,
+        "queue": options.queue or definition.queue_name,
+        "concurrency_key": options.concurrency_key or "",
+        "priority": options.priority,
+        "delay_until": delay_until if delayed else None,
+        "ttl_expires_at": now + timedelta(seconds=ttl) if ttl else None,
+        "max_duration": max_duration,
+        "parent_run_id": options.parent_run_id,
+        "replayed_from_id": options.replayed_from_id,
+        "dispatched_at": None if delayed else now,
+        **({"trace_id": trace_parent.trace_id, "parent_span_id": trace_parent.span_id} if trace_parent else {}),
+    }
+
+
+def _existing_for_key(fields: dict[str, Any]) -> Run | None:
+    return Run.objects.filter(
+        task_id=fields["task_id"],
+        environment_id=fields["environment_id"],
+        idempotency_key=fields["idempotency_key"],
+    ).first()
+
+
+def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
+    """Insert one run inside the caller's transaction; an idempotency key may return an existing run."""
+    fields = dict(fields)
+    parent_span_id = fields.pop("parent_span_id", "")
+    key = fields["idempotency_key"]
+    if key is not None:
+        existing = _existing_for_key(fields)
+        if existing is not None and existing.idempotency_expires_at > timezone.now():
+            return existing, False
+        if existing is not None:
+            # The key's TTL has passed: free it so a new run can take it.
+            Run.objects.filter(id=existing.id).update(idempotency_key=None)
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(**fields)
+    except IntegrityError:
+        existing = _existing_for_key(fields) if key is not None else None
+        if existing is None:
+            raise
+        return existing, False
+    if run.parent_run_id:
+        root = Run.objects.filter(id=run.parent_run_id).values_list("root_run_id", flat=True).first()
+        run.root_run_id = root or run.parent_run_id
+        Run.objects.filter(id=run.id).update(root_run_id=run.root_run_id)
+    run_span_create(run=run, parent_span_id=parent_span_id)
+    event_append(
+        run_id=run.id,
+        type="run.created",
+        data={"status": run.status, "task": run.task_id, "version": run.version.label, "tags": run.tags},
+    )
+    if run.status == RunStatus.QUEUED:
+        dispatch_run_on_commit(run.id, priority=run.priority)
+    return run, True
+
+
+def run_trigger(*, task_id: str, payload: Any, options: TriggerOptions | None = None) -> tuple[Run, bool]:
+    """Create a run (or return the one its idempotency key names); return (run, created)."""
+    with transaction.atomic():
+        return run_trigger_in_transaction(task_id=task_id, payload=payload, options=options)
+
+
+def run_trigger_in_transaction(
+    *, task_id: str, payload: Any, options: TriggerOptions | None = None, parent_waitpoint_id: str | None = None
+) -> tuple[Run, bool]:
+    """Create a run inside the caller's transaction (a parent's waitpoint and its children commit together)."""
+    fields = _validated_fields(task_id, payload, options or TriggerOptions())
+    fields["parent_waitpoint_id"] = parent_waitpoint_id
+    return _create(fields)
+
+
+def trigger_options_from(item: dict[str, Any]) -> TriggerOptions:
+    """Build TriggerOptions from a plain dict (API, CLI, batch item), naming unknown keys."""
+    known = set(TriggerOptions.__dataclass_fields__) - {"parent_run_id", "replayed_from_id"}
+    unknown = set(item) - known
+    if unknown:
+        raise InvalidTrigger(f"unknown trigger option(s): {', '.join(sorted(unknown))}")
+    return TriggerOptions(**item)
+
+
+def run_batch_trigger(*, task_id: str, items: list[dict[str, Any]]) -> list[tuple[Run, bool]]:
+    """Create many runs of one task in one transaction: all or none."""
+    if not items:
+        raise InvalidTrigger("a batch needs at least one item")
+    if len(items) > 1000:
+        raise InvalidTrigger(f"a batch may hold at most 1000 items, got {len(items)}")
+    prepared = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or "payload" not in item:
+            raise InvalidTrigger(f"batch item {index} must be an object with a 'payload'")
+        options = {k: v for k, v in item.items() if k != "payload"}
+        try:
+            prepared.append(_validated_fields(task_id, item["payload"], trigger_options_from(options)))
+        except InvalidTrigger as exc:
+            raise InvalidTrigger(f"batch item {index}: {exc}") from None
+    with transaction.atomic():
+        return [_create(fields) for fields in prepared]
+
+
+def payload_parse(text: str) -> Any:
+    """Parse a JSON payload given as text, with an error that says what is wrong."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidTrigger(f"payload is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
