@@ -10,7 +10,7 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
 from tasks.apikeys import api_key_authenticate
-from tasks.models import Environment
+from tasks.services import environment_exists
 
 ENVIRONMENT_HEADER = "Stepwise-Environment"
 
@@ -63,6 +63,6 @@ class ConsoleSessionAuth(APIKeyCookie):
         if request.method not in ("GET", "HEAD", "OPTIONS", "TRACE") and check_csrf(request) is not None:
             raise HttpError(403, "CSRF check failed: send the csrftoken cookie's value in X-CSRFToken")
         environment = request.headers.get(ENVIRONMENT_HEADER, "dev")
-        if not Environment.objects.filter(slug=environment).exists():
+        if not environment_exists(environment):
             raise HttpError(400, f"unknown environment '{environment}' in {ENVIRONMENT_HEADER}")
         return Principal(environment=environment, user_id=user.id, actor=user.get_username())

@@ -6,12 +6,17 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
 
 from runs.engine.errors import RunInterrupted
+from runs.engine.redaction import redact_for_run
+from runs.models import Run, RunEvent, Span
+from runs.statements import fenced_append, is_postgresql, span_ended_data
+from runs.statuses import RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +34,6 @@ RUNS_GROUP_EVENT_TYPES = frozenset({"run.created", "run.status"})
 
 def _seq_next(run_id: str, lease_token: str | None) -> int | None:
     """Bump and return a run's event counter (locking its row); None if the lease did not match."""
-    from runs.models import Run
-
     where, where_params = _fenced_where(lease_token)
     table = connection.ops.quote_name(Run._meta.db_table)
     with connection.cursor() as cursor:
@@ -48,9 +51,6 @@ def event_append(*, run_id: str, type: str, data: dict[str, Any] | None = None, 
     With ``lease_token``, the append doubles as the fencing check: it raises
     RunInterrupted unless the run is EXECUTING under that token.
     """
-    from runs.engine.redaction import redact_for_run
-    from runs.models import RunEvent
-
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("event_append must run inside a transaction")
     data = redact_for_run(run_id, data or {})
@@ -63,67 +63,63 @@ def event_append(*, run_id: str, type: str, data: dict[str, Any] | None = None, 
 
 
 def _fenced_where(lease_token: str | None) -> tuple[str, list[Any]]:
-    from runs.statuses import RunStatus
-
     if lease_token is None:
         return "id = %s", []
     return "id = %s AND lease_token = %s AND status = %s", [lease_token, RunStatus.EXECUTING.value]
 
 
-def event_append_with(
+def events_append_fenced(
     *,
     run_id: str,
-    type: str,
-    data: dict[str, Any] | None = None,
-    lease_token: str | None = None,
-    row: models.Model | None = None,
-):
-    """Append an event, and optionally insert one more unsaved ``row``, all or nothing, in one statement.
+    lease_token: str | None,
+    events: list[tuple[str, dict[str, Any]]],
+    rows: Sequence[models.Model] = (),
+    spans: Sequence[dict[str, Any]] = (),
+) -> list[RunEvent]:
+    """Append events, insert unsaved ``rows`` and ended ``spans``, all or nothing, in one statement.
 
-    The hot path of a run (a step starts, a step is recorded, a log line): on PostgreSQL the
-    fenced seq bump, the event and the row go to the database as a single statement, one
-    round trip instead of a transaction of four. Raises RunInterrupted when ``lease_token``
-    no longer holds the run, and IntegrityError when ``row`` breaks a constraint (nothing is
-    stored then). Elsewhere it is a transaction around event_append and ``row.save()``.
+    The hot path of a run (a step is recorded, a log line): on PostgreSQL the fenced seq bump,
+    the events, the rows and the spans (with their "spans.ended" event) go to the database as
+    one statement. Raises RunInterrupted when ``lease_token`` no longer holds the run, and
+    IntegrityError when a row breaks a constraint (nothing is stored then). Elsewhere it is a
+    transaction of the same writes.
     """
-    from runs.engine.redaction import redact_for_run
-    from runs.models import Run, RunEvent
-
-    if connection.vendor != "postgresql":
+    now = timezone.now()
+    if spans:
+        events = [*events, ("spans.ended", {"spans": [span_ended_data(r) for r in spans]})]
+    stored = [
+        RunEvent(run_id=run_id, type=type_, data=redact_for_run(run_id, data), created_at=now)
+        for type_, data in events
+    ]
+    if not is_postgresql():
         with transaction.atomic():
-            event = event_append(run_id=run_id, type=type, data=data, lease_token=lease_token)
-            if row is not None:
+            appended = [
+                event_append(run_id=run_id, type=e.type, data=e.data, lease_token=lease_token) for e in stored
+            ]
+            for row in rows:
                 row.save()
-        return event
-
-    event = RunEvent(run_id=run_id, type=type, data=redact_for_run(run_id, data or {}), created_at=timezone.now())
-    where, where_params = _fenced_where(lease_token)
-    quote = connection.ops.quote_name
-    sql = (
-        f"WITH seq AS (UPDATE {quote(Run._meta.db_table)} SET last_event_seq = last_event_seq + 1 "
-        f"WHERE {where} RETURNING last_event_seq), "
-        f"event AS (INSERT INTO {quote(RunEvent._meta.db_table)} (run_id, seq, type, data, created_at) "
-        "SELECT %s, last_event_seq, %s, %s, %s FROM seq RETURNING seq)"
-    )
-    data_field = RunEvent._meta.get_field("data")
-    params: list[Any] = [run_id, *where_params, run_id, type, data_field.get_db_prep_save(event.data, connection),
-                         event.created_at]
-    if row is not None:
-        fields = [f for f in row._meta.concrete_fields if not f.primary_key]
-        columns = ", ".join(quote(f.column) for f in fields)
-        sql += (
-            f", extra AS (INSERT INTO {quote(row._meta.db_table)} ({columns}) "
-            f"SELECT {', '.join(['%s'] * len(fields))} FROM event RETURNING 1)"
-        )
-        params += [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql + " SELECT seq FROM event", params)
-        stored = cursor.fetchone()
-    if stored is None:
+            if spans:
+                Span.objects.bulk_create([Span(**row) for row in spans], ignore_conflicts=True)
+        return appended
+    last = fenced_append(run_id=run_id, lease_token=lease_token, events=stored, rows=rows, spans=spans)
+    if last is None:
         raise RunInterrupted(f"run {run_id} is no longer held by this attempt")
-    event.seq = stored[0]
-    publish_run_event_on_commit(event)
-    return event
+    for index, event in enumerate(stored):
+        event.seq = last - len(stored) + 1 + index
+        publish_run_event_on_commit(event)
+    return stored
+
+
+def publish_run_event_now(*, run_id: str, type: str, data: dict[str, Any]) -> None:
+    """Send a live-only event to a run's listeners: it is not stored and carries no seq.
+
+    For what only matters while it happens (a step has started): a page opened later reads
+    the stored record instead.
+    """
+    publish_run_event(
+        {"run_id": run_id, "seq": None, "transient": True, "type": type,
+         "data": redact_for_run(run_id, data), "at": timezone.now().isoformat()}
+    )
 
 
 def publish_run_event_on_commit(event) -> None:

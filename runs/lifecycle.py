@@ -24,7 +24,13 @@ from runs.waits import waitpoints_on_run_finished
 def run_finished(*, run_id: str, status: str, at: datetime) -> None:
     """Run the effects of a run reaching a final status, inside the transaction that moved it."""
     waitpoints_on_run_finished(run_id)
-    if run_span_end(run_id=run_id, status=status, at=at) and tracing_setup.export_processor is not None:
+    if run_span_end(run_id=run_id, status=status, at=at):
+        run_span_export_on_commit(run_id)
+
+
+def run_span_export_on_commit(run_id: str) -> None:
+    """Export a finished run's root span over OTLP after commit, when an exporter is set up."""
+    if tracing_setup.export_processor is not None:
         transaction.on_commit(lambda: tracing_setup.run_span_export(run_id), robust=True)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -17,11 +18,13 @@ from runs.dispatch import dispatch_run_on_commit
 from runs.engine.errors import RunInterrupted, StoreUnavailable
 from runs.engine.store import Claim, LogEntry, RecordedStep
 from runs.engine.waits import WaitpointState, WaitSpec
-from runs.events import event_append, event_append_with
-from runs.lifecycle import run_settle
-from runs.models import Attempt, AttemptStatus, Run, Step
+from runs.events import event_append, events_append_fenced, publish_run_event_now, publish_run_event_on_commit
+from runs.lifecycle import run_settle, run_span_export_on_commit
+from runs.models import Attempt, Run, RunEvent, Step
+from runs.statements import Outcome, is_postgresql, run_claim, run_outcome, span_ended_data
 from runs.states import TransitionRefused, run_transition
-from runs.statuses import RunStatus
+from runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, SpanStatus
+from runs.tracing.storage import spans_store
 from tasks.models import Queue
 
 
@@ -83,9 +86,53 @@ def _database_errors_interrupt(cls: StoreClass) -> StoreClass:
 
 @_database_errors_interrupt
 class OrmRunStore:
-    """Every write is conditional on the claim's lease token (a fencing token)."""
+    """Every write is conditional on the claim's lease token (a fencing token).
+
+    On PostgreSQL the hot path (claim, step, outcome) is one statement each (``runs.statements``);
+    runs of limited or paused queues, children a parent waits for, and other databases take the
+    ORM path, with the same effects. ``span_source`` hands over the run's ended spans, which
+    are written with the next record, under the same fence.
+    """
+
+    def __init__(self, *, span_source: Callable[[str], list[dict[str, Any]]] | None = None) -> None:
+        self._span_source = span_source
+
+    def _spans(self, run_id: str) -> list[dict[str, Any]]:
+        return self._span_source(run_id) if self._span_source is not None else []
 
     def claim(self, run_id: str, worker_id: str) -> Claim | None:
+        if is_postgresql():
+            claim = self._claim_one_statement(run_id, worker_id)
+            if claim is not None:
+                return claim
+        return self._claim_locked(run_id, worker_id)
+
+    def _claim_one_statement(self, run_id: str, worker_id: str) -> Claim | None:
+        token = uuid.uuid4().hex
+        now = timezone.now()
+        # One statement commits on its own: no BEGIN and COMMIT round trips around it.
+        row = run_claim(run_id=run_id, worker_id=worker_id, token=token, now=now, lease_expires_at=_lease_expiry())
+        if row is None:
+            return None
+        publish_run_event_on_commit(RunEvent(
+            run_id=run_id, seq=row.seq, type="run.status", created_at=now,
+            data={"from": RunStatus.QUEUED.value, "to": RunStatus.EXECUTING.value,
+                  "attempt": row.attempt_number, "worker": worker_id},
+        ))
+        steps = tuple(
+            RecordedStep(s["position"], s["key"], s["name"], s["status"], s["output"], s["error"], s["kind"],
+                         datetime.fromisoformat(s["started_at"]), datetime.fromisoformat(s["finished_at"]))
+            for s in row.steps
+        )
+        return Claim(
+            run_id=run_id, task_id=row.task_id, payload=row.payload, attempt_number=row.attempt_number,
+            lease_token=token, worker_id=worker_id, version_hash=row.version_hash, environment=row.environment,
+            max_duration=row.max_duration, executed_seconds=row.executed_seconds, tags=row.tags,
+            metadata=row.metadata, steps=steps, failed_attempts=row.failed_attempts, trace_id=row.trace_id,
+            span_id=row.span_id, queue=row.queue, queue_limited=False, parent_waitpoint_id=row.parent_waitpoint_id,
+        )
+
+    def _claim_locked(self, run_id: str, worker_id: str) -> Claim | None:
         with transaction.atomic():
             run = (
                 # of=self: locking the joined version row too would make concurrent claims skip each other.
@@ -143,47 +190,48 @@ class OrmRunStore:
             failed_attempts=failed,
             trace_id=run.trace_id,
             span_id=run.span_id,
+            queue=run.queue,
+            queue_limited=True,
+            parent_waitpoint_id=run.parent_waitpoint_id,
         )
 
     def step_begin(self, claim: Claim, *, key: str, name: str, position: int) -> None:
-        # The conditional seq bump is the fencing check: it fails unless the lease is ours.
-        event_append_with(
+        # Live only: a page opened later reads the step's record. The record itself is fenced.
+        publish_run_event_now(
             run_id=claim.run_id,
             type="step.started",
             data={"key": key, "name": name, "position": position, "attempt": claim.attempt_number},
-            lease_token=claim.lease_token,
         )
 
     def step_record(self, claim: Claim, step: RecordedStep) -> None:
         duration_ms = (step.finished_at - step.started_at).total_seconds() * 1000
         error = {"error": {k: step.error[k] for k in ("type", "message")}} if step.error else {}
+        data = {
+            "key": step.key,
+            "kind": step.kind,
+            "position": step.position,
+            "attempt": claim.attempt_number,
+            "duration_ms": round(duration_ms, 3),
+            **error,
+        }
+        row = Step(
+            run_id=claim.run_id,
+            position=step.position,
+            key=step.key,
+            name=step.name,
+            kind=step.kind,
+            status=step.status,
+            output=step.output,
+            error=step.error,
+            attempt_number=claim.attempt_number,
+            started_at=step.started_at,
+            finished_at=step.finished_at,
+        )
+        kind = "step.completed" if step.status == "COMPLETED" else "step.failed"
+        spans = self._spans(claim.run_id)
         try:
-            event_append_with(
-                run_id=claim.run_id,
-                type="step.completed" if step.status == "COMPLETED" else "step.failed",
-                data={
-                    "key": step.key,
-                    "kind": step.kind,
-                    "position": step.position,
-                    "attempt": claim.attempt_number,
-                    "duration_ms": round(duration_ms, 3),
-                    **error,
-                },
-                lease_token=claim.lease_token,
-                row=Step(
-                    run_id=claim.run_id,
-                    position=step.position,
-                    key=step.key,
-                    name=step.name,
-                    kind=step.kind,
-                    status=step.status,
-                    output=step.output,
-                    error=step.error,
-                    attempt_number=claim.attempt_number,
-                    started_at=step.started_at,
-                    finished_at=step.finished_at,
-                ),
-            )
+            events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=[(kind, data)],
+                                 rows=[row], spans=spans)
         except IntegrityError as exc:
             raise RunInterrupted(f"step {step.key} of run {claim.run_id} was recorded by another attempt") from exc
 
@@ -202,48 +250,78 @@ class OrmRunStore:
                 data={"pinned": claim.version_hash, "worker": worker_hash, "attempt": claim.attempt_number},
             )
 
-    def _end(self, claim: Claim, *, to: str, attempt_status: str, elapsed: float, event_data=None, error=None,
-             retry_delay=None, run_error: bool = False, **fields: Any) -> None:
-        if run_error:
-            fields["error"] = error
-        queue = Run.objects.filter(id=claim.run_id).values_list("queue", flat=True).first()
+    def _end(self, claim: Claim, outcome: Outcome, *, elapsed: float) -> None:
+        spans = self._spans(claim.run_id)
+        if is_postgresql() and not claim.queue_limited and not claim.parent_waitpoint_id:
+            self._end_one_statement(claim, outcome, elapsed=elapsed, spans=spans)
+            return
         try:
-            run_settle(
-                run_id=claim.run_id,
-                to=to,
-                expected_from=[RunStatus.EXECUTING],
-                expected_token=claim.lease_token,
-                queue=queue,
-                attempt={"number": claim.attempt_number, "status": attempt_status, "error": error,
-                         "retry_delay": retry_delay},
-                event_data=event_data,
-                executed_seconds=F("executed_seconds") + elapsed,
-                **fields,
-            )
+            with transaction.atomic():
+                if spans:
+                    spans_store(spans)
+                run_settle(
+                    run_id=claim.run_id,
+                    to=outcome.to,
+                    expected_from=[RunStatus.EXECUTING],
+                    expected_token=claim.lease_token,
+                    queue=claim.queue,
+                    attempt={"number": claim.attempt_number, "status": outcome.attempt_status,
+                             "error": outcome.attempt_error, "retry_delay": outcome.retry_delay},
+                    event_data=outcome.event_data,
+                    executed_seconds=F("executed_seconds") + elapsed,
+                    **outcome.run_fields,
+                )
         except TransitionRefused as exc:
             raise RunInterrupted(str(exc)) from exc
 
+    def _end_one_statement(self, claim: Claim, outcome: Outcome, *, elapsed: float, spans: list[dict]) -> None:
+        now = timezone.now()
+        final = RunStatus(outcome.to) in FINAL_STATUSES
+        fields = dict(outcome.run_fields)
+        if final:
+            fields.update(finished_at=now, lease_token=None, lease_expires_at=None)
+        outcome = replace(
+            outcome, run_fields=fields,
+            span_status=(SpanStatus.OK if outcome.to == RunStatus.COMPLETED else SpanStatus.ERROR) if final else None,
+        )
+        last = run_outcome(run_id=claim.run_id, lease_token=claim.lease_token, attempt_number=claim.attempt_number,
+                           outcome=outcome, elapsed=elapsed, now=now, spans=spans)
+        if last is None:
+            raise RunInterrupted(f"run {claim.run_id} is no longer held by attempt {claim.attempt_number}")
+        events = [("run.status", {"from": RunStatus.EXECUTING.value, "to": outcome.to, **outcome.event_data})]
+        if spans:
+            events.insert(0, ("spans.ended", {"spans": [span_ended_data(r) for r in spans]}))
+        for index, (type_, data) in enumerate(events):
+            publish_run_event_on_commit(RunEvent(run_id=claim.run_id, seq=last - len(events) + 1 + index,
+                                                 type=type_, data=data, created_at=now))
+        if final:
+            run_span_export_on_commit(claim.run_id)
+
     def run_complete(self, claim: Claim, *, output: Any, elapsed: float) -> None:
-        self._end(claim, to=RunStatus.COMPLETED, attempt_status=AttemptStatus.COMPLETED, elapsed=elapsed,
-                  event_data={"attempt": claim.attempt_number}, output=output)
+        self._end(claim, Outcome(to=RunStatus.COMPLETED, attempt_status=AttemptStatus.COMPLETED,
+                                 run_fields={"output": output}, event_data={"attempt": claim.attempt_number}),
+                  elapsed=elapsed)
 
     def run_fail(self, claim: Claim, *, error: dict[str, Any], retry_delay: float | None, elapsed: float) -> None:
         summary = {"type": error["type"], "message": error["message"]}
         if retry_delay is None:
-            self._end(claim, to=RunStatus.FAILED, attempt_status=AttemptStatus.FAILED, elapsed=elapsed,
-                      error=error, run_error=True, event_data={"attempt": claim.attempt_number, "error": summary})
+            self._end(claim, Outcome(to=RunStatus.FAILED, attempt_status=AttemptStatus.FAILED, attempt_error=error,
+                                     run_fields={"error": error},
+                                     event_data={"attempt": claim.attempt_number, "error": summary}),
+                      elapsed=elapsed)
             return
         self._end(
             claim,
-            to=RunStatus.RETRYING,
-            attempt_status=AttemptStatus.FAILED,
+            Outcome(
+                to=RunStatus.RETRYING,
+                attempt_status=AttemptStatus.FAILED,
+                attempt_error=error,
+                retry_delay=retry_delay,
+                event_data={"attempt": claim.attempt_number, "error": summary, "retry_delay": round(retry_delay, 3)},
+                run_fields={"next_attempt_at": timezone.now() + timedelta(seconds=retry_delay),
+                            "lease_token": None, "lease_expires_at": None},
+            ),
             elapsed=elapsed,
-            error=error,
-            retry_delay=retry_delay,
-            event_data={"attempt": claim.attempt_number, "error": summary, "retry_delay": round(retry_delay, 3)},
-            next_attempt_at=timezone.now() + timedelta(seconds=retry_delay),
-            lease_token=None,
-            lease_expires_at=None,
         )
 
     def run_time_out(self, claim: Claim, *, elapsed: float) -> bool:
@@ -253,8 +331,10 @@ class OrmRunStore:
             "traceback": "",
         }
         try:
-            self._end(claim, to=RunStatus.TIMED_OUT, attempt_status=AttemptStatus.TIMED_OUT, elapsed=elapsed,
-                      error=error, run_error=True, event_data={"attempt": claim.attempt_number})
+            self._end(claim, Outcome(to=RunStatus.TIMED_OUT, attempt_status=AttemptStatus.TIMED_OUT,
+                                     attempt_error=error, run_fields={"error": error},
+                                     event_data={"attempt": claim.attempt_number}),
+                      elapsed=elapsed)
         except RunInterrupted:
             return False
         return True
@@ -268,12 +348,13 @@ class OrmRunStore:
         return waits.waitpoint_create(claim, key=key, position=position, spec=spec)
 
     def run_suspend(self, claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
-        return waits.run_suspend(claim, waitpoint_id=waitpoint_id, elapsed=elapsed)
+        return waits.run_suspend(claim, waitpoint_id=waitpoint_id, elapsed=elapsed, spans=self._spans(claim.run_id))
+
     def log_append(self, claim: Claim, entry: LogEntry) -> None:
-        event_append_with(
+        events_append_fenced(
             run_id=claim.run_id,
-            type="log",
-            data={
+            lease_token=None,
+            events=[("log", {
                 "level": entry.level,
                 "message": entry.message,
                 "logger": entry.logger,
@@ -281,5 +362,5 @@ class OrmRunStore:
                 "span_id": entry.span_id,
                 "attempt": claim.attempt_number,
                 "at": entry.at.isoformat(),
-            },
+            })],
         )

@@ -14,11 +14,12 @@ from runs.dispatch import dispatch_run_on_commit
 from runs.engine.checkpoints import checkpoint_encode
 from runs.engine.durations import InvalidDuration, duration_seconds
 from runs.engine.errors import StepwiseError
-from runs.events import event_append
-from runs.models import Run
+from runs.events import publish_run_event_on_commit
+from runs.models import Run, RunEvent, Span
+from runs.statements import is_postgresql, run_insert
 from runs.statuses import RunStatus
 from runs.tracing.propagation import InvalidTraceparent, traceparent_current, traceparent_parse
-from runs.tracing.storage import run_span_create
+from runs.tracing.storage import run_span_build
 from tasks.registry import task_get
 from tasks.services import UnknownEnvironment, environment_require, task_version_ensure
 
@@ -145,39 +146,56 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
     """Insert one run inside the caller's transaction; an idempotency key may return an existing run."""
     fields = dict(fields)
     parent_span_id = fields.pop("parent_span_id", "")
-    key = fields["idempotency_key"]
-    if key is not None:
-        existing = _existing_for_key(fields)
-        if existing is not None and existing.idempotency_expires_at > timezone.now():
-            return existing, False
-        if existing is not None:
-            # The key's TTL has passed: free it so a new run can take it.
-            Run.objects.filter(id=existing.id).update(idempotency_key=None)
-    try:
-        with transaction.atomic():
-            run = Run.objects.create(**fields)
-    except IntegrityError:
-        existing = _existing_for_key(fields) if key is not None else None
-        if existing is None:
-            raise
-        return existing, False
-    if run.parent_run_id:
-        root = Run.objects.filter(id=run.parent_run_id).values_list("root_run_id", flat=True).first()
-        run.root_run_id = root or run.parent_run_id
-        Run.objects.filter(id=run.id).update(root_run_id=run.root_run_id)
-    run_span_create(run=run, parent_span_id=parent_span_id)
-    event_append(
-        run_id=run.id,
-        type="run.created",
-        data={"status": run.status, "task": run.task_id, "version": run.version.label, "tags": run.tags},
+    if fields["parent_run_id"]:
+        parent_root = Run.objects.filter(id=fields["parent_run_id"]).values_list("root_run_id", flat=True).first()
+        fields["root_run_id"] = parent_root or fields["parent_run_id"]
+    run = Run(**fields, last_event_seq=1)
+    run.created_at = run.updated_at = timezone.now()
+    span = run_span_build(run=run, parent_span_id=parent_span_id)
+    event = RunEvent(
+        run_id=run.id, seq=1, type="run.created", created_at=run.created_at,
+        data={"status": run.status, "task": run.task_id, "version": fields["version"].label, "tags": run.tags},
     )
+    if not _insert(run, span, event):
+        existing = _existing_for_key(fields)
+        if existing is None:
+            raise IntegrityError(f"run {run.id} could not be stored")
+        if existing.idempotency_expires_at > timezone.now():
+            return existing, False
+        # The key's TTL has passed: free it so the new run can take it.
+        Run.objects.filter(id=existing.id, idempotency_key=existing.idempotency_key).update(idempotency_key=None)
+        if not _insert(run, span, event):
+            return _existing_for_key(fields), False
+    publish_run_event_on_commit(event)
     if run.status == RunStatus.QUEUED:
         dispatch_run_on_commit(run.id, priority=run.priority)
     return run, True
 
 
+def _insert(run: Run, span: Span, event: RunEvent) -> bool:
+    """Store a run, its root span and its first event; False if its idempotency key is taken."""
+    if is_postgresql():
+        return run_insert(run=run, span=span, event=event)
+    try:
+        with transaction.atomic():
+            run.save(force_insert=True)
+    except IntegrityError:
+        if run.idempotency_key is None:
+            raise
+        return False
+    span.save(force_insert=True)
+    event.save(force_insert=True)
+    return True
+
+
 def run_trigger(*, task_id: str, payload: Any, options: TriggerOptions | None = None) -> tuple[Run, bool]:
-    """Create a run (or return the one its idempotency key names); return (run, created)."""
+    """Create a run (or return the one its idempotency key names); return (run, created).
+
+    On PostgreSQL the run, its root span and its first event are one statement, which needs
+    no transaction around it; elsewhere they are written in one transaction.
+    """
+    if is_postgresql():
+        return run_trigger_in_transaction(task_id=task_id, payload=payload, options=options)
     with transaction.atomic():
         return run_trigger_in_transaction(task_id=task_id, payload=payload, options=options)
 

@@ -19,6 +19,7 @@ from runs.events import event_append
 from runs.models import AttemptStatus, Event, Run, Waitpoint, WaitpointKind, WaitpointStatus
 from runs.states import run_transition
 from runs.statuses import FINAL_STATUSES, RunStatus
+from runs.tracing.storage import spans_store
 from runs.triggers import TriggerOptions, run_trigger_in_transaction
 from tasks.services import UnknownEnvironment, environment_require
 
@@ -163,13 +164,15 @@ def waitpoint_create(claim: Claim, *, key: str, position: int, spec: WaitSpec) -
     return _state(wp)
 
 
-def run_suspend(claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
+def run_suspend(claim: Claim, *, waitpoint_id: str, elapsed: float, spans: list[dict[str, Any]] = ()) -> bool:
     """Move the run to WAITING unless the waitpoint was resolved meanwhile; the worker is then free."""
     with transaction.atomic():
         wp = Waitpoint.objects.select_for_update(no_key=True).get(id=waitpoint_id)
         if wp.status != WaitpointStatus.PENDING:
             return False
         run = _lock_if_ours(claim)
+        if spans:
+            spans_store(list(spans))
         run_transition(
             run_id=claim.run_id,
             to=RunStatus.WAITING,

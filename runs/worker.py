@@ -14,7 +14,7 @@ from runs.dispatch import EXECUTE_RUN
 from runs.engine.errors import StoreUnavailable
 from runs.engine.executor import AttemptOutcome, attempt_execute
 from runs.store import OrmRunStore
-from runs.tracing.setup import spans_flush
+from runs.tracing.setup import database_processor
 from tasks.registry import UnknownTask, task_get
 from tasks.secrets import secrets_for_environment
 
@@ -47,14 +47,13 @@ def run_attempt(run_id: str) -> AttemptOutcome | None:
     close_old_connections()
     try:
         return attempt_execute(
-            store=OrmRunStore(),
+            store=OrmRunStore(span_source=database_processor.take),
             run_id=run_id,
             worker_id=worker_id(),
             lookup=_lookup,
             heartbeat_interval=settings.STEPWISE_HEARTBEAT_SECONDS,
             max_output_bytes=settings.STEPWISE_MAX_PAYLOAD_BYTES,
             on_thread_exit=_close_thread_connection,
-            flush_spans=spans_flush,
             env_loader=secrets_for_environment,
         )
     finally:

@@ -10,7 +10,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from runs.engine.errors import StepwiseError
-from tasks.models import ApiKey, Environment
+from tasks.models import ApiKey
+from tasks.services import environment_exists
 
 KEY_PREFIX = "sk_"
 
@@ -38,7 +39,7 @@ def _hash(secret: str) -> str:
 
 def api_key_create(*, environment: str, name: str) -> CreatedApiKey:
     """Create a key ``sk_<env>_<random>`` for an environment; return it with its one-time secret."""
-    if not Environment.objects.filter(slug=environment).exists():
+    if not environment_exists(environment):
         raise InvalidApiKey(f"unknown environment '{environment}'")
     if not isinstance(name, str) or not 0 < len(name.strip()) <= 128:
         raise InvalidApiKey("an API key needs a name of 1 to 128 characters")

@@ -14,8 +14,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone as dj_timezone
 
 from runs.engine.errors import StepwiseError
-from tasks.models import Environment, Schedule
+from tasks.models import Schedule
 from tasks.registry import UnknownTask, task_all, task_get
+from tasks.services import environment_exists
 
 logger = logging.getLogger(__name__)
 # A tick's run keeps its idempotency key this long, so no scheduler can fire the tick again.
@@ -118,7 +119,7 @@ def _latest_due(schedule: Schedule, now: datetime) -> tuple[datetime, datetime]:
 
 
 def _checked(*, environment: str, task_id: str, cron: str, timezone: str, dedup_key: str, payload: Any) -> None:
-    if not Environment.objects.filter(slug=environment).exists():
+    if not environment_exists(environment):
         raise InvalidSchedule(f"unknown environment '{environment}'")
     try:
         task_get(task_id)
@@ -213,7 +214,7 @@ def schedule_next_runs(schedule: Schedule, *, count: int = 5, now: datetime | No
 def schedules_declared_sync() -> int:
     """Create or update the schedules declared with ``@task(cron=...)``; drop those removed from code."""
     environment = settings.STEPWISE_ENVIRONMENT
-    if not Environment.objects.filter(slug=environment).exists():
+    if not environment_exists(environment):
         return 0
     keys = []
     for definition in task_all():

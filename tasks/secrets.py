@@ -13,7 +13,8 @@ from django.db import transaction
 
 from runs.engine.errors import StepwiseError
 from runs.engine.redaction import MASK
-from tasks.models import Environment, Secret, WebhookSecret
+from tasks.models import Secret, WebhookSecret
+from tasks.services import environment_exists
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 64 * 1024
@@ -62,7 +63,7 @@ def _decrypt(ciphertext: bytes, name: str) -> str:
 
 
 def _environment(slug: str) -> str:
-    if not Environment.objects.filter(slug=slug).exists():
+    if not environment_exists(slug):
         raise InvalidSecret(f"unknown environment '{slug}'")
     return slug
 

@@ -7,6 +7,7 @@ from runs.engine.errors import StepwiseError
 from tasks.models import Environment, Queue, Task, TaskVersion
 
 _ensured: dict[tuple[str, str, str], TaskVersion] = {}
+_known_environments: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -23,15 +24,30 @@ class UnknownEnvironment(StepwiseError, LookupError):
 DEFAULT_ENVIRONMENTS = {"dev": "Development", "staging": "Staging", "prod": "Production"}
 
 
-def environment_require(slug: str) -> Environment:
-    """Return an environment, creating a default one (dev, staging, prod) on first use."""
+def environment_exists(slug: str) -> bool:
+    """Tell whether an environment exists, creating a default one (dev, staging, prod) on first use.
+
+    Environments are never deleted, so a "yes" is kept for the process: a trigger checks its
+    environment without a query.
+    """
+    with _lock:
+        if slug in _known_environments:
+            return True
     if slug in DEFAULT_ENVIRONMENTS:
-        return Environment.objects.get_or_create(slug=slug, defaults={"name": DEFAULT_ENVIRONMENTS[slug]})[0]
-    env = Environment.objects.filter(slug=slug).first()
-    if env is None:
+        Environment.objects.get_or_create(slug=slug, defaults={"name": DEFAULT_ENVIRONMENTS[slug]})
+    elif not isinstance(slug, str) or not Environment.objects.filter(slug=slug).exists():
+        return False
+    with _lock:
+        _known_environments.add(slug)
+    return True
+
+
+def environment_require(slug: str) -> str:
+    """Return an environment's slug if it exists, or raise UnknownEnvironment naming the known ones."""
+    if not environment_exists(slug):
         known = ", ".join(Environment.objects.order_by("slug").values_list("slug", flat=True))
         raise UnknownEnvironment(f"unknown environment '{slug}' (known: {known})")
-    return env
+    return slug
 
 
 def task_version_ensure(definition) -> TaskVersion:
@@ -66,3 +82,4 @@ def task_cache_clear() -> None:
     """Forget which versions exist (tests flush the database between cases)."""
     with _lock:
         _ensured.clear()
+        _known_environments.clear()

@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from runs.engine.errors import StepwiseError
 from runs.models import Run
-from tasks.models import Environment, WebhookDelivery, WebhookSecret
+from tasks.models import WebhookDelivery, WebhookSecret
 from tasks.secrets import secret_cipher, secret_value_decrypt
+from tasks.services import environment_exists
 
 SIGNATURE_VERSION = "v1"
 
@@ -40,7 +41,7 @@ class CreatedWebhookSecret:
 
 def webhook_secret_create(*, environment: str, name: str = "default") -> CreatedWebhookSecret:
     """Create a signing secret for an environment; older ones stay valid until revoked."""
-    if not Environment.objects.filter(slug=environment).exists():
+    if not environment_exists(environment):
         raise WebhookRefused(f"unknown environment '{environment}'")
     secret = f"whsec_{secrets.token_urlsafe(32)}"
     row = WebhookSecret.objects.create(

@@ -301,3 +301,11 @@ def uses_secret(payload, ctx):
     if payload.get("fail"):
         raise RuntimeError(f"partner api refused token {value}")
     return {"length": length}
+
+
+@task(id="test-three-steps", retry=Retry(max_attempts=1))
+def three_steps(payload, ctx):
+    total = 0
+    for index in range(3):
+        total += ctx.step("add", lambda i=index: i + 1)
+    return {"total": total}

@@ -23,10 +23,11 @@ def environment_slug(request: HttpRequest) -> str:
 def environment_context(request: HttpRequest) -> dict[str, Any]:
     """Return the selected environment and every environment, for the tabs; 404 for an unknown one."""
     try:
-        environment = environment_require(environment_slug(request))
+        slug = environment_require(environment_slug(request))
     except UnknownEnvironment as exc:
         raise Http404(str(exc)) from None
-    return {"environment": environment, "environments": environment_list()}
+    environments = environment_list()
+    return {"environment": next(e for e in environments if e.slug == slug), "environments": environments}
 
 
 def environment_url(name: str, slug: str) -> str:

@@ -23,7 +23,7 @@ from runs.engine.spans import tracing_enabled_set
 from runs.states import run_transition
 from runs.statuses import FINAL_STATUSES, RunStatus
 from runs.store import OrmRunStore
-from runs.tracing.setup import spans_flush, tracing_setup
+from runs.tracing.setup import database_processor, tracing_setup
 from runs.triggers import TriggerOptions, run_trigger
 from tasks.sdk import Retry, task
 
@@ -55,13 +55,12 @@ def _execute(run_id: str) -> float:
     started = time.perf_counter()
     try:
         outcome = attempt_execute(
-            store=OrmRunStore(),
+            store=OrmRunStore(span_source=database_processor.take),
             run_id=run_id,
             worker_id="bench-observability",
             lookup=lambda _task_id: executable,
             heartbeat_interval=settings.STEPWISE_HEARTBEAT_SECONDS,
             on_thread_exit=lambda: connection.close(),  # the heartbeat thread's own connection
-            flush_spans=spans_flush,
         )
         elapsed = time.perf_counter() - started
     finally:

@@ -124,13 +124,12 @@ def attempt_execute(
     heartbeat_interval: float,
     max_output_bytes: int | None = None,
     on_thread_exit: Callable[[], None] | None = None,
-    flush_spans: Callable[[], None] | None = None,
     env_loader: Callable[[str], dict[str, str]] | None = None,
 ) -> AttemptOutcome | None:
     """Claim ``run_id`` and run one attempt of it; None if the run could not be claimed.
 
-    ``flush_spans`` stores the attempt's spans before its outcome is written, so whoever
-    sees the run finished also sees its spans.
+    The attempt's span ends before its outcome is written, so the store records it with the
+    outcome: whoever sees the run finished also sees its spans.
     """
     claim = store.claim(run_id, worker_id)
     if claim is None:
@@ -150,8 +149,6 @@ def attempt_execute(
 
     def settle(result: str, error: dict[str, Any] | None = None, retry_delay: float | None = None) -> None:
         attempt_span_end(span, result=result, error=error, retry_delay=retry_delay)
-        if flush_spans is not None:
-            flush_spans()
 
     heartbeat = Heartbeat(
         store=store, claim=claim, ctx=ctx, interval=heartbeat_interval, on_thread_exit=on_thread_exit

@@ -43,6 +43,9 @@ class Claim:
     failed_attempts: int = 0
     trace_id: str = ""  # the run's trace, and its root span, which every attempt's spans join
     span_id: str = ""
+    queue: str = ""
+    queue_limited: bool = True  # a limited or paused queue: ending the attempt hands the slot over
+    parent_waitpoint_id: str | None = None  # a parent waits for this run: its end resolves that waitpoint
 
 
 @dataclass(frozen=True)

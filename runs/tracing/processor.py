@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -61,25 +62,30 @@ def span_row(span: ReadableSpan) -> dict[str, Any] | None:
 
 
 class DatabaseSpanProcessor(SpanProcessor):
-    """Stores ended spans of runs from a background thread, every ``interval`` seconds or ``batch_size`` spans.
+    """Queues ended spans of runs for the run's next write, and stores leftovers from a background thread.
 
-    Ending a span only converts it to a row and queues it; ``force_flush`` writes the queue
-    in the caller's thread (the executor calls it when an attempt ends).
+    Ending a span only converts it to a row and queues it. The attempt executing the run takes
+    its spans (``take``) into the statement that records its next step or its outcome, fenced
+    by its lease; spans nobody took within ``hold`` seconds (a long step's user spans, spans of
+    runs executed elsewhere in the process) are written by the thread every ``interval`` seconds.
     """
 
     def __init__(
         self,
         *,
         write: Callable[[list[dict[str, Any]]], int],
-        interval: float = 0.2,
+        interval: float = 0.5,
+        hold: float = 2.0,
         batch_size: int = 256,
         max_queue: int = 50_000,
     ) -> None:
         self._write = write
         self._interval = interval
+        self._hold = hold
         self._batch_size = batch_size
         self._max_queue = max_queue
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[tuple[float, dict[str, Any]]] = deque()
+        self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
@@ -100,7 +106,8 @@ class DatabaseSpanProcessor(SpanProcessor):
         if len(self._queue) >= self._max_queue:
             logger.warning("span queue full; dropping span %s of run %s", row["name"], row["run_id"])
             return
-        self._queue.append(row)
+        with self._queue_lock:
+            self._queue.append((time.monotonic(), row))
         if self._thread is None or self._pid != os.getpid():
             self._start_thread()
         if len(self._queue) >= self._batch_size:
@@ -111,8 +118,19 @@ class DatabaseSpanProcessor(SpanProcessor):
         self._thread = threading.Thread(target=self._loop, name="stepwise-spans", daemon=True)
         self._thread.start()
 
+    def take(self, run_id: str) -> list[dict[str, Any]]:
+        """Remove and return the queued spans of one run (its attempt writes them with its next record)."""
+        with self._queue_lock:
+            if not self._queue:
+                return []
+            taken = [row for _, row in self._queue if row["run_id"] == run_id]
+            if taken:
+                self._queue = deque(item for item in self._queue if item[1]["run_id"] != run_id)
+        return taken
+
     def _after_fork(self) -> None:
         self._queue.clear()
+        self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
@@ -124,32 +142,35 @@ class DatabaseSpanProcessor(SpanProcessor):
             self._wake.wait(self._interval)
             self._wake.clear()
             if self._queue:
-                self.write_pending()
+                self.write_pending(older_than=self._hold)
                 # Attempts flush their own spans when they end, so this thread writes rarely:
                 # holding a connection between writes would only pin a database session.
                 connection.close()
 
-    def write_pending(self) -> bool:
-        """Write every queued span now; on a database error keep them for the next try and return False."""
+    def write_pending(self, older_than: float = 0.0) -> bool:
+        """Write the queued spans (those queued ``older_than`` seconds ago); on a database error keep them."""
         from django.db import DatabaseError, connection
 
         with self._write_lock:
             rows = []
-            while self._queue and len(rows) < 5_000:
-                rows.append(self._queue.popleft())
+            cutoff = time.monotonic() - older_than
+            with self._queue_lock:
+                while self._queue and len(rows) < 5_000 and self._queue[0][0] <= cutoff:
+                    rows.append(self._queue.popleft()[1])
             if not rows:
                 return True
             try:
                 self._write(rows)
             except DatabaseError as exc:
                 logger.warning("could not store %d spans (%s); will try again", len(rows), exc)
-                self._queue.extendleft(reversed(rows))
+                with self._queue_lock:
+                    self._queue.extendleft((time.monotonic(), row) for row in reversed(rows))
                 connection.close()
                 return False
             except Exception:  # a batch that can never be stored must not block the ones after it
                 logger.exception("dropped %d spans that could not be stored", len(rows))
                 return False
-        return self.write_pending() if self._queue else True
+        return self.write_pending(older_than) if len(rows) == 5_000 else True
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.write_pending()

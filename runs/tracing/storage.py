@@ -8,20 +8,8 @@ from django.db import transaction
 
 from runs.events import event_append
 from runs.models import Run, Span, SpanKind, SpanStatus
+from runs.statements import span_ended_data
 from runs.statuses import RunStatus
-
-
-def _span_ended_data(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "span_id": row["span_id"],
-        "parent_span_id": row["parent_span_id"],
-        "name": row["name"],
-        "kind": row["kind"],
-        "status": row["status"],
-        "started_at": row["started_at"].isoformat(),
-        "ended_at": row["ended_at"].isoformat(),
-        "duration_ms": round((row["ended_at"] - row["started_at"]).total_seconds() * 1000, 3),
-    }
 
 
 def spans_store(rows: list[dict[str, Any]]) -> int:
@@ -39,13 +27,13 @@ def spans_store(rows: list[dict[str, Any]]) -> int:
             run_rows = by_run[run_id]
             Span.objects.bulk_create([Span(**row) for row in run_rows], ignore_conflicts=True)
             stored += len(run_rows)
-            event_append(run_id=run_id, type="spans.ended", data={"spans": [_span_ended_data(r) for r in run_rows]})
+            event_append(run_id=run_id, type="spans.ended", data={"spans": [span_ended_data(r) for r in run_rows]})
     return stored
 
 
-def run_span_create(*, run: Run, parent_span_id: str = "") -> Span:
-    """Store the open root span of a new run, inside the trigger's transaction."""
-    return Span.objects.create(
+def run_span_build(*, run: Run, parent_span_id: str = "") -> Span:
+    """Return the open root span of a new run, unsaved: the trigger stores it with the run."""
+    return Span(
         run=run,
         trace_id=run.trace_id,
         span_id=run.span_id,

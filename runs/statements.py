@@ -1,0 +1,302 @@
+"""The hot path's writes on PostgreSQL, each one statement of data-modifying CTEs.
+
+A trigger, a claim, a step and an outcome each cost one round trip and one commit: the run
+row's fenced UPDATE (or INSERT) comes first, and every other row of the write (events, the
+step, spans, the attempt) is inserted ``FROM`` it, so nothing lands unless the run row moved
+under the caller's lease. Other databases take the ORM path in ``runs.store`` instead.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import AutoField, BigAutoField, Model
+
+from runs.models import Attempt, Run, RunEvent, Span, Step
+from runs.statuses import AttemptStatus, RunStatus
+from tasks.models import Queue, TaskVersion
+
+SPAN_COLUMNS = (
+    "run_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "status", "status_message",
+    "attributes", "events", "started_at", "ended_at",
+)
+
+
+def is_postgresql() -> bool:
+    """Tell whether the default database takes the one-statement path."""
+    return connection.vendor == "postgresql"
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _table(model: type[Model]) -> str:
+    return _q(model._meta.db_table)
+
+
+@dataclass
+class Write:
+    """A statement being built: named CTEs and their parameters, in order."""
+
+    ctes: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, name: str, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> None:
+        self.ctes.append(f"{name} AS ({sql})")
+        self.params.extend(params)
+
+    def row(self, name: str, obj: Model, source: str) -> None:
+        """Insert an unsaved model instance, once per row of ``source``."""
+        fields = [f for f in obj._meta.concrete_fields if not isinstance(f, AutoField | BigAutoField)]
+        columns = ", ".join(_q(f.column) for f in fields)
+        values = [_db_value(f, obj) for f in fields]
+        placeholders = ", ".join(["%s"] * len(fields))
+        self.add(name, f"INSERT INTO {_table(type(obj))} ({columns}) SELECT {placeholders} FROM {source}", values)
+
+    def events(self, run_id: str, events: list[RunEvent], source: str) -> None:
+        """Insert events numbered up to the ``last_event_seq`` that ``source`` returns."""
+        for index, event in enumerate(events):
+            back = len(events) - 1 - index
+            self.add(
+                f"event{index}",
+                f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
+                f"SELECT %s, last_event_seq - {back}, %s, %s::jsonb, %s FROM {source}",
+                [run_id, event.type, json.dumps(event.data), event.created_at],
+            )
+
+    def spans(self, rows: list[dict[str, Any]], source: str) -> None:
+        """Insert ended spans (rows as the span processor makes them) if ``source`` returned a row."""
+        if not rows:
+            return
+        columns = ", ".join(SPAN_COLUMNS)
+        self.add(
+            "spans",
+            f"INSERT INTO {_table(Span)} ({columns}) SELECT {columns} FROM {source}, "
+            f"jsonb_populate_recordset(NULL::{_table(Span)}, %s::jsonb) ON CONFLICT DO NOTHING",
+            [json.dumps([_span_json(row) for row in rows])],
+        )
+
+    def execute(self, select: str) -> list[tuple[Any, ...]]:
+        with connection.cursor() as cursor:
+            cursor.execute("WITH " + ", ".join(self.ctes) + " " + select, self.params)
+            return cursor.fetchall()
+
+
+def _db_value(model_field: Any, obj: Model) -> Any:
+    """Return a field's value ready for the database; an unset auto_now(_add) date is filled in."""
+    value = getattr(obj, model_field.attname)
+    if value is None and (getattr(model_field, "auto_now", False) or getattr(model_field, "auto_now_add", False)):
+        value = model_field.pre_save(obj, add=True)
+    return model_field.get_db_prep_save(value, connection)
+
+
+def span_ended_data(row: dict[str, Any]) -> dict[str, Any]:
+    """Return what a "spans.ended" event says of one ended span."""
+    return {
+        "span_id": row["span_id"],
+        "parent_span_id": row["parent_span_id"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "started_at": row["started_at"].isoformat(),
+        "ended_at": row["ended_at"].isoformat(),
+        "duration_ms": round((row["ended_at"] - row["started_at"]).total_seconds() * 1000, 3),
+    }
+
+
+def _span_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items() if k in SPAN_COLUMNS}
+
+
+def _fence(lease_token: str | None) -> tuple[str, list[Any]]:
+    if lease_token is None:
+        return "id = %s", []
+    return "id = %s AND lease_token = %s AND status = %s", [lease_token, RunStatus.EXECUTING.value]
+
+
+def fenced_append(
+    *,
+    run_id: str,
+    lease_token: str | None,
+    events: list[RunEvent],
+    rows: list[Model] = (),
+    spans: list[dict[str, Any]] = (),
+) -> int | None:
+    """Append events (and rows, and spans) to a run in one statement; return the last seq, or None if fenced off."""
+    write = Write()
+    where, params = _fence(lease_token)
+    write.add(
+        "seq",
+        f"UPDATE {_table(Run)} SET last_event_seq = last_event_seq + {len(events)} WHERE {where} "
+        "RETURNING last_event_seq",
+        [run_id, *params],
+    )
+    write.events(run_id, events, "seq")
+    for index, row in enumerate(rows):
+        write.row(f"row{index}", row, "seq")
+    write.spans(list(spans), "seq")
+    found = write.execute("SELECT last_event_seq FROM seq")
+    return found[0][0] if found else None
+
+
+def run_insert(*, run: Run, span: Span, event: RunEvent) -> bool:
+    """Insert a new run with its root span and first event; False if its idempotency key is taken."""
+    write = Write()
+    fields = [f for f in Run._meta.concrete_fields]
+    columns = ", ".join(_q(f.column) for f in fields)
+    values = [_db_value(f, run) for f in fields]
+    write.add(
+        "run",
+        f"INSERT INTO {_table(Run)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
+        "ON CONFLICT DO NOTHING RETURNING id, last_event_seq",
+        values,
+    )
+    write.row("span", span, "run")
+    write.events(run.id, [event], "run")
+    return bool(write.execute("SELECT id FROM run"))
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    """What the claim statement returns about the run it took."""
+
+    task_id: str
+    payload: Any
+    attempt_number: int
+    environment: str
+    max_duration: float | None
+    executed_seconds: float
+    tags: list[str]
+    metadata: dict[str, Any]
+    trace_id: str
+    span_id: str
+    seq: int
+    queue: str
+    parent_waitpoint_id: str | None
+    version_hash: str
+    failed_attempts: int
+    steps: list[dict[str, Any]]
+
+
+def run_claim(
+    *, run_id: str, worker_id: str, token: str, now: datetime, lease_expires_at: datetime
+) -> ClaimedRow | None:
+    """Claim a QUEUED run of an unlimited, unpaused queue in one statement; None otherwise.
+
+    A run of a paused or limited queue is left to the ORM claim, which locks the queue row
+    to count its slots.
+    """
+    write = Write()
+    write.add(
+        "claimed",
+        f"UPDATE {_table(Run)} r SET status = %s, lease_token = %s, lease_expires_at = %s, worker_id = %s, "
+        "attempt_count = r.attempt_count + 1, started_at = COALESCE(r.started_at, %s), updated_at = %s, "
+        "last_event_seq = r.last_event_seq + 1 "
+        f"WHERE r.id = %s AND r.status = %s AND NOT EXISTS (SELECT 1 FROM {_table(Queue)} q "
+        "WHERE q.name = r.queue AND (q.paused OR q.concurrency_limit IS NOT NULL)) RETURNING r.*",
+        [RunStatus.EXECUTING.value, token, lease_expires_at, worker_id, now, now, run_id, RunStatus.QUEUED.value],
+    )
+    write.add(
+        "attempt",
+        f"INSERT INTO {_table(Attempt)} (run_id, number, status, worker_id, lease_token, version_id, started_at) "
+        "SELECT id, attempt_count, %s, %s, %s, version_id, %s FROM claimed",
+        [AttemptStatus.EXECUTING.value, worker_id, token, now],
+    )
+    write.add(
+        "event",
+        f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
+        "SELECT id, last_event_seq, 'run.status', jsonb_build_object('from', %s::text, 'to', %s::text, "
+        "'attempt', attempt_count, 'worker', %s::text), %s FROM claimed",
+        [RunStatus.QUEUED.value, RunStatus.EXECUTING.value, worker_id, now],
+    )
+    steps = (
+        "SELECT coalesce(json_agg(json_build_object('position', s.position, 'key', s.key, 'name', s.name, "
+        "'status', s.status, 'output', s.output, 'error', s.error, 'kind', s.kind, 'started_at', s.started_at, "
+        f"'finished_at', s.finished_at) ORDER BY s.position), '[]')::text FROM {_table(Step)} s WHERE s.run_id = c.id"
+    )
+    write.params.append(AttemptStatus.FAILED.value)
+    rows = write.execute(
+        "SELECT c.task_id, c.payload::text, c.attempt_count, c.environment_id, c.max_duration, c.executed_seconds, "
+        "c.tags::text, c.metadata::text, c.trace_id, c.span_id, c.last_event_seq, c.queue, c.parent_waitpoint_id, "
+        f"v.content_hash, (SELECT count(*) FROM {_table(Attempt)} a WHERE a.run_id = c.id AND a.status = %s), "
+        f"({steps}) FROM claimed c JOIN {_table(TaskVersion)} v ON v.id = c.version_id"
+    )
+    if not rows:
+        return None
+    (task_id, payload, number, environment, max_duration, executed, tags, metadata, trace_id, span_id, seq,
+     queue, parent_waitpoint_id, version_hash, failed, steps_json) = rows[0]
+    return ClaimedRow(
+        task_id=task_id, payload=json.loads(payload), attempt_number=number, environment=environment,
+        max_duration=max_duration, executed_seconds=executed, tags=json.loads(tags), metadata=json.loads(metadata),
+        trace_id=trace_id, span_id=span_id, seq=seq, queue=queue, parent_waitpoint_id=parent_waitpoint_id,
+        version_hash=version_hash, failed_attempts=failed, steps=json.loads(steps_json),
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ends: the run's new status and fields, the attempt's, and the run span's end."""
+
+    to: str
+    attempt_status: str
+    run_fields: dict[str, Any]
+    attempt_error: dict[str, Any] | None = None
+    retry_delay: float | None = None
+    event_data: dict[str, Any] = field(default_factory=dict)
+    span_status: str | None = None  # set when the run reaches a final status: its root span ends
+
+
+def run_outcome(
+    *,
+    run_id: str,
+    lease_token: str,
+    attempt_number: int,
+    outcome: Outcome,
+    elapsed: float,
+    now: datetime,
+    spans: list[dict[str, Any]] = (),
+) -> int | None:
+    """Write an attempt's outcome in one statement (run, attempt, events, spans); None if fenced off."""
+    events = []
+    if spans:
+        events.append(RunEvent(type="spans.ended", data={"spans": [span_ended_data(r) for r in spans]},
+                               created_at=now))
+    events.append(RunEvent(type="run.status", data={"from": RunStatus.EXECUTING.value, "to": outcome.to,
+                                                     **outcome.event_data}, created_at=now))
+    write = Write()
+    assignments = ["status = %s", "updated_at = %s", "executed_seconds = executed_seconds + %s",
+                   f"last_event_seq = last_event_seq + {len(events)}"]
+    params: list[Any] = [outcome.to, now, elapsed]
+    for name, value in outcome.run_fields.items():
+        model_field = Run._meta.get_field(name)
+        assignments.append(f"{_q(model_field.column)} = %s")
+        params.append(model_field.get_db_prep_save(value, connection))
+    where, fence = _fence(lease_token)
+    write.add(
+        "moved",
+        f"UPDATE {_table(Run)} SET {', '.join(assignments)} WHERE {where} RETURNING id, last_event_seq",
+        [*params, run_id, *fence],
+    )
+    error_field = Attempt._meta.get_field("error")
+    write.add(
+        "attempt",
+        f"UPDATE {_table(Attempt)} SET status = %s, error = %s, retry_delay = %s, finished_at = %s "
+        "WHERE run_id = %s AND number = %s AND status = %s AND EXISTS (SELECT 1 FROM moved)",
+        [outcome.attempt_status, error_field.get_db_prep_save(outcome.attempt_error, connection), outcome.retry_delay,
+         now, run_id, attempt_number, AttemptStatus.EXECUTING.value],
+    )
+    write.events(run_id, events, "moved")
+    write.spans(list(spans), "moved")
+    if outcome.span_status is not None:
+        write.add(
+            "root_span",
+            f"UPDATE {_table(Span)} SET ended_at = %s, status = %s, status_message = %s "
+            "WHERE run_id = %s AND kind = 'run' AND ended_at IS NULL AND EXISTS (SELECT 1 FROM moved)",
+            [now, outcome.span_status, "" if outcome.span_status == "OK" else outcome.to, run_id],
+        )
+    found = write.execute("SELECT last_event_seq FROM moved")
+    return found[0][0] if found else None

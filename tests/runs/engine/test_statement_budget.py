@@ -1,0 +1,67 @@
+"""The hot path's cost in SQL statements on PostgreSQL: a count, not a timing.
+
+Django counts BEGIN and COMMIT as queries too, so a count of 2 also says: two statements, each
+committed on its own (no transaction block around them).
+"""
+from __future__ import annotations
+
+import pytest
+
+from runs.models import Run, RunEvent, Span, Step
+from runs.statuses import RunStatus
+from runs.triggers import run_trigger
+from runs.worker import run_attempt
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _queued(task_id: str) -> str:
+    run, _ = run_trigger(task_id=task_id, payload={})
+    return run.id
+
+
+def test_a_trigger_is_one_statement_once_the_task_is_known(django_assert_num_queries):
+    _queued("test-noop")  # the first trigger in a process registers the task, its version and queue
+    with django_assert_num_queries(1):
+        run, created = run_trigger(task_id="test-noop", payload={"n": 1})
+    assert created
+    assert Run.objects.get(id=run.id).status == RunStatus.QUEUED
+    assert list(RunEvent.objects.filter(run_id=run.id).values_list("seq", "type")) == [(1, "run.created")]
+    assert Span.objects.filter(run_id=run.id, kind="run", ended_at__isnull=True).count() == 1
+
+
+def test_a_noop_run_is_claimed_and_finished_in_two_statements(django_assert_num_queries):
+    run_id = _queued("test-noop")
+    with django_assert_num_queries(2):
+        outcome = run_attempt(run_id)
+    assert outcome.result == "completed"
+    run = Run.objects.get(id=run_id)
+    assert run.status == RunStatus.COMPLETED
+    assert run.attempts.get().status == "COMPLETED"
+    # The run span ended and the attempt's span was stored with the outcome, in the same statement.
+    assert Span.objects.get(run_id=run_id, kind="run").ended_at == run.finished_at
+    assert Span.objects.filter(run_id=run_id, kind="attempt").count() == 1
+    seqs = list(RunEvent.objects.filter(run_id=run_id).values_list("seq", flat=True))
+    assert seqs == list(range(1, run.last_event_seq + 1))
+
+
+def test_each_step_costs_one_statement(django_assert_num_queries):
+    run_id = _queued("test-three-steps")
+    with django_assert_num_queries(2 + 3):
+        outcome = run_attempt(run_id)
+    assert outcome.result == "completed"
+    assert Run.objects.get(id=run_id).output == {"total": 6}
+    assert Step.objects.filter(run_id=run_id).count() == 3
+    # Each step's span is stored with the next record: none is lost.
+    assert Span.objects.filter(run_id=run_id, kind="step").count() == 3
+
+
+def test_a_replayed_run_reads_its_steps_with_the_claim(django_assert_num_queries):
+    run_id = _queued("test-three-steps")
+    run_attempt(run_id)
+    # Queue the finished run again by hand, as a resume would, and replay every recorded step.
+    Run.objects.filter(id=run_id).update(status=RunStatus.QUEUED, finished_at=None)
+    with django_assert_num_queries(2):
+        outcome = run_attempt(run_id)
+    assert outcome.result == "completed"
+    assert Step.objects.filter(run_id=run_id).count() == 3
