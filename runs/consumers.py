@@ -91,6 +91,9 @@ class RunEventsConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
     async def run_event(self, message: dict[str, Any]) -> None:
         """Forward a live event; fetch any missed ones from the database first, drop duplicates."""
         event = message["event"]
+        if event.get("transient"):  # live only (a step started): never stored, so no seq to check
+            await self.send_json(event)
+            return
         seq = event["seq"]
         if seq <= self.last_seq:
             return

@@ -96,6 +96,7 @@
     receive(events) {
       let finished = false;
       for (const event of events) {
+        if (event.transient) { this.timeline.apply(event); continue; }
         if (event.seq <= this.lastSeq) continue;
         this.lastSeq = event.seq;
         this.timeline.apply(event);

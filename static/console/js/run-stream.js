@@ -52,6 +52,10 @@ window.Stepwise = window.Stepwise || {};
 
     /* Deliver events in seq order, exactly once; a gap is filled from events.json first. */
     async receive(events, trusted) {
+      // Live-only events (a step started) carry no seq: hand them over as they come.
+      const transient = events.filter(function (e) { return e.transient; });
+      if (transient.length) this.onEvents(transient);
+      events = events.filter(function (e) { return !e.transient; });
       events.sort(function (a, b) { return a.seq - b.seq; });
       if (!trusted && events.length && events[0].seq > this.lastSeq + 1) await this.catchUp();
       const fresh = events.filter((e) => e.seq > this.lastSeq);
