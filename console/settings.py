@@ -150,7 +150,12 @@ if not DEBUG:
 REDIS_URL = os.environ.get("REDIS_URL", "")
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
+# Messages are hints ("run this now"): the run lives in the database, a worker that dies
+# mid-run loses its lease and the scheduler re-queues the run. So a hint is acked when a worker
+# takes it (no second broker round trip per run, and the next hint is fetched while this one
+# runs), and each process reserves one hint at a time, so a resume is never stuck behind
+# new work another process has reserved.
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("STEPWISE_CELERY_QUEUE", "stepwise")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -15,8 +15,7 @@ from django.utils import timezone
 from runs.engine.errors import RunInterrupted
 from runs.engine.redaction import redact_for_run
 from runs.models import Run, RunEvent, Span
-from runs.statements import fenced_append, is_postgresql, span_ended_data
-from runs.statuses import RunStatus
+from runs.statements import fenced_append, is_postgresql, lease_fence, span_ended_data
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ RUNS_GROUP_EVENT_TYPES = frozenset({"run.created", "run.status"})
 
 def _seq_next(run_id: str, lease_token: str | None) -> int | None:
     """Bump and return a run's event counter (locking its row); None if the lease did not match."""
-    where, where_params = _fenced_where(lease_token)
+    where, where_params = lease_fence(lease_token)
     table = connection.ops.quote_name(Run._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -60,12 +59,6 @@ def event_append(*, run_id: str, type: str, data: dict[str, Any] | None = None, 
     event = RunEvent.objects.create(run_id=run_id, seq=seq, type=type, data=data or {})
     publish_run_event_on_commit(event)
     return event
-
-
-def _fenced_where(lease_token: str | None) -> tuple[str, list[Any]]:
-    if lease_token is None:
-        return "id = %s", []
-    return "id = %s AND lease_token = %s AND status = %s", [lease_token, RunStatus.EXECUTING.value]
 
 
 def events_append_fenced(

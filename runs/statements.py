@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import AutoField, BigAutoField, Model
 
-from runs.models import Attempt, Run, RunEvent, Span, Step
+from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
 from runs.statuses import AttemptStatus, RunStatus
 from tasks.models import Queue, TaskVersion
 
@@ -112,7 +112,8 @@ def _span_json(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items() if k in SPAN_COLUMNS}
 
 
-def _fence(lease_token: str | None) -> tuple[str, list[Any]]:
+def lease_fence(lease_token: str | None) -> tuple[str, list[Any]]:
+    """Return the WHERE clause (and its parameters after the run id) of a write fenced by a lease token."""
     if lease_token is None:
         return "id = %s", []
     return "id = %s AND lease_token = %s AND status = %s", [lease_token, RunStatus.EXECUTING.value]
@@ -128,7 +129,7 @@ def fenced_append(
 ) -> int | None:
     """Append events (and rows, and spans) to a run in one statement; return the last seq, or None if fenced off."""
     write = Write()
-    where, params = _fence(lease_token)
+    where, params = lease_fence(lease_token)
     write.add(
         "seq",
         f"UPDATE {_table(Run)} SET last_event_seq = last_event_seq + {len(events)} WHERE {where} "
@@ -275,7 +276,7 @@ def run_outcome(
         model_field = Run._meta.get_field(name)
         assignments.append(f"{_q(model_field.column)} = %s")
         params.append(model_field.get_db_prep_save(value, connection))
-    where, fence = _fence(lease_token)
+    where, fence = lease_fence(lease_token)
     write.add(
         "moved",
         f"UPDATE {_table(Run)} SET {', '.join(assignments)} WHERE {where} RETURNING id, last_event_seq",
@@ -300,3 +301,82 @@ def run_outcome(
         )
     found = write.execute("SELECT last_event_seq FROM moved")
     return found[0][0] if found else None
+
+
+@dataclass(frozen=True)
+class FiredWaits:
+    """What one batch of due waitpoints did: the events it stored and the runs it queued again."""
+
+    events: list[RunEvent]
+    woken: list[str]
+    resolved: int
+
+
+def waitpoints_fire(*, now: datetime, limit: int = 1000) -> FiredWaits:
+    """Resolve up to ``limit`` due waitpoints and queue their WAITING runs again, in one statement.
+
+    Timers (durations, dates) complete; token and event waits whose timeout passed time out.
+    Each waitpoint gets its event and each woken run its status event, numbered after the
+    run's last seq; waitpoints are locked before their runs, the order every resolution takes.
+    """
+    write = Write()
+    timer = "w.kind IN ('DURATION', 'DATE')"
+    write.add(
+        "due",
+        f"SELECT w.id FROM {_table(Waitpoint)} w WHERE w.status = 'PENDING' AND w.resume_at <= %s "
+        "ORDER BY w.resume_at LIMIT %s FOR NO KEY UPDATE SKIP LOCKED",
+        [now, limit],
+    )
+    write.add(
+        "resolved",
+        f"UPDATE {_table(Waitpoint)} w SET status = CASE WHEN {timer} THEN 'COMPLETED' ELSE 'TIMED_OUT' END, "
+        f"output = CASE WHEN {timer} THEN %s::jsonb ELSE NULL END, completed_at = %s "
+        "FROM due WHERE w.id = due.id RETURNING w.id, w.run_id, w.key, w.kind, w.status",
+        [json.dumps({"resumed_at": now.isoformat()}), now],
+    )
+    write.add("counted", "SELECT run_id, count(*) AS n FROM resolved GROUP BY run_id")
+    write.add(
+        "locked",
+        f"SELECT r.id, r.status, r.last_event_seq FROM {_table(Run)} r JOIN counted c ON c.run_id = r.id "
+        "FOR NO KEY UPDATE OF r",
+    )
+    write.add(
+        "moved",
+        f"UPDATE {_table(Run)} r SET last_event_seq = l.last_event_seq + c.n "
+        "+ (CASE WHEN l.status = 'WAITING' THEN 1 ELSE 0 END), "
+        "status = CASE WHEN l.status = 'WAITING' THEN 'QUEUED' ELSE r.status END, "
+        "dispatched_at = CASE WHEN l.status = 'WAITING' THEN %s ELSE r.dispatched_at END, updated_at = %s "
+        "FROM locked l JOIN counted c ON c.run_id = l.id WHERE r.id = l.id "
+        "RETURNING r.id, l.status AS was, l.last_event_seq AS base, c.n",
+        [now, now],
+    )
+    write.add(
+        "wait_events",
+        f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
+        "SELECT x.run_id, m.base + x.k, CASE WHEN x.status = 'COMPLETED' THEN 'wait.completed' "
+        "ELSE 'wait.timed_out' END, jsonb_build_object('key', x.key, 'waitpoint', x.id, 'kind', x.kind), %s "
+        "FROM (SELECT resolved.*, row_number() OVER (PARTITION BY run_id ORDER BY id) AS k FROM resolved) x "
+        "JOIN moved m ON m.id = x.run_id RETURNING run_id, seq, type, data::text",
+        [now],
+    )
+    write.add(
+        "wake_events",
+        f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
+        "SELECT m.id, m.base + m.n + 1, 'run.status', jsonb_build_object('from', 'WAITING', 'to', 'QUEUED'), %s "
+        "FROM moved m WHERE m.was = 'WAITING' RETURNING run_id, seq, type, data::text",
+        [now],
+    )
+    rows = write.execute(
+        "SELECT run_id, seq, type, data, 'event' FROM wait_events UNION ALL "
+        "SELECT run_id, seq, type, data, 'wake' FROM wake_events UNION ALL "
+        "SELECT NULL, count(*), NULL, NULL, 'count' FROM resolved"
+    )
+    events, woken, resolved = [], [], 0
+    for run_id, seq, type_, data, what in rows:
+        if what == "count":
+            resolved = seq
+            continue
+        events.append(RunEvent(run_id=run_id, seq=seq, type=type_, data=json.loads(data), created_at=now))
+        if what == "wake":
+            woken.append(run_id)
+    return FiredWaits(events=sorted(events, key=lambda e: (e.run_id, e.seq)), woken=woken, resolved=resolved)

@@ -46,14 +46,13 @@ def queue_has_room(run: Run) -> bool:
         return False
     # A full-enough queue starts its best-priority runs first: hand the slot to a better one.
     better = (
-        Run.objects.filter(queue=run.queue, status=RunStatus.QUEUED, priority__gt=run.priority)
-        .filter(**({"concurrency_key": run.concurrency_key} if key else {}))
-        .order_by("-priority", "id")
-        .values_list("id", "priority")
+        Run.objects.queued_in(run.queue, key)
+        .filter(priority__gt=run.priority)
+        .values_list("id", "attempt_count")
         .first()
     )
     if better is not None:
-        dispatch_run_on_commit(better[0], priority=better[1])
+        dispatch_run_on_commit(better[0], resume=better[1] > 0)
         return False
     return True
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from runs.broker import broker_backlog
-from runs.dispatch import dispatch_run_on_commit, queue_dispatch
+from runs.dispatch import dispatch_run, dispatch_run_on_commit, queue_dispatch
 from runs.lifecycle import run_settle
 from runs.models import Run
 from runs.states import TransitionRefused, run_transition
@@ -75,7 +76,7 @@ def _queue(run: Run, expected: RunStatus) -> None:
         next_attempt_at=None,
         dispatched_at=timezone.now(),
     )
-    dispatch_run_on_commit(run.id, priority=run.priority)
+    dispatch_run_on_commit(run.id, resume=expected == RunStatus.RETRYING)
 
 
 def fire_due_timers(now) -> int:
@@ -147,13 +148,16 @@ def recover_lost_leases(now) -> tuple[int, int]:
 def redispatch_stale(now) -> int:
     """Re-send hints for QUEUED runs whose message was lost or whose queue was full.
 
-    Only when the broker queue is empty: while messages wait there, workers are behind,
-    not short of hints, and duplicates would only slow them down.
+    A hint that could not be sent (the broker was down) is re-sent at once. Hints older than
+    the redispatch delay are re-sent unless the broker holds at least as many messages as
+    there are such runs: then workers are behind, not short of hints, and duplicates would
+    only slow them down. A broker that came back empty thus gets its hints within a pass.
     """
-    if broker_backlog():
-        return 0
     cutoff = now - timedelta(seconds=settings.STEPWISE_REDISPATCH_SECONDS)
-    stale = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__lt=cutoff)
+    stale = Run.objects.filter(Q(dispatched_at__lt=cutoff) | Q(dispatched_at__isnull=True), status=RunStatus.QUEUED)
+    backlog = broker_backlog()
+    if backlog and backlog >= stale.count():
+        stale = stale.filter(dispatched_at__isnull=True)
     # Runs of a limited or paused queue get hints only for free slots: re-sending one per
     # waiting run would flood the broker with claims that are refused anyway.
     held = Queue.objects.filter(Q(concurrency_limit__isnull=False) | Q(paused=True)).values_list("name", flat=True)
@@ -164,7 +168,7 @@ def redispatch_stale(now) -> int:
     def move(run: Run) -> None:
         if not Run.objects.filter(id=run.id, status=RunStatus.QUEUED).update(dispatched_at=now):
             raise TransitionRefused(run.id, RunStatus.QUEUED, None)
-        dispatch_run_on_commit(run.id, priority=run.priority)
+        dispatch_run_on_commit(run.id, resume=run.attempt_count > 0)
 
     return _each(qs, move) + hinted
 
@@ -209,3 +213,27 @@ def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_pa
         stop.wait(backoff)
 
 
+
+
+def local_hints_loop(*, interval: float = 0.1, stop: threading.Event) -> None:
+    """Hint this process's worker of runs queued by other processes (the embedded default).
+
+    The embedded broker lives in memory, so a run triggered by the CLI or another process
+    sends its hint nowhere; this loop notices it in the database within ``interval`` seconds.
+    """
+    seen: dict[str, float] = {}
+    since = timezone.now() - timedelta(seconds=5)
+    while not stop.wait(interval):
+        try:
+            now = timezone.now()
+            fresh = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__gte=since)
+            for run_id, attempts in fresh.values_list("id", "attempt_count")[:BATCH]:
+                if run_id not in seen:
+                    seen[run_id] = time.monotonic()
+                    dispatch_run(run_id, resume=attempts > 0)
+            since = now - timedelta(seconds=1)  # a commit may land a little after its dispatched_at
+            horizon = time.monotonic() - 10
+            seen = {k: v for k, v in seen.items() if v > horizon}
+        except DatabaseError as exc:
+            logger.warning("local hints: database unavailable (%s)", exc)
+            connection.close()

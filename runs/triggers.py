@@ -168,7 +168,7 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
             return _existing_for_key(fields), False
     publish_run_event_on_commit(event)
     if run.status == RunStatus.QUEUED:
-        dispatch_run_on_commit(run.id, priority=run.priority)
+        dispatch_run_on_commit(run.id)
     return run, True
 
 

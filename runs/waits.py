@@ -15,8 +15,9 @@ from runs.engine.checkpoints import checkpoint_encode
 from runs.engine.errors import RunInterrupted, StepwiseError
 from runs.engine.store import Claim
 from runs.engine.waits import WaitpointState, WaitSpec, event_name_check
-from runs.events import event_append
+from runs.events import event_append, publish_run_event_on_commit
 from runs.models import AttemptStatus, Event, Run, Waitpoint, WaitpointKind, WaitpointStatus
+from runs.statements import is_postgresql, waitpoints_fire
 from runs.states import run_transition
 from runs.statuses import FINAL_STATUSES, RunStatus
 from runs.tracing.storage import spans_store
@@ -65,7 +66,7 @@ def _wake(run_id: str) -> None:
         run_transition(
             run_id=run_id, to=RunStatus.QUEUED, expected_from=[RunStatus.WAITING], dispatched_at=timezone.now()
         )
-        dispatch_run_on_commit(run_id, priority=run["priority"])
+        dispatch_run_on_commit(run_id, resume=True)
 
 
 def _resolve(wp: Waitpoint, *, status: str, output: Any, by: str = "") -> Waitpoint:
@@ -290,6 +291,17 @@ def event_send(*, name: str, payload: Any = None, environment: str = "dev") -> t
 
 def waitpoints_fire_due(now) -> int:
     """Complete due timers and time out waits whose timeout passed; wake their runs."""
+    if is_postgresql():
+        fired = 0
+        while True:  # batches of a thousand, one statement each
+            batch = waitpoints_fire(now=now)
+            for event in batch.events:
+                publish_run_event_on_commit(event)
+            for run_id in batch.woken:
+                dispatch_run_on_commit(run_id, resume=True)
+            fired += batch.resolved
+            if batch.resolved < 1000:
+                return fired
     fired = 0
     with transaction.atomic():
         due = list(

@@ -13,8 +13,10 @@ from django.db import DatabaseError, close_old_connections, connection
 from runs.dispatch import EXECUTE_RUN
 from runs.engine.errors import StoreUnavailable
 from runs.engine.executor import AttemptOutcome, attempt_execute
+from runs.models import Run
 from runs.store import OrmRunStore
 from runs.tracing.setup import database_processor
+from tasks.models import Queue
 from tasks.registry import UnknownTask, task_get
 from tasks.secrets import secrets_for_environment
 
@@ -60,7 +62,7 @@ def run_attempt(run_id: str) -> AttemptOutcome | None:
         close_old_connections()
 
 
-@shared_task(name=EXECUTE_RUN, ignore_result=True, acks_late=True)
+@shared_task(name=EXECUTE_RUN, ignore_result=True)
 def execute_run(run_id: str) -> None:
     """Execute one attempt of a run; the message is a hint, the claim decides."""
     try:
@@ -92,19 +94,15 @@ DRAIN_MAX = 100
 
 def next_queued_in_limited_queue(run_id: str, count: int = 5) -> list[str]:
     """Return the best queued runs of the same limited, unpaused queue, same concurrency key first."""
-    from runs.models import Run
-    from runs.statuses import RunStatus
-    from tasks.models import Queue
-
     close_old_connections()
     run = Run.objects.filter(id=run_id).values("queue", "concurrency_key").first()
     if run is None or not Queue.objects.filter(
         name=run["queue"], paused=False, concurrency_limit__isnull=False
     ).exists():
         return []
-    queued = Run.objects.filter(queue=run["queue"], status=RunStatus.QUEUED).order_by("-priority", "id")
     same = []
     if run["concurrency_key"]:
         # The freed slot belongs to this key: its runs come first.
-        same = list(queued.filter(concurrency_key=run["concurrency_key"]).values_list("id", flat=True)[:count])
-    return same + [i for i in queued.values_list("id", flat=True)[:count] if i not in same]
+        same = list(Run.objects.queued_in(run["queue"], run["concurrency_key"]).values_list("id", flat=True)[:count])
+    rest = Run.objects.queued_in(run["queue"]).values_list("id", flat=True)[:count]
+    return same + [i for i in rest if i not in same]

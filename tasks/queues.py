@@ -52,9 +52,8 @@ def _update(name: str, **fields) -> Queue:
 
 def _hint_all_queued(name: str) -> None:
     # An unlimited queue takes every queued run; the sweeper re-sends hints beyond this batch.
-    runs = Run.objects.filter(queue=name, status=RunStatus.QUEUED).order_by("-priority", "id")
-    for run_id, priority in runs.values_list("id", "priority")[:1000]:
-        dispatch_run(run_id, priority=priority)
+    for run_id, attempts in Run.objects.queued_in(name).values_list("id", "attempt_count")[:1000]:
+        dispatch_run(run_id, resume=attempts > 0)
 
 
 def queue_pause(*, name: str) -> Queue:

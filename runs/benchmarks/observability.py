@@ -119,6 +119,8 @@ async def _latencies(run_id: str, after: int, user, dispatch: Callable[[str], No
         frame = await client.receive_output(30)
         received = time.time()
         event = json.loads(frame["text"])
+        if event.get("transient"):  # live-only (a step started): not a stored event's trip
+            continue
         samples.append((received - datetime.fromisoformat(event["at"]).timestamp()) * 1000)
         if event["type"] == "run.status" and event["data"]["to"] in FINAL:
             break

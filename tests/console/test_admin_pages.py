@@ -277,12 +277,12 @@ def test_declared_schedules_are_marked_and_cannot_be_changed_here(signed_in):
 
 def test_schedules_page_takes_fixed_queries(signed_in, django_assert_num_queries):
     _schedule()
-    # session, user, the environment, every environment (tabs), schedules
-    with django_assert_num_queries(5):
+    # session, user, every environment (the tabs, and the selected one among them), schedules
+    with django_assert_num_queries(4):
         signed_in.get("/schedules/")
     for n in range(3):
         _schedule(dedup_key=f"more-{n}")
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(4):
         signed_in.get("/schedules/")
 
 
@@ -344,8 +344,8 @@ def test_secret_is_deleted(signed_in):
 def test_secrets_page_takes_fixed_queries(signed_in, django_assert_num_queries):
     for name in ("A", "B", "C"):
         secret_set(environment="dev", name=name, value="v")
-    # session, user, the environment, every environment (tabs), secrets
-    with django_assert_num_queries(5):
+    # session, user, every environment (the tabs, and the selected one among them), secrets
+    with django_assert_num_queries(4):
         signed_in.get("/secrets/")
 
 
@@ -397,6 +397,6 @@ def test_api_key_is_revoked_and_then_refused(signed_in):
 def test_api_keys_page_takes_fixed_queries(signed_in, django_assert_num_queries):
     for name in ("a", "b", "c"):
         api_key_create(environment="dev", name=name)
-    # session, user, the environment, every environment (tabs), keys
-    with django_assert_num_queries(5):
+    # session, user, every environment (the tabs, and the selected one among them), keys
+    with django_assert_num_queries(4):
         signed_in.get("/api-keys/")

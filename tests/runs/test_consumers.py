@@ -55,10 +55,23 @@ def stored_messages(run_id: str) -> list[dict]:
     return [e.as_message() for e in RunEvent.objects.filter(run_id=run_id).order_by("seq")]
 
 
-async def receive_until_finished(comm: WebsocketClient, received: list[dict], timeout: float = 30) -> None:
-    """Receive frames until the run's final status event arrives."""
+async def receive_stored(comm: WebsocketClient, timeout: float = 10, live_only: list[dict] | None = None) -> dict:
+    """Return the next stored event; live-only ones (a step started, no seq) go to ``live_only``."""
     while True:
         event = await comm.receive_json_from(timeout=timeout)
+        if not event.get("transient"):
+            return event
+        assert event["seq"] is None
+        if live_only is not None:
+            live_only.append(event)
+
+
+async def receive_until_finished(
+    comm: WebsocketClient, received: list[dict], timeout: float = 30, live_only: list[dict] | None = None
+) -> None:
+    """Receive stored events until the run's final status event arrives."""
+    while True:
+        event = await receive_stored(comm, timeout, live_only)
         received.append(event)
         if event["type"] == "run.status" and event["data"]["to"] in FINAL:
             return
@@ -112,15 +125,16 @@ async def test_client_reconnecting_with_its_last_seq_ends_with_the_full_event_se
     received: list[dict] = []
     first = communicator(f"/ws/runs/{run_id}/?after=0", staff_cookie)
     assert (await first.connect())[0]
+    live_only: list[dict] = []
     while len(received) < stored_at_connect + 4:
-        received.append(await first.receive_json_from(timeout=10))
+        received.append(await receive_stored(first, live_only=live_only))
     await first.disconnect()
     assert received[-1]["seq"] > stored_at_connect  # some arrived live, after the stored ones
 
     await asyncio.sleep(0.6)  # the run goes on while the client is away
     second = communicator(f"/ws/runs/{run_id}/?after={received[-1]['seq']}", staff_cookie)
     assert (await second.connect())[0]
-    await receive_until_finished(second, received)
+    await receive_until_finished(second, received, live_only=live_only)
     await second.disconnect()
 
     await sync_to_async(wait_finished)(run_id)
@@ -128,6 +142,26 @@ async def test_client_reconnecting_with_its_last_seq_ends_with_the_full_event_se
     assert [e["seq"] for e in received] == list(range(1, len(stored) + 1))
     assert received == stored
     assert [e["data"]["to"] for e in received if e["type"] == "run.status"] == ["EXECUTING", "COMPLETED"]
+
+
+async def test_a_step_starting_is_shown_live_but_never_stored(live, staff_cookie):
+    # Delayed by a second, so the client listens before the run starts and sees every event live.
+    run, _ = await sync_to_async(run_trigger)(
+        task_id="test-sleepy-steps", payload={"steps": 3, "sleep": 0.05}, options=TriggerOptions(delay=1)
+    )
+    comm = communicator(f"/ws/runs/{run.id}/?after=1", staff_cookie)
+    assert (await comm.connect())[0]
+    received: list[dict] = []
+    live_only: list[dict] = []
+    await receive_until_finished(comm, received, live_only=live_only)
+    await comm.disconnect()
+
+    assert [(e["type"], e["data"]["key"]) for e in live_only] == [
+        ("step.started", "s0"), ("step.started", "s1"), ("step.started", "s2")
+    ]
+    stored = await sync_to_async(stored_messages)(run.id)
+    assert not any(e["type"] == "step.started" for e in stored)
+    assert received == stored[1:]
 
 
 async def test_events_committed_while_catching_up_are_neither_lost_nor_duplicated(live, staff_cookie):
@@ -138,7 +172,7 @@ async def test_events_committed_while_catching_up_are_neither_lost_nor_duplicate
         comm = communicator(f"/ws/runs/{run_id}/?after={after}", staff_cookie)
         assert (await comm.connect())[0]
         if after < 2:
-            received.append(await comm.receive_json_from(timeout=10))
+            received.append(await receive_stored(comm))
             await comm.disconnect()
     await receive_until_finished(comm, received)
     await comm.disconnect()

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from runs.sweeper import sweeper_loop
+from runs.sweeper import local_hints_loop, sweeper_loop
 from tasks.registry import task_all
 from tasks.services import task_version_ensure
 
@@ -37,6 +37,8 @@ class Command(BaseCommand):
             name="scheduler",
             daemon=True,
         ).start()
+        if not settings.REDIS_URL:
+            threading.Thread(target=local_hints_loop, kwargs={"stop": stop}, name="local-hints", daemon=True).start()
         server = threading.Thread(target=self._serve, args=(opts["host"], opts["port"]), name="console", daemon=True)
         server.start()
         self.stdout.write(

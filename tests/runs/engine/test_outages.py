@@ -108,7 +108,7 @@ def test_a_database_error_in_the_engines_own_write_never_fails_the_run(transacti
                 return watcher.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                     "AND wait_event_type = 'Lock' AND query LIKE %s",
-                    ["%last_event_seq + 1%lease_token%"],
+                    ["%SET last_event_seq = last_event_seq +%lease_token%"],
                 ).fetchone()
 
             pid = wait_for(blocked_step_write, timeout=30, message="the step write to wait on the row")[0]
