@@ -5,11 +5,15 @@ committed on its own (no transaction block around them).
 """
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from runs.models import Run, RunEvent, Span, Step
+import pytest
+from django.utils import timezone
+
+from runs.models import Run, RunEvent, Span, Step, Waitpoint
 from runs.statuses import RunStatus
 from runs.triggers import run_trigger
+from runs.waits import waitpoints_fire_due
 from runs.worker import run_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,3 +69,25 @@ def test_a_replayed_run_reads_its_steps_with_the_claim(django_assert_num_queries
         outcome = run_attempt(run_id)
     assert outcome.result == "completed"
     assert Step.objects.filter(run_id=run_id).count() == 3
+
+
+def test_due_timers_of_many_runs_are_fired_in_one_statement(django_assert_num_queries):
+    run_ids = [run_trigger(task_id="test-wait-duration", payload={"seconds": 3600})[0].id for _ in range(3)]
+    for run_id in run_ids:
+        assert run_attempt(run_id).result == "suspended"
+    Waitpoint.objects.filter(run_id__in=run_ids).update(resume_at=timezone.now() - timedelta(seconds=1))
+
+    with django_assert_num_queries(1):
+        fired = waitpoints_fire_due(timezone.now())
+
+    assert fired == 3
+    for run in Run.objects.filter(id__in=run_ids):
+        assert run.status == RunStatus.QUEUED
+        events = list(RunEvent.objects.filter(run_id=run.id).order_by("seq").values_list("seq", "type", "data"))
+        assert [seq for seq, _, _ in events] == list(range(1, run.last_event_seq + 1))
+        (_, wait_type, wait_data), (_, status_type, status_data) = events[-2:]
+        assert (wait_type, wait_data["kind"]) == ("wait.completed", "DURATION")
+        assert (status_type, status_data) == ("run.status", {"from": "WAITING", "to": "QUEUED"})
+    assert Waitpoint.objects.filter(run_id__in=run_ids, status="COMPLETED").count() == 3
+    # The next attempt replays the wait as resolved and finishes.
+    assert run_attempt(run_ids[0]).result == "completed"
