@@ -160,7 +160,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("STEPWISE_CELERY_QUEUE", "stepwise")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": 3600}
+    if REDIS_URL
+    # The in-memory broker is polled: every 50 ms instead of every second, so a run starts at once.
+    else {"polling_interval": 0.05}
+)
 
 CHANNEL_PREFIX = os.environ.get("STEPWISE_CHANNEL_PREFIX", "stepwise")
 if REDIS_URL:
