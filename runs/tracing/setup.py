@@ -70,8 +70,3 @@ def run_span_export(run_id: str) -> None:
             end_time=int(span.ended_at.timestamp() * 1e9),
         )
     )
-
-
-def spans_flush() -> None:
-    """Store the spans ended so far in this process now (an attempt's spans before its outcome)."""
-    database_processor.write_pending()
