@@ -14,14 +14,24 @@ from django.db.models import Max
 from django.utils import timezone
 
 from runs.benchmarks.tasks import bench_noop, bench_raw_noop, bench_steps, bench_work, step_chain
-from runs.models import Attempt, Run
-from runs.states import FINAL_STATUSES, RunStatus
+from runs.models import Attempt, Run, RunStatus
+
+try:
+    from runs.models import FINAL_STATUSES
+except ImportError:  # an older tree kept it beside the state machine only
+    FINAL_STATUSES = frozenset(
+        s for s in RunStatus if s in ("COMPLETED", "FAILED", "CANCELED", "TIMED_OUT", "CRASHED", "EXPIRED")
+    )
 
 POLL_SECONDS = 0.005
 
 
 class BenchFailed(RuntimeError):
     """A benchmark phase did not finish, or a run ended other than COMPLETED."""
+
+
+class BenchUnavailable(RuntimeError):
+    """This tree lacks what a phase measures: its figures read n/a."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +57,10 @@ class Latencies:
 
     samples_ms: tuple[float, ...]
 
-    def percentile(self, q: float) -> float:
-        """Return the nearest-rank percentile ``q`` (0-100) of the samples."""
+    def percentile(self, q: float) -> float | None:
+        """Return the nearest-rank percentile ``q`` (0-100) of the samples, None without any."""
+        if not self.samples_ms:
+            return None
         ordered = sorted(self.samples_ms)
         rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
         return ordered[rank - 1]

@@ -11,37 +11,29 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from runs.benchmarks.measure import FINAL_STATUSES
+from runs.benchmarks.tasks import OBSERVABILITY_TASK_ID, observability_steps
 from runs.engine.executor import attempt_execute
 from runs.engine.spans import tracing_enabled_set
+from runs.models import RunStatus
 from runs.services import TriggerOptions, run_trigger
-from runs.states import FINAL_STATUSES, RunStatus, run_transition
+from runs.states import run_transition
 from runs.store import OrmRunStore
 from runs.tracing.setup import spans_flush, tracing_setup
-from tasks.sdk import Retry, task
 
 FINAL = {str(s) for s in FINAL_STATUSES}
-
-
-@task(id="bench-observability-steps", retry=Retry(max_attempts=1))
-def observability_steps(payload: dict[str, Any], ctx) -> int:
-    """Run ``payload["steps"]`` trivial steps, each logging nothing and returning its index."""
-    total = 0
-    for i in range(payload["steps"]):
-        total += ctx.step("s", int, i)
-    return total
 
 
 def _queued_run(steps: int) -> str:
     """Create a run no worker is told about: DELAYED far ahead, then QUEUED without a dispatch."""
     run, _ = run_trigger(
-        task_id="bench-observability-steps", payload={"steps": steps}, options=TriggerOptions(delay=3600)
+        task_id=OBSERVABILITY_TASK_ID, payload={"steps": steps}, options=TriggerOptions(delay=3600)
     )
     run_transition(run_id=run.id, to=RunStatus.QUEUED, expected_from=[RunStatus.DELAYED], delay_until=None)
     return run.id

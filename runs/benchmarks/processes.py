@@ -12,8 +12,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-# The bench tasks: no-op and step tasks, and the observability bench task.
-BENCH_TASK_MODULES = ("runs.benchmarks.tasks", "runs.benchmarks.observability")
+# The bench tasks (no-op, steps and observability tasks); they need nothing but the SDK.
+BENCH_TASK_MODULES = ("runs.benchmarks.tasks",)
 
 
 class WorkersNotReady(RuntimeError):

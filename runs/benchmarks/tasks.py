@@ -19,6 +19,7 @@ from tasks.sdk import Retry, step, task
 
 NOOP_TASK_ID = "bench-noop"
 STEPS_TASK_ID = "bench-steps"
+OBSERVABILITY_TASK_ID = "bench-observability-steps"
 RAW_TASK_NAME = "stepwise.bench_raw_noop"
 
 
@@ -48,6 +49,15 @@ def bench_noop(payload: Any, ctx: Any) -> None:
 def bench_steps(payload: Any, ctx: Any) -> dict[str, int]:
     """Run ``payload["steps"]`` checkpointed steps of trivial work."""
     return {"total": step_chain(int(payload["steps"]), bench_work_step)}
+
+
+@task(id=OBSERVABILITY_TASK_ID, retry=Retry(max_attempts=1))
+def observability_steps(payload: dict[str, Any], ctx: Any) -> int:
+    """Run ``payload["steps"]`` trivial steps, each logging nothing and returning its index."""
+    total = 0
+    for i in range(payload["steps"]):
+        total += ctx.step("s", int, i)
+    return total
 
 
 @cache

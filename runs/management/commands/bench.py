@@ -17,6 +17,7 @@ import runs.benchmarks.tasks  # noqa: F401  (registers the bench tasks in this p
 from runs.benchmarks import measure, observability
 from runs.benchmarks.processes import BenchProcesses, WorkersNotReady
 from runs.benchmarks.report import Row, figures_table, parameters_table
+from runs.benchmarks.tasks import OBSERVABILITY_TASK_ID
 from runs.dispatch import dispatch_run
 from runs.models import Run
 
@@ -128,7 +129,7 @@ class Command(BaseCommand):
         tracing = observability.measure_tracing_overhead(steps=steps, rounds=3)
         self._phase(8, "event latency from a worker to a websocket client")
         latency = observability.measure_event_latency(steps=steps, dispatch=dispatch_run)
-        Run.objects.filter(task_id="bench-observability-steps").delete()
+        Run.objects.filter(task_id=OBSERVABILITY_TASK_ID).delete()
 
         return [
             Row(f"no-op runs, triggered -> completed ({n})", ours.per_second, "runs/s"),
