@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -115,11 +115,38 @@ def noop_runs_trigger(count: int, created: list[str]) -> list[str]:
     return run_ids
 
 
+def noop_runs_batch_trigger(count: int, created: list[str]) -> list[str]:
+    """Create no-op runs with batch_trigger, 1,000 per transaction; note each id in ``created``."""
+    run_ids: list[str] = []
+    for start in range(0, count, 1000):
+        items = [{"payload": {}} for _ in range(min(1000, count - start))]
+        run_ids += [handle.id for handle in bench_noop.batch_trigger(items)]
+        created += run_ids[start:]
+    return run_ids
+
+
 def runs_throughput(count: int, created: list[str], *, timeout: float) -> tuple[Throughput, Latencies]:
     """Trigger a burst of no-op runs and time them until the last one completed."""
+    return burst_throughput(lambda: noop_runs_trigger(count, created), count, timeout=timeout)
+
+
+def step_runs_throughput(count: int, steps: int, created: list[str], *, timeout: float) -> tuple[Throughput, Latencies]:
+    """Trigger a burst of ``steps``-step runs one by one and time them until the last one completed."""
+    def trigger() -> list[str]:
+        run_ids = [bench_steps.trigger({"steps": steps}).id for _ in range(count)]
+        created.extend(run_ids)
+        return run_ids
+
+    return burst_throughput(trigger, count, timeout=timeout)
+
+
+def burst_throughput(
+    trigger: Callable[[], list[str]], count: int, *, timeout: float
+) -> tuple[Throughput, Latencies]:
+    """Time runs from the first trigger until the last one completed, with their start latencies."""
     started_at: datetime = timezone.now()
     started = time.monotonic()
-    run_ids = noop_runs_trigger(count, created)
+    run_ids = trigger()
     enqueue_seconds = time.monotonic() - started
     runs_wait(run_ids, timeout=timeout)
     last: datetime = Run.objects.filter(id__in=run_ids).aggregate(last=Max("finished_at"))["last"]
@@ -131,11 +158,7 @@ def batch_throughput(count: int, created: list[str], *, timeout: float) -> Throu
     """Create no-op runs with batch_trigger (1,000 per transaction), so workers, not triggers, set the pace."""
     started_at: datetime = timezone.now()
     started = time.monotonic()
-    run_ids = []
-    for start in range(0, count, 1000):
-        items = [{"payload": {}} for _ in range(min(1000, count - start))]
-        run_ids += [handle.id for handle in bench_noop.batch_trigger(items)]
-        created += run_ids[start:]
+    run_ids = noop_runs_batch_trigger(count, created)
     enqueue_seconds = time.monotonic() - started
     runs_wait(run_ids, timeout=timeout)
     last: datetime = Run.objects.filter(id__in=run_ids).aggregate(last=Max("finished_at"))["last"]

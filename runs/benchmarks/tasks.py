@@ -1,4 +1,4 @@
-"""Tasks the benchmark runs: a no-op run, a chain of trivial steps, and a plain Celery no-op.
+"""Tasks the benchmark runs: a no-op run, chains of steps, a wait, and a plain Celery no-op.
 
 Workers load this module through STEPWISE_TASK_MODULES; the bench command imports it too.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -15,10 +16,11 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from tasks.sdk import Retry, step, task
+from tasks.sdk import Retry, step, task, wait
 
 NOOP_TASK_ID = "bench-noop"
 STEPS_TASK_ID = "bench-steps"
+WAIT_TASK_ID = "bench-wait"
 OBSERVABILITY_TASK_ID = "bench-observability-steps"
 RAW_TASK_NAME = "stepwise.bench_raw_noop"
 
@@ -49,6 +51,12 @@ def bench_noop(payload: Any, ctx: Any) -> None:
 def bench_steps(payload: Any, ctx: Any) -> dict[str, int]:
     """Run ``payload["steps"]`` checkpointed steps of trivial work."""
     return {"total": step_chain(int(payload["steps"]), bench_work_step)}
+
+
+@task(id=WAIT_TASK_ID, retry=Retry(max_attempts=1))
+def bench_wait(payload: Any, ctx: Any) -> None:
+    """Wait until ``payload["until"]`` (an ISO date shared by the batch), then finish."""
+    wait.until(datetime.fromisoformat(payload["until"]))
 
 
 @task(id=OBSERVABILITY_TASK_ID, retry=Retry(max_attempts=1))
