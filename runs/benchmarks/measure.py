@@ -174,15 +174,15 @@ def idle_latencies(count: int, created: list[str], *, timeout: float) -> Latenci
     return start_latencies(run_ids)
 
 
-def raw_celery_throughput(count: int, *, timeout: float) -> Throughput:
-    """Send ``count`` plain Celery no-op tasks and time them until the last one ran."""
+def raw_celery_throughput(count: int, *, timeout: float) -> tuple[Throughput, Latencies]:
+    """Send ``count`` plain Celery no-op tasks; time them until the last one ran, and each send-to-start."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     done_key = f"stepwise-bench:raw:{uuid.uuid4().hex}"
     try:
         started_at = time.time()
         started = time.monotonic()
         for _ in range(count):
-            bench_raw_noop.apply_async(args=[done_key])
+            bench_raw_noop.apply_async(args=[done_key, time.time()])
         enqueue_seconds = time.monotonic() - started
         deadline = time.monotonic() + timeout
         while client.llen(done_key) < count:
@@ -190,11 +190,19 @@ def raw_celery_throughput(count: int, *, timeout: float) -> Throughput:
                 raise BenchFailed(f"{count - client.llen(done_key)} of {count} Celery tasks did not run "
                                   f"within {timeout:g}s")
             time.sleep(POLL_SECONDS)
-        last = max(float(stamp) for stamp in client.lrange(done_key, 0, -1))
-        return Throughput(count, enqueue_seconds, last - started_at)
+        stamps = [_raw_stamp(record) for record in client.lrange(done_key, 0, -1)]
+        last = max(ran for ran, _ in stamps)
+        latencies = Latencies(tuple((ran - sent) * 1000 for ran, sent in stamps if sent is not None))
+        return Throughput(count, enqueue_seconds, last - started_at), latencies
     finally:
         client.delete(done_key)
         client.close()
+
+
+def _raw_stamp(record: bytes) -> tuple[float, float | None]:
+    """Read a raw task's record: when it ran and, if it was told, when it was sent."""
+    ran, _, sent = record.decode().partition(" ")
+    return float(ran), (float(sent) if sent and sent != "None" else None)
 
 
 def step_cost(steps: int, runs: int, created: list[str], *, timeout: float) -> StepCost:

@@ -74,9 +74,9 @@ def _redis() -> redis.Redis:
 
 
 @shared_task(name=RAW_TASK_NAME, ignore_result=True, acks_late=True)
-def bench_raw_noop(done_key: str) -> None:
-    """Do nothing but note the finish time, so the bench can tell when the batch is done."""
-    _redis().rpush(done_key, time.time())
+def bench_raw_noop(done_key: str, sent_at: float | None = None) -> None:
+    """Do nothing but note when it started and when it was sent, so the bench can time the batch."""
+    _redis().rpush(done_key, f"{time.time()!r} {sent_at!r}")
 
 
 @worker_ready.connect
