@@ -87,7 +87,8 @@ class Command(BaseCommand):
             opts=opts, conninfo=database_url(), log_dir=Path(tempfile.mkdtemp(prefix=f"stepwise-{queue}-")),
             note=lambda text: self.stderr.write(f"    {text}"),
         )
-        self._done, self._total, self._missing = 0, len(phases), []
+        self._done, self._total = 0, len(phases)
+        self._missing: list[tuple[str, str, bool]] = []  # (phase, reason, failed rather than n/a)
         previous_sigterm = _sigterm_raises()
         try:
             ready, rows = self._phases_with_workers([p for p in phases if not p.after_workers], state, queue)
@@ -103,7 +104,7 @@ class Command(BaseCommand):
         self.stdout.write(parameters_table(self._parameters(opts, phases, queue, ready, load_before)))
         self.stdout.write("")
         self.stdout.write(figures_table(rows))
-        self._report_missing(state)
+        self._report_missing()
 
     def _check_services(self) -> None:
         problems = []
@@ -175,21 +176,22 @@ class Command(BaseCommand):
         """Run one phase; when it fails, say which and why, and leave its figures n/a."""
         self._progress(f"{phase.name}: {phase.title(state.opts)}")
         if no_workers:
-            return self._phase_missing(phase, state, f"no workers: {no_workers}", failed=True)
+            return self._phase_missing(phase, f"no workers: {no_workers}", failed=True)
         try:
             return phase.measure(state)
         except measure.BenchUnavailable as exc:
-            return self._phase_missing(phase, state, f"not available on this tree: {exc}", failed=False)
+            return self._phase_missing(phase, f"not available on this tree: {exc}", failed=False)
         except Exception as exc:  # one phase's failure must not hide the figures of the others
             reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, measure.BenchFailed) else str(exc)
-            return self._phase_missing(phase, state, f"{reason} (logs: {state.log_dir})", failed=True)
+            return self._phase_missing(phase, f"{reason} (logs: {state.log_dir})", failed=True)
 
-    def _phase_missing(self, phase: Phase, state: BenchState, reason: str, *, failed: bool) -> list[Row]:
+    def _phase_missing(self, phase: Phase, reason: str, *, failed: bool) -> list[Row]:
+        """Note why a phase has no figures, on stderr now and under the table later; return its n/a row."""
         self._missing.append((phase.name, reason, failed))
         self.stderr.write(f"    {phase.name} {'failed' if failed else 'skipped'}: {reason}")
         return [Row(f"{phase.name}: not measured (see below)", None, "")]
 
-    def _report_missing(self, state: BenchState) -> None:
+    def _report_missing(self) -> None:
         """List the phases without figures under the table; exit non-zero if one of them failed."""
         if not self._missing:
             return
