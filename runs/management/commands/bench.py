@@ -55,7 +55,7 @@ class Command(BaseCommand):
         for option, default, text in SIZES:
             parser.add_argument(f"--{option}", type=int, default=default, help=f"{text} (default {default:,})")
         parser.add_argument(
-            "--wait-lead", type=float, default=5.0,
+            "--wait-lead", type=float, default=10.0,
             help="waits phase: seconds from triggering the waiting runs to their shared deadline",
         )
         parser.add_argument(
