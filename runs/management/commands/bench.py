@@ -56,7 +56,7 @@ class Command(BaseCommand):
             parser.add_argument(f"--{option}", type=int, default=default, help=f"{text} (default {default:,})")
         parser.add_argument(
             "--wait-lead", type=float, default=10.0,
-            help="waits phase: seconds from triggering the waiting runs to their shared deadline",
+            help="waits phase: seconds from triggering the waiting runs to their shared deadline (default 10)",
         )
         parser.add_argument(
             "--pool", choices=["prefork", "threads"], default="prefork",
