@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -83,8 +84,11 @@ class SeedTiming:
     fk_checked: bool
 
 
-def runs_seed(plan: SeedPlan, *, conninfo: str, connections: int = 2) -> SeedTiming:
+def runs_seed(plan: SeedPlan, *, conninfo: str, connections: int | None = None) -> SeedTiming:
     """COPY the plan's runs into the runs table, split by creation time over ``connections`` connections."""
+    # Half the cores: this process builds the rows on the other half. On two cores a second
+    # connection gains nothing, its backend contending for the same index pages.
+    connections = connections or max(1, min(4, (os.cpu_count() or 2) // 2))
     columns, template = _columns_and_template(plan.marker)
     step = -(-plan.count // connections)
     chunks = [(first, min(plan.count, first + step)) for first in range(0, plan.count, step)]
