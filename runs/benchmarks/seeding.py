@@ -56,16 +56,20 @@ class SeedPlan:
     tagged: bool = False
 
 
-# Per status: (started after creation, finished after creation, attempts, error) of a typical seeded run.
-_STATUS_SHAPES: dict[str, tuple[timedelta | None, timedelta | None, int, str | None]] = {
-    "COMPLETED": (timedelta(milliseconds=20), timedelta(seconds=1), 1, None),
-    "FAILED": (timedelta(milliseconds=20), timedelta(seconds=30), 3, '{"type": "BenchSeed", "message": "seeded"}'),
-    "CANCELED": (timedelta(milliseconds=20), timedelta(seconds=5), 1, None),
-    "TIMED_OUT": (timedelta(milliseconds=20), timedelta(minutes=5), 1, '{"type": "TimedOut", "message": "seeded"}'),
-    "CRASHED": (timedelta(milliseconds=20), timedelta(minutes=2), 5, '{"type": "Crashed", "message": "seeded"}'),
-    "EXPIRED": (None, timedelta(hours=1), 0, None),
-    "WAITING": (timedelta(milliseconds=20), None, 1, None),
+# Per status: (started, finished) in ms after creation (None: never), attempts, and the error (JSON).
+_STATUS_SHAPES: dict[str, tuple[int | None, int | None, int, str | None]] = {
+    "COMPLETED": (20, 1_000, 1, None),
+    "FAILED": (20, 30_000, 3, '{"type": "BenchSeed", "message": "seeded"}'),
+    "CANCELED": (20, 5_000, 1, None),
+    "TIMED_OUT": (20, 300_000, 1, '{"type": "TimedOut", "message": "seeded"}'),
+    "CRASHED": (20, 120_000, 5, '{"type": "Crashed", "message": "seeded"}'),
+    "EXPIRED": (None, 3_600_000, 0, None),
+    "WAITING": (20, None, 1, None),
 }
+# Filled per row, first in every COPY line; every other column takes its model default.
+_PER_ROW = ("id", "task_id", "version_id", "environment_id", "queue", "status", "tags", "error", "attempt_count",
+            "created_at", "started_at", "finished_at", "updated_at")
+_NULL = "\\N"
 
 
 def seed_task_ensure(task_id: str) -> SeedTask:
@@ -89,17 +93,16 @@ def runs_seed(plan: SeedPlan, *, conninfo: str, connections: int | None = None) 
     # Half the cores: this process builds the rows on the other half. On two cores a second
     # connection gains nothing, its backend contending for the same index pages.
     connections = connections or max(1, min(4, (os.cpu_count() or 2) // 2))
-    columns, template = _columns_and_template(plan.marker)
+    columns, constant = _constant_columns(plan.marker)
     step = -(-plan.count // connections)
     chunks = [(first, min(plan.count, first + step)) for first in range(0, plan.count, step)]
     started = time.perf_counter()
-    # Index upkeep is PostgreSQL's work: one backend per slice of time keeps every core busy.
     with ThreadPoolExecutor(len(chunks), thread_name_prefix="bench-seed") as pool:
-        checked = list(pool.map(lambda chunk: _copy(plan, columns, template, chunk, conninfo), chunks))
+        checked = list(pool.map(lambda chunk: _copy(plan, [*_PER_ROW, *columns], constant, chunk, conninfo), chunks))
     return SeedTiming(time.perf_counter() - started, all(checked))
 
 
-def _copy(plan: SeedPlan, columns: list[str], template: list[Any], chunk: tuple[int, int], conninfo: str) -> bool:
+def _copy(plan: SeedPlan, columns: list[str], constant: str, chunk: tuple[int, int], conninfo: str) -> bool:
     """COPY one slice of the plan's rows in one transaction; return whether foreign keys were checked."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(Run._meta.db_table), sql.SQL(", ").join(map(sql.Identifier, columns))
@@ -107,10 +110,10 @@ def _copy(plan: SeedPlan, columns: list[str], template: list[Any], chunk: tuple[
     with psycopg.connect(conninfo, application_name="stepwise bench seeding") as conn:
         checked = not _foreign_key_triggers_off(conn)
         with conn.cursor() as cursor:
-            # The queued writer sends from its own thread, so building rows and sending them overlap.
+            # The queued writer sends from its own thread, so building lines and sending them overlap.
             with cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy:
-                for row in _rows(plan, columns, template, *chunk):
-                    copy.write_row(row)
+                for block in _lines(plan, constant, *chunk):
+                    copy.write(block)
         conn.commit()
     return checked
 
@@ -155,31 +158,36 @@ def runs_analyze(*, conninfo: str) -> None:
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(Run._meta.db_table)))
 
 
-def _columns_and_template(marker: str) -> tuple[list[str], list[Any]]:
-    """Return every column of the runs table and a row of their defaults; raise SeedingUnsupported."""
-    columns, template = [], []
-    for field in Run._meta.concrete_fields:
-        columns.append(field.column)
-        template.append(_default(field, marker))
-    return columns, template
-
-
-# Filled per row by _rows; every other column takes its model default.
-_PER_ROW = {"id", "task_id", "version_id", "environment_id", "status", "queue", "tags", "error", "attempt_count",
-            "created_at", "updated_at", "started_at", "finished_at"}
+def _constant_columns(marker: str) -> tuple[list[str], str]:
+    """Return the runs table's columns not filled per row, and their defaults as the tail of a COPY line."""
+    fields = [field for field in Run._meta.concrete_fields if field.column not in _PER_ROW]
+    values = [_default(field, marker) for field in fields]
+    return [field.column for field in fields], "\t".join(_copy_text(value) for value in values)
 
 
 def _default(field: models.Field, marker: str) -> Any:
     if field.column == "metadata":
         return json.dumps({SEED_MARKER_KEY: marker})
-    if field.column in _PER_ROW:
-        return None
     if not field.has_default():
         if field.null:
             return None
         raise SeedingUnsupported(f"{Run._meta.db_table}.{field.column} is NOT NULL without a default")
     value = field.get_default()
     return json.dumps(value) if isinstance(field, models.JSONField) else value
+
+
+def _copy_text(value: Any) -> str:
+    """Return a value as a field of COPY's text format."""
+    if value is None:
+        return _NULL
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _timestamp(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, tz=UTC).isoformat()
 
 
 def _run_id(millis: int) -> str:
@@ -199,33 +207,34 @@ def _tag_sets(count: int) -> list[str]:
     return sets
 
 
-def _rows(plan: SeedPlan, columns: list[str], template: list[Any], first: int, stop: int) -> Iterator[list[Any]]:
-    """Yield rows ``first`` to ``stop`` of the plan oldest first, as a real table fills: ids follow creation times."""
-    at = {column: index for index, column in enumerate(columns)}
+def _lines(plan: SeedPlan, constant: str, first: int, stop: int, block: int = 2000) -> Iterator[str]:
+    """Yield COPY lines for rows ``first`` to ``stop``, oldest first as a real table fills, ``block`` at a time."""
     statuses = random.choices(list(plan.statuses), weights=list(plan.statuses.values()), k=stop - first)
-    tasks = random.choices(plan.tasks, k=stop - first)
-    tags = _tag_sets(4096) if plan.tagged else ["[]"]
+    tasks = random.choices(
+        ["\t".join(map(_copy_text, (t.task_id, t.version_id, t.environment_id, t.queue))) for t in plan.tasks],
+        k=stop - first,
+    )
+    tags = [_copy_text(t) for t in _tag_sets(4096)] if plan.tagged else ["[]"]
+    shapes = {
+        status: (started, finished, str(attempts), _copy_text(error))
+        for status, (started, finished, attempts, error) in _STATUS_SHAPES.items()
+    }
     spread_ms = plan.spread.total_seconds() * 1000
     first_ms = int(timezone.now().timestamp() * 1000 - spread_ms)
+    lines: list[str] = []
     for index in range(stop - first):
         millis = first_ms + int((first + index) * spread_ms / plan.count)
-        created = datetime.fromtimestamp(millis / 1000, tz=UTC)
-        started_after, finished_after, attempts, error = _STATUS_SHAPES[statuses[index]]
-        started = created + started_after if started_after is not None else None
-        finished = created + finished_after if finished_after is not None else None
-        seed_task = tasks[index]
-        row = template.copy()
-        row[at["id"]] = _run_id(millis)
-        row[at["task_id"]] = seed_task.task_id
-        row[at["version_id"]] = seed_task.version_id
-        row[at["environment_id"]] = seed_task.environment_id
-        row[at["queue"]] = seed_task.queue
-        row[at["status"]] = statuses[index]
-        row[at["tags"]] = tags[index & 4095] if plan.tagged else "[]"
-        row[at["error"]] = error
-        row[at["attempt_count"]] = attempts
-        row[at["created_at"]] = created
-        row[at["started_at"]] = started
-        row[at["finished_at"]] = finished
-        row[at["updated_at"]] = finished or started or created
-        yield row
+        started_after, finished_after, attempts, error = shapes[statuses[index]]
+        created = _timestamp(millis)
+        started = _timestamp(millis + started_after) if started_after is not None else _NULL
+        finished = _timestamp(millis + finished_after) if finished_after is not None else _NULL
+        updated = finished if finished_after is not None else started if started_after is not None else created
+        lines.append(
+            f"{_run_id(millis)}\t{tasks[index]}\t{statuses[index]}\t{tags[index % len(tags)]}\t{error}\t"
+            f"{attempts}\t{created}\t{started}\t{finished}\t{updated}\t{constant}\n"
+        )
+        if len(lines) == block:
+            yield "".join(lines)
+            lines.clear()
+    if lines:
+        yield "".join(lines)
