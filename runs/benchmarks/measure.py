@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,14 +14,24 @@ from django.db.models import Max
 from django.utils import timezone
 
 from runs.benchmarks.tasks import bench_noop, bench_raw_noop, bench_steps, bench_work, step_chain
-from runs.models import Attempt, Run
-from runs.statuses import FINAL_STATUSES, RunStatus
+from runs.models import Attempt, Run, RunStatus
+
+try:
+    from runs.models import FINAL_STATUSES
+except ImportError:  # an older tree kept it beside the state machine only
+    FINAL_STATUSES = frozenset(
+        s for s in RunStatus if s in ("COMPLETED", "FAILED", "CANCELED", "TIMED_OUT", "CRASHED", "EXPIRED")
+    )
 
 POLL_SECONDS = 0.005
 
 
 class BenchFailed(RuntimeError):
     """A benchmark phase did not finish, or a run ended other than COMPLETED."""
+
+
+class BenchUnavailable(RuntimeError):
+    """This tree lacks what a phase measures: its figures read n/a."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +57,10 @@ class Latencies:
 
     samples_ms: tuple[float, ...]
 
-    def percentile(self, q: float) -> float:
-        """Return the nearest-rank percentile ``q`` (0-100) of the samples."""
+    def percentile(self, q: float) -> float | None:
+        """Return the nearest-rank percentile ``q`` (0-100) of the samples, None without any."""
+        if not self.samples_ms:
+            return None
         ordered = sorted(self.samples_ms)
         rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
         return ordered[rank - 1]
@@ -103,11 +115,38 @@ def noop_runs_trigger(count: int, created: list[str]) -> list[str]:
     return run_ids
 
 
+def noop_runs_batch_trigger(count: int, created: list[str]) -> list[str]:
+    """Create no-op runs with batch_trigger, 1,000 per transaction; note each id in ``created``."""
+    run_ids: list[str] = []
+    for start in range(0, count, 1000):
+        items = [{"payload": {}} for _ in range(min(1000, count - start))]
+        run_ids += [handle.id for handle in bench_noop.batch_trigger(items)]
+        created += run_ids[start:]
+    return run_ids
+
+
 def runs_throughput(count: int, created: list[str], *, timeout: float) -> tuple[Throughput, Latencies]:
     """Trigger a burst of no-op runs and time them until the last one completed."""
+    return burst_throughput(lambda: noop_runs_trigger(count, created), count, timeout=timeout)
+
+
+def step_runs_throughput(count: int, steps: int, created: list[str], *, timeout: float) -> tuple[Throughput, Latencies]:
+    """Trigger a burst of ``steps``-step runs one by one and time them until the last one completed."""
+    def trigger() -> list[str]:
+        run_ids = [bench_steps.trigger({"steps": steps}).id for _ in range(count)]
+        created.extend(run_ids)
+        return run_ids
+
+    return burst_throughput(trigger, count, timeout=timeout)
+
+
+def burst_throughput(
+    trigger: Callable[[], list[str]], count: int, *, timeout: float
+) -> tuple[Throughput, Latencies]:
+    """Time runs from the first trigger until the last one completed, with their start latencies."""
     started_at: datetime = timezone.now()
     started = time.monotonic()
-    run_ids = noop_runs_trigger(count, created)
+    run_ids = trigger()
     enqueue_seconds = time.monotonic() - started
     runs_wait(run_ids, timeout=timeout)
     last: datetime = Run.objects.filter(id__in=run_ids).aggregate(last=Max("finished_at"))["last"]
@@ -119,11 +158,7 @@ def batch_throughput(count: int, created: list[str], *, timeout: float) -> Throu
     """Create no-op runs with batch_trigger (1,000 per transaction), so workers, not triggers, set the pace."""
     started_at: datetime = timezone.now()
     started = time.monotonic()
-    run_ids = []
-    for start in range(0, count, 1000):
-        items = [{"payload": {}} for _ in range(min(1000, count - start))]
-        run_ids += [handle.id for handle in bench_noop.batch_trigger(items)]
-        created += run_ids[start:]
+    run_ids = noop_runs_batch_trigger(count, created)
     enqueue_seconds = time.monotonic() - started
     runs_wait(run_ids, timeout=timeout)
     last: datetime = Run.objects.filter(id__in=run_ids).aggregate(last=Max("finished_at"))["last"]
@@ -139,15 +174,15 @@ def idle_latencies(count: int, created: list[str], *, timeout: float) -> Latenci
     return start_latencies(run_ids)
 
 
-def raw_celery_throughput(count: int, *, timeout: float) -> Throughput:
-    """Send ``count`` plain Celery no-op tasks and time them until the last one ran."""
+def raw_celery_throughput(count: int, *, timeout: float) -> tuple[Throughput, Latencies]:
+    """Send ``count`` plain Celery no-op tasks; time them until the last one ran, and each send-to-start."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     done_key = f"stepwise-bench:raw:{uuid.uuid4().hex}"
     try:
         started_at = time.time()
         started = time.monotonic()
         for _ in range(count):
-            bench_raw_noop.apply_async(args=[done_key])
+            bench_raw_noop.apply_async(args=[done_key, time.time()])
         enqueue_seconds = time.monotonic() - started
         deadline = time.monotonic() + timeout
         while client.llen(done_key) < count:
@@ -155,11 +190,19 @@ def raw_celery_throughput(count: int, *, timeout: float) -> Throughput:
                 raise BenchFailed(f"{count - client.llen(done_key)} of {count} Celery tasks did not run "
                                   f"within {timeout:g}s")
             time.sleep(POLL_SECONDS)
-        last = max(float(stamp) for stamp in client.lrange(done_key, 0, -1))
-        return Throughput(count, enqueue_seconds, last - started_at)
+        stamps = [_raw_stamp(record) for record in client.lrange(done_key, 0, -1)]
+        last = max(ran for ran, _ in stamps)
+        latencies = Latencies(tuple((ran - sent) * 1000 for ran, sent in stamps if sent is not None))
+        return Throughput(count, enqueue_seconds, last - started_at), latencies
     finally:
         client.delete(done_key)
         client.close()
+
+
+def _raw_stamp(record: bytes) -> tuple[float, float | None]:
+    """Read a raw task's record: when it ran and, if it was told, when it was sent."""
+    ran, _, sent = record.decode().partition(" ")
+    return float(ran), (float(sent) if sent and sent != "None" else None)
 
 
 def step_cost(steps: int, runs: int, created: list[str], *, timeout: float) -> StepCost:

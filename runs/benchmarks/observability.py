@@ -6,6 +6,7 @@ database and channel layer; ``manage.py bench`` can call them and print the figu
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import statistics
 import time
@@ -18,31 +19,27 @@ from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from runs.benchmarks.measure import FINAL_STATUSES
+from runs.benchmarks.tasks import OBSERVABILITY_TASK_ID, observability_steps
 from runs.engine.executor import attempt_execute
 from runs.engine.spans import tracing_enabled_set
+from runs.models import RunStatus
+
+try:
+    from runs.triggers import TriggerOptions, run_trigger
+except ImportError:  # an older tree kept triggers with the other run services
+    from runs.services import TriggerOptions, run_trigger
 from runs.states import run_transition
-from runs.statuses import FINAL_STATUSES, RunStatus
 from runs.store import OrmRunStore
-from runs.tracing.setup import database_processor, tracing_setup
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.sdk import Retry, task
+from runs.tracing import setup as tracing
 
 FINAL = {str(s) for s in FINAL_STATUSES}
-
-
-@task(id="bench-observability-steps", retry=Retry(max_attempts=1))
-def observability_steps(payload: dict[str, Any], ctx) -> int:
-    """Run ``payload["steps"]`` trivial steps, each logging nothing and returning its index."""
-    total = 0
-    for i in range(payload["steps"]):
-        total += ctx.step("s", int, i)
-    return total
 
 
 def _queued_run(steps: int) -> str:
     """Create a run no worker is told about: DELAYED far ahead, then QUEUED without a dispatch."""
     run, _ = run_trigger(
-        task_id="bench-observability-steps", payload={"steps": steps}, options=TriggerOptions(delay=3600)
+        task_id=OBSERVABILITY_TASK_ID, payload={"steps": steps}, options=TriggerOptions(delay=3600)
     )
     run_transition(run_id=run.id, to=RunStatus.QUEUED, expected_from=[RunStatus.DELAYED], delay_until=None)
     return run.id
@@ -55,12 +52,12 @@ def _execute(run_id: str) -> float:
     started = time.perf_counter()
     try:
         outcome = attempt_execute(
-            store=OrmRunStore(span_source=database_processor.take),
             run_id=run_id,
             worker_id="bench-observability",
             lookup=lambda _task_id: executable,
             heartbeat_interval=settings.STEPWISE_HEARTBEAT_SECONDS,
             on_thread_exit=lambda: connection.close(),  # the heartbeat thread's own connection
+            **_span_hand_over(),
         )
         elapsed = time.perf_counter() - started
     finally:
@@ -70,9 +67,18 @@ def _execute(run_id: str) -> float:
     return elapsed
 
 
+def _span_hand_over() -> dict[str, Any]:
+    """Return the store and span arguments this tree's executor takes."""
+    # The bench is also run over older trees, whose executor flushes spans after the attempt;
+    # newer ones let the store take them and write them with the outcome.
+    if "flush_spans" in inspect.signature(attempt_execute).parameters:
+        return {"store": OrmRunStore(), "flush_spans": tracing.spans_flush}
+    return {"store": OrmRunStore(span_source=tracing.database_processor.take)}
+
+
 def measure_tracing_overhead(*, steps: int = 200, rounds: int = 5) -> dict[str, float]:
     """Return ms per step with and without tracing (median of ``rounds`` runs each) and their ratio."""
-    tracing_setup()
+    tracing.tracing_setup()
     costs: dict[bool, list[float]] = {True: [], False: []}
     try:
         for _ in range(rounds):

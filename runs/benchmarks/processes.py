@@ -12,8 +12,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-# The bench tasks: no-op and step tasks, and the observability bench task.
-BENCH_TASK_MODULES = ("runs.benchmarks.tasks", "runs.benchmarks.observability")
+# The bench tasks (no-op, steps, wait and observability tasks); they need nothing but the SDK.
+BENCH_TASK_MODULES = ("runs.benchmarks.tasks",)
 
 
 class WorkersNotReady(RuntimeError):
@@ -122,6 +122,17 @@ class BenchProcesses:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait(timeout=10)
         self._procs.clear()
+
+
+def process_group_stop(proc: subprocess.Popen, *, grace: float = 10) -> None:
+    """Stop a process started in its own session (SIGTERM, then SIGKILL after ``grace`` seconds)."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

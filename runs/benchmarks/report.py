@@ -9,13 +9,15 @@ class Row:
     """One measured figure."""
 
     metric: str
-    value: float
+    value: float | None  # None: not measured (the phase failed, or this tree lacks what it measures)
     unit: str
 
 
-def figure(value: float) -> str:
-    """Format a figure with a precision that suits its size."""
-    if abs(value) >= 1000:
+def figure(value: float | None) -> str:
+    """Format a figure with a precision that suits its size; ``n/a`` when there is none."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, int) or abs(value) >= 1000:
         return f"{value:,.0f}"
     if abs(value) >= 1:
         return f"{value:.2f}"

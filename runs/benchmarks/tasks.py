@@ -1,4 +1,4 @@
-"""Tasks the benchmark runs: a no-op run, a chain of trivial steps, and a plain Celery no-op.
+"""Tasks the benchmark runs: a no-op run, chains of steps, a wait, and a plain Celery no-op.
 
 Workers load this module through STEPWISE_TASK_MODULES; the bench command imports it too.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -15,10 +16,12 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from tasks.sdk import Retry, step, task
+from tasks.sdk import Retry, step, task, wait
 
 NOOP_TASK_ID = "bench-noop"
 STEPS_TASK_ID = "bench-steps"
+WAIT_TASK_ID = "bench-wait"
+OBSERVABILITY_TASK_ID = "bench-observability-steps"
 RAW_TASK_NAME = "stepwise.bench_raw_noop"
 
 
@@ -50,15 +53,30 @@ def bench_steps(payload: Any, ctx: Any) -> dict[str, int]:
     return {"total": step_chain(int(payload["steps"]), bench_work_step)}
 
 
+@task(id=WAIT_TASK_ID, retry=Retry(max_attempts=1))
+def bench_wait(payload: Any, ctx: Any) -> None:
+    """Wait until ``payload["until"]`` (an ISO date shared by the batch), then finish."""
+    wait.until(datetime.fromisoformat(payload["until"]))
+
+
+@task(id=OBSERVABILITY_TASK_ID, retry=Retry(max_attempts=1))
+def observability_steps(payload: dict[str, Any], ctx: Any) -> int:
+    """Run ``payload["steps"]`` trivial steps, each logging nothing and returning its index."""
+    total = 0
+    for i in range(payload["steps"]):
+        total += ctx.step("s", int, i)
+    return total
+
+
 @cache
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
 
 @shared_task(name=RAW_TASK_NAME, ignore_result=True, acks_late=True)
-def bench_raw_noop(done_key: str) -> None:
-    """Do nothing but note the finish time, so the bench can tell when the batch is done."""
-    _redis().rpush(done_key, time.time())
+def bench_raw_noop(done_key: str, sent_at: float | None = None) -> None:
+    """Do nothing but note when it started and when it was sent, so the bench can time the batch."""
+    _redis().rpush(done_key, f"{time.time()!r} {sent_at!r}")
 
 
 @worker_ready.connect

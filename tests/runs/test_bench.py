@@ -29,6 +29,14 @@ ROWS = [
     "traced / untraced",
     "event latency, worker commit -> websocket p50",
     "event latency, worker commit -> websocket p99",
+    "PostgreSQL INSERT + COMMIT p50",
+    "checkpoint overhead / commit floor p50",
+    "10-step runs, triggered -> completed",
+    "raw Celery send-to-start latency p50",
+    "wait lateness p99",
+    "with / without",
+    "runs list, first page, no filter",
+    "embedded: CLI trigger -> run started p50",
 ]
 
 
@@ -45,10 +53,13 @@ def test_bench_prints_every_figure_and_cleans_up(transactional_db):
     out, progress = io.StringIO(), io.StringIO()
     call_command(
         "bench", "--runs", "20", "--latency-runs", "5", "--steps", "5", "--step-runs", "1",
+        "--floor-samples", "50", "--ten-step-runs", "5", "--wait-runs", "5", "--wait-burst", "50",
+        "--wait-lead", "5", "--waiting-runs", "2000", "--dispatch-runs", "20", "--list-runs", "2000",
+        "--list-repeats", "3", "--embedded-triggers", "2",
         "--workers", "2", "--concurrency", "2", "--timeout", "90", stdout=out, stderr=progress,
     )
     phases = [line.split("]")[0] + "]" for line in progress.getvalue().splitlines() if line.startswith("[")]
-    assert phases == [f"[{i}/8]" for i in range(1, 9)], progress.getvalue()
+    assert phases == [f"[{i}/12]" for i in range(1, 13)], progress.getvalue()
     table = out.getvalue()
     for metric in ROWS:
         assert figure_of(table, metric) > 0, f"'{metric}' is not positive in:\n{table}"

@@ -14,29 +14,50 @@ from django.db import connection
 from django.utils import timezone
 
 import runs.benchmarks.tasks  # noqa: F401  (registers the bench tasks in this process)
-from runs.benchmarks import measure, observability
-from runs.benchmarks.processes import BenchProcesses, WorkersNotReady
+from runs.benchmarks import measure
+from runs.benchmarks.phases import PHASE_NAMES, BenchState, Phase, phases_select
+from runs.benchmarks.processes import BenchProcesses, WorkersNotReady, database_url
 from runs.benchmarks.report import Row, figures_table, parameters_table
-from runs.dispatch import dispatch_run
-from runs.models import Run
+
+# Size flags: (option, default, help). Each must be at least 1; --skip leaves a phase out.
+SIZES: tuple[tuple[str, int, str], ...] = (
+    ("runs", 1000, "burst and batch phases: no-op runs (and raw Celery tasks)"),
+    ("latency-runs", 50, "idle phase: runs triggered one at a time on idle workers"),
+    ("steps", 50, "checkpoint, tracing and events phases: steps of the task"),
+    ("step-runs", 3, "checkpoint phase: runs of the steps task (median is reported)"),
+    ("floor-samples", 500, "floor phase: INSERT + COMMIT round trips"),
+    ("ten-step-runs", 100, "ten-step phase: 10-step runs in the burst"),
+    ("wait-runs", 100, "waits phase: runs waiting for the same deadline"),
+    ("wait-burst", 1000, "waits phase: no-op runs queued as the deadline falls due"),
+    ("waiting-runs", 100_000, "waiting-table phase: WAITING runs seeded with COPY"),
+    ("dispatch-runs", 500, "waiting-table phase: no-op runs timed with and without them"),
+    ("list-runs", 1_000_000, "list phase: runs seeded with COPY"),
+    ("list-repeats", 20, "list phase: timed calls per filter"),
+    ("embedded-triggers", 5, "embedded phase: manage.py trigger calls"),
+    ("workers", 2, "Celery worker processes"),
+    ("concurrency", 4, "threads (or children) per worker"),
+)
 
 
 class Command(BaseCommand):
     help = (
-        "Measure no-op run throughput, trigger-to-start latency, per-step checkpoint overhead and raw "
-        "Celery throughput, with worker and scheduler subprocesses on a private queue. Needs "
-        "DATABASE_URL (PostgreSQL) and REDIS_URL: the embedded default (SQLite, in-memory broker) "
-        "cannot be shared with worker processes, and in-process figures would not say anything about a "
-        "deployment. The bench's runs are deleted afterwards unless --keep-runs is given."
+        "Measure PostgreSQL's commit floor, no-op and 10-step run throughput against raw Celery, trigger-to-start "
+        "latency, per-step checkpoint overhead, wait lateness, dispatch beside many WAITING runs, the runs-list "
+        "query over many runs and the embedded mode's CLI trigger latency, with worker and scheduler "
+        "subprocesses on a private queue. Needs DATABASE_URL (PostgreSQL) and REDIS_URL: the embedded default "
+        "(SQLite, in-memory broker) cannot be shared with worker processes. The bench's runs are deleted "
+        f"afterwards unless --keep-runs is given. Phases: {', '.join(PHASE_NAMES)}."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--runs", type=int, default=200, help="no-op runs (and raw Celery tasks) in the burst")
-        parser.add_argument("--latency-runs", type=int, default=50, help="runs triggered one at a time on idle workers")
-        parser.add_argument("--steps", type=int, default=50, help="steps of the checkpoint-overhead task")
-        parser.add_argument("--step-runs", type=int, default=3, help="runs of the steps task (median is reported)")
-        parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-        parser.add_argument("--concurrency", type=int, default=4, help="threads (or children) per worker")
+        parser.add_argument("--only", type=_names, default=[], help="comma-separated phases to run (default: all)")
+        parser.add_argument("--skip", type=_names, default=[], help="comma-separated phases to leave out")
+        for option, default, text in SIZES:
+            parser.add_argument(f"--{option}", type=int, default=default, help=f"{text} (default {default:,})")
+        parser.add_argument(
+            "--wait-lead", type=float, default=10.0,
+            help="waits phase: seconds from triggering the waiting runs to their shared deadline (default 10)",
+        )
         parser.add_argument(
             "--pool", choices=["prefork", "threads"], default="prefork",
             help="Celery pool; threads stalls seconds between tasks (celery/celery#6941) unless --wake-interval",
@@ -45,48 +66,45 @@ class Command(BaseCommand):
             "--wake-interval", type=float, default=0,
             help="seconds between wake-ups of each worker's event loop (a workaround for the threads pool)",
         )
-        parser.add_argument("--timeout", type=float, default=120, help="seconds a phase may take before it fails")
+        parser.add_argument("--timeout", type=float, default=120, help="seconds a phase may wait for its runs")
         parser.add_argument("--worker-loglevel", default="WARNING", help="log level of the worker processes")
         parser.add_argument("--keep-runs", action="store_true", help="leave the bench's runs in the database")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         self._check_services()
-        for name in ("runs", "latency_runs", "steps", "step_runs", "workers", "concurrency"):
-            if opts[name] < 1:
-                raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
-        from console.celery import app
-
+        for option, _, _ in SIZES:
+            if opts[option.replace("-", "_")] < 1:
+                raise CommandError(f"--{option} must be at least 1 (use --skip to leave a phase out)")
+        try:
+            phases = phases_select(opts["only"], opts["skip"])
+        except ValueError as exc:
+            raise CommandError(str(exc))
+        if not phases:
+            raise CommandError("no phase left to run")
         load_before = os.getloadavg()
         queue = f"bench-{os.getpid()}"
-        log_dir = Path(tempfile.mkdtemp(prefix=f"stepwise-{queue}-"))
-        procs = BenchProcesses(
-            queue=queue, log_dir=log_dir, loglevel=opts["worker_loglevel"], wake_interval=opts["wake_interval"]
+        state = BenchState(
+            opts=opts, conninfo=database_url(), log_dir=Path(tempfile.mkdtemp(prefix=f"stepwise-{queue}-")),
+            note=lambda text: self.stderr.write(f"    {text}"),
         )
-        previous_queue = app.conf.task_default_queue
+        self._done, self._total = 0, len(phases)
+        self._missing: list[tuple[str, str, bool]] = []  # (phase, reason, failed rather than n/a)
         previous_sigterm = _sigterm_raises()
-        run_ids: list[str] = []
         try:
-            # The CELERY_-prefixed key shadows ``task_default_queue`` once the Django settings are loaded.
-            app.conf["CELERY_TASK_DEFAULT_QUEUE"] = queue
-            for _ in range(opts["workers"]):
-                procs.start_worker(pool=opts["pool"], concurrency=opts["concurrency"])
-            procs.start_scheduler(interval=1.0)
-            ready = procs.wait_ready(timeout=opts["timeout"])
-            rows = self._measure(opts, run_ids)
-        except (measure.BenchFailed, WorkersNotReady) as exc:
-            raise CommandError(f"{exc} (worker logs: {log_dir})") from None
+            ready, rows = self._phases_with_workers([p for p in phases if not p.after_workers], state, queue)
+            for phase in (p for p in phases if p.after_workers):
+                rows += self._phase_run(phase, state)
         except KeyboardInterrupt:
             raise CommandError("interrupted: the bench's worker processes were stopped", returncode=130)
         finally:
-            procs.stop()
-            app.conf["CELERY_TASK_DEFAULT_QUEUE"] = previous_queue
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
             if not opts["keep_runs"]:
-                measure.runs_delete(run_ids)
-        self.stdout.write(parameters_table(self._parameters(opts, queue, ready, load_before)))
+                measure.runs_delete(state.created)
+        self.stdout.write(parameters_table(self._parameters(opts, phases, queue, ready, load_before)))
         self.stdout.write("")
         self.stdout.write(figures_table(rows))
+        self._report_missing()
 
     def _check_services(self) -> None:
         problems = []
@@ -101,74 +119,116 @@ class Command(BaseCommand):
                 + " (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/stepwise REDIS_URL=redis://127.0.0.1:6379/0)"
             )
 
-    def _phase(self, number: int, text: str) -> None:
+    def _progress(self, text: str) -> None:
         """Say on stderr what is being measured, so a long bench shows where it is."""
-        self.stderr.write(f"[{number}/8] {text}...")
+        self._done += 1
+        self.stderr.write(f"[{self._done}/{self._total}] {text}...")
 
-    def _measure(self, opts: dict[str, Any], run_ids: list[str]) -> list[Row]:
-        timeout = opts["timeout"]
+    def _phases_with_workers(
+        self, phases: list[Phase], state: BenchState, queue: str
+    ) -> tuple[float | None, list[Row]]:
+        """Start the workers if a phase needs them, run the phases, and always stop the workers."""
+        if not any(phase.needs_workers for phase in phases):
+            return None, [row for phase in phases for row in self._phase_run(phase, state)]
+        from console.celery import app
+
+        self._total += 1  # the warm-up
+        opts = state.opts
+        procs = BenchProcesses(
+            queue=queue, log_dir=state.log_dir, loglevel=opts["worker_loglevel"], wake_interval=opts["wake_interval"]
+        )
+        previous_queue = app.conf.task_default_queue
+        try:
+            # The CELERY_-prefixed key shadows ``task_default_queue`` once the Django settings are loaded.
+            app.conf["CELERY_TASK_DEFAULT_QUEUE"] = queue
+            ready, no_workers = self._workers_start(procs, state)
+            rows: list[Row] = []
+            for phase in phases:
+                rows += self._phase_run(phase, state, no_workers=no_workers if phase.needs_workers else "")
+            return ready, rows
+        finally:
+            procs.stop()
+            app.conf["CELERY_TASK_DEFAULT_QUEUE"] = previous_queue
+
+    def _workers_start(self, procs: BenchProcesses, state: BenchState) -> tuple[float | None, str]:
+        """Start and warm up the workers; return the seconds they took to answer, or why they did not."""
+        opts = state.opts
+        for _ in range(opts["workers"]):
+            procs.start_worker(pool=opts["pool"], concurrency=opts["concurrency"])
+        procs.start_scheduler(interval=1.0)
         slots = opts["workers"] * opts["concurrency"]
-        n, steps = opts["runs"], opts["steps"]
-        # Warm up: connections, imports, task versions and queues exist before anything is timed.
-        self._phase(1, "warming up the workers")
-        measure.runs_wait(measure.noop_runs_trigger(2 * slots, run_ids), timeout=timeout)
-        measure.raw_celery_throughput(2 * slots, timeout=timeout)
+        self._progress("warming up the workers")
+        try:
+            ready = procs.wait_ready(timeout=opts["timeout"])
+            # Connections, imports, task versions and queues exist before anything is timed.
+            measure.runs_wait(measure.noop_runs_trigger(2 * slots, state.created), timeout=opts["timeout"])
+            measure.raw_celery_throughput(2 * slots, timeout=opts["timeout"])
+        except WorkersNotReady as exc:
+            reason = str(exc)
+        except measure.BenchFailed as exc:
+            reason = f"{exc} (worker logs: {state.log_dir})"
+        else:
+            return ready, ""
+        self.stderr.write(f"    the workers are not usable: {reason}")
+        return None, reason
 
-        self._phase(2, f"raw Celery: {n} no-op tasks")
-        raw = measure.raw_celery_throughput(n, timeout=timeout)
-        self._phase(3, f"{n} no-op runs, triggered one by one")
-        ours, burst = measure.runs_throughput(n, run_ids, timeout=timeout)
-        self._phase(4, f"{n} no-op runs, batch-triggered")
-        batch = measure.batch_throughput(n, run_ids, timeout=timeout)
-        self._phase(5, f"trigger-to-start latency of {opts['latency_runs']} runs on idle workers")
-        idle = measure.idle_latencies(opts["latency_runs"], run_ids, timeout=timeout)
-        self._phase(6, f"checkpoint cost: {opts['step_runs']} x {steps}-step runs")
-        cost = measure.step_cost(steps, opts["step_runs"], run_ids, timeout=timeout)
-        self._phase(7, "tracing overhead: traced and untraced attempts in this process")
-        tracing = observability.measure_tracing_overhead(steps=steps, rounds=3)
-        self._phase(8, "event latency from a worker to a websocket client")
-        latency = observability.measure_event_latency(steps=steps, dispatch=dispatch_run)
-        Run.objects.filter(task_id="bench-observability-steps").delete()
+    def _phase_run(self, phase: Phase, state: BenchState, *, no_workers: str = "") -> list[Row]:
+        """Run one phase; when it fails, say which and why, and leave its figures n/a."""
+        self._progress(f"{phase.name}: {phase.title(state.opts)}")
+        if no_workers:
+            return self._phase_missing(phase, f"no workers: {no_workers}", failed=True)
+        try:
+            return phase.measure(state)
+        except measure.BenchUnavailable as exc:
+            return self._phase_missing(phase, f"not available on this tree: {exc}", failed=False)
+        except Exception as exc:  # one phase's failure must not hide the figures of the others
+            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, measure.BenchFailed) else str(exc)
+            return self._phase_missing(phase, f"{reason} (logs: {state.log_dir})", failed=True)
 
-        return [
-            Row(f"no-op runs, triggered -> completed ({n})", ours.per_second, "runs/s"),
-            Row(f"raw Celery no-op tasks, sent -> done ({n})", raw.per_second, "tasks/s"),
-            Row("ours / raw", 100 * ours.per_second / raw.per_second, "%"),
-            Row(f"no-op runs, batch_trigger() -> completed ({n})", batch.per_second, "runs/s"),
-            Row("trigger() calls from one thread", ours.enqueue_per_second, "runs/s"),
-            Row("apply_async() calls from one thread", raw.enqueue_per_second, "tasks/s"),
-            Row(f"trigger-to-start latency p50, idle ({opts['latency_runs']} runs)", idle.percentile(50), "ms"),
-            Row(f"trigger-to-start latency p99, idle ({opts['latency_runs']} runs)", idle.percentile(99), "ms"),
-            Row(f"trigger-to-start latency p50, burst of {n}", burst.percentile(50), "ms"),
-            Row(f"trigger-to-start latency p99, burst of {n}", burst.percentile(99), "ms"),
-            Row(f"{cost.steps}-step task, checkpointed in a worker", cost.durable_ms_per_step, "ms/step"),
-            Row(f"{cost.steps}-step function, undecorated", cost.plain_ms_per_step, "ms/step"),
-            Row("checkpoint overhead", cost.overhead_ms_per_step, "ms/step"),
-            Row(f"{tracing['steps']}-step attempt in-process, untraced", tracing["untraced_ms_per_step"], "ms/step"),
-            Row(f"{tracing['steps']}-step attempt in-process, traced", tracing["traced_ms_per_step"], "ms/step"),
-            Row("traced / untraced", tracing["ratio"], "x"),
-            Row(f"event latency, worker commit -> websocket p50 ({latency['events']})", latency["p50_ms"], "ms"),
-            Row(f"event latency, worker commit -> websocket p99 ({latency['events']})", latency["p99_ms"], "ms"),
-        ]
+    def _phase_missing(self, phase: Phase, reason: str, *, failed: bool) -> list[Row]:
+        """Note why a phase has no figures, on stderr now and under the table later; return its n/a row."""
+        self._missing.append((phase.name, reason, failed))
+        self.stderr.write(f"    {phase.name} {'failed' if failed else 'skipped'}: {reason}")
+        return [Row(f"{phase.name}: not measured (see below)", None, "")]
+
+    def _report_missing(self) -> None:
+        """List the phases without figures under the table; exit non-zero if one of them failed."""
+        if not self._missing:
+            return
+        self.stdout.write("")
+        for name, reason, failed in self._missing:
+            self.stdout.write(f"{name}: {'FAILED' if failed else 'n/a'}: {reason}")
+        failed_names = [name for name, _, failed in self._missing if failed]
+        if failed_names:
+            raise CommandError(f"phase(s) failed: {', '.join(failed_names)}; the other figures are above")
 
     def _parameters(
-        self, opts: dict[str, Any], queue: str, ready: float, load_before: tuple[float, float, float]
+        self, opts: dict[str, Any], phases: list[Phase], queue: str, ready: float | None,
+        load_before: tuple[float, float, float],
     ) -> list[tuple[str, str]]:
         db = connection.settings_dict
         broker = urlparse(settings.REDIS_URL)
         load = " / ".join(f"{x:.2f}" for x in load_before)
+        workers = (
+            f"{opts['workers']} x celery worker --pool={opts['pool']} --concurrency={opts['concurrency']}"
+            + (f", event loop woken every {opts['wake_interval']:g}s" if opts["wake_interval"] else "")
+            + (f" (queue {queue}, ready in {ready:.1f}s)" if ready is not None else " (not started or not ready)")
+        )
         return [
             ("date", timezone.now().strftime("%Y-%m-%d %H:%M UTC")),
             ("database", f"PostgreSQL {db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"),
             ("broker", f"Redis {broker.hostname}:{broker.port or 6379}{broker.path}"),
-            ("workers", f"{opts['workers']} x celery worker --pool={opts['pool']} "
-                        f"--concurrency={opts['concurrency']}"
-                        + (f", event loop woken every {opts['wake_interval']:g}s" if opts["wake_interval"] else "")
-                        + f" (queue {queue}, ready in {ready:.1f}s)"),
-            ("runs", f"{opts['runs']} burst, {opts['latency_runs']} one at a time, "
-                     f"{opts['step_runs']} x {opts['steps']}-step"),
+            ("workers", workers),
+            ("phases", ", ".join(phase.name for phase in phases)),
+            ("sizes", ", ".join(f"{option} {opts[option.replace('-', '_')]:,}" for option, _, _ in SIZES[:-2])
+             + f", wait-lead {opts['wait_lead']:g}s"),
             ("host", f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min) before the bench"),
         ]
+
+
+def _names(value: str) -> list[str]:
+    """Parse a comma-separated list of phase names."""
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def _sigterm_raises() -> Any:

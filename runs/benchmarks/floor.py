@@ -1,0 +1,34 @@
+"""PostgreSQL's own floor: one single-row INSERT and its COMMIT, on a fresh connection."""
+from __future__ import annotations
+
+import os
+import time
+
+import psycopg
+from psycopg import sql
+
+from runs.benchmarks.measure import Latencies
+
+
+def commit_floor(*, conninfo: str, samples: int) -> Latencies:
+    """Time ``samples`` single-row INSERT + COMMIT round trips into a scratch table made for the purpose."""
+    table = sql.Identifier(f"stepwise_bench_floor_{os.getpid()}")
+    with psycopg.connect(conninfo, application_name="stepwise bench commit floor") as conn:
+        # A normal (logged) table: an unlogged or temporary one would skip the WAL flush we measure.
+        conn.execute(sql.SQL("CREATE TABLE {} (id bigserial PRIMARY KEY, data jsonb NOT NULL)").format(table))
+        conn.commit()
+        try:
+            return Latencies(tuple(_insert_commit(conn, table, index) for index in range(samples)))
+        finally:
+            conn.rollback()
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            conn.commit()
+
+
+def _insert_commit(conn: psycopg.Connection, table: sql.Identifier, index: int) -> float:
+    """Insert one row and commit it; return the milliseconds both took."""
+    statement = sql.SQL("INSERT INTO {} (data) VALUES (%s::jsonb)").format(table)
+    started = time.perf_counter()
+    conn.execute(statement, (f'{{"index": {index}}}',))
+    conn.commit()
+    return (time.perf_counter() - started) * 1000

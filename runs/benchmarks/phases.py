@@ -1,0 +1,308 @@
+"""The phases of ``manage.py bench``: what each measures, in which order, and the rows it reports."""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from runs.benchmarks import measure, seeding
+from runs.benchmarks.embedded import embedded_start_latencies
+from runs.benchmarks.floor import commit_floor
+from runs.benchmarks.lateness import wait_lateness
+from runs.benchmarks.listing import list_page_timings
+from runs.benchmarks.measure import BenchUnavailable, Latencies
+from runs.benchmarks.report import Row
+from runs.benchmarks.tasks import NOOP_TASK_ID, OBSERVABILITY_TASK_ID, STEPS_TASK_ID, WAIT_TASK_ID
+from runs.dispatch import dispatch_run
+from runs.models import Run
+
+OBSERVABILITY_MISSING = ""
+try:
+    from runs.benchmarks import observability
+except ImportError as exc:  # it drives engine internals that may have moved: its two phases read n/a
+    observability = None
+    OBSERVABILITY_MISSING = str(exc)
+
+# The runs-list phase's mix of statuses (weights). Only final and WAITING runs: the sweeper and the
+# workers leave those alone, so a million seeded runs never turn into work.
+LIST_STATUSES = {
+    "COMPLETED": 75, "FAILED": 8, "WAITING": 10, "CANCELED": 4, "TIMED_OUT": 1, "CRASHED": 1, "EXPIRED": 1,
+}
+TEN_STEPS = 10
+
+
+@dataclass
+class BenchState:
+    """What the phases share: options, where to connect, the runs to delete, figures reused later."""
+
+    opts: dict[str, Any]
+    conninfo: str
+    log_dir: Path
+    note: Callable[[str], None] = print  # progress inside a long phase
+    created: list[str] = field(default_factory=list)
+    floor_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One measured phase: its name (for --only/--skip), its progress line and its measurement."""
+
+    name: str
+    title: Callable[[dict[str, Any]], str]
+    measure: Callable[[BenchState], list[Row]]
+    needs_workers: bool = True
+    # Runs after the worker processes are stopped: it needs no worker, and they would only add noise.
+    after_workers: bool = False
+
+
+def _p(latencies: Latencies, q: float) -> float | None:
+    return latencies.percentile(q)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def commit_floor_phase(state: BenchState) -> list[Row]:
+    """Time single-row INSERT + COMMIT round trips: the floor a checkpoint cannot go under."""
+    samples = state.opts["floor_samples"]
+    floor = commit_floor(conninfo=state.conninfo, samples=samples)
+    state.floor_ms = floor.percentile(50)
+    return [
+        Row(f"PostgreSQL INSERT + COMMIT p50, fresh connection ({samples})", state.floor_ms, "ms"),
+        Row(f"PostgreSQL INSERT + COMMIT p99, fresh connection ({samples})", _p(floor, 99), "ms"),
+    ]
+
+
+def burst_phase(state: BenchState) -> list[Row]:
+    """Time a burst of raw Celery tasks, then of no-op runs triggered one by one, on the same broker."""
+    n, timeout = state.opts["runs"], state.opts["timeout"]
+    raw, raw_start = measure.raw_celery_throughput(n, timeout=timeout)
+    ours, start = measure.runs_throughput(n, state.created, timeout=timeout)
+    return [
+        Row(f"no-op runs, triggered -> completed ({n})", ours.per_second, "runs/s"),
+        Row(f"raw Celery no-op tasks, sent -> done ({n})", raw.per_second, "tasks/s"),
+        Row("ours / raw", 100 * ours.per_second / raw.per_second, "%"),
+        Row("trigger() calls from one thread", ours.enqueue_per_second, "runs/s"),
+        Row("apply_async() calls from one thread", raw.enqueue_per_second, "tasks/s"),
+        Row(f"trigger-to-start latency p50, burst of {n}", _p(start, 50), "ms"),
+        Row(f"trigger-to-start latency p99, burst of {n}", _p(start, 99), "ms"),
+        Row(f"raw Celery send-to-start latency p50, burst of {n}", _p(raw_start, 50), "ms"),
+        Row(f"raw Celery send-to-start latency p99, burst of {n}", _p(raw_start, 99), "ms"),
+        Row("trigger-to-start p50, ours / raw", _ratio(_p(start, 50), _p(raw_start, 50)), "x"),
+    ]
+
+
+def batch_phase(state: BenchState) -> list[Row]:
+    """Time no-op runs created with batch_trigger."""
+    n = state.opts["runs"]
+    batch = measure.batch_throughput(n, state.created, timeout=state.opts["timeout"])
+    return [Row(f"no-op runs, batch_trigger() -> completed ({n})", batch.per_second, "runs/s")]
+
+
+def idle_phase(state: BenchState) -> list[Row]:
+    """Time trigger-to-start of runs triggered one at a time on idle workers."""
+    n = state.opts["latency_runs"]
+    idle = measure.idle_latencies(n, state.created, timeout=state.opts["timeout"])
+    return [
+        Row(f"trigger-to-start latency p50, idle ({n} runs)", _p(idle, 50), "ms"),
+        Row(f"trigger-to-start latency p99, idle ({n} runs)", _p(idle, 99), "ms"),
+    ]
+
+
+def checkpoint_phase(state: BenchState) -> list[Row]:
+    """Time the per-step cost of a checkpointed task against the same function undecorated."""
+    opts = state.opts
+    cost = measure.step_cost(opts["steps"], opts["step_runs"], state.created, timeout=opts["timeout"])
+    return [
+        Row(f"{cost.steps}-step task, checkpointed in a worker", cost.durable_ms_per_step, "ms/step"),
+        Row(f"{cost.steps}-step function, undecorated", cost.plain_ms_per_step, "ms/step"),
+        Row("checkpoint overhead", cost.overhead_ms_per_step, "ms/step"),
+        Row("checkpoint overhead / commit floor p50", _ratio(cost.overhead_ms_per_step, state.floor_ms), "x"),
+    ]
+
+
+def ten_step_phase(state: BenchState) -> list[Row]:
+    """Time a burst of 10-step runs through the workers, first trigger to last completion."""
+    n = state.opts["ten_step_runs"]
+    runs, start = measure.step_runs_throughput(n, TEN_STEPS, state.created, timeout=state.opts["timeout"])
+    return [
+        Row(f"{TEN_STEPS}-step runs, triggered -> completed ({n})", runs.per_second, "runs/s"),
+        Row(f"{TEN_STEPS}-step runs, trigger-to-start latency p50 ({n})", _p(start, 50), "ms"),
+    ]
+
+
+def _observability() -> Any:
+    if observability is None:
+        raise BenchUnavailable(f"runs.benchmarks.observability cannot be imported: {OBSERVABILITY_MISSING}")
+    return observability
+
+
+def tracing_phase(state: BenchState) -> list[Row]:
+    """Time traced and untraced attempts of the same steps in this process."""
+    try:
+        tracing = _observability().measure_tracing_overhead(steps=state.opts["steps"], rounds=3)
+    finally:
+        Run.objects.filter(task_id=OBSERVABILITY_TASK_ID).delete()
+    return [
+        Row(f"{tracing['steps']}-step attempt in-process, untraced", tracing["untraced_ms_per_step"], "ms/step"),
+        Row(f"{tracing['steps']}-step attempt in-process, traced", tracing["traced_ms_per_step"], "ms/step"),
+        Row("traced / untraced", tracing["ratio"], "x"),
+    ]
+
+
+def events_phase(state: BenchState) -> list[Row]:
+    """Time run events from a worker's commit to a websocket client."""
+    try:
+        latency = _observability().measure_event_latency(steps=state.opts["steps"], dispatch=dispatch_run)
+    finally:
+        Run.objects.filter(task_id=OBSERVABILITY_TASK_ID).delete()
+    return [
+        Row(f"event latency, worker commit -> websocket p50 ({latency['events']})", latency["p50_ms"], "ms"),
+        Row(f"event latency, worker commit -> websocket p99 ({latency['events']})", latency["p99_ms"], "ms"),
+    ]
+
+
+def waits_phase(state: BenchState) -> list[Row]:
+    """Time how late waiting runs resume while a burst of no-op runs is queued as they fall due."""
+    opts = state.opts
+    result = wait_lateness(
+        waiters=opts["wait_runs"], burst=opts["wait_burst"], lead=opts["wait_lead"],
+        created=state.created, timeout=opts["timeout"],
+    )
+    label = f"{opts['wait_runs']} waits, {result.burst} no-op runs queued"
+    return [
+        Row(f"wait lateness p50 ({label})", _p(result.lateness, 50), "ms"),
+        Row(f"wait lateness p99 ({label})", _p(result.lateness, 99), "ms"),
+        Row("no-op runs of that burst not started yet at the deadline", result.queued_at_deadline, "runs"),
+    ]
+
+
+def waiting_table_phase(state: BenchState) -> list[Row]:
+    """Time no-op runs with and without many WAITING runs (seeded with COPY) in the runs table."""
+    opts = state.opts
+    n, count, timeout = opts["dispatch_runs"], opts["waiting_runs"], opts["timeout"]
+    noop = seeding.seed_task_ensure(NOOP_TASK_ID)
+    # Batch-triggered, so the workers' claims set the pace, not this process's triggers.
+    without = measure.batch_throughput(n, state.created, timeout=timeout)
+    plan = seeding.SeedPlan(
+        count=count, tasks=(noop,), statuses={"WAITING": 1}, spread=timedelta(hours=1), marker=_marker("waiting")
+    )
+    with _seeded(plan, state) as seeded:
+        with_waiting = measure.batch_throughput(n, state.created, timeout=timeout)
+    return [
+        Row(f"no-op runs, batch_trigger() -> completed ({n}), no WAITING runs", without.per_second, "runs/s"),
+        Row(f"no-op runs, batch_trigger() -> completed ({n}), {count:,} WAITING runs", with_waiting.per_second,
+            "runs/s"),
+        Row(f"with / without {count:,} WAITING runs", 100 * with_waiting.per_second / without.per_second, "%"),
+        *seeded.rows(f"{count:,} WAITING runs"),
+    ]
+
+
+def runs_list_phase(state: BenchState) -> list[Row]:
+    """Time the console's runs-list query, first page, over many seeded runs."""
+    opts = state.opts
+    count, repeats = opts["list_runs"], opts["list_repeats"]
+    tasks = (
+        seeding.seed_task_ensure(NOOP_TASK_ID),
+        seeding.seed_task_ensure(STEPS_TASK_ID),
+        seeding.seed_task_ensure(WAIT_TASK_ID),
+    )
+    plan = seeding.SeedPlan(
+        count=count, tasks=tasks, statuses=LIST_STATUSES, spread=timedelta(days=30), marker=_marker("list"),
+        tagged=True,
+    )
+    with _seeded(plan, state) as seeded:
+        timings = list_page_timings(repeats=repeats, tag=seeding.LISTED_TAG)
+    return [
+        *(Row(f"runs list, first page, {name}, p95 of {repeats} ({count:,} runs)", _p(samples, 95), "ms")
+          for name, samples in timings.items()),
+        *seeded.rows(f"{count:,} runs"),
+    ]
+
+
+def embedded_phase(state: BenchState) -> list[Row]:
+    """Time trigger-to-start of runs triggered by ``manage.py trigger`` while ``manage.py up`` serves."""
+    n = state.opts["embedded_triggers"]
+    starts = embedded_start_latencies(triggers=n, timeout=state.opts["timeout"], log_dir=state.log_dir)
+    return [
+        Row(f"embedded: CLI trigger -> run started p50 ({n})", _p(starts, 50), "ms"),
+        Row(f"embedded: CLI trigger -> run started max ({n})", max(starts.samples_ms), "ms"),
+    ]
+
+
+def _marker(kind: str) -> str:
+    return f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Seeded:
+    """How long seeding, deleting the seeded runs and vacuuming after them took."""
+
+    seed: seeding.SeedTiming | None = None
+    delete: seeding.SeedTiming | None = None
+    vacuum_seconds: float | None = None
+
+    def rows(self, what: str) -> list[Row]:
+        """Return the seeding and clean-up figures of ``what`` (e.g. "1,000,000 runs")."""
+        return [
+            Row(f"seed {what} with COPY{_fk_note(self.seed)}", self.seed and self.seed.seconds, "s"),
+            Row(f"delete {what} by marker{_fk_note(self.delete)}", self.delete and self.delete.seconds, "s"),
+            Row(f"VACUUM ANALYZE runs after deleting {what}", self.vacuum_seconds, "s"),
+        ]
+
+
+def _fk_note(timing: seeding.SeedTiming | None) -> str:
+    return " (FK triggers off)" if timing is not None and not timing.fk_checked else ""
+
+
+@contextmanager
+def _seeded(plan: seeding.SeedPlan, state: BenchState) -> Iterator[Seeded]:
+    """Seed a plan (then refresh the planner's statistics); delete its runs afterwards, even after a failure."""
+    result = Seeded()
+    try:
+        result.seed = seeding.runs_seed(plan, conninfo=state.conninfo)
+        state.note(f"seeded {plan.count:,} runs in {result.seed.seconds:.1f}s (marker {plan.marker})")
+        seeding.runs_analyze(conninfo=state.conninfo)
+        yield result
+    finally:
+        deleted, result.delete = seeding.seeded_delete(conninfo=state.conninfo, marker=plan.marker)
+        result.vacuum_seconds = seeding.runs_vacuum(conninfo=state.conninfo)
+        state.note(f"deleted {deleted:,} seeded runs in {result.delete.seconds:.1f}s, "
+                   f"vacuumed in {result.vacuum_seconds:.1f}s")
+
+
+PHASES: tuple[Phase, ...] = (
+    Phase("floor", lambda o: f"PostgreSQL commit floor: {o['floor_samples']} INSERT + COMMIT",
+          commit_floor_phase, needs_workers=False),
+    Phase("burst", lambda o: f"raw Celery and no-op runs: bursts of {o['runs']}", burst_phase),
+    Phase("batch", lambda o: f"{o['runs']} no-op runs, batch-triggered", batch_phase),
+    Phase("idle", lambda o: f"trigger-to-start latency of {o['latency_runs']} runs on idle workers", idle_phase),
+    Phase("checkpoint", lambda o: f"checkpoint cost: {o['step_runs']} x {o['steps']}-step runs", checkpoint_phase),
+    Phase("ten-step", lambda o: f"{o['ten_step_runs']} x {TEN_STEPS}-step runs", ten_step_phase),
+    Phase("tracing", lambda o: "tracing overhead: traced and untraced attempts in this process",
+          tracing_phase, needs_workers=False),
+    Phase("events", lambda o: "event latency from a worker to a websocket client", events_phase),
+    Phase("waits", lambda o: f"wait lateness: {o['wait_runs']} waits, {o['wait_burst']} no-op runs queued",
+          waits_phase),
+    Phase("waiting-table", lambda o: f"{o['dispatch_runs']} no-op runs batch-triggered, then again beside "
+                                     f"{o['waiting_runs']:,} WAITING runs", waiting_table_phase),
+    Phase("list", lambda o: f"runs list over {o['list_runs']:,} seeded runs", runs_list_phase,
+          needs_workers=False, after_workers=True),
+    Phase("embedded", lambda o: f"embedded mode: {o['embedded_triggers']} CLI triggers under manage.py up",
+          embedded_phase, needs_workers=False, after_workers=True),
+)
+PHASE_NAMES = tuple(phase.name for phase in PHASES)
+
+
+def phases_select(only: list[str], skip: list[str]) -> list[Phase]:
+    """Return the phases to run, in their order: ``only`` those (all when empty), minus ``skip``."""
+    unknown = sorted(set(only + skip) - set(PHASE_NAMES))
+    if unknown:
+        raise ValueError(f"unknown phase {', '.join(unknown)}; the phases are {', '.join(PHASE_NAMES)}")
+    return [p for p in PHASES if (not only or p.name in only) and p.name not in skip]
