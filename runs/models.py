@@ -46,12 +46,12 @@ class Run(models.Model):
     """One triggered execution of a task."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_run_id, editable=False)
-    task = models.ForeignKey("tasks.Task", on_delete=models.PROTECT, related_name="runs")
-    version = models.ForeignKey("tasks.TaskVersion", on_delete=models.PROTECT, related_name="runs")
+    task = models.ForeignKey("tasks.Task", on_delete=models.PROTECT, related_name="runs", db_index=False)
+    version = models.ForeignKey("tasks.TaskVersion", on_delete=models.PROTECT, related_name="runs", db_index=False)
     environment = models.ForeignKey(
-        "tasks.Environment", on_delete=models.PROTECT, related_name="runs", default="dev"
+        "tasks.Environment", on_delete=models.PROTECT, related_name="runs", default="dev", db_index=False
     )
-    status = models.CharField(max_length=16, choices=RunStatus.choices, db_index=True)
+    status = models.CharField(max_length=16, choices=RunStatus.choices)
     payload = models.JSONField(default=dict)
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
@@ -66,16 +66,16 @@ class Run(models.Model):
     ttl_expires_at = models.DateTimeField(null=True, blank=True)
     max_duration = models.FloatField(null=True, blank=True)
     parent_run = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, db_index=False, related_name="child_runs"
     )
     root_run = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, db_index=False, related_name="+"
     )
     parent_waitpoint = models.ForeignKey(
-        "runs.Waitpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_runs"
+        "runs.Waitpoint", null=True, blank=True, on_delete=models.SET_NULL, db_index=False, related_name="child_runs"
     )
     replayed_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, db_index=False, related_name="replays"
     )
     attempt_count = models.PositiveIntegerField(default=0)
     crash_count = models.PositiveIntegerField(default=0)
@@ -113,7 +113,15 @@ class Run(models.Model):
             # The console's runs-list filters (the tag filter uses a GIN index made in 0002).
             models.Index(fields=["status", "-id"], name="run_status_id"),
             models.Index(fields=["version", "-id"], name="run_version_id"),
-            models.Index(fields=["idempotency_key"], name="run_idempotency_key"),
+            models.Index(fields=["idempotency_key"], name="run_idempotency_key",
+                         condition=Q(idempotency_key__isnull=False)),
+            models.Index(fields=["environment", "-id"], name="run_environment_id"),
+            # Links are rare: partial indexes cost a run that has none nothing on insert or update.
+            models.Index(fields=["parent_run"], name="run_parent", condition=Q(parent_run__isnull=False)),
+            models.Index(fields=["root_run"], name="run_root", condition=Q(root_run__isnull=False)),
+            models.Index(fields=["parent_waitpoint"], name="run_parent_waitpoint",
+                         condition=Q(parent_waitpoint__isnull=False)),
+            models.Index(fields=["replayed_from"], name="run_replayed_from", condition=Q(replayed_from__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -129,12 +137,12 @@ class Run(models.Model):
 class Attempt(models.Model):
     """One try at executing a run."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=AttemptStatus.choices)
     worker_id = models.CharField(max_length=128)
     lease_token = models.CharField(max_length=40)
-    version = models.ForeignKey("tasks.TaskVersion", on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey("tasks.TaskVersion", on_delete=models.PROTECT, related_name="+", db_index=False)
     error = models.JSONField(null=True, blank=True)
     retry_delay = models.FloatField(null=True, blank=True)
     started_at = models.DateTimeField()
@@ -152,7 +160,7 @@ class Attempt(models.Model):
 class Step(models.Model):
     """The recorded result of one durable step inside a run."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps", db_index=False)
     position = models.PositiveIntegerField()
     key = models.CharField(max_length=255)
     name = models.CharField(max_length=255)
@@ -179,7 +187,7 @@ class Step(models.Model):
 class RunEvent(models.Model):
     """One entry of a run's append-only, gap-free event sequence."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events", db_index=False)
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=64)
     data = models.JSONField(default=dict)
@@ -219,7 +227,7 @@ class Event(models.Model):
     """An event sent to the platform; waits match it by name and filter."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_event_id, editable=False)
-    environment = models.ForeignKey("tasks.Environment", on_delete=models.PROTECT, default="dev")
+    environment = models.ForeignKey("tasks.Environment", on_delete=models.PROTECT, default="dev", db_index=False)
     name = models.CharField(max_length=255)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -232,7 +240,7 @@ class Waitpoint(models.Model):
     """Something a run waits for; completing it re-queues the run."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_waitpoint_id, editable=False)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="waitpoints")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="waitpoints", db_index=False)
     key = models.CharField(max_length=255)
     position = models.PositiveIntegerField()
     kind = models.CharField(max_length=16, choices=WaitpointKind.choices)
@@ -241,7 +249,9 @@ class Waitpoint(models.Model):
     event_name = models.CharField(max_length=255, blank=True, default="")
     event_filter = models.JSONField(default=dict, blank=True)
     events_since = models.DateTimeField(null=True, blank=True)
-    matched_event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    matched_event = models.ForeignKey(
+        Event, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     description = models.CharField(max_length=500, blank=True, default="")
     output = models.JSONField(null=True, blank=True)
     completed_by = models.CharField(max_length=150, blank=True, default="")
@@ -253,6 +263,8 @@ class Waitpoint(models.Model):
         indexes = [
             models.Index(fields=["status", "resume_at"], name="waitpoint_due"),
             models.Index(fields=["status", "kind", "event_name"], name="waitpoint_event"),
+            models.Index(fields=["matched_event"], name="waitpoint_matched_event",
+                         condition=Q(matched_event__isnull=False)),
         ]
 
 
@@ -261,7 +273,7 @@ class Waitpoint(models.Model):
 class Span(models.Model):
     """An OpenTelemetry span belonging to a run; its events hold the log lines."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="spans")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="spans", db_index=False)
     trace_id = models.CharField(max_length=32)
     span_id = models.CharField(max_length=16)
     parent_span_id = models.CharField(max_length=16, blank=True, default="")
