@@ -200,6 +200,8 @@ STEPWISE_REDISPATCH_SECONDS = float(
 )
 # Spans of runs are stored in the database; OTEL_EXPORTER_OTLP_ENDPOINT also exports them over OTLP.
 STEPWISE_TRACING = env_bool("STEPWISE_TRACING", True)
+# Prepare the engine's hot statements (off behind a pooler that cannot keep prepared statements).
+STEPWISE_PREPARED_STATEMENTS = env_bool("STEPWISE_PREPARED_STATEMENTS", True)
 STEPWISE_SWEEP_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_SWEEP_INTERVAL_SECONDS", "1"))
 
 LOGGING = {

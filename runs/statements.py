@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from django.conf import settings
 from django.db import connection
 from django.db.models import AutoField, BigAutoField, Model
 
@@ -54,7 +56,8 @@ class Write:
         fields = [f for f in obj._meta.concrete_fields if not isinstance(f, AutoField | BigAutoField)]
         columns = ", ".join(_q(f.column) for f in fields)
         values = [_db_value(f, obj) for f in fields]
-        placeholders = ", ".join(["%s"] * len(fields))
+        # Typed placeholders: bound server-side, a parameter's type must not depend on its value.
+        placeholders = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
         self.add(name, f"INSERT INTO {_table(type(obj))} ({columns}) SELECT {placeholders} FROM {source}", values)
 
     def events(self, run_id: str, events: list[RunEvent], source: str) -> None:
@@ -64,7 +67,7 @@ class Write:
             self.add(
                 f"event{index}",
                 f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
-                f"SELECT %s, last_event_seq - {back}, %s, %s::jsonb, %s FROM {source}",
+                f"SELECT %s::varchar, last_event_seq - {back}, %s::varchar, %s::jsonb, %s::timestamptz FROM {source}",
                 [run_id, event.type, json.dumps(event.data), event.created_at],
             )
 
@@ -81,9 +84,25 @@ class Write:
         )
 
     def execute(self, select: str) -> list[tuple[Any, ...]]:
-        with connection.cursor() as cursor:
+        with _prepared_cursor() as cursor:
             cursor.execute("WITH " + ", ".join(self.ctes) + " " + select, self.params)
             return cursor.fetchall()
+
+
+def _prepared_cursor() -> Any:
+    """Return a cursor that binds parameters server-side and prepares its statements.
+
+    The hot path sends the same few statements over and over: prepared, PostgreSQL parses and
+    plans each once per connection instead of once per step, and the values travel as
+    parameters instead of being quoted into the text. Set STEPWISE_PREPARED_STATEMENTS=0 behind
+    a pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
+    Django's wrapper is kept: errors map to django.db's and queries are logged as any other.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.prepare_threshold = 0 if settings.STEPWISE_PREPARED_STATEMENTS else None
+    cursor = psycopg.Cursor(raw)
+    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
 
 
 def _db_value(model_field: Any, obj: Model) -> Any:
@@ -204,14 +223,14 @@ def run_claim(
     write.add(
         "attempt",
         f"INSERT INTO {_table(Attempt)} (run_id, number, status, worker_id, lease_token, version_id, started_at) "
-        "SELECT id, attempt_count, %s, %s, %s, version_id, %s FROM claimed",
+        "SELECT id, attempt_count, %s::varchar, %s::varchar, %s::varchar, version_id, %s::timestamptz FROM claimed",
         [AttemptStatus.EXECUTING.value, worker_id, token, now],
     )
     write.add(
         "event",
         f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
         "SELECT id, last_event_seq, 'run.status', jsonb_build_object('from', %s::text, 'to', %s::text, "
-        "'attempt', attempt_count, 'worker', %s::text), %s FROM claimed",
+        "'attempt', attempt_count, 'worker', %s::text), %s::timestamptz FROM claimed",
         [RunStatus.QUEUED.value, RunStatus.EXECUTING.value, worker_id, now],
     )
     steps = (
@@ -354,7 +373,8 @@ def waitpoints_fire(*, now: datetime, limit: int = 1000) -> FiredWaits:
         "wait_events",
         f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
         "SELECT x.run_id, m.base + x.k, CASE WHEN x.status = 'COMPLETED' THEN 'wait.completed' "
-        "ELSE 'wait.timed_out' END, jsonb_build_object('key', x.key, 'waitpoint', x.id, 'kind', x.kind), %s "
+        "ELSE 'wait.timed_out' END, jsonb_build_object('key', x.key, 'waitpoint', x.id, 'kind', x.kind), "
+        "%s::timestamptz "
         "FROM (SELECT resolved.*, row_number() OVER (PARTITION BY run_id ORDER BY id) AS k FROM resolved) x "
         "JOIN moved m ON m.id = x.run_id RETURNING run_id, seq, type, data::text",
         [now],
@@ -362,7 +382,8 @@ def waitpoints_fire(*, now: datetime, limit: int = 1000) -> FiredWaits:
     write.add(
         "wake_events",
         f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
-        "SELECT m.id, m.base + m.n + 1, 'run.status', jsonb_build_object('from', 'WAITING', 'to', 'QUEUED'), %s "
+        "SELECT m.id, m.base + m.n + 1, 'run.status', jsonb_build_object('from', 'WAITING', 'to', 'QUEUED'), "
+        "%s::timestamptz "
         "FROM moved m WHERE m.was = 'WAITING' RETURNING run_id, seq, type, data::text",
         [now],
     )
