@@ -13,15 +13,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import Q
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from runs.broker import broker_backlog
 from runs.dispatch import dispatch_run, dispatch_run_on_commit, queue_dispatch
 from runs.lifecycle import run_settle
-from runs.models import Run
+from runs.models import Run, Waitpoint
 from runs.states import TransitionRefused, run_transition
-from runs.statuses import AttemptStatus, RunStatus
+from runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
 from runs.waits import waitpoints_fire_due
 from tasks.models import Queue
 from tasks.schedules import schedules_declared_sync, schedules_fire_due
@@ -187,8 +187,23 @@ def sweep_once() -> SweepReport:
     return report
 
 
+def next_timer_in(now) -> float | None:
+    """Return the seconds until the earliest stored timer (a wait's deadline, a retry, a delay), or None."""
+    due = [
+        Waitpoint.objects.filter(status=WaitpointStatus.PENDING).aggregate(at=Min("resume_at"))["at"],
+        Run.objects.filter(status=RunStatus.RETRYING).aggregate(at=Min("next_attempt_at"))["at"],
+        Run.objects.filter(status=RunStatus.DELAYED).aggregate(at=Min("delay_until"))["at"],
+    ]
+    known = [at for at in due if at is not None]
+    return max(0.0, (min(known) - now).total_seconds()) if known else None
+
+
 def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_passes: int | None = None) -> None:
-    """Sweep every ``interval`` seconds until stopped; database outages are waited out."""
+    """Sweep every ``interval`` seconds until stopped, sooner when a timer falls due; outages are waited out.
+
+    Sleeping until the next stored deadline (not a whole interval past it) keeps a wait's
+    resume close to its deadline without sweeping more often.
+    """
     stop = stop or threading.Event()
     passes = 0
     backoff = interval
@@ -201,16 +216,19 @@ def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_pa
                 declared_synced = True
             report = sweep_once()
             if report.total:
-                logger.info("sweeper: %s", report)
+                logger.debug("sweeper: %s", report)
             backoff = interval
+            due_in = next_timer_in(timezone.now())
+            pause = interval if due_in is None else min(interval, max(0.01, due_in))
         except DatabaseError as exc:
             logger.warning("sweeper: database unavailable (%s); retrying in %.1fs", exc, backoff)
             connection.close()
-            backoff = min(backoff * 2, 10.0)
+            backoff = min(backoff * 2, 2.0)  # a database back from an outage is used within two seconds
+            pause = backoff
         passes += 1
         if max_passes is not None and passes >= max_passes:
             return
-        stop.wait(backoff)
+        stop.wait(pause)
 
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from runs.models import Run, RunEvent, Span, Step, Waitpoint
 from runs.statuses import RunStatus
+from runs.sweeper import next_timer_in
 from runs.triggers import run_trigger
 from runs.waits import waitpoints_fire_due
 from runs.worker import run_attempt
@@ -91,3 +92,16 @@ def test_due_timers_of_many_runs_are_fired_in_one_statement(django_assert_num_qu
     assert Waitpoint.objects.filter(run_id__in=run_ids, status="COMPLETED").count() == 3
     # The next attempt replays the wait as resolved and finishes.
     assert run_attempt(run_ids[0]).result == "completed"
+
+
+def test_the_scheduler_sleeps_until_the_earliest_stored_timer():
+    now = timezone.now()
+    assert next_timer_in(now) is None
+    run_id = run_trigger(task_id="test-wait-duration", payload={"seconds": 30})[0].id
+    assert run_attempt(run_id).result == "suspended"
+    assert 25 < next_timer_in(timezone.now()) <= 30
+    retrying = _queued("test-noop")
+    Run.objects.filter(id=retrying).update(status=RunStatus.RETRYING, next_attempt_at=now + timedelta(seconds=4))
+    assert next_timer_in(now) == pytest.approx(4, abs=0.01)
+    Run.objects.filter(id=retrying).update(next_attempt_at=now - timedelta(seconds=4))
+    assert next_timer_in(now) == 0  # overdue: sweep at once
