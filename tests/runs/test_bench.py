@@ -59,7 +59,7 @@ def test_bench_prints_every_figure_and_cleans_up(transactional_db):
         "--workers", "2", "--concurrency", "2", "--timeout", "90", stdout=out, stderr=progress,
     )
     phases = [line.split("]")[0] + "]" for line in progress.getvalue().splitlines() if line.startswith("[")]
-    assert phases == [f"[{i}/12]" for i in range(1, 13)], progress.getvalue()
+    assert phases == [f"[{i}/13]" for i in range(1, 14)], progress.getvalue()
     table = out.getvalue()
     for metric in ROWS:
         assert figure_of(table, metric) > 0, f"'{metric}' is not positive in:\n{table}"

@@ -20,6 +20,11 @@ from runs.worker import run_attempt
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def _attempts_run_here_only(processes):
+    """Stop the session's workers and scheduler: this process alone claims and sweeps."""
+
+
 def _queued(task_id: str) -> str:
     run, _ = run_trigger(task_id=task_id, payload={})
     return run.id
