@@ -72,14 +72,15 @@ def events_append_fenced(
     """Append events, insert unsaved ``rows`` and ended ``spans``, all or nothing, in one statement.
 
     The hot path of a run (a step is recorded, a log line): on PostgreSQL the fenced seq bump,
-    the events, the rows and the spans (with their "spans.ended" event) go to the database as
+    the events, the rows and the spans (listed in the last event's data) go to the database as
     one statement. Raises RunInterrupted when ``lease_token`` no longer holds the run, and
     IntegrityError when a row breaks a constraint (nothing is stored then). Elsewhere it is a
     transaction of the same writes.
     """
     now = timezone.now()
-    if spans:
-        events = [*events, ("spans.ended", {"spans": [span_ended_data(r) for r in spans]})]
+    if spans:  # the spans ride on the last event: one message to listeners, not two
+        *head, (last_type, last_data) = events
+        events = [*head, (last_type, {**last_data, "spans": [span_ended_data(r) for r in spans]})]
     stored = [
         RunEvent(run_id=run_id, type=type_, data=redact_for_run(run_id, data), created_at=now)
         for type_, data in events

@@ -113,8 +113,14 @@ def _db_value(model_field: Any, obj: Model) -> Any:
     return model_field.get_db_prep_save(value, connection)
 
 
+def status_event_data(outcome: Outcome, spans: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the data of the status event an outcome writes, with the spans stored alongside."""
+    data = {"from": RunStatus.EXECUTING.value, "to": outcome.to, **outcome.event_data}
+    return {**data, "spans": [span_ended_data(r) for r in spans]} if spans else data
+
+
 def span_ended_data(row: dict[str, Any]) -> dict[str, Any]:
-    """Return what a "spans.ended" event says of one ended span."""
+    """Return what an event says of one ended span stored with it."""
     return {
         "span_id": row["span_id"],
         "parent_span_id": row["parent_span_id"],
@@ -281,12 +287,7 @@ def run_outcome(
     spans: list[dict[str, Any]] = (),
 ) -> int | None:
     """Write an attempt's outcome in one statement (run, attempt, events, spans); None if fenced off."""
-    events = []
-    if spans:
-        events.append(RunEvent(type="spans.ended", data={"spans": [span_ended_data(r) for r in spans]},
-                               created_at=now))
-    events.append(RunEvent(type="run.status", data={"from": RunStatus.EXECUTING.value, "to": outcome.to,
-                                                     **outcome.event_data}, created_at=now))
+    events = [RunEvent(type="run.status", data=status_event_data(outcome, spans), created_at=now)]
     write = Write()
     assignments = ["status = %s", "updated_at = %s", "executed_seconds = executed_seconds + %s",
                    f"last_event_seq = last_event_seq + {len(events)}"]

@@ -21,7 +21,7 @@ from runs.engine.waits import WaitpointState, WaitSpec
 from runs.events import event_append, events_append_fenced, publish_run_event_now, publish_run_event_on_commit
 from runs.lifecycle import run_settle, run_span_export_on_commit
 from runs.models import Attempt, Run, RunEvent, Step
-from runs.statements import Outcome, is_postgresql, run_claim, run_outcome, span_ended_data
+from runs.statements import Outcome, is_postgresql, run_claim, run_outcome, status_event_data
 from runs.states import TransitionRefused, run_transition
 from runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, SpanStatus
 from runs.tracing.storage import spans_store
@@ -287,12 +287,8 @@ class OrmRunStore:
                            outcome=outcome, elapsed=elapsed, now=now, spans=spans)
         if last is None:
             raise RunInterrupted(f"run {claim.run_id} is no longer held by attempt {claim.attempt_number}")
-        events = [("run.status", {"from": RunStatus.EXECUTING.value, "to": outcome.to, **outcome.event_data})]
-        if spans:
-            events.insert(0, ("spans.ended", {"spans": [span_ended_data(r) for r in spans]}))
-        for index, (type_, data) in enumerate(events):
-            publish_run_event_on_commit(RunEvent(run_id=claim.run_id, seq=last - len(events) + 1 + index,
-                                                 type=type_, data=data, created_at=now))
+        publish_run_event_on_commit(RunEvent(run_id=claim.run_id, seq=last, type="run.status", created_at=now,
+                                             data=status_event_data(outcome, spans)))
         if final:
             run_span_export_on_commit(claim.run_id)
 
