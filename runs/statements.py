@@ -7,6 +7,7 @@ under the caller's lease. Other databases take the ORM path in ``runs.store`` in
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import AutoField, BigAutoField, Model
 
 from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
@@ -32,12 +33,23 @@ def is_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
+@functools.cache
 def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
 def _table(model: type[Model]) -> str:
     return _q(model._meta.db_table)
+
+
+@functools.cache
+def _insert_shape(model: type[Model]) -> tuple[tuple[Any, ...], str, str]:
+    """Return a model's inserted fields, their quoted columns and typed placeholders (built once)."""
+    fields = tuple(f for f in model._meta.concrete_fields if not isinstance(f, AutoField | BigAutoField))
+    columns = ", ".join(_q(f.column) for f in fields)
+    # Typed placeholders: bound server-side, a parameter's type must not depend on its value.
+    placeholders = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
+    return fields, columns, placeholders
 
 
 @dataclass
@@ -53,11 +65,9 @@ class Write:
 
     def row(self, name: str, obj: Model, source: str) -> None:
         """Insert an unsaved model instance, once per row of ``source``."""
-        fields = [f for f in obj._meta.concrete_fields if not isinstance(f, AutoField | BigAutoField)]
-        columns = ", ".join(_q(f.column) for f in fields)
-        values = [_db_value(f, obj) for f in fields]
-        # Typed placeholders: bound server-side, a parameter's type must not depend on its value.
-        placeholders = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
+        fields, columns, placeholders = _insert_shape(type(obj))
+        wrapper = connections[DEFAULT_DB_ALIAS]
+        values = [_db_value(f, obj, wrapper) for f in fields]
         self.add(name, f"INSERT INTO {_table(type(obj))} ({columns}) SELECT {placeholders} FROM {source}", values)
 
     def events(self, run_id: str, events: list[RunEvent], source: str) -> None:
@@ -105,12 +115,12 @@ def _prepared_cursor() -> Any:
     return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
 
 
-def _db_value(model_field: Any, obj: Model) -> Any:
+def _db_value(model_field: Any, obj: Model, wrapper: Any) -> Any:
     """Return a field's value ready for the database; an unset auto_now(_add) date is filled in."""
     value = getattr(obj, model_field.attname)
     if value is None and (getattr(model_field, "auto_now", False) or getattr(model_field, "auto_now_add", False)):
         value = model_field.pre_save(obj, add=True)
-    return model_field.get_db_prep_save(value, connection)
+    return model_field.get_db_prep_save(value, wrapper)
 
 
 def status_event_data(outcome: Outcome, spans: list[dict[str, Any]]) -> dict[str, Any]:
@@ -174,7 +184,8 @@ def run_insert(*, run: Run, span: Span, event: RunEvent) -> bool:
     write = Write()
     fields = [f for f in Run._meta.concrete_fields]
     columns = ", ".join(_q(f.column) for f in fields)
-    values = [_db_value(f, run) for f in fields]
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    values = [_db_value(f, run, wrapper) for f in fields]
     write.add(
         "run",
         f"INSERT INTO {_table(Run)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
