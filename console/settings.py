@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -200,6 +201,11 @@ STEPWISE_REDISPATCH_SECONDS = float(
 )
 # Spans of runs are stored in the database; OTEL_EXPORTER_OTLP_ENDPOINT also exports them over OTLP.
 STEPWISE_TRACING = env_bool("STEPWISE_TRACING", True)
+# strict: every engine write is flushed to disk before the worker goes on. relaxed: a worker's
+# claims, steps, logs and outcomes commit with synchronous_commit=off (see README, Durability).
+STEPWISE_DURABILITY = os.environ.get("STEPWISE_DURABILITY", "strict")
+if STEPWISE_DURABILITY not in ("strict", "relaxed"):
+    raise ImproperlyConfigured(f"STEPWISE_DURABILITY must be 'strict' or 'relaxed', not {STEPWISE_DURABILITY!r}")
 # Prepare the engine's hot statements (off behind a pooler that cannot keep prepared statements).
 STEPWISE_PREPARED_STATEMENTS = env_bool("STEPWISE_PREPARED_STATEMENTS", True)
 STEPWISE_SWEEP_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_SWEEP_INTERVAL_SECONDS", "1"))

@@ -147,6 +147,18 @@ def _span_json(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items() if k in SPAN_COLUMNS}
 
 
+def _durability() -> str:
+    """Return the condition that, under STEPWISE_DURABILITY=relaxed, commits this statement asynchronously.
+
+    ``set_config(..., true)`` lasts for the statement's own transaction: PostgreSQL then answers
+    before the commit is flushed to disk. A database crash can lose the last moments of such
+    commits (about three times wal_writer_delay, 0.6 s by default); a worker crash loses nothing.
+    """
+    if settings.STEPWISE_DURABILITY != "relaxed":
+        return ""
+    return " AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'"
+
+
 def lease_fence(lease_token: str | None) -> tuple[str, list[Any]]:
     """Return the WHERE clause (and its parameters after the run id) of a write fenced by a lease token."""
     if lease_token is None:
@@ -167,7 +179,7 @@ def fenced_append(
     where, params = lease_fence(lease_token)
     write.add(
         "seq",
-        f"UPDATE {_table(Run)} SET last_event_seq = last_event_seq + {len(events)} WHERE {where} "
+        f"UPDATE {_table(Run)} SET last_event_seq = last_event_seq + {len(events)} WHERE {where}{_durability()} "
         "RETURNING last_event_seq",
         [run_id, *params],
     )
@@ -234,7 +246,7 @@ def run_claim(
         "attempt_count = r.attempt_count + 1, started_at = COALESCE(r.started_at, %s), updated_at = %s, "
         "last_event_seq = r.last_event_seq + 1 "
         f"WHERE r.id = %s AND r.status = %s AND NOT EXISTS (SELECT 1 FROM {_table(Queue)} q "
-        "WHERE q.name = r.queue AND (q.paused OR q.concurrency_limit IS NOT NULL)) RETURNING r.*",
+        f"WHERE q.name = r.queue AND (q.paused OR q.concurrency_limit IS NOT NULL)){_durability()} RETURNING r.*",
         [RunStatus.EXECUTING.value, token, lease_expires_at, worker_id, now, now, run_id, RunStatus.QUEUED.value],
     )
     write.add(
@@ -310,7 +322,8 @@ def run_outcome(
     where, fence = lease_fence(lease_token)
     write.add(
         "moved",
-        f"UPDATE {_table(Run)} SET {', '.join(assignments)} WHERE {where} RETURNING id, last_event_seq",
+        f"UPDATE {_table(Run)} SET {', '.join(assignments)} WHERE {where}{_durability()} "
+        "RETURNING id, last_event_seq",
         [*params, run_id, *fence],
     )
     error_field = Attempt._meta.get_field("error")

@@ -8,10 +8,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from runs.models import Run, RunEvent, Span, Step, Waitpoint
 from runs.statuses import RunStatus
+from runs.store import OrmRunStore
 from runs.sweeper import next_timer_in
 from runs.triggers import run_trigger
 from runs.waits import waitpoints_fire_due
@@ -110,3 +112,18 @@ def test_the_scheduler_sleeps_until_the_earliest_stored_timer():
     assert next_timer_in(now) == pytest.approx(4, abs=0.01)
     Run.objects.filter(id=retrying).update(next_attempt_at=now - timedelta(seconds=4))
     assert next_timer_in(now) == 0  # overdue: sweep at once
+
+
+@pytest.mark.parametrize("durability, expected", [("strict", "on"), ("relaxed", "off")])
+def test_relaxed_durability_commits_the_engines_writes_asynchronously(durability, expected, settings):
+    settings.STEPWISE_DURABILITY = durability
+    run_id = _queued("test-noop")
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Inside one transaction the setting the statement made is still visible after it.
+        claim = OrmRunStore().claim(run_id, "worker-under-test")
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == expected
+    assert claim is not None
+    with connection.cursor() as cursor:  # and it ended with that transaction
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
