@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
@@ -20,10 +21,35 @@ def encode_millis(millis: int) -> str:
     return _encode(millis, 10)
 
 
+_lock = threading.Lock()
+_last = (0, 0)  # the milliseconds and random part of this process's latest id
+
+
+def _forget_last() -> None:
+    global _last
+    _last = (0, 0)
+
+
+# A forked child must not continue its parent's sequence: both would make the same next id.
+os.register_at_fork(after_in_child=_forget_last)
+
+
 def new_id(prefix: str) -> str:
-    """Return a new id such as ``run_01jc...``: 48 bits of milliseconds, 80 random bits."""
+    """Return a new id such as ``run_01jc...``: 48 bits of milliseconds, 80 random bits.
+
+    Ids made by one process are strictly increasing: within one millisecond (many triggers
+    in a batch) the random part of the previous id is incremented, so id order is creation
+    order there too.
+    """
+    global _last
     millis = int(time.time() * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")
+    with _lock:
+        last_millis, last_rand = _last
+        if millis <= last_millis:
+            millis, rand = last_millis, last_rand + 1
+        else:
+            rand = int.from_bytes(os.urandom(10), "big") >> 1  # room for increments within the millisecond
+        _last = (millis, rand)
     return f"{prefix}_{_encode(millis, 10)}{_encode(rand, 16)}"
 
 
