@@ -18,6 +18,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from runs.benchmarks.measure import FINAL_STATUSES
 from runs.benchmarks.tasks import OBSERVABILITY_TASK_ID, observability_steps
@@ -37,11 +38,16 @@ FINAL = {str(s) for s in FINAL_STATUSES}
 
 
 def _queued_run(steps: int) -> str:
-    """Create a run no worker is told about: DELAYED far ahead, then QUEUED without a dispatch."""
+    """Create a run no worker is told about: DELAYED far ahead, then QUEUED without a dispatch.
+
+    ``dispatched_at`` says a hint went out, so the scheduler does not send one (it re-sends at
+    once for a QUEUED run without it) and no worker races this process for the run.
+    """
     run, _ = run_trigger(
         task_id=OBSERVABILITY_TASK_ID, payload={"steps": steps}, options=TriggerOptions(delay=3600)
     )
-    run_transition(run_id=run.id, to=RunStatus.QUEUED, expected_from=[RunStatus.DELAYED], delay_until=None)
+    run_transition(run_id=run.id, to=RunStatus.QUEUED, expected_from=[RunStatus.DELAYED], delay_until=None,
+                   dispatched_at=timezone.now())
     return run.id
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.utils import timezone
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from runs.states import run_transition
@@ -69,7 +70,9 @@ def test_worker_exports_the_runs_whole_trace_over_otlp_without_secrets(transacti
     )
     # Delayed, then queued without the usual dispatch: only the exporting worker's queue hears of it.
     run, _ = run_trigger(task_id="test-otlp", payload={}, options=TriggerOptions(delay=3600))
-    run_transition(run_id=run.id, to=RunStatus.QUEUED, expected_from=[RunStatus.DELAYED], delay_until=None)
+    # dispatched_at: a hint is on its way, so the scheduler does not send one to the other workers.
+    run_transition(run_id=run.id, to=RunStatus.QUEUED, expected_from=[RunStatus.DELAYED], delay_until=None,
+                   dispatched_at=timezone.now())
     execute_run.apply_async(args=[run.id], queue=queue)
     run = wait_finished(run.id)
     assert run.status == RunStatus.COMPLETED
