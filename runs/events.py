@@ -15,7 +15,7 @@ from django.utils import timezone
 from runs.engine.errors import RunInterrupted
 from runs.engine.redaction import redact_for_run
 from runs.models import Run, RunEvent, Span
-from runs.statements import fenced_append, is_postgresql, lease_fence, span_ended_data
+from runs.statements import fenced_append, is_postgresql, lease_fence, with_spans
 
 logger = logging.getLogger(__name__)
 
@@ -77,24 +77,22 @@ def events_append_fenced(
     IntegrityError when a row breaks a constraint (nothing is stored then). Elsewhere it is a
     transaction of the same writes.
     """
-    now = timezone.now()
-    if spans:  # the spans ride on the last event: one message to listeners, not two
+    if spans:  # the spans ride on the last event
         *head, (last_type, last_data) = events
-        events = [*head, (last_type, {**last_data, "spans": [span_ended_data(r) for r in spans]})]
-    stored = [
-        RunEvent(run_id=run_id, type=type_, data=redact_for_run(run_id, data), created_at=now)
-        for type_, data in events
-    ]
+        events = [*head, (last_type, with_spans(last_data, spans))]
     if not is_postgresql():
         with transaction.atomic():
-            appended = [
-                event_append(run_id=run_id, type=e.type, data=e.data, lease_token=lease_token) for e in stored
-            ]
+            appended = [event_append(run_id=run_id, type=t, data=d, lease_token=lease_token) for t, d in events]
             for row in rows:
                 row.save()
             if spans:
                 Span.objects.bulk_create([Span(**row) for row in spans], ignore_conflicts=True)
         return appended
+    now = timezone.now()
+    stored = [
+        RunEvent(run_id=run_id, type=type_, data=redact_for_run(run_id, data), created_at=now)
+        for type_, data in events
+    ]
     last = fenced_append(run_id=run_id, lease_token=lease_token, events=stored, rows=rows, spans=spans)
     if last is None:
         raise RunInterrupted(f"run {run_id} is no longer held by this attempt")

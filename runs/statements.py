@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -125,7 +126,11 @@ def _db_value(model_field: Any, obj: Model, wrapper: Any) -> Any:
 
 def status_event_data(outcome: Outcome, spans: list[dict[str, Any]]) -> dict[str, Any]:
     """Return the data of the status event an outcome writes, with the spans stored alongside."""
-    data = {"from": RunStatus.EXECUTING.value, "to": outcome.to, **outcome.event_data}
+    return with_spans({"from": RunStatus.EXECUTING.value, "to": outcome.to, **outcome.event_data}, spans)
+
+
+def with_spans(data: dict[str, Any], spans: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Return an event's data listing the spans stored with it (one live message, not two)."""
     return {**data, "spans": [span_ended_data(r) for r in spans]} if spans else data
 
 
@@ -194,15 +199,13 @@ def fenced_append(
 def run_insert(*, run: Run, span: Span, event: RunEvent) -> bool:
     """Insert a new run with its root span and first event; False if its idempotency key is taken."""
     write = Write()
-    fields = [f for f in Run._meta.concrete_fields]
-    columns = ", ".join(_q(f.column) for f in fields)
+    fields, columns, placeholders = _insert_shape(Run)
     wrapper = connections[DEFAULT_DB_ALIAS]
-    values = [_db_value(f, run, wrapper) for f in fields]
     write.add(
         "run",
-        f"INSERT INTO {_table(Run)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"INSERT INTO {_table(Run)} ({columns}) VALUES ({placeholders}) "
         "ON CONFLICT DO NOTHING RETURNING id, last_event_seq",
-        values,
+        [_db_value(f, run, wrapper) for f in fields],
     )
     write.row("span", span, "run")
     write.events(run.id, [event], "run")
@@ -296,7 +299,7 @@ class Outcome:
     attempt_error: dict[str, Any] | None = None
     retry_delay: float | None = None
     event_data: dict[str, Any] = field(default_factory=dict)
-    span_status: str | None = None  # set when the run reaches a final status: its root span ends
+    span_result: tuple[str, str] | None = None  # set when the run reaches a final status: its root span ends
 
 
 def run_outcome(
@@ -336,12 +339,12 @@ def run_outcome(
     )
     write.events(run_id, events, "moved")
     write.spans(list(spans), "moved")
-    if outcome.span_status is not None:
+    if outcome.span_result is not None:
         write.add(
             "root_span",
             f"UPDATE {_table(Span)} SET ended_at = %s, status = %s, status_message = %s "
             "WHERE run_id = %s AND kind = 'run' AND ended_at IS NULL AND EXISTS (SELECT 1 FROM moved)",
-            [now, outcome.span_status, "" if outcome.span_status == "OK" else outcome.to, run_id],
+            [now, *outcome.span_result, run_id],
         )
     found = write.execute("SELECT last_event_seq FROM moved")
     return found[0][0] if found else None

@@ -6,6 +6,7 @@ happens where runs finish (``runs.lifecycle``), not here.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -51,6 +52,11 @@ class TransitionRefused(StepwiseError):
         super().__init__(f"run {run_id} cannot move to {to}: it is {current or 'missing'}")
 
 
+def finished_fields(at: datetime) -> dict[str, Any]:
+    """Return what reaching a final status writes on the run row: its end, and no lease any more."""
+    return {"finished_at": at, "lease_token": None, "lease_expires_at": None}
+
+
 def check_edges(expected_from: Iterable[str], to: str) -> list[RunStatus]:
     """Return the expected statuses after checking each has an edge to ``to``."""
     sources = [RunStatus(s) for s in expected_from]
@@ -90,9 +96,7 @@ def run_transition(
         if status not in sources or (expected_token is not None and token != expected_token):
             raise TransitionRefused(run_id, to, status)
         if RunStatus(to) in FINAL_STATUSES:
-            fields.setdefault("finished_at", now)
-            fields.setdefault("lease_token", None)
-            fields.setdefault("lease_expires_at", None)
+            fields = {**finished_fields(now), **fields}
         changed = (
             Run.objects.filter(id=run_id, status=status).update(status=to, updated_at=now, **fields)
         )

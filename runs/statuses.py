@@ -118,3 +118,10 @@ class SpanStatus(models.TextChoices):
     OK = "OK", "OK"
     # The work failed.
     ERROR = "ERROR", "Error"
+
+
+def run_span_result(status: str) -> tuple[SpanStatus, str]:
+    """Return the status and message a run's root span ends with when the run reaches ``status``."""
+    if status == RunStatus.COMPLETED:
+        return SpanStatus.OK, ""
+    return SpanStatus.ERROR, str(status)

@@ -22,8 +22,8 @@ from runs.events import event_append, events_append_fenced, publish_run_event_no
 from runs.lifecycle import run_settle, run_span_export_on_commit
 from runs.models import Attempt, Run, RunEvent, Step
 from runs.statements import Outcome, is_postgresql, run_claim, run_outcome, status_event_data
-from runs.states import TransitionRefused, run_transition
-from runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, SpanStatus
+from runs.states import TransitionRefused, finished_fields, run_transition
+from runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, run_span_result
 from runs.tracing.storage import spans_store
 from tasks.models import Queue
 
@@ -276,13 +276,9 @@ class OrmRunStore:
     def _end_one_statement(self, claim: Claim, outcome: Outcome, *, elapsed: float, spans: list[dict]) -> None:
         now = timezone.now()
         final = RunStatus(outcome.to) in FINAL_STATUSES
-        fields = dict(outcome.run_fields)
         if final:
-            fields.update(finished_at=now, lease_token=None, lease_expires_at=None)
-        outcome = replace(
-            outcome, run_fields=fields,
-            span_status=(SpanStatus.OK if outcome.to == RunStatus.COMPLETED else SpanStatus.ERROR) if final else None,
-        )
+            outcome = replace(outcome, run_fields={**finished_fields(now), **outcome.run_fields},
+                              span_result=run_span_result(outcome.to))
         last = run_outcome(run_id=claim.run_id, lease_token=claim.lease_token, attempt_number=claim.attempt_number,
                            outcome=outcome, elapsed=elapsed, now=now, spans=spans)
         if last is None:

@@ -231,8 +231,6 @@ def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_pa
         stop.wait(pause)
 
 
-
-
 def local_hints_loop(*, interval: float = 0.1, stop: threading.Event) -> None:
     """Hint this process's worker of runs queued by other processes (the embedded default).
 

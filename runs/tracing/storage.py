@@ -7,9 +7,9 @@ from typing import Any
 from django.db import transaction
 
 from runs.events import event_append
-from runs.models import Run, Span, SpanKind, SpanStatus
+from runs.models import Run, Span, SpanKind
 from runs.statements import span_ended_data
-from runs.statuses import RunStatus
+from runs.statuses import run_span_result
 
 
 def spans_store(rows: list[dict[str, Any]]) -> int:
@@ -52,10 +52,9 @@ def run_span_build(*, run: Run, parent_span_id: str = "") -> Span:
 
 def run_span_end(*, run_id: str, status: str, at: datetime) -> bool:
     """End a run's root span when the run reaches a final status; tell whether it was open."""
+    span_status, message = run_span_result(status)
     return bool(
         Span.objects.filter(run_id=run_id, kind=SpanKind.RUN, ended_at__isnull=True).update(
-            ended_at=at,
-            status=SpanStatus.OK if status == RunStatus.COMPLETED else SpanStatus.ERROR,
-            status_message="" if status == RunStatus.COMPLETED else str(status),
+            ended_at=at, status=span_status, status_message=message
         )
     )
