@@ -169,11 +169,11 @@ def run_suspend(claim: Claim, *, waitpoint_id: str, elapsed: float, spans: list[
     """Move the run to WAITING unless the waitpoint was resolved meanwhile; the worker is then free."""
     with transaction.atomic():
         wp = Waitpoint.objects.select_for_update(no_key=True).get(id=waitpoint_id)
+        run = _lock_if_ours(claim)
+        if spans:  # handed over by the attempt: stored whether or not the run now waits
+            spans_store(list(spans))
         if wp.status != WaitpointStatus.PENDING:
             return False
-        run = _lock_if_ours(claim)
-        if spans:
-            spans_store(list(spans))
         run_transition(
             run_id=claim.run_id,
             to=RunStatus.WAITING,
