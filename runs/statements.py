@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -96,12 +97,34 @@ class Write:
 
     def execute(self, select: str) -> list[tuple[Any, ...]]:
         with _prepared_cursor() as cursor:
-            cursor.execute("WITH " + ", ".join(self.ctes) + " " + select, self.params)
+            cursor.execute(numbered_placeholders("WITH " + ", ".join(self.ctes) + " " + select), self.params)
             return cursor.fetchall()
 
 
+_PLACEHOLDER = re.compile(r"%(s|%)|%")
+
+
+@functools.lru_cache(maxsize=256)
+def numbered_placeholders(sql: str) -> str:
+    """Return ``sql`` with its ``%s`` placeholders numbered (``$1``, ``$2``…), as PostgreSQL takes them.
+
+    The hot statements are few and long: psycopg converts a query on every call once it has
+    more than 50 parameters, so they are converted once here and sent through a raw cursor.
+    """
+    numbers = iter(range(1, 100_000))
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) == "s":
+            return f"${next(numbers)}"
+        if match.group(1) == "%":
+            return "%"
+        raise ValueError(f"unsupported placeholder at {match.start()} in a hot statement: {sql[match.start():][:20]!r}")
+
+    return _PLACEHOLDER.sub(replace, sql)
+
+
 def _prepared_cursor() -> Any:
-    """Return a cursor that binds parameters server-side and prepares its statements.
+    """Return a raw cursor (``$n`` placeholders) that binds parameters server-side and prepares its statements.
 
     The hot path sends the same few statements over and over: prepared, PostgreSQL parses and
     plans each once per connection instead of once per step, and the values travel as
@@ -112,7 +135,7 @@ def _prepared_cursor() -> Any:
     connection.ensure_connection()
     raw = connection.connection
     raw.prepare_threshold = 0 if settings.STEPWISE_PREPARED_STATEMENTS else None
-    cursor = psycopg.Cursor(raw)
+    cursor = psycopg.RawCursor(raw)
     return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
 
 
@@ -130,8 +153,12 @@ def status_event_data(outcome: Outcome, spans: list[dict[str, Any]]) -> dict[str
 
 
 def with_spans(data: dict[str, Any], spans: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Return an event's data listing the spans stored with it (one live message, not two)."""
-    return {**data, "spans": [span_ended_data(r) for r in spans]} if spans else data
+    """Return an event's data naming the spans stored with it (``span_ids``): the timeline reads them back.
+
+    Ids only: a step record carries a batch of spans, and repeating each span in the event
+    would double what the write stores.
+    """
+    return {**data, "span_ids": [r["span_id"] for r in spans]} if spans else data
 
 
 def span_ended_data(row: dict[str, Any]) -> dict[str, Any]:
