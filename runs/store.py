@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -60,6 +60,12 @@ def queue_has_room(run: Run) -> bool:
 StoreClass = TypeVar("StoreClass", bound=type)
 
 
+class SpanSource(Protocol):
+    """Hands over a run's ended spans; a step's record may be told to wait for a fuller batch."""
+
+    def __call__(self, run_id: str, *, everything: bool = True) -> list[dict[str, Any]]: ...
+
+
 def _database_errors_interrupt(cls: StoreClass) -> StoreClass:
     """Turn a lost database connection inside any store method into StoreUnavailable.
 
@@ -93,11 +99,11 @@ class OrmRunStore:
     are written with the next record, under the same fence.
     """
 
-    def __init__(self, *, span_source: Callable[[str], list[dict[str, Any]]] | None = None) -> None:
+    def __init__(self, *, span_source: SpanSource | None = None) -> None:
         self._span_source = span_source
 
-    def _spans(self, run_id: str) -> list[dict[str, Any]]:
-        return self._span_source(run_id) if self._span_source is not None else []
+    def _spans(self, run_id: str, *, everything: bool = True) -> list[dict[str, Any]]:
+        return self._span_source(run_id, everything=everything) if self._span_source is not None else []
 
     def claim(self, run_id: str, worker_id: str) -> Claim | None:
         if is_postgresql():
@@ -227,7 +233,7 @@ class OrmRunStore:
             finished_at=step.finished_at,
         )
         kind = "step.completed" if step.status == "COMPLETED" else "step.failed"
-        spans = self._spans(claim.run_id)
+        spans = self._spans(claim.run_id, everything=False)
         try:
             events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=[(kind, data)],
                                  rows=[row], spans=spans)

@@ -65,9 +65,12 @@ class DatabaseSpanProcessor(SpanProcessor):
     """Queues ended spans of runs for the run's next write, and stores leftovers from a background thread.
 
     Ending a span only converts it to a row and queues it. The attempt executing the run takes
-    its spans (``take``) into the statement that records its next step or its outcome, fenced
-    by its lease; spans nobody took within ``hold`` seconds (a long step's user spans, spans of
-    runs executed elsewhere in the process) are written by the thread every ``interval`` seconds.
+    its spans (``take``) into the statement that records a step or its outcome, fenced by its
+    lease: a step takes them once ``batch`` of them are queued or the oldest is ``batch_age``
+    seconds old, so a run of short steps writes its spans in batches, not one per statement;
+    the outcome (or a suspension) takes them all. Spans nobody took within ``hold`` seconds (a
+    long step's user spans, spans of runs executed elsewhere in the process) are written by the
+    thread every ``interval`` seconds.
     """
 
     def __init__(
@@ -76,12 +79,16 @@ class DatabaseSpanProcessor(SpanProcessor):
         write: Callable[[list[dict[str, Any]]], int],
         interval: float = 0.5,
         hold: float = 2.0,
+        batch: int = 64,
+        batch_age: float = 0.25,
         batch_size: int = 256,
         max_queue: int = 50_000,
     ) -> None:
         self._write = write
         self._interval = interval
         self._hold = hold
+        self._batch = batch
+        self._batch_age = batch_age
         self._batch_size = batch_size
         self._max_queue = max_queue
         self._queue: deque[tuple[float, dict[str, Any]]] = deque()
@@ -118,15 +125,22 @@ class DatabaseSpanProcessor(SpanProcessor):
         self._thread = threading.Thread(target=self._loop, name="stepwise-spans", daemon=True)
         self._thread.start()
 
-    def take(self, run_id: str) -> list[dict[str, Any]]:
-        """Remove and return the queued spans of one run (its attempt writes them with its next record)."""
+    def take(self, run_id: str, *, everything: bool = True) -> list[dict[str, Any]]:
+        """Remove and return the queued spans of one run (its attempt writes them with its next record).
+
+        With ``everything=False`` (a step's record) the spans stay queued until a batch is full
+        or old enough, and an empty list comes back.
+        """
         with self._queue_lock:
             if not self._queue:
                 return []
-            taken = [row for _, row in self._queue if row["run_id"] == run_id]
-            if taken:
-                self._queue = deque(item for item in self._queue if item[1]["run_id"] != run_id)
-        return taken
+            mine = [(queued, row) for queued, row in self._queue if row["run_id"] == run_id]
+            if not mine:
+                return []
+            if not everything and len(mine) < self._batch and time.monotonic() - mine[0][0] < self._batch_age:
+                return []
+            self._queue = deque(item for item in self._queue if item[1]["run_id"] != run_id)
+        return [row for _, row in mine]
 
     def _after_fork(self) -> None:
         self._queue.clear()

@@ -93,8 +93,9 @@ def test_ended_spans_stream_with_the_runs_events_up_to_the_final_status(live):
 
     # Spans ride on the step record or outcome stored with them ("spans.ended" for those stored on their own).
     events = list(RunEvent.objects.filter(run=run).order_by("seq"))
-    ended = [span for e in events for span in e.data.get("spans", [])]
-    assert sorted(d["span_id"] for d in ended) == sorted(s.span_id for s in run_spans(run_id=run.id) if s.kind != "run")
+    ended = [span_id for e in events for span_id in e.data.get("span_ids", [])]
+    ended += [d["span_id"] for e in events if e.type == "spans.ended" for d in e.data["spans"]]
+    assert sorted(ended) == sorted(s.span_id for s in run_spans(run_id=run.id) if s.kind != "run")
     assert events[-1].type == "run.status" and events[-1].data["to"] == RunStatus.COMPLETED
 
 

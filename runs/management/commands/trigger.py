@@ -34,8 +34,8 @@ def event_line(event) -> str:
         detail = f"{data.get('level', 'INFO'):<7} {data.get('message', '')}"
     else:
         detail = ", ".join(f"{k}={v}" for k, v in data.items())
-    if event.type != "spans.ended" and data.get("spans"):
-        detail += f"  (+{len(data['spans'])} span{'s' if len(data['spans']) > 1 else ''})"
+    if data.get("span_ids"):
+        detail += f"  (+{len(data['span_ids'])} span{'s' if len(data['span_ids']) > 1 else ''})"
     return f"{at}  #{event.seq:<3} {event.type:<15} {detail}"
 
 

@@ -1,14 +1,19 @@
-"""Spans an attempt hands to the store are stored with the write that takes them."""
+"""Spans an attempt hands to the store are stored with the write that takes them, in batches."""
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from opentelemetry.sdk.trace import TracerProvider
 
+from runs.engine.spans import RUN_ID
+from runs.engine.store import RecordedStep
 from runs.engine.waits import WaitSpec
-from runs.models import Span
+from runs.models import RunEvent, Span
 from runs.store import OrmRunStore
+from runs.tracing.processor import DatabaseSpanProcessor
+from runs.tracing.storage import spans_store
 from runs.triggers import run_trigger
 from runs.waits import waitpoint_complete
 
@@ -32,7 +37,7 @@ def _span_row(run_id: str, trace_id: str, name: str) -> dict:
 def test_spans_handed_over_when_the_wait_resolved_meanwhile_are_kept():
     run, _ = run_trigger(task_id="test-wait-token", payload={})
     handed: list[dict] = []
-    store = OrmRunStore(span_source=lambda run_id: [handed.pop() for _ in list(handed)])
+    store = OrmRunStore(span_source=lambda run_id, everything=True: [handed.pop() for _ in list(handed)])
     claim = store.claim(run.id, "worker-under-test")
     token = store.waitpoint_create(claim, key="approval", position=1, spec=WaitSpec(kind="TOKEN"))
     waitpoint_complete(waitpoint_id=token.id, output={"ok": True})  # resolved before the run suspends
@@ -42,3 +47,41 @@ def test_spans_handed_over_when_the_wait_resolved_meanwhile_are_kept():
 
     assert not handed, "the store took the span"
     assert Span.objects.filter(run_id=run.id, name="work before the wait").exists()
+
+
+def _quick_steps_with_spans(processor: DatabaseSpanProcessor, steps: int) -> tuple[str, list[int]]:
+    """Run ``steps`` quick steps, each ending one span, then complete; return the run and spans per step event."""
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    run, _ = run_trigger(task_id="test-noop", payload={})
+    store = OrmRunStore(span_source=processor.take)
+    claim = store.claim(run.id, "worker-under-test")
+    try:
+        for position in range(1, steps + 1):
+            with tracer.start_as_current_span(f"work {position}", attributes={RUN_ID: run.id}):
+                pass
+            now = timezone.now()
+            store.step_record(claim, RecordedStep(position, f"s{position}", "s", "COMPLETED", position, None, "step",
+                                                  now, now))
+        store.run_complete(claim, output=None, elapsed=0.1)
+    finally:
+        provider.shutdown()
+    events = RunEvent.objects.filter(run_id=run.id, type="step.completed").order_by("seq")
+    return run.id, [len(e.data.get("span_ids", [])) for e in events]
+
+
+def test_quick_steps_write_their_spans_in_batches_and_the_outcome_takes_the_rest():
+    run_id, carried = _quick_steps_with_spans(DatabaseSpanProcessor(write=spans_store, batch=4, batch_age=3600,
+                                                                    hold=3600), steps=10)
+
+    assert carried == [0, 0, 0, 4, 0, 0, 0, 4, 0, 0]
+    assert Span.objects.filter(run_id=run_id, kind="user").count() == 10
+    [outcome] = RunEvent.objects.filter(run_id=run_id, type="run.status", data__to="COMPLETED")
+    assert len(outcome.data["span_ids"]) == 2
+
+
+def test_a_step_takes_spans_that_waited_long_enough_without_a_full_batch():
+    _, carried = _quick_steps_with_spans(DatabaseSpanProcessor(write=spans_store, batch=1000, batch_age=0,
+                                                               hold=3600), steps=3)
+    assert carried == [1, 1, 1]
