@@ -80,7 +80,8 @@ def _execute_and_drain(run_id: str) -> None:
         logger.info("run %s attempt %s: %s", outcome.run_id, outcome.attempt, outcome.result)
         # A run of a limited queue just freed its slot: take the queue's next run here, without
         # a broker round trip. The claim still checks the limit in the database.
-        candidates = next_queued_in_limited_queue(outcome.run_id) if drained < DRAIN_MAX else []
+        free_slot = outcome.queue_limited and drained < DRAIN_MAX
+        candidates = next_queued_in_limited_queue(outcome.run_id) if free_slot else []
         outcome = None
         for candidate in candidates:  # concurrent drainers race for the same runs: try a few
             outcome = run_attempt(candidate)

@@ -47,6 +47,7 @@ class AttemptOutcome:
     run_id: str
     attempt: int
     result: str  # completed | retrying | failed | interrupted | suspended
+    queue_limited: bool = True  # the run held a slot of a limited (or paused) queue, now free
 
 
 class Heartbeat:
@@ -139,7 +140,7 @@ def attempt_execute(
     if executable is None:
         error = error_describe(TaskNotRegistered(f"no task '{claim.task_id}' is registered on worker {worker_id}"))
         store.run_fail(claim, error=error, retry_delay=None, elapsed=0.0)
-        return AttemptOutcome(run_id, claim.attempt_number, "failed")
+        return AttemptOutcome(run_id, claim.attempt_number, "failed", claim.queue_limited)
     if executable.version_hash != claim.version_hash:
         store.version_mismatch_note(claim, worker_hash=executable.version_hash)
 
@@ -162,12 +163,12 @@ def attempt_execute(
                 output = checkpoint_encode(output, where="the task's return value", max_bytes=max_output_bytes)
                 ctx.check_interrupted()
             except RunInterrupted:
-                return AttemptOutcome(run_id, claim.attempt_number, "interrupted")
+                return AttemptOutcome(run_id, claim.attempt_number, "interrupted", claim.queue_limited)
             except RunSuspended:
-                return AttemptOutcome(run_id, claim.attempt_number, "suspended")
+                return AttemptOutcome(run_id, claim.attempt_number, "suspended", claim.queue_limited)
             except Exception as exc:
                 if heartbeat.timed_out or ctx.interrupted:
-                    return AttemptOutcome(run_id, claim.attempt_number, "interrupted")
+                    return AttemptOutcome(run_id, claim.attempt_number, "interrupted", claim.queue_limited)
                 # Resumes after waits are attempts too; only failures count against the retry policy.
                 failures = claim.failed_attempts + 1
                 retry_delay = None if is_permanent(exc) else executable.retry.delay_after(failures)
@@ -175,12 +176,12 @@ def attempt_execute(
                 error = ctx.describe_error(exc)
                 settle(result, error, retry_delay)
                 store.run_fail(claim, error=error, retry_delay=retry_delay, elapsed=heartbeat.elapsed())
-                return AttemptOutcome(run_id, claim.attempt_number, result)
+                return AttemptOutcome(run_id, claim.attempt_number, result, claim.queue_limited)
             settle("completed")
             store.run_complete(claim, output=output, elapsed=heartbeat.elapsed())
-            return AttemptOutcome(run_id, claim.attempt_number, "completed")
+            return AttemptOutcome(run_id, claim.attempt_number, "completed", claim.queue_limited)
     except RunInterrupted:
-        return AttemptOutcome(run_id, claim.attempt_number, "interrupted")
+        return AttemptOutcome(run_id, claim.attempt_number, "interrupted", claim.queue_limited)
     finally:
         settle("interrupted")  # a no-op when the span already ended
         otel_context.detach(span_token)

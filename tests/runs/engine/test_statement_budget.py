@@ -17,7 +17,7 @@ from runs.store import OrmRunStore
 from runs.sweeper import next_timer_in
 from runs.triggers import run_trigger
 from runs.waits import waitpoints_fire_due
-from runs.worker import run_attempt
+from runs.worker import execute_run, run_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,6 +57,13 @@ def test_a_noop_run_is_claimed_and_finished_in_two_statements(django_assert_num_
     assert seqs == list(range(1, run.last_event_seq + 1))
 
 
+def test_the_workers_task_adds_no_statement_for_a_run_of_an_unlimited_queue(django_assert_num_queries):
+    run_id = _queued("test-noop")
+    with django_assert_num_queries(2):
+        execute_run(run_id)  # the Celery task's body, called here
+    assert Run.objects.get(id=run_id).status == RunStatus.COMPLETED
+
+
 def test_each_step_costs_one_statement(django_assert_num_queries):
     run_id = _queued("test-three-steps")
     with django_assert_num_queries(2 + 3):
@@ -64,7 +71,7 @@ def test_each_step_costs_one_statement(django_assert_num_queries):
     assert outcome.result == "completed"
     assert Run.objects.get(id=run_id).output == {"total": 6}
     assert Step.objects.filter(run_id=run_id).count() == 3
-    # Each step's span is stored with the next record: none is lost.
+    # The steps' spans are stored with a later record (here the outcome): none is lost.
     assert Span.objects.filter(run_id=run_id, kind="step").count() == 3
 
 
