@@ -49,7 +49,7 @@ def _until_all_waiting(run_ids: list[str], *, by: datetime, lead: float) -> None
                 f"only {waiting} of {len(run_ids)} runs reached their wait within {lead:g}s of being "
                 f"triggered; give --wait-lead more seconds"
             )
-        time.sleep(POLL_SECONDS * 10)
+        time.sleep(POLL_SECONDS)
 
 
 def _lateness(run_ids: list[str]) -> Latencies:

@@ -1,8 +1,11 @@
 """Execute one attempt of a run: claim, call the task from the top, record the outcome."""
 from __future__ import annotations
 
+import heapq
 import inspect
+import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -51,7 +54,12 @@ class AttemptOutcome:
 
 
 class Heartbeat:
-    """Renews the lease while a task runs, and enforces max_duration."""
+    """Renews one attempt's lease while its task runs, and enforces max_duration.
+
+    The attempts of a process share one heartbeat thread (``_Beats``): starting an attempt
+    starts no thread. ``on_thread_exit`` is called in that thread after each round of writes
+    (it releases the thread's database connection, which would otherwise pin a session).
+    """
 
     def __init__(
         self,
@@ -66,47 +74,115 @@ class Heartbeat:
         self._claim = claim
         self._ctx = ctx
         self._interval = interval
-        self._stop = threading.Event()
-        self._on_thread_exit = on_thread_exit
+        self.on_thread_exit = on_thread_exit
         self.started = time.monotonic()
         self.timed_out = False
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{claim.run_id}", daemon=True)
+        self.stopped = False
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def __enter__(self) -> Heartbeat:
-        self._thread.start()
+        self.started = time.monotonic()
+        _beats().add(self, self.next_beat())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self._interval + 5)
+        self.stopped = True
+        _beats().discard(self)
+
+    def next_beat(self) -> float:
+        """Return when (monotonic seconds) this heartbeat next renews the lease or times the run out."""
+        wait = self._interval
+        if self._claim.max_duration is not None:
+            left = self._claim.max_duration - self._claim.executed_seconds - self.elapsed()
+            wait = max(0.0, min(wait, left))
+        return time.monotonic() + wait
+
+    def beat(self) -> bool:
+        """Renew the lease, or time the run out; return whether to beat again."""
+        max_duration = self._claim.max_duration
+        if max_duration is not None and self._claim.executed_seconds + self.elapsed() >= max_duration:
+            if self._store.run_time_out(self._claim, elapsed=self.elapsed()):
+                self.timed_out = True
+            self._ctx.interrupted = f"the run exceeded its max_duration of {max_duration:g}s"
+            return False
+        try:
+            if not self._store.lease_renew(self._claim):
+                self._ctx.interrupted = "the run was canceled or its lease was taken over"
+                return False
+        except Exception:  # the database may be restarting; the lease has slack
+            logger.warning("lease renewal for %s failed; will try again", self._claim.run_id)
+        return True
+
+
+class _Beats:
+    """The heartbeat thread of a process: beats each running attempt when it is due."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Heartbeat]] = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._loop, name="stepwise-heartbeats", daemon=True)
+        self._thread.start()
+
+    def add(self, heartbeat: Heartbeat, at: float) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (at, next(self._order), heartbeat))
+            self._changed.notify()
+
+    def discard(self, heartbeat: Heartbeat) -> None:
+        with self._changed:
+            self._due = [entry for entry in self._due if entry[2] is not heartbeat]
+            heapq.heapify(self._due)
+
+    def _take_due(self) -> list[Heartbeat]:
+        with self._changed:
+            while True:
+                if self._due:
+                    wait = self._due[0][0] - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._changed.wait(wait)
+                else:
+                    self._changed.wait()
+            now = time.monotonic()
+            due = []
+            while self._due and self._due[0][0] <= now:
+                due.append(heapq.heappop(self._due)[2])
+            return due
 
     def _loop(self) -> None:
-        try:
-            max_duration = self._claim.max_duration
-            while not self._stop.wait(self._next_wait(max_duration)):
-                if max_duration is not None and self._claim.executed_seconds + self.elapsed() >= max_duration:
-                    if self._store.run_time_out(self._claim, elapsed=self.elapsed()):
-                        self.timed_out = True
-                    self._ctx.interrupted = f"the run exceeded its max_duration of {max_duration:g}s"
-                    return
-                try:
-                    if not self._store.lease_renew(self._claim):
-                        self._ctx.interrupted = "the run was canceled or its lease was taken over"
-                        return
-                except Exception:  # the database may be restarting; the lease has slack
-                    logger.warning("lease renewal for %s failed; will try again", self._claim.run_id)
-        finally:
-            if self._on_thread_exit:
-                self._on_thread_exit()
+        while True:
+            due = self._take_due()
+            for heartbeat in due:
+                if not heartbeat.stopped and heartbeat.beat() and not heartbeat.stopped:
+                    self.add(heartbeat, heartbeat.next_beat())
+            for release in {id(h.on_thread_exit): h.on_thread_exit for h in due if h.on_thread_exit}.values():
+                release()
 
-    def _next_wait(self, max_duration: float | None) -> float:
-        if max_duration is None:
-            return self._interval
-        left = max_duration - self._claim.executed_seconds - self.elapsed()
-        return max(0.0, min(self._interval, left))
+
+_current_beats: _Beats | None = None
+_beats_lock = threading.Lock()
+
+
+def _beats() -> _Beats:
+    """Return this process's heartbeat thread, started on first use."""
+    global _current_beats
+    with _beats_lock:
+        if _current_beats is None:
+            _current_beats = _Beats()
+        return _current_beats
+
+
+def _forget_beats() -> None:
+    """In a forked child: the parent's heartbeat thread does not exist here; start anew on first use."""
+    global _current_beats, _beats_lock
+    _current_beats = None
+    _beats_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_beats)
 
 
 def _invoke(fn: Callable[..., Any], payload: Any, ctx: RunContext) -> Any:
