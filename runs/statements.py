@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import AutoField, BigAutoField, Model
 
 from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
@@ -136,7 +137,15 @@ def _prepared_cursor() -> Any:
     raw = connection.connection
     raw.prepare_threshold = 0 if settings.STEPWISE_PREPARED_STATEMENTS else None
     cursor = psycopg.RawCursor(raw)
-    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+    return _LoggedStatement(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
+
+
+class _LoggedStatement(CursorDebugWrapper):
+    """Logs the statement as sent: Django cannot read the text of a prepared one back from psycopg."""
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        with self.debug_sql(sql, params):
+            return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
 
 
 def _db_value(model_field: Any, obj: Model, wrapper: Any) -> Any:
