@@ -400,7 +400,8 @@ def waitpoints_fire(*, now: datetime, limit: int = 1000) -> FiredWaits:
 
     Timers (durations, dates) complete; token and event waits whose timeout passed time out.
     Each waitpoint gets its event and each woken run its status event, numbered after the
-    run's last seq; waitpoints are locked before their runs, the order every resolution takes.
+    run's last seq; waitpoints are locked before their runs, the order every resolution takes,
+    and runs in id order, as the span flusher locks them: two such writes cannot deadlock.
     """
     write = Write()
     timer = "w.kind IN ('DURATION', 'DATE')"
@@ -421,7 +422,7 @@ def waitpoints_fire(*, now: datetime, limit: int = 1000) -> FiredWaits:
     write.add(
         "locked",
         f"SELECT r.id, r.status, r.last_event_seq FROM {_table(Run)} r JOIN counted c ON c.run_id = r.id "
-        "FOR NO KEY UPDATE OF r",
+        'ORDER BY r.id COLLATE "C" FOR NO KEY UPDATE OF r',  # in id order, as every multi-run write locks
     )
     write.add(
         "moved",

@@ -23,7 +23,7 @@ def spans_store(rows: list[dict[str, Any]]) -> int:
     existing = set(Run.objects.filter(id__in=by_run).values_list("id", flat=True))
     stored = 0
     with transaction.atomic():
-        for run_id in sorted(existing):
+        for run_id in sorted(existing):  # in id order, as the firing of due waits locks runs
             run_rows = by_run[run_id]
             Span.objects.bulk_create([Span(**row) for row in run_rows], ignore_conflicts=True)
             stored += len(run_rows)
