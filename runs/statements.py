@@ -268,6 +268,7 @@ class ClaimedRow:
     version_hash: str
     failed_attempts: int
     steps: list[dict[str, Any]]
+    resolved_waits: list[dict[str, Any]] = field(default_factory=list)
 
 
 def run_claim(
@@ -306,22 +307,31 @@ def run_claim(
         "'status', s.status, 'output', s.output, 'error', s.error, 'kind', s.kind, 'started_at', s.started_at, "
         f"'finished_at', s.finished_at) ORDER BY s.position), '[]')::text FROM {_table(Step)} s WHERE s.run_id = c.id"
     )
+    # The run's waitpoints that resolved while it waited and whose wait no step records yet: the
+    # claim brings them, so the resumed wait reads its result without a query of its own.
+    resolved_waits = (
+        "SELECT coalesce(json_agg(json_build_object('id', w.id, 'key', w.key, 'status', w.status, "
+        "'output', w.output, 'created_at', w.created_at, 'resolved_at', w.completed_at)), '[]')::text "
+        f"FROM {_table(Waitpoint)} w WHERE w.run_id = c.id AND w.status <> 'PENDING' "
+        f"AND NOT EXISTS (SELECT 1 FROM {_table(Step)} s WHERE s.run_id = w.run_id AND s.key = w.key)"
+    )
     write.params.append(AttemptStatus.FAILED.value)
     rows = write.execute(
         "SELECT c.task_id, c.payload::text, c.attempt_count, c.environment_id, c.max_duration, c.executed_seconds, "
         "c.tags::text, c.metadata::text, c.trace_id, c.span_id, c.last_event_seq, c.queue, c.parent_waitpoint_id, "
         f"v.content_hash, (SELECT count(*) FROM {_table(Attempt)} a WHERE a.run_id = c.id AND a.status = %s), "
-        f"({steps}) FROM claimed c JOIN {_table(TaskVersion)} v ON v.id = c.version_id"
+        f"({steps}), ({resolved_waits}) FROM claimed c JOIN {_table(TaskVersion)} v ON v.id = c.version_id"
     )
     if not rows:
         return None
     (task_id, payload, number, environment, max_duration, executed, tags, metadata, trace_id, span_id, seq,
-     queue, parent_waitpoint_id, version_hash, failed, steps_json) = rows[0]
+     queue, parent_waitpoint_id, version_hash, failed, steps_json, waits_json) = rows[0]
     return ClaimedRow(
         task_id=task_id, payload=json.loads(payload), attempt_number=number, environment=environment,
         max_duration=max_duration, executed_seconds=executed, tags=json.loads(tags), metadata=json.loads(metadata),
         trace_id=trace_id, span_id=span_id, seq=seq, queue=queue, parent_waitpoint_id=parent_waitpoint_id,
         version_hash=version_hash, failed_attempts=failed, steps=json.loads(steps_json),
+        resolved_waits=json.loads(waits_json),
     )
 
 
@@ -347,9 +357,14 @@ def run_outcome(
     elapsed: float,
     now: datetime,
     spans: list[dict[str, Any]] = (),
+    step_events: list[RunEvent] = (),
+    rows: list[Model] = (),
 ) -> int | None:
-    """Write an attempt's outcome in one statement (run, attempt, events, spans); None if fenced off."""
-    events = [RunEvent(type="run.status", data=status_event_data(outcome, spans), created_at=now)]
+    """Write an attempt's outcome in one statement (run, attempt, events, spans); None if fenced off.
+
+    ``step_events`` and ``rows`` record steps noted since the last write (a resumed wait).
+    """
+    events = [*step_events, RunEvent(type="run.status", data=status_event_data(outcome, spans), created_at=now)]
     write = Write()
     assignments = ["status = %s", "updated_at = %s", "executed_seconds = executed_seconds + %s",
                    f"last_event_seq = last_event_seq + {len(events)}"]
@@ -374,6 +389,8 @@ def run_outcome(
          now, run_id, attempt_number, AttemptStatus.EXECUTING.value],
     )
     write.events(run_id, events, "moved")
+    for index, row in enumerate(rows):
+        write.row(f"row{index}", row, "moved")
     write.spans(list(spans), "moved")
     if outcome.span_result is not None:
         write.add(

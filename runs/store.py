@@ -16,6 +16,7 @@ from django.utils import timezone
 from runs import waits
 from runs.dispatch import dispatch_run_on_commit
 from runs.engine.errors import RunInterrupted, StoreUnavailable
+from runs.engine.redaction import redact_for_run
 from runs.engine.store import Claim, LogEntry, RecordedStep
 from runs.engine.waits import WaitpointState, WaitSpec
 from runs.events import event_append, events_append_fenced, publish_run_event_now, publish_run_event_on_commit
@@ -26,6 +27,10 @@ from runs.states import TransitionRefused, finished_fields, run_transition
 from runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, run_span_result
 from runs.tracing.storage import spans_store
 from tasks.models import Queue
+
+
+def _parsed(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def _lease_expiry():
@@ -101,6 +106,7 @@ class OrmRunStore:
 
     def __init__(self, *, span_source: SpanSource | None = None) -> None:
         self._span_source = span_source
+        self._noted: dict[str, list[RecordedStep]] = {}
 
     def _spans(self, run_id: str, *, everything: bool = True) -> list[dict[str, Any]]:
         return self._span_source(run_id, everything=everything) if self._span_source is not None else []
@@ -129,12 +135,18 @@ class OrmRunStore:
                          datetime.fromisoformat(s["started_at"]), datetime.fromisoformat(s["finished_at"]))
             for s in row.steps
         )
+        resolved = {
+            w["key"]: WaitpointState(w["id"], w["status"], w["output"], _parsed(w["created_at"]),
+                                     _parsed(w["resolved_at"]))
+            for w in row.resolved_waits
+        }
         return Claim(
             run_id=run_id, task_id=row.task_id, payload=row.payload, attempt_number=row.attempt_number,
             lease_token=token, worker_id=worker_id, version_hash=row.version_hash, environment=row.environment,
             max_duration=row.max_duration, executed_seconds=row.executed_seconds, tags=row.tags,
             metadata=row.metadata, steps=steps, failed_attempts=row.failed_attempts, trace_id=row.trace_id,
             span_id=row.span_id, queue=row.queue, queue_limited=False, parent_waitpoint_id=row.parent_waitpoint_id,
+            resolved_waits=resolved,
         )
 
     def _claim_locked(self, run_id: str, worker_id: str) -> Claim | None:
@@ -178,6 +190,7 @@ class OrmRunStore:
                 )
                 for s in Step.objects.filter(run_id=run_id).order_by("position")
             )
+            resolved = waits.waits_resolved_unrecorded(run_id)
         return Claim(
             run_id=run.id,
             task_id=run.task_id,
@@ -198,6 +211,7 @@ class OrmRunStore:
             queue=run.queue,
             queue_limited=True,
             parent_waitpoint_id=run.parent_waitpoint_id,
+            resolved_waits=resolved,
         )
 
     def step_begin(self, claim: Claim, *, key: str, name: str, position: int) -> None:
@@ -209,36 +223,51 @@ class OrmRunStore:
         )
 
     def step_record(self, claim: Claim, step: RecordedStep) -> None:
-        duration_ms = (step.finished_at - step.started_at).total_seconds() * 1000
-        error = {"error": {k: step.error[k] for k in ("type", "message")}} if step.error else {}
-        data = {
-            "key": step.key,
-            "kind": step.kind,
-            "position": step.position,
-            "attempt": claim.attempt_number,
-            "duration_ms": round(duration_ms, 3),
-            **error,
-        }
-        row = Step(
-            run_id=claim.run_id,
-            position=step.position,
-            key=step.key,
-            name=step.name,
-            kind=step.kind,
-            status=step.status,
-            output=step.output,
-            error=step.error,
-            attempt_number=claim.attempt_number,
-            started_at=step.started_at,
-            finished_at=step.finished_at,
-        )
-        kind = "step.completed" if step.status == "COMPLETED" else "step.failed"
+        events, rows = self._step_writes(claim, [*self._noted.pop(claim.run_id, []), step])
         spans = self._spans(claim.run_id, everything=False)
         try:
-            events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=[(kind, data)],
-                                 rows=[row], spans=spans)
+            events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=events, rows=rows,
+                                 spans=spans)
         except IntegrityError as exc:
             raise RunInterrupted(f"step {step.key} of run {claim.run_id} was recorded by another attempt") from exc
+
+    def step_note(self, claim: Claim, step: RecordedStep) -> None:
+        self._noted.setdefault(claim.run_id, []).append(step)
+
+    def _noted_writes(self, claim: Claim) -> tuple[list[tuple[str, dict[str, Any]]], list[Step]]:
+        return self._step_writes(claim, self._noted.pop(claim.run_id, []))
+
+    def _step_writes(
+        self, claim: Claim, steps: list[RecordedStep]
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[Step]]:
+        """Return the events and the Step rows that record finished steps."""
+        events, rows = [], []
+        for step in steps:
+            duration_ms = (step.finished_at - step.started_at).total_seconds() * 1000
+            error = {"error": {k: step.error[k] for k in ("type", "message")}} if step.error else {}
+            kind = "step.completed" if step.status == "COMPLETED" else "step.failed"
+            events.append((kind, {
+                "key": step.key,
+                "kind": step.kind,
+                "position": step.position,
+                "attempt": claim.attempt_number,
+                "duration_ms": round(duration_ms, 3),
+                **error,
+            }))
+            rows.append(Step(
+                run_id=claim.run_id,
+                position=step.position,
+                key=step.key,
+                name=step.name,
+                kind=step.kind,
+                status=step.status,
+                output=step.output,
+                error=step.error,
+                attempt_number=claim.attempt_number,
+                started_at=step.started_at,
+                finished_at=step.finished_at,
+            ))
+        return events, rows
 
     def lease_renew(self, claim: Claim) -> bool:
         return bool(
@@ -257,11 +286,15 @@ class OrmRunStore:
 
     def _end(self, claim: Claim, outcome: Outcome, *, elapsed: float) -> None:
         spans = self._spans(claim.run_id)
+        steps = self._noted_writes(claim)
         if is_postgresql() and not claim.queue_limited and not claim.parent_waitpoint_id:
-            self._end_one_statement(claim, outcome, elapsed=elapsed, spans=spans)
+            self._end_one_statement(claim, outcome, elapsed=elapsed, spans=spans, steps=steps)
             return
         try:
             with transaction.atomic():
+                if steps[0]:
+                    events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=steps[0],
+                                         rows=steps[1])
                 if spans:
                     spans_store(spans)
                 run_settle(
@@ -279,16 +312,30 @@ class OrmRunStore:
         except TransitionRefused as exc:
             raise RunInterrupted(str(exc)) from exc
 
-    def _end_one_statement(self, claim: Claim, outcome: Outcome, *, elapsed: float, spans: list[dict]) -> None:
+    def _end_one_statement(
+        self,
+        claim: Claim,
+        outcome: Outcome,
+        *,
+        elapsed: float,
+        spans: list[dict],
+        steps: tuple[list[tuple[str, dict[str, Any]]], list[Step]],
+    ) -> None:
         now = timezone.now()
         final = RunStatus(outcome.to) in FINAL_STATUSES
         if final:
             outcome = replace(outcome, run_fields={**finished_fields(now), **outcome.run_fields},
                               span_result=run_span_result(outcome.to))
+        step_events = [RunEvent(run_id=claim.run_id, type=kind, data=redact_for_run(claim.run_id, data),
+                                created_at=now) for kind, data in steps[0]]
         last = run_outcome(run_id=claim.run_id, lease_token=claim.lease_token, attempt_number=claim.attempt_number,
-                           outcome=outcome, elapsed=elapsed, now=now, spans=spans)
+                           outcome=outcome, elapsed=elapsed, now=now, spans=spans, step_events=step_events,
+                           rows=steps[1])
         if last is None:
             raise RunInterrupted(f"run {claim.run_id} is no longer held by attempt {claim.attempt_number}")
+        for index, event in enumerate(step_events):
+            event.seq = last - len(step_events) + index
+            publish_run_event_on_commit(event)
         publish_run_event_on_commit(RunEvent(run_id=claim.run_id, seq=last, type="run.status", created_at=now,
                                              data=status_event_data(outcome, spans)))
         if final:
@@ -345,6 +392,9 @@ class OrmRunStore:
         return waits.waitpoint_create(claim, key=key, position=position, spec=spec)
 
     def run_suspend(self, claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
+        events, rows = self._noted_writes(claim)
+        if events:  # a wait resolved before this one: its step is stored before the run waits again
+            events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=events, rows=rows)
         return waits.run_suspend(claim, waitpoint_id=waitpoint_id, elapsed=elapsed, spans=self._spans(claim.run_id))
 
     def log_append(self, claim: Claim, entry: LogEntry) -> None:

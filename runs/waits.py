@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from runs.attempts import attempt_end
@@ -16,7 +16,7 @@ from runs.engine.errors import RunInterrupted, StepwiseError
 from runs.engine.store import Claim
 from runs.engine.waits import WaitpointState, WaitSpec, event_name_check
 from runs.events import event_append, publish_run_event_on_commit
-from runs.models import AttemptStatus, Event, Run, Waitpoint, WaitpointKind, WaitpointStatus
+from runs.models import AttemptStatus, Event, Run, Step, Waitpoint, WaitpointKind, WaitpointStatus
 from runs.statements import is_postgresql, waitpoints_fire
 from runs.states import run_transition
 from runs.statuses import FINAL_STATUSES, RunStatus
@@ -115,6 +115,13 @@ def waitpoint_get(claim: Claim, *, key: str | None = None, waitpoint_id: str | N
     qs = Waitpoint.objects.filter(run_id=claim.run_id)
     wp = qs.filter(key=key).first() if key is not None else qs.filter(id=waitpoint_id).first()
     return _state(wp) if wp else None
+
+
+def waits_resolved_unrecorded(run_id: str) -> dict[str, WaitpointState]:
+    """Return the run's resolved waitpoints, by key, whose wait no step records yet (what a claim brings)."""
+    recorded = Step.objects.filter(run_id=run_id, key=OuterRef("key"))
+    resolved = Waitpoint.objects.filter(run_id=run_id).exclude(status=WaitpointStatus.PENDING)
+    return {wp.key: _state(wp) for wp in resolved.filter(~Exists(recorded))}
 
 
 def waitpoint_create(claim: Claim, *, key: str, position: int, spec: WaitSpec) -> WaitpointState:

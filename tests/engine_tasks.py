@@ -179,6 +179,11 @@ def wait_duration(payload, ctx):
     return {"ok": result.ok}
 
 
+@task(id="test-wait-then-return", retry=Retry(max_attempts=1))
+def wait_then_return(payload, ctx):
+    return {"ok": wait.for_(seconds=3600).ok}
+
+
 @task(id="test-wait-token", retry=FAST_RETRY)
 def wait_token(payload, ctx):
     token = wait.create_token(timeout=payload.get("timeout"), description="approve the test")

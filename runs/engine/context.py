@@ -266,15 +266,16 @@ class RunContext:
         if recorded is not None:
             return WaitResult.from_json(self._replay(recorded))
         self.check_interrupted()
+        started = _now()
         if spec.waitpoint_id:
             state = self._store.waitpoint_get(self._claim, waitpoint_id=spec.waitpoint_id)
             if state is None:
                 raise ValueError(f"no waitpoint '{spec.waitpoint_id}' belongs to this run")
         else:
-            state = self._store.waitpoint_get(self._claim, key=key)
+            # A run resumed by this wait: the claim brought the resolved waitpoint along.
+            state = self._claim.resolved_waits.get(key) or self._store.waitpoint_get(self._claim, key=key)
             if state is None:
                 state = self._store.waitpoint_create(self._claim, key=key, position=position, spec=spec)
-        started = _now()
         if state.status == "PENDING":
             if self._store.run_suspend(self._claim, waitpoint_id=state.id, elapsed=self.elapsed()):
                 raise RunSuspended(state.id)
@@ -282,7 +283,8 @@ class RunContext:
         result = WaitResult.from_state(state)
         wait_span_record(self._claim, key=key, waitpoint_id=state.id, status=state.status,
                          started=state.created_at, ended=state.resolved_at)
-        self._store.step_record(
+        # The waitpoint keeps the result durably: its step rides with the attempt's next write.
+        self._store.step_note(
             self._claim,
             RecordedStep(position, key, name, "COMPLETED", result.as_json(), None, "wait", started, _now()),
         )

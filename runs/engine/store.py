@@ -46,6 +46,8 @@ class Claim:
     queue: str = ""
     queue_limited: bool = True  # a limited or paused queue: ending the attempt hands the slot over
     parent_waitpoint_id: str | None = None  # a parent waits for this run: its end resolves that waitpoint
+    # Waitpoints that resolved while the run waited, by key, whose wait no step records yet.
+    resolved_waits: dict[str, WaitpointState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,12 @@ class RunStore(Protocol):
 
     def step_record(self, claim: Claim, step: RecordedStep) -> None:
         """Store a finished step; raise RunInterrupted if the claim is no longer valid."""
+
+    def step_note(self, claim: Claim, step: RecordedStep) -> None:
+        """Store a step whose result is durable already (a resolved wait) with the attempt's next write.
+
+        Until then a new attempt reads the same result where it is kept (the waitpoint).
+        """
 
     def lease_renew(self, claim: Claim) -> bool:
         """Extend the lease; False if the run is no longer ours or no longer executing."""

@@ -108,6 +108,42 @@ def test_due_timers_of_many_runs_are_fired_in_one_statement(django_assert_num_qu
     assert run_attempt(run_ids[0]).result == "completed"
 
 
+def test_a_resumed_wait_reads_its_result_with_the_claim_and_records_it_with_the_next_write(
+    django_assert_num_queries,
+):
+    run_id = _queued("test-wait-duration")  # a step, a wait, a step
+    assert run_attempt(run_id).result == "suspended"
+    Waitpoint.objects.filter(run_id=run_id).update(resume_at=timezone.now() - timedelta(seconds=1))
+    waitpoints_fire_due(timezone.now())
+
+    with django_assert_num_queries(3):  # the claim, the step after the wait, the outcome
+        outcome = run_attempt(run_id)
+
+    assert outcome.result == "completed"
+    steps = list(Step.objects.filter(run_id=run_id).order_by("position").values_list("key", "kind", "output"))
+    assert [(key, kind) for key, kind, _ in steps] == [("before", "step"), ("wait.for", "wait"), ("after", "step")]
+    assert steps[1][2]["ok"] is True and steps[1][2]["status"] == "COMPLETED"
+    run = Run.objects.get(id=run_id)
+    events = list(RunEvent.objects.filter(run_id=run_id).order_by("seq").values_list("seq", "type", "data"))
+    assert [seq for seq, _, _ in events] == list(range(1, run.last_event_seq + 1))
+    recorded = [data["key"] for _, type_, data in events if type_ == "step.completed"]
+    assert recorded == ["before", "wait.for", "after"]
+
+
+def test_a_wait_resolved_just_before_the_run_returns_is_recorded_with_the_outcome(django_assert_num_queries):
+    run_id = _queued("test-wait-then-return")
+    assert run_attempt(run_id).result == "suspended"
+    Waitpoint.objects.filter(run_id=run_id).update(resume_at=timezone.now() - timedelta(seconds=1))
+    waitpoints_fire_due(timezone.now())
+
+    with django_assert_num_queries(2):  # a resume costs what a no-op run costs
+        assert run_attempt(run_id).result == "completed"
+
+    assert list(Step.objects.filter(run_id=run_id).values_list("key", "kind")) == [("wait.for", "wait")]
+    last = RunEvent.objects.filter(run_id=run_id).order_by("-seq")[:2]
+    assert [e.type for e in reversed(last)] == ["step.completed", "run.status"]
+
+
 def test_the_scheduler_sleeps_until_the_earliest_stored_timer():
     now = timezone.now()
     assert next_timer_in(now) is None
