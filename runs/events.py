@@ -176,13 +176,35 @@ class _Publisher:
 
     @staticmethod
     async def _send(layer, batch: list[dict[str, Any]]) -> None:
-        sends = []
+        addressed = []
         for message in batch:
             payload = {"type": "run.event", "event": message}
-            sends.append(layer.group_send(run_group_name(message["run_id"]), payload))
+            addressed.append((run_group_name(message["run_id"]), payload))
             if message["type"] in RUNS_GROUP_EVENT_TYPES:
-                sends.append(layer.group_send(RUNS_GROUP, payload))
-        await asyncio.gather(*sends)
+                addressed.append((RUNS_GROUP, payload))
+        watched = await _groups_watched(layer, {group for group, _ in addressed})
+        await asyncio.gather(*(layer.group_send(group, payload) for group, payload in addressed if group in watched))
+
+
+async def _groups_watched(layer, groups: set[str]) -> set[str]:
+    """Return the groups someone has joined: one round trip per Redis shard for the whole batch.
+
+    Most runs have nobody watching them; sending to an empty group would still cost the layer
+    two round trips per event. A group with members is a sorted set the layer keeps (and Redis
+    drops when its last member leaves).
+    """
+    if not hasattr(layer, "_group_key"):  # a layer that is not channels_redis: send to every group
+        return groups
+    by_shard: dict[int, list[str]] = {}
+    for group in groups:
+        by_shard.setdefault(layer.consistent_hash(group), []).append(group)
+    watched = set()
+    for shard, names in by_shard.items():
+        pipe = layer.connection(shard).pipeline(transaction=False)
+        for name in names:
+            pipe.exists(layer._group_key(name))
+        watched.update(name for name, found in zip(names, await pipe.execute(), strict=True) if found)
+    return watched
 
 
 _publisher = _Publisher()

@@ -1,0 +1,46 @@
+"""Live run events go through the real Redis channel layer, only to groups someone has joined."""
+from __future__ import annotations
+
+import asyncio
+
+from channels.layers import channel_layers
+
+from runs.events import RUNS_GROUP, _Publisher, run_group_name
+
+
+def _message(run_id: str, seq: int, type_: str = "step.completed") -> dict:
+    return {"run_id": run_id, "seq": seq, "type": type_, "data": {"key": "s"}, "at": "2026-12-02T00:00:00+00:00"}
+
+
+def test_events_reach_watchers_and_skip_groups_nobody_joined():
+    async def scenario() -> tuple[list[str], dict, dict]:
+        layer = channel_layers.make_backend("default")
+        sent: list[str] = []
+        send = layer.group_send
+
+        async def counted(group, message):  # the real send, with a note of where it went
+            sent.append(group)
+            await send(group, message)
+
+        layer.group_send = counted
+        watcher, lister = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add(run_group_name("run_watched"), watcher)
+        await layer.group_add(RUNS_GROUP, lister)
+        try:
+            await _Publisher._send(layer, [
+                _message("run_watched", 7),
+                _message("run_nobody_watches", 3),
+                _message("run_nobody_watches", 4, "run.status"),
+            ])
+            got = await asyncio.wait_for(layer.receive(watcher), 5)
+            listed = await asyncio.wait_for(layer.receive(lister), 5)
+        finally:
+            await layer.group_discard(run_group_name("run_watched"), watcher)
+            await layer.group_discard(RUNS_GROUP, lister)
+        return sent, got, listed
+
+    sent, got, listed = asyncio.run(scenario())
+
+    assert got["event"]["run_id"] == "run_watched" and got["event"]["seq"] == 7
+    assert listed["event"]["run_id"] == "run_nobody_watches" and listed["event"]["type"] == "run.status"
+    assert sorted(sent) == sorted([run_group_name("run_watched"), RUNS_GROUP])
