@@ -1,7 +1,12 @@
 """Send "run this now" hints to workers after commit; the database stays the source of truth."""
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
+import threading
+from typing import Any
 
 from celery import current_app
 from django.db import transaction
@@ -21,24 +26,92 @@ NEW_WORK_PRIORITY = 9
 
 
 def dispatch_run_on_commit(run_id: str, *, resume: bool = False) -> None:
-    """Enqueue a Celery message for a QUEUED run once the transaction commits."""
-    transaction.on_commit(lambda: dispatch_run(run_id, resume=resume))
+    """Hint a QUEUED run to the workers once the transaction commits, from the hint thread."""
+    transaction.on_commit(lambda: _hints.submit(run_id, resume))
 
 
 EXECUTE_RUN = "stepwise.execute_run"  # the Celery task in runs.worker, named so no import points up
 
 
-def dispatch_run(run_id: str, *, resume: bool = False) -> None:
+def dispatch_run(run_id: str, *, resume: bool = False, producer: Any = None) -> None:
     """Enqueue a Celery message for a run; a lost message is re-sent by the sweeper.
 
     A run's own priority is decided in the database at claim time (runs.store.queue_has_room);
     the broker only puts resumes ahead of new work.
     """
     try:
-        current_app.send_task(EXECUTE_RUN, args=[run_id], priority=RESUME_PRIORITY if resume else NEW_WORK_PRIORITY)
+        current_app.send_task(EXECUTE_RUN, args=[run_id], priority=RESUME_PRIORITY if resume else NEW_WORK_PRIORITY,
+                              producer=producer)
     except Exception:
         logger.warning("broker unavailable; run %s will be re-dispatched by the sweeper", run_id)
         _hint_lost(run_id)
+
+
+class _Hints:
+    """Sends the hints of committed runs from one background thread per process.
+
+    A trigger returns once its run is committed: the database is the truth, and the hint only
+    says "look now". The thread sends what queued up meanwhile over one broker connection. A
+    hint that never leaves (the process died, the broker is down) is re-sent by the scheduler;
+    at exit the thread is given a moment to send what is left.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._pending = 0
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def submit(self, run_id: str, resume: bool) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this (possibly forked) process
+                self._pid = os.getpid()
+                self._queue = queue.SimpleQueue()
+                self._pending = 0
+                threading.Thread(target=self._run, name="stepwise-hints", daemon=True).start()
+            self._pending += 1
+            self._idle.clear()
+            self._queue.put((run_id, resume))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every submitted hint was sent (or marked lost)."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        q = self._queue
+        while True:
+            batch = [q.get()]
+            while len(batch) < 500:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with current_app.producer_or_acquire() as producer:
+                    for run_id, resume in batch:
+                        dispatch_run(run_id, resume=resume, producer=producer)
+            except Exception:  # no connection to the broker at all: each hint is marked lost
+                for run_id, resume in batch:
+                    dispatch_run(run_id, resume=resume)
+            finally:
+                connection.close()  # a lost hint was marked in the database from this thread
+                with self._lock:
+                    self._pending -= len(batch)
+                    if self._pending <= 0:
+                        self._idle.set()
+
+
+_hints = _Hints()
+atexit.register(_hints.flush, 2.0)
+
+
+def hints_flush(timeout: float = 5.0) -> bool:
+    """Wait for this process's hints to reach the broker (tests, and commands that exit at once)."""
+    return _hints.flush(timeout)
 
 
 def _hint_lost(run_id: str) -> None:
