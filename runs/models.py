@@ -231,9 +231,15 @@ class Event(models.Model):
     name = models.CharField(max_length=255)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when a run sent the event: the run's call, so a replay finds it instead of sending again.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["environment", "name", "created_at"], name="event_name_time")]
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="uniq_event_idempotency_key",
+                                    condition=models.Q(idempotency_key__isnull=False)),
+        ]
 
 
 class Waitpoint(models.Model):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -218,8 +218,10 @@ def trigger_options_from(item: dict[str, Any]) -> TriggerOptions:
     return TriggerOptions(**item)
 
 
-def run_batch_trigger(*, task_id: str, items: list[dict[str, Any]]) -> list[tuple[Run, bool]]:
-    """Create many runs of one task in one transaction: all or none."""
+def run_batch_trigger(
+    *, task_id: str, items: list[dict[str, Any]], parent_run_id: str | None = None
+) -> list[tuple[Run, bool]]:
+    """Create many runs of one task in one transaction: all or none (children of ``parent_run_id`` if given)."""
     if not items:
         raise InvalidTrigger("a batch needs at least one item")
     if len(items) > 1000:
@@ -230,7 +232,8 @@ def run_batch_trigger(*, task_id: str, items: list[dict[str, Any]]) -> list[tupl
             raise InvalidTrigger(f"batch item {index} must be an object with a 'payload'")
         options = {k: v for k, v in item.items() if k != "payload"}
         try:
-            prepared.append(_validated_fields(task_id, item["payload"], trigger_options_from(options)))
+            parsed = replace(trigger_options_from(options), parent_run_id=parent_run_id)
+            prepared.append(_validated_fields(task_id, item["payload"], parsed))
         except InvalidTrigger as exc:
             raise InvalidTrigger(f"batch item {index}: {exc}") from None
     with transaction.atomic():

@@ -263,8 +263,14 @@ def _lock_event_name(name: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"stepwise-event:{name}"])
 
 
-def event_send(*, name: str, payload: Any = None, environment: str = "dev") -> tuple[Event, int]:
-    """Store an event and resume every pending wait it matches; return (event, matched waits)."""
+def event_send(
+    *, name: str, payload: Any = None, environment: str = "dev", idempotency_key: str | None = None
+) -> tuple[Event, int]:
+    """Store an event and resume every pending wait it matches; return (event, matched waits).
+
+    With an ``idempotency_key`` an event sent before under that key is returned, with the
+    waits it resumed then, and nothing is sent again.
+    """
     event_name_check(name)
     payload = checkpoint_encode(
         {} if payload is None else payload, where="the event payload", max_bytes=settings.STEPWISE_MAX_PAYLOAD_BYTES
@@ -276,7 +282,12 @@ def event_send(*, name: str, payload: Any = None, environment: str = "dev") -> t
     matched = 0
     with transaction.atomic():
         _lock_event_name(name)
-        event = Event.objects.create(name=name, payload=payload, environment_id=environment)
+        if idempotency_key is not None:
+            sent = Event.objects.filter(idempotency_key=idempotency_key).first()
+            if sent is not None:
+                return sent, Waitpoint.objects.filter(matched_event=sent).count()
+        event = Event.objects.create(name=name, payload=payload, environment_id=environment,
+                                     idempotency_key=idempotency_key)
         pending = (
             Waitpoint.objects.select_for_update(of=("self",), no_key=True)
             .select_related("run")

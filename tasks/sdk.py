@@ -116,10 +116,13 @@ class TaskDefinition:
         delay_until: datetime | None = None,
         ttl: str | float | timedelta | None = None,
         max_duration: float | None = None,
-        environment: str = "dev",
+        environment: str | None = None,
         traceparent: str | None = None,
     ) -> RunHandle:
         """Start a run of this task; with an idempotency key, return the existing run if there is one.
+
+        Inside a run it starts a child run (in the run's environment unless told otherwise) once
+        per run: the code around it may replay, the trigger returns the same child each time.
 
         Example::
 
@@ -127,7 +130,7 @@ class TaskDefinition:
         """
         from runs.triggers import TriggerOptions, run_trigger
 
-        options = TriggerOptions(
+        options = dict(
             idempotency_key=idempotency_key,
             idempotency_key_ttl=idempotency_key_ttl,
             tags=list(tags),
@@ -139,11 +142,22 @@ class TaskDefinition:
             delay_until=delay_until,
             ttl=ttl,
             max_duration=max_duration,
-            environment=environment,
             traceparent=traceparent,
         )
-        run, created = run_trigger(task_id=self.id, payload=payload, options=options)
-        return RunHandle(id=run.id, task_id=self.id, status=run.status, created=created)
+        ctx = current_context.get()
+        if ctx is None:
+            run, created = run_trigger(task_id=self.id, payload=payload,
+                                       options=TriggerOptions(**options, environment=environment or "dev"))
+            return RunHandle(id=run.id, task_id=self.id, status=run.status, created=created)
+
+        def child(key: str) -> dict[str, Any]:
+            run, created = run_trigger(task_id=self.id, payload=payload, options=TriggerOptions(
+                **{**options, "idempotency_key": idempotency_key or key},
+                environment=environment or ctx.environment, parent_run_id=ctx.run_id,
+            ))
+            return {"id": run.id, "task_id": self.id, "status": run.status, "created": created}
+
+        return RunHandle(**ctx.once(f"trigger:{self.id}", "trigger", child))
 
     def trigger_and_wait(self, payload: Any = None, *, timeout=None, **options: Any) -> ChildResult:
         """Trigger a child run from inside a task and wait for it without holding a worker.
@@ -197,8 +211,21 @@ class TaskDefinition:
         """
         from runs.triggers import run_batch_trigger
 
-        results = run_batch_trigger(task_id=self.id, items=list(items))
-        return [RunHandle(id=r.id, task_id=self.id, status=r.status, created=c) for r, c in results]
+        items = list(items)
+        ctx = current_context.get()
+        if ctx is None:
+            results = run_batch_trigger(task_id=self.id, items=items)
+            return [RunHandle(id=r.id, task_id=self.id, status=r.status, created=c) for r, c in results]
+
+        def children(key: str) -> list[dict[str, Any]]:
+            keyed = [
+                {"environment": ctx.environment, **item, "idempotency_key": item.get("idempotency_key") or f"{key}/{i}"}
+                for i, item in enumerate(items)
+            ]
+            results = run_batch_trigger(task_id=self.id, items=keyed, parent_run_id=ctx.run_id)
+            return [{"id": r.id, "task_id": self.id, "status": r.status, "created": c} for r, c in results]
+
+        return [RunHandle(**handle) for handle in ctx.once(f"batch_trigger:{self.id}", "trigger", children)]
 
 
 def task(

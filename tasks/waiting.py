@@ -145,12 +145,23 @@ def children_wait(task_id: str, items: list[dict[str, Any]], *, timeout=None) ->
     return _ctx().wait(f"wait.children:{task_id}", spec)
 
 
-def send_event(name: str, payload: Any = None, *, environment: str = "dev") -> int:
+def send_event(name: str, payload: Any = None, *, environment: str | None = None) -> int:
     """Send an event; every pending wait it matches resumes. Returns how many waits it resumed.
+
+    Inside a run the event goes to the run's environment (unless told otherwise) and is sent
+    once per run: a replay returns what the first send returned.
 
     Example: ``send_event("approval", {"documentId": "doc-1", "approved": True})``
     """
     from runs.waits import event_send
 
-    _, matched = event_send(name=name, payload=payload, environment=environment)
-    return matched
+    ctx = current_context.get()
+    if ctx is None:
+        return event_send(name=name, payload=payload, environment=environment or "dev")[1]
+
+    def send(key: str) -> dict[str, Any]:
+        event, matched = event_send(name=name, payload=payload, environment=environment or ctx.environment,
+                                    idempotency_key=key)
+        return {"event_id": event.id, "matched": matched}
+
+    return ctx.once(f"send_event:{name}", "event", send)["matched"]

@@ -9,7 +9,7 @@ import time
 import redis
 from opentelemetry import trace
 
-from tasks.sdk import AbortRun, Retry, step, task
+from tasks.sdk import AbortRun, Retry, send_event, step, task
 
 # Where step bodies record that they ran: the suite's Redis, even for workers given another broker.
 _redis = redis.Redis.from_url(
@@ -314,3 +314,25 @@ def three_steps(payload, ctx):
     for index in range(3):
         total += ctx.step("add", lambda i=index: i + 1)
     return {"total": total}
+
+
+@task(id="test-triggers-outside-steps", retry=FAST_RETRY)
+def triggers_outside_steps(payload, ctx):
+    """Trigger a child, a batch and an event outside any step, then wait: the code before the wait replays."""
+    child = noop.trigger({"n": 1})
+    batch = noop.batch_trigger([{"payload": {"n": 2}}, {"payload": {"n": 3}}])
+    matched = send_event("test.outside-steps", {"run": ctx.run_id})
+    wait.for_(seconds=payload.get("seconds", 1))
+    return {"child": child.id, "batch": [h.id for h in batch], "matched": matched}
+
+
+@task(id="test-trigger-inside-flaky-step", retry=FAST_RETRY)
+def trigger_inside_flaky_step(payload, ctx):
+    """A step triggers a child and then fails once: the retried step finds the same child."""
+    def start_child():
+        handle = noop.trigger({"from": "step"})
+        if ctx.attempt == 1:
+            raise Flaky("after the trigger")
+        return handle.id
+
+    return {"child": ctx.step("start-child", start_child)}

@@ -30,6 +30,11 @@ T = TypeVar("T")
 current_context: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "stepwise_run_context", default=None
 )
+# The key of the step whose code runs now, and how many SDK calls it made so far: a call made
+# inside a step belongs to that step (it runs again only if the step does) and is not recorded.
+_inside_step: contextvars.ContextVar[tuple[str, Counter[str]] | None] = contextvars.ContextVar(
+    "stepwise_inside_step", default=None
+)
 
 
 class RedactingLogger(logging.LoggerAdapter):
@@ -240,11 +245,14 @@ class RunContext:
             if recorded is not None:
                 return self._replay(recorded)
             started = self._begin(key, name, position)
+            inside = _inside_step.set((key, Counter()))
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 self._record_failure(key, name, position, started, exc)
                 raise
+            finally:
+                _inside_step.reset(inside)
             return self._finish(key, name, position, started, result)
 
     async def _astep(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
@@ -253,12 +261,40 @@ class RunContext:
             if recorded is not None:
                 return self._replay(recorded)
             started = await sync_to_async(self._begin)(key, name, position)
+            inside = _inside_step.set((key, Counter()))
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:
                 await sync_to_async(self._record_failure)(key, name, position, started, exc)
                 raise
+            finally:
+                _inside_step.reset(inside)
             return await sync_to_async(self._finish)(key, name, position, started, result)
+
+    def once(self, name: str, kind: str, call: Callable[[str], T]) -> T:
+        """Make an SDK call that writes (a trigger, an event) happen once per run, however often the code replays.
+
+        ``call`` gets a key unique to this call of this run (an idempotency key: it finds what
+        an attempt that crashed right after the write had done) and returns a JSON value,
+        which is recorded like a step of ``kind``; a replay returns the recorded value. Inside
+        a step's code the call belongs to the step: it is made again only if the step runs
+        again, with the same key, and is not recorded on its own.
+        """
+        inside = _inside_step.get()
+        if inside is not None:
+            step_key, calls = inside
+            calls[name] += 1
+            return call(f"{self.run_id}:{step_key}:{name}#{calls[name]}")
+        key, position, recorded = self._next_call(name)
+        if recorded is not None:
+            return self._replay(recorded)
+        self.check_interrupted()
+        started = _now()
+        value = checkpoint_encode(call(f"{self.run_id}:{key}"), where=f"the result of '{key}'")
+        self._store.step_record(
+            self._claim, RecordedStep(position, key, name, "COMPLETED", value, None, kind, started, _now())
+        )
+        return value
 
     def wait(self, name: str, spec: WaitSpec) -> WaitResult:
         """Wait durably for ``spec``: return its result if resolved, else suspend the run."""
