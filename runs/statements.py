@@ -346,6 +346,7 @@ class Outcome:
     retry_delay: float | None = None
     event_data: dict[str, Any] = field(default_factory=dict)
     span_result: tuple[str, str] | None = None  # set when the run reaches a final status: its root span ends
+    notify: tuple[str, str] | None = None  # (channel, payload) sent with the commit: a scheduler's timer wakes
 
 
 def run_outcome(
@@ -399,7 +400,11 @@ def run_outcome(
             "WHERE run_id = %s AND kind = 'run' AND ended_at IS NULL AND EXISTS (SELECT 1 FROM moved)",
             [now, *outcome.span_result, run_id],
         )
-    found = write.execute("SELECT last_event_seq FROM moved")
+    if outcome.notify is not None:
+        write.add("notified", "SELECT pg_notify(%s, %s) FROM moved", list(outcome.notify))
+        found = write.execute("SELECT last_event_seq FROM moved WHERE (SELECT count(*) FROM notified) >= 0")
+    else:
+        found = write.execute("SELECT last_event_seq FROM moved")
     return found[0][0] if found else None
 
 

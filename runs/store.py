@@ -25,6 +25,7 @@ from runs.models import Attempt, Run, RunEvent, Step
 from runs.statements import Outcome, is_postgresql, run_claim, run_outcome, status_event_data
 from runs.states import TransitionRefused, finished_fields, run_transition
 from runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, run_span_result
+from runs.timers import TIMERS_CHANNEL, timer_is_soon, timer_notify
 from runs.tracing.storage import spans_store
 from tasks.models import Queue
 
@@ -287,11 +288,15 @@ class OrmRunStore:
     def _end(self, claim: Claim, outcome: Outcome, *, elapsed: float) -> None:
         spans = self._spans(claim.run_id)
         steps = self._noted_writes(claim)
+        retry_at = outcome.run_fields.get("next_attempt_at")
         if is_postgresql() and not claim.queue_limited and not claim.parent_waitpoint_id:
+            if timer_is_soon(retry_at):
+                outcome = replace(outcome, notify=(TIMERS_CHANNEL, retry_at.isoformat()))
             self._end_one_statement(claim, outcome, elapsed=elapsed, spans=spans, steps=steps)
             return
         try:
             with transaction.atomic():
+                timer_notify(retry_at)
                 if steps[0]:
                     events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=steps[0],
                                          rows=steps[1])

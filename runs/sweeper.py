@@ -22,6 +22,7 @@ from runs.lifecycle import run_settle
 from runs.models import Run, Waitpoint
 from runs.states import TransitionRefused, run_transition
 from runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
+from runs.timers import TimerListener
 from runs.waits import waitpoints_fire_due
 from tasks.models import Queue
 from tasks.schedules import schedules_declared_sync, schedules_fire_due
@@ -208,6 +209,7 @@ def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_pa
     passes = 0
     backoff = interval
     declared_synced = False
+    listener = TimerListener()
     while not stop.is_set():
         try:
             close_old_connections()
@@ -227,8 +229,22 @@ def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_pa
             pause = backoff
         passes += 1
         if max_passes is not None and passes >= max_passes:
+            listener.close()
             return
-        stop.wait(pause)
+        _sleep(pause, stop, listener)
+    listener.close()
+
+
+def _sleep(pause: float, stop: threading.Event, listener: TimerListener) -> None:
+    """Sleep ``pause`` seconds, less when a timer set meanwhile falls due sooner; wake when stopped."""
+    deadline = time.monotonic() + pause
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        at = listener.wait(min(left, 0.25))  # short slices: a stop is seen within a quarter second
+        if at is not None:
+            deadline = min(deadline, time.monotonic() + max(0.0, (at - timezone.now()).total_seconds()))
 
 
 def local_hints_loop(*, interval: float = 0.1, stop: threading.Event) -> None:

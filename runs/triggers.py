@@ -18,6 +18,7 @@ from runs.events import publish_run_event_on_commit
 from runs.models import Run, RunEvent, Span
 from runs.statements import is_postgresql, run_insert
 from runs.statuses import RunStatus
+from runs.timers import timer_notify
 from runs.tracing.propagation import InvalidTraceparent, traceparent_current, traceparent_parse
 from runs.tracing.storage import run_span_build
 from tasks.registry import task_get
@@ -169,6 +170,8 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
     publish_run_event_on_commit(event)
     if run.status == RunStatus.QUEUED:
         dispatch_run_on_commit(run.id)
+    else:
+        timer_notify(run.delay_until)
     return run, True
 
 

@@ -20,6 +20,7 @@ from runs.models import AttemptStatus, Event, Run, Step, Waitpoint, WaitpointKin
 from runs.statements import is_postgresql, waitpoints_fire
 from runs.states import run_transition
 from runs.statuses import FINAL_STATUSES, RunStatus
+from runs.timers import timer_notify
 from runs.tracing.storage import spans_store
 from runs.triggers import TriggerOptions, run_trigger_in_transaction
 from tasks.services import UnknownEnvironment, environment_require
@@ -145,6 +146,7 @@ def waitpoint_create(claim: Claim, *, key: str, position: int, spec: WaitSpec) -
             description=spec.description,
         )
         wp.run = run
+        timer_notify(spec.resume_at)
         event_append(
             run_id=claim.run_id,
             type="wait.started",

@@ -11,7 +11,10 @@ class Command(BaseCommand):
     help = "Fire due timers, recover runs of dead workers and re-send lost hints, every --interval seconds."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--interval", type=float, default=settings.STEPWISE_SWEEP_INTERVAL_SECONDS)
+        parser.add_argument(
+            "--interval", type=float, default=settings.STEPWISE_SWEEP_INTERVAL_SECONDS,
+            help="longest sleep between passes; timers set meanwhile (a retry, a delay, a wait) wake it sooner",
+        )
 
     def handle(self, *args, **opts) -> None:
         self.stdout.write(f"scheduler: sweeping every {opts['interval']:g}s")
