@@ -403,9 +403,11 @@ class OrmRunStore:
         return waits.run_suspend(claim, waitpoint_id=waitpoint_id, elapsed=elapsed, spans=self._spans(claim.run_id))
 
     def log_append(self, claim: Claim, entry: LogEntry) -> None:
+        # Fenced like every write of the attempt: a worker that lost its lease (paused past
+        # it, cut off) can no longer add lines to a run another worker now holds.
         events_append_fenced(
             run_id=claim.run_id,
-            lease_token=None,
+            lease_token=claim.lease_token,
             events=[("log", {
                 "level": entry.level,
                 "message": entry.message,

@@ -108,4 +108,4 @@ class RunStore(Protocol):
     def run_suspend(self, claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
         """Move the run to WAITING on a pending waitpoint; False if it was resolved meanwhile."""
     def log_append(self, claim: Claim, entry: LogEntry) -> None:
-        """Store a log line of the run as a "log" event."""
+        """Store a log line of the run as a "log" event; raise RunInterrupted if the claim is no longer valid."""
