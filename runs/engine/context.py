@@ -107,6 +107,7 @@ class RunContext:
         self._lock = threading.Lock()
         self.interrupted: str | None = None
         self.elapsed: Callable[[], float] = lambda: 0.0
+        self.before_suspend: Callable[[], None] = lambda: None
         self.logger = RunLogger(logging.getLogger(f"stepwise.run.{claim.task_id}"), {})
 
     # Identity of the run, read-only for the task.
@@ -313,6 +314,8 @@ class RunContext:
             if state is None:
                 state = self._store.waitpoint_create(self._claim, key=key, position=position, spec=spec)
         if state.status == "PENDING":
+            # If the wait resolves meanwhile the attempt goes on: its span has ended already.
+            self.before_suspend()
             if self._store.run_suspend(self._claim, waitpoint_id=state.id, elapsed=self.elapsed()):
                 raise RunSuspended(state.id)
             state = self._store.waitpoint_get(self._claim, waitpoint_id=state.id)

@@ -227,6 +227,10 @@ def attempt_execute(
     def settle(result: str, error: dict[str, Any] | None = None, retry_delay: float | None = None) -> None:
         attempt_span_end(span, result=result, error=error, retry_delay=retry_delay)
 
+    # The attempt's span ends before the run is suspended, so the suspension stores it under the
+    # attempt's lease, which the suspension gives up.
+    ctx.before_suspend = lambda: settle("suspended")
+
     heartbeat = Heartbeat(
         store=store, claim=claim, ctx=ctx, interval=heartbeat_interval, on_thread_exit=on_thread_exit
     )

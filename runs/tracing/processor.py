@@ -98,18 +98,27 @@ class DatabaseSpanProcessor(SpanProcessor):
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._leases: dict[int, str] = {}  # span id -> the lease token of the attempt that opened it
         os.register_at_fork(after_in_child=self._after_fork)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # A span the task's code opens carries no run id: the run executing in this thread owns it.
         ctx = current_context.get()
-        if ctx is not None and not (span.attributes or {}).get(RUN_ID):
+        if ctx is None:
+            return
+        run_id = (span.attributes or {}).get(RUN_ID)
+        if not run_id:
             span.set_attribute(RUN_ID, ctx.run_id)
+        if run_id in (None, ctx.run_id):
+            # Opened by an attempt: it is stored under that attempt's lease, like its steps.
+            self._leases[span.get_span_context().span_id] = ctx.claim.lease_token
 
     def on_end(self, span: ReadableSpan) -> None:
+        lease_token = self._leases.pop(span.get_span_context().span_id, None)
         row = span_row(span)
         if row is None or self._stopped:
             return
+        row["lease_token"] = lease_token
         if len(self._queue) >= self._max_queue:
             logger.warning("span queue full; dropping span %s of run %s", row["name"], row["run_id"])
             return
