@@ -336,3 +336,15 @@ def trigger_inside_flaky_step(payload, ctx):
         return handle.id
 
     return {"child": ctx.step("start-child", start_child)}
+
+
+@task(id="test-chatty-steps", retry=Retry(max_attempts=1))
+def chatty_steps(payload, ctx):
+    """Steps that each log a line and open a span of their own, named after the attempt."""
+    def body(i):
+        with _tracer.start_as_current_span(f"work a{ctx.attempt}"):
+            ctx.logger.info(f"step {i} of attempt {ctx.attempt}")
+            time.sleep(payload.get("sleep", 0.3))
+        return i
+
+    return {"sum": sum(ctx.step(f"s{i}", body, i) for i in range(payload.get("steps", 10)))}
