@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 
+from billiard.process import current_process
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
@@ -44,6 +45,17 @@ def _close_thread_connection() -> None:
     connection.close()
 
 
+def _hard_stop() -> None:
+    """Exit this pool child: its only attempt is stuck in code that does not return; the pool starts another.
+
+    Only a prefork child runs one attempt at a time; a threads pool or the embedded worker runs
+    several (and the console), so there the stuck attempt's thread is left to finish on its own.
+    """
+    if current_process().name.startswith("ForkPoolWorker"):
+        logger.warning("a run's code did not return after it was interrupted; this pool child exits")
+        os._exit(75)
+
+
 def run_attempt(run_id: str) -> AttemptOutcome | None:
     """Claim and execute one attempt of a run in this process."""
     close_old_connections()
@@ -57,6 +69,7 @@ def run_attempt(run_id: str) -> AttemptOutcome | None:
             max_output_bytes=settings.STEPWISE_MAX_PAYLOAD_BYTES,
             on_thread_exit=_close_thread_connection,
             env_loader=secrets_for_environment,
+            hard_stop=_hard_stop,
         )
     finally:
         close_old_connections()

@@ -348,3 +348,10 @@ def chatty_steps(payload, ctx):
         return i
 
     return {"sum": sum(ctx.step(f"s{i}", body, i) for i in range(payload.get("steps", 10)))}
+
+
+@task(id="test-stuck-step", retry=Retry(max_attempts=1), max_duration=3)
+def stuck_step(payload, ctx):
+    """A step blocked in a long sleep: only stopping the process frees its slot early."""
+    ctx.step("stuck", time.sleep, payload.get("sleep", 60))
+    return {"done": True}

@@ -69,15 +69,20 @@ class Heartbeat:
         ctx: RunContext,
         interval: float,
         on_thread_exit: Callable[[], None] | None = None,
+        hard_stop: Callable[[], None] | None = None,
+        grace: float = 2.0,
     ) -> None:
         self._store = store
         self._claim = claim
         self._ctx = ctx
         self._interval = interval
+        self._hard_stop = hard_stop
+        self._grace = grace
         self.on_thread_exit = on_thread_exit
         self.started = time.monotonic()
         self.timed_out = False
         self.stopped = False
+        self.stopping = False  # interrupted: the task's code has ``grace`` seconds to return
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -93,6 +98,8 @@ class Heartbeat:
 
     def next_beat(self) -> float:
         """Return when (monotonic seconds) this heartbeat next renews the lease or times the run out."""
+        if self.stopping:
+            return time.monotonic() + self._grace
         wait = self._interval
         if self._claim.max_duration is not None:
             left = self._claim.max_duration - self._claim.executed_seconds - self.elapsed()
@@ -100,20 +107,33 @@ class Heartbeat:
         return time.monotonic() + wait
 
     def beat(self) -> bool:
-        """Renew the lease, or time the run out; return whether to beat again."""
+        """Renew the lease, or time the run out; return whether to beat again.
+
+        An interrupted attempt (timed out, canceled, taken over) stops at its next step. If its
+        code has not returned ``grace`` seconds later (a sleep, a socket read, C code), the
+        ``hard_stop`` the worker gave is called: a process that runs one attempt at a time exits,
+        and its pool starts a fresh one, so the slot is free again.
+        """
+        if self.stopping:
+            self._hard_stop()
+            return False
         max_duration = self._claim.max_duration
         if max_duration is not None and self._claim.executed_seconds + self.elapsed() >= max_duration:
             if self._store.run_time_out(self._claim, elapsed=self.elapsed()):
                 self.timed_out = True
             self._ctx.interrupted = f"the run exceeded its max_duration of {max_duration:g}s"
-            return False
+            return self._interrupted()
         try:
             if not self._store.lease_renew(self._claim):
                 self._ctx.interrupted = "the run was canceled or its lease was taken over"
-                return False
+                return self._interrupted()
         except Exception:  # the database may be restarting; the lease has slack
             logger.warning("lease renewal for %s failed; will try again", self._claim.run_id)
         return True
+
+    def _interrupted(self) -> bool:
+        self.stopping = self._hard_stop is not None
+        return self.stopping
 
 
 class _Beats:
@@ -202,6 +222,7 @@ def attempt_execute(
     max_output_bytes: int | None = None,
     on_thread_exit: Callable[[], None] | None = None,
     env_loader: Callable[[str], dict[str, str]] | None = None,
+    hard_stop: Callable[[], None] | None = None,
 ) -> AttemptOutcome | None:
     """Claim ``run_id`` and run one attempt of it; None if the run could not be claimed.
 
@@ -232,7 +253,8 @@ def attempt_execute(
     ctx.before_suspend = lambda: settle("suspended")
 
     heartbeat = Heartbeat(
-        store=store, claim=claim, ctx=ctx, interval=heartbeat_interval, on_thread_exit=on_thread_exit
+        store=store, claim=claim, ctx=ctx, interval=heartbeat_interval, on_thread_exit=on_thread_exit,
+        hard_stop=hard_stop,
     )
     ctx.elapsed = heartbeat.elapsed
     try:
