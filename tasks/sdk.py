@@ -27,7 +27,7 @@ from typing import Any
 from runs.engine.context import current_context
 from runs.engine.errors import AbortRun, PermanentError
 from runs.engine.executor import Executable
-from runs.engine.retry import RetryPolicy
+from runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
 from tasks.registry import code_hash, task_register
 from tasks.waiting import send_event, wait  # noqa: E402
 
@@ -276,20 +276,33 @@ def task(
     return decorate
 
 
-def step(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def step(
+    name: str | None = None, *, retry: RetryPolicy | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Make every call of a function a durable step (key: ``name`` or the function's name).
 
-    Outside a run the function is simply called.
+    Outside a run the function is simply called. With ``retry``, a retryable error makes the
+    step run again inside the same attempt (after the policy's delay, a log line saying why)
+    instead of failing the attempt; once the policy gives up, the attempt fails as usual and
+    the task's own retry policy decides what follows.
 
     Example::
 
-        @step()
+        @step(retry=Retry(max_attempts=5, min_timeout=0.5))
         def ship(order):
             return carrier.ship(order["id"])
     """
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         step_name = name or fn.__name__
+
+        def before_retry(ctx: Any) -> BeforeRetry:
+            def note(failures: int, delay: float, exc: BaseException) -> None:
+                ctx.check_interrupted()  # a timed-out or canceled run does not try again
+                ctx.logger.warning(f"step {step_name} failed ({type(exc).__name__}: {exc}); "
+                                   f"try {failures + 1} of {retry.max_attempts} in {delay:.2f}s")
+            return note
+
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -297,7 +310,13 @@ def step(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[...
                 ctx = current_context.get()
                 if ctx is None:
                     return await fn(*args, **kwargs)
-                return await ctx.step(step_name, fn, *args, **kwargs)
+                if retry is None:
+                    return await ctx.step(step_name, fn, *args, **kwargs)
+
+                async def body() -> Any:
+                    return await acall_retrying(fn, args, kwargs, retry, before_retry(ctx))
+
+                return await ctx.step(step_name, body)
 
             return async_wrapper
 
@@ -306,7 +325,9 @@ def step(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[...
             ctx = current_context.get()
             if ctx is None:
                 return fn(*args, **kwargs)
-            return ctx.step(step_name, fn, *args, **kwargs)
+            if retry is None:
+                return ctx.step(step_name, fn, *args, **kwargs)
+            return ctx.step(step_name, call_retrying, fn, args, kwargs, retry, before_retry(ctx))
 
         return wrapper
 

@@ -355,3 +355,32 @@ def stuck_step(payload, ctx):
     """A step blocked in a long sleep: only stopping the process frees its slot early."""
     ctx.step("stuck", time.sleep, payload.get("sleep", 60))
     return {"done": True}
+
+
+STEP_RETRY = Retry(max_attempts=3, factor=1, min_timeout=0.05, max_timeout=0.05, jitter=False)
+
+
+@task(id="test-step-retries", retry=FAST_RETRY)
+def step_retries(payload, ctx):
+    """A step that fails ``fail`` times before it succeeds, retried inside the attempt up to 3 tries."""
+    @step(name="flaky", retry=STEP_RETRY)
+    def flaky():
+        log_execution(ctx, "flaky")
+        if len([e for e in executions(ctx.run_id) if e.startswith("flaky:")]) <= payload["fail"]:
+            raise Flaky("not yet")
+        return "ok"
+
+    return {"sync": flaky()}
+
+
+@task(id="test-async-step-retries", retry=FAST_RETRY)
+async def async_step_retries(payload, ctx):
+    """The async twin: an async step retried inside the attempt."""
+    @step(name="flaky-async", retry=STEP_RETRY)
+    async def flaky_async():
+        log_execution(ctx, "flaky-async")
+        if len([e for e in executions(ctx.run_id) if e.startswith("flaky-async:")]) <= payload["fail"]:
+            raise Flaky("not yet")
+        return "ok"
+
+    return {"async": await flaky_async()}

@@ -1,9 +1,14 @@
 """Retry policies: how many attempts, and how long to wait between them."""
 from __future__ import annotations
 
+import asyncio
 import random
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from runs.engine.errors import is_permanent
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,40 @@ class RetryPolicy:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+# Called before each retry with the number of failures so far, the delay and the error; it may raise to stop.
+BeforeRetry = Callable[[int, float, BaseException], None]
+
+
+def _next_try_in(policy: RetryPolicy, failures: int, exc: Exception, before_retry: BeforeRetry) -> float:
+    """Return the delay before the next try; re-raise ``exc`` when the error is permanent or tries ran out."""
+    delay = None if is_permanent(exc) else policy.delay_after(failures)
+    if delay is None:
+        raise exc
+    before_retry(failures, delay, exc)
+    return delay
+
+
+def call_retrying(fn: Callable[..., Any], args: tuple, kwargs: dict, policy: RetryPolicy,
+                  before_retry: BeforeRetry) -> Any:
+    """Call ``fn`` until it returns, retrying retryable errors as ``policy`` says; raise the last error."""
+    failures = 0
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            failures += 1
+            time.sleep(_next_try_in(policy, failures, exc, before_retry))
+
+
+async def acall_retrying(fn: Callable[..., Any], args: tuple, kwargs: dict, policy: RetryPolicy,
+                         before_retry: BeforeRetry) -> Any:
+    """Async twin of ``call_retrying``."""
+    failures = 0
+    while True:
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as exc:
+            failures += 1
+            await asyncio.sleep(_next_try_in(policy, failures, exc, before_retry))
