@@ -1,8 +1,15 @@
 """The observability figures ``manage.py bench`` reports: tracing overhead and websocket event latency."""
 from __future__ import annotations
 
+import pytest
+
 from runs.benchmarks.observability import measure_event_latency, measure_tracing_overhead
 from runs.models import Run, Span
+
+
+@pytest.fixture(autouse=True)
+def _attempts_run_here_only(processes):
+    """Stop the session's workers and scheduler: the measurements execute their attempts in this process."""
 
 
 def test_tracing_overhead_compares_traced_and_untraced_runs_of_the_same_steps(transactional_db):
