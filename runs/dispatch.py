@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
-import queue
-import threading
 from typing import Any
 
 from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
+from runs.batches import BatchThread
 from runs.models import Run
 from runs.statuses import RunStatus
 from tasks.models import Queue
@@ -27,7 +25,7 @@ NEW_WORK_PRIORITY = 9
 
 def dispatch_run_on_commit(run_id: str, *, resume: bool = False) -> None:
     """Hint a QUEUED run to the workers once the transaction commits, from the hint thread."""
-    transaction.on_commit(lambda: _hints.submit(run_id, resume))
+    transaction.on_commit(lambda: _hints.submit((run_id, resume)))
 
 
 EXECUTE_RUN = "stepwise.execute_run"  # the Celery task in runs.worker, named so no import points up
@@ -47,71 +45,26 @@ def dispatch_run(run_id: str, *, resume: bool = False, producer: Any = None) -> 
         _hint_lost(run_id)
 
 
-class _Hints:
-    """Sends the hints of committed runs from one background thread per process.
+def _hints_send(batch: list[tuple[str, bool]]) -> None:
+    """Send a batch of hints over one broker connection; without a broker each is marked lost."""
+    from django.db import connection
 
-    A trigger returns once its run is committed: the database is the truth, and the hint only
-    says "look now". The thread sends what queued up meanwhile over one broker connection. A
-    hint that never leaves (the process died, the broker is down) is re-sent by the scheduler;
-    at exit the thread is given a moment to send what is left.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[str, bool]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._pending = 0
-        self._idle = threading.Event()
-        self._idle.set()
-
-    def submit(self, run_id: str, resume: bool) -> None:
-        with self._lock:
-            if self._pid != os.getpid():  # first use in this (possibly forked) process
-                self._pid = os.getpid()
-                self._queue = queue.SimpleQueue()
-                self._pending = 0
-                threading.Thread(target=self._run, name="stepwise-hints", daemon=True).start()
-            self._pending += 1
-            self._idle.clear()
-            self._queue.put((run_id, resume))
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every submitted hint was sent (or marked lost)."""
-        return self._idle.wait(timeout)
-
-    def _run(self) -> None:
-        from django.db import connection
-
-        q = self._queue
-        while True:
-            batch = [q.get()]
-            while len(batch) < 500:
-                try:
-                    batch.append(q.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                with current_app.producer_or_acquire() as producer:
-                    for run_id, resume in batch:
-                        dispatch_run(run_id, resume=resume, producer=producer)
-            except Exception:  # no connection to the broker at all: each hint is marked lost
-                for run_id, resume in batch:
-                    dispatch_run(run_id, resume=resume)
-            finally:
-                connection.close()  # a lost hint was marked in the database from this thread
-                with self._lock:
-                    self._pending -= len(batch)
-                    if self._pending <= 0:
-                        self._idle.set()
+    try:
+        with current_app.producer_or_acquire() as producer:
+            for run_id, resume in batch:
+                dispatch_run(run_id, resume=resume, producer=producer)
+    except Exception:  # no connection to the broker at all: each hint is marked lost
+        for run_id, resume in batch:
+            dispatch_run(run_id, resume=resume)
+    finally:
+        connection.close()  # a lost hint was marked in the database from this thread
 
 
-_hints = _Hints()
+# A trigger returns once its run is committed: the database is the truth, and the hint only
+# says "look now". A hint that never leaves (the process died, the broker is down) is re-sent
+# by the scheduler; at exit the thread is given a moment to send what is left.
+_hints: BatchThread[tuple[str, bool]] = BatchThread(name="stepwise-hints", start=lambda: _hints_send, max_batch=500)
 atexit.register(_hints.flush, 2.0)
-
-
-def hints_flush(timeout: float = 5.0) -> bool:
-    """Wait for this process's hints to reach the broker (tests, and commands that exit at once)."""
-    return _hints.flush(timeout)
 
 
 def _hint_lost(run_id: str) -> None:

@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import queue
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from runs.batches import BatchThread
 from runs.engine.errors import RunInterrupted
 from runs.engine.redaction import redact_for_run
 from runs.models import Run, RunEvent, Span
@@ -120,70 +118,40 @@ def publish_run_event_on_commit(event) -> None:
     transaction.on_commit(lambda: publish_run_event(message))
 
 
-class _Publisher:
-    """One background thread per process sends events to the channel layer in batches.
+def _publisher_start():
+    """Make the publisher thread's sender: its own event loop and channel layer instance."""
+    from channels import DEFAULT_CHANNEL_LAYER
+    from channels.layers import channel_layers
 
-    The caller never waits for Redis; an event the layer loses is recovered by the
-    browser from the database by seq.
-    """
+    loop = asyncio.new_event_loop()
+    # A layer instance of this thread's own: the process's shared one serves the consumers on
+    # the server's event loop, and channels_redis binds some of its state to one loop.
+    configured = DEFAULT_CHANNEL_LAYER in channel_layers.configs
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER) if configured else None
+    if layer is not None and not type(layer).__module__.startswith("channels_redis"):
+        layer = None  # the in-memory layer belongs to the ASGI server's loop: publish_run_event sends directly
 
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._idle = threading.Event()
-        self._idle.set()
+    def send(batch: list[dict[str, Any]]) -> None:
+        if layer is None:
+            return
+        try:
+            loop.run_until_complete(publish_batch(layer, batch))
+        except Exception:
+            logger.warning("could not publish %d run event(s); clients catch up by seq", len(batch))
 
-    def submit(self, message: dict[str, Any]) -> None:
-        with self._lock:
-            if self._pid != os.getpid():  # first use in this (possibly forked) process
-                self._pid = os.getpid()
-                self._queue = queue.SimpleQueue()
-                threading.Thread(target=self._run, name="stepwise-event-publisher", daemon=True).start()
-            self._idle.clear()
-            self._queue.put(message)
+    return send
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every submitted event was handed to the channel layer."""
-        return self._idle.wait(timeout)
 
-    def _run(self) -> None:
-        from channels import DEFAULT_CHANNEL_LAYER
-        from channels.layers import channel_layers
-
-        loop = asyncio.new_event_loop()
-        # A layer instance of this thread's own: the process's shared one serves the consumers on
-        # the server's event loop, and channels_redis binds some of its state to one loop.
-        configured = DEFAULT_CHANNEL_LAYER in channel_layers.configs
-        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER) if configured else None
-        if layer is not None and not type(layer).__module__.startswith("channels_redis"):
-            layer = None  # the in-memory layer belongs to the ASGI server's loop: publish_run_event sends directly
-        q = self._queue
-        while True:
-            batch = [q.get()]
-            while len(batch) < 200:
-                try:
-                    batch.append(q.get_nowait())
-                except queue.Empty:
-                    break
-            if layer is not None:
-                try:
-                    loop.run_until_complete(self._send(layer, batch))
-                except Exception:
-                    logger.warning("could not publish %d run event(s); clients catch up by seq", len(batch))
-            if q.empty():
-                self._idle.set()
-
-    @staticmethod
-    async def _send(layer, batch: list[dict[str, Any]]) -> None:
-        addressed = []
-        for message in batch:
-            payload = {"type": "run.event", "event": message}
-            addressed.append((run_group_name(message["run_id"]), payload))
-            if message["type"] in RUNS_GROUP_EVENT_TYPES:
-                addressed.append((RUNS_GROUP, payload))
-        watched = await _groups_watched(layer, {group for group, _ in addressed})
-        await asyncio.gather(*(layer.group_send(group, payload) for group, payload in addressed if group in watched))
+async def publish_batch(layer, batch: list[dict[str, Any]]) -> None:
+    """Send events to their runs' groups (status events to the runs list too), only to groups someone joined."""
+    addressed = []
+    for message in batch:
+        payload = {"type": "run.event", "event": message}
+        addressed.append((run_group_name(message["run_id"]), payload))
+        if message["type"] in RUNS_GROUP_EVENT_TYPES:
+            addressed.append((RUNS_GROUP, payload))
+    watched = await _groups_watched(layer, {group for group, _ in addressed})
+    await asyncio.gather(*(layer.group_send(group, payload) for group, payload in addressed if group in watched))
 
 
 async def _groups_watched(layer, groups: set[str]) -> set[str]:
@@ -207,7 +175,11 @@ async def _groups_watched(layer, groups: set[str]) -> set[str]:
     return watched
 
 
-_publisher = _Publisher()
+# One background thread per process sends events to the channel layer in batches: the caller
+# never waits for Redis; an event the layer loses is recovered by the browser from the database by seq.
+_publisher: BatchThread[dict[str, Any]] = BatchThread(
+    name="stepwise-event-publisher", start=_publisher_start, max_batch=200
+)
 
 
 def publish_run_event(message: dict[str, Any]) -> None:
@@ -223,7 +195,7 @@ def publish_run_event(message: dict[str, Any]) -> None:
     from asgiref.sync import async_to_sync
 
     try:  # the embedded in-memory layer: hand the message over directly
-        async_to_sync(_Publisher._send)(layer, [message])
+        async_to_sync(publish_batch)(layer, [message])
     except Exception:
         logger.warning("could not publish run event %s#%s", message["run_id"], message["seq"])
 

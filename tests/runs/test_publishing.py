@@ -5,7 +5,7 @@ import asyncio
 
 from channels.layers import channel_layers
 
-from runs.events import RUNS_GROUP, _Publisher, run_group_name
+from runs.events import RUNS_GROUP, publish_batch, run_group_name
 
 
 def _message(run_id: str, seq: int, type_: str = "step.completed") -> dict:
@@ -27,7 +27,7 @@ def test_events_reach_watchers_and_skip_groups_nobody_joined():
         await layer.group_add(run_group_name("run_watched"), watcher)
         await layer.group_add(RUNS_GROUP, lister)
         try:
-            await _Publisher._send(layer, [
+            await publish_batch(layer, [
                 _message("run_watched", 7),
                 _message("run_nobody_watches", 3),
                 _message("run_nobody_watches", 4, "run.status"),

@@ -1,0 +1,63 @@
+"""A background thread per process that hands what callers submit to a sender, in batches."""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class BatchThread(Generic[T]):
+    """Callers ``submit`` and never wait; one daemon thread sends what queued up meanwhile.
+
+    The thread starts on first use in a process (and anew in a forked child). In it, ``start``
+    makes the sender once (a connection, an event loop); each batch of up to ``max_batch``
+    items then goes to that sender, which handles its own failures.
+    """
+
+    def __init__(self, *, name: str, start: Callable[[], Callable[[list[T]], None]], max_batch: int) -> None:
+        self._name = name
+        self._start = start
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[T] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._pending = 0
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def submit(self, item: T) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this (possibly forked) process
+                self._pid = os.getpid()
+                self._queue = queue.SimpleQueue()
+                self._pending = 0
+                threading.Thread(target=self._run, name=self._name, daemon=True).start()
+            self._pending += 1
+            self._idle.clear()
+            self._queue.put(item)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every submitted item went through the sender."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        send = self._start()
+        q = self._queue
+        while True:
+            batch = [q.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                send(batch)
+            finally:
+                with self._lock:
+                    self._pending -= len(batch)
+                    if self._pending <= 0:
+                        self._idle.set()
