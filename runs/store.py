@@ -238,6 +238,12 @@ class OrmRunStore:
     def _noted_writes(self, claim: Claim) -> tuple[list[tuple[str, dict[str, Any]]], list[Step]]:
         return self._step_writes(claim, self._noted.pop(claim.run_id, []))
 
+    def _noted_store(self, claim: Claim) -> None:
+        """Store the steps noted since the attempt's last write, in a statement of their own."""
+        events, rows = self._noted_writes(claim)
+        if events:
+            events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=events, rows=rows)
+
     def _step_writes(
         self, claim: Claim, steps: list[RecordedStep]
     ) -> tuple[list[tuple[str, dict[str, Any]]], list[Step]]:
@@ -287,19 +293,16 @@ class OrmRunStore:
 
     def _end(self, claim: Claim, outcome: Outcome, *, elapsed: float) -> None:
         spans = self._spans(claim.run_id)
-        steps = self._noted_writes(claim)
         retry_at = outcome.run_fields.get("next_attempt_at")
         if is_postgresql() and not claim.queue_limited and not claim.parent_waitpoint_id:
             if timer_is_soon(retry_at):
                 outcome = replace(outcome, notify=(TIMERS_CHANNEL, retry_at.isoformat()))
-            self._end_one_statement(claim, outcome, elapsed=elapsed, spans=spans, steps=steps)
+            self._end_one_statement(claim, outcome, elapsed=elapsed, spans=spans, steps=self._noted_writes(claim))
             return
         try:
             with transaction.atomic():
                 timer_notify(retry_at)
-                if steps[0]:
-                    events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=steps[0],
-                                         rows=steps[1])
+                self._noted_store(claim)
                 if spans:
                     spans_store(spans)
                 run_settle(
@@ -397,9 +400,7 @@ class OrmRunStore:
         return waits.waitpoint_create(claim, key=key, position=position, spec=spec)
 
     def run_suspend(self, claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
-        events, rows = self._noted_writes(claim)
-        if events:  # a wait resolved before this one: its step is stored before the run waits again
-            events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=events, rows=rows)
+        self._noted_store(claim)  # a wait resolved before this one: its step is stored before the run waits again
         return waits.run_suspend(claim, waitpoint_id=waitpoint_id, elapsed=elapsed, spans=self._spans(claim.run_id))
 
     def log_append(self, claim: Claim, entry: LogEntry) -> None:
