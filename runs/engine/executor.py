@@ -232,12 +232,16 @@ def attempt_execute(
     claim = store.claim(run_id, worker_id)
     if claim is None:
         return None
+
+    def ended(result: str) -> AttemptOutcome:
+        return AttemptOutcome(run_id, claim.attempt_number, result, claim.queue_limited)
+
     executable = lookup(claim.task_id)
     ctx = RunContext(store=store, claim=claim, max_output_bytes=max_output_bytes, env_loader=env_loader)
     if executable is None:
         error = error_describe(TaskNotRegistered(f"no task '{claim.task_id}' is registered on worker {worker_id}"))
         store.run_fail(claim, error=error, retry_delay=None, elapsed=0.0)
-        return AttemptOutcome(run_id, claim.attempt_number, "failed", claim.queue_limited)
+        return ended("failed")
     if executable.version_hash != claim.version_hash:
         store.version_mismatch_note(claim, worker_hash=executable.version_hash)
 
@@ -265,12 +269,12 @@ def attempt_execute(
                 output = checkpoint_encode(output, where="the task's return value", max_bytes=max_output_bytes)
                 ctx.check_interrupted()
             except RunInterrupted:
-                return AttemptOutcome(run_id, claim.attempt_number, "interrupted", claim.queue_limited)
+                return ended("interrupted")
             except RunSuspended:
-                return AttemptOutcome(run_id, claim.attempt_number, "suspended", claim.queue_limited)
+                return ended("suspended")
             except Exception as exc:
                 if heartbeat.timed_out or ctx.interrupted:
-                    return AttemptOutcome(run_id, claim.attempt_number, "interrupted", claim.queue_limited)
+                    return ended("interrupted")
                 # Resumes after waits are attempts too; only failures count against the retry policy.
                 failures = claim.failed_attempts + 1
                 retry_delay = None if is_permanent(exc) else executable.retry.delay_after(failures)
@@ -278,12 +282,12 @@ def attempt_execute(
                 error = ctx.describe_error(exc)
                 settle(result, error, retry_delay)
                 store.run_fail(claim, error=error, retry_delay=retry_delay, elapsed=heartbeat.elapsed())
-                return AttemptOutcome(run_id, claim.attempt_number, result, claim.queue_limited)
+                return ended(result)
             settle("completed")
             store.run_complete(claim, output=output, elapsed=heartbeat.elapsed())
-            return AttemptOutcome(run_id, claim.attempt_number, "completed", claim.queue_limited)
+            return ended("completed")
     except RunInterrupted:
-        return AttemptOutcome(run_id, claim.attempt_number, "interrupted", claim.queue_limited)
+        return ended("interrupted")
     finally:
         settle("interrupted")  # a no-op when the span already ended
         otel_context.detach(span_token)
