@@ -153,6 +153,7 @@ class DatabaseSpanProcessor(SpanProcessor):
 
     def _after_fork(self) -> None:
         self._queue.clear()
+        self._leases.clear()
         self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
