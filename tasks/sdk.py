@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -95,6 +95,9 @@ class TaskDefinition:
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
 
+    def _handle(self, run: Any, created: bool) -> RunHandle:
+        return RunHandle(id=run.id, task_id=self.id, status=run.status, created=created)
+
     def executable(self) -> Executable:
         return Executable(task_id=self.id, fn=self.fn, retry=self.retry, version_hash=self.version_hash)
 
@@ -148,14 +151,14 @@ class TaskDefinition:
         if ctx is None:
             run, created = run_trigger(task_id=self.id, payload=payload,
                                        options=TriggerOptions(**options, environment=environment or "dev"))
-            return RunHandle(id=run.id, task_id=self.id, status=run.status, created=created)
+            return self._handle(run, created)
 
         def child(key: str) -> dict[str, Any]:
             run, created = run_trigger(task_id=self.id, payload=payload, options=TriggerOptions(
                 **{**options, "idempotency_key": idempotency_key or key},
                 environment=environment or ctx.environment, parent_run_id=ctx.run_id,
             ))
-            return {"id": run.id, "task_id": self.id, "status": run.status, "created": created}
+            return asdict(self._handle(run, created))
 
         return RunHandle(**ctx.once(f"trigger:{self.id}", "trigger", child))
 
@@ -215,7 +218,7 @@ class TaskDefinition:
         ctx = current_context.get()
         if ctx is None:
             results = run_batch_trigger(task_id=self.id, items=items)
-            return [RunHandle(id=r.id, task_id=self.id, status=r.status, created=c) for r, c in results]
+            return [self._handle(r, c) for r, c in results]
 
         def children(key: str) -> list[dict[str, Any]]:
             keyed = [
@@ -223,7 +226,7 @@ class TaskDefinition:
                 for i, item in enumerate(items)
             ]
             results = run_batch_trigger(task_id=self.id, items=keyed, parent_run_id=ctx.run_id)
-            return [{"id": r.id, "task_id": self.id, "status": r.status, "created": c} for r, c in results]
+            return [asdict(self._handle(r, c)) for r, c in results]
 
         return [RunHandle(**handle) for handle in ctx.once(f"batch_trigger:{self.id}", "trigger", children)]
 
