@@ -13,7 +13,7 @@ from runs.batches import BatchThread
 from runs.engine.errors import RunInterrupted
 from runs.engine.redaction import redact_for_run
 from runs.models import Run, RunEvent, Span
-from runs.statements import fenced_append, is_postgresql, lease_fence, with_spans
+from runs.statements import fenced_append, is_postgresql, lease_fence, span_fields, with_spans
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def events_append_fenced(
             for row in rows:
                 row.save()
             if spans:
-                Span.objects.bulk_create([Span(**row) for row in spans], ignore_conflicts=True)
+                Span.objects.bulk_create([Span(**span_fields(row)) for row in spans], ignore_conflicts=True)
         return appended
     now = timezone.now()
     stored = [

@@ -184,8 +184,13 @@ def span_ended_data(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def span_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """Return the Span columns of a span row as the processor makes it (which also notes its attempt's lease)."""
+    return {k: row[k] for k in SPAN_COLUMNS}
+
+
 def _span_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items() if k in SPAN_COLUMNS}
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in span_fields(row).items()}
 
 
 def _durability() -> str:

@@ -10,7 +10,7 @@ from django.db import transaction
 from runs.engine.errors import RunInterrupted
 from runs.events import event_append, events_append_fenced
 from runs.models import Run, Span, SpanKind
-from runs.statements import span_ended_data
+from runs.statements import span_ended_data, span_fields
 from runs.statuses import run_span_result
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def spans_store(rows: list[dict[str, Any]]) -> int:
         for (run_id, lease_token), run_rows in sorted(by_run.items(), key=lambda item: (item[0][0], item[0][1] or "")):
             if run_id not in existing:
                 continue
-            spans = [{k: v for k, v in row.items() if k != "lease_token"} for row in run_rows]
+            spans = [span_fields(row) for row in run_rows]
             data = {"spans": [span_ended_data(r) for r in spans]}
             if lease_token is None:
                 Span.objects.bulk_create([Span(**row) for row in spans], ignore_conflicts=True)
