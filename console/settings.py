@@ -191,6 +191,10 @@ STEPWISE_HEARTBEAT_SECONDS = float(
 )
 STEPWISE_MAX_CRASHES = int(os.environ.get("STEPWISE_MAX_CRASHES", "5"))
 STEPWISE_MAX_PAYLOAD_BYTES = int(os.environ.get("STEPWISE_MAX_PAYLOAD_BYTES", str(512 * 1024)))
+# A run's metadata (``ctx.metadata``): its size limit, and how soon a change made during a long
+# step is stored and streamed (changes also ride with the attempt's next write).
+STEPWISE_MAX_METADATA_BYTES = int(os.environ.get("STEPWISE_MAX_METADATA_BYTES", str(64 * 1024)))
+STEPWISE_METADATA_FLUSH_SECONDS = float(os.environ.get("STEPWISE_METADATA_FLUSH_SECONDS", "1"))
 STEPWISE_IDEMPOTENCY_TTL_SECONDS = int(
     os.environ.get("STEPWISE_IDEMPOTENCY_TTL_SECONDS", str(24 * 3600))
 )

@@ -66,8 +66,11 @@ def events_append_fenced(
     events: list[tuple[str, dict[str, Any]]],
     rows: Sequence[models.Model] = (),
     spans: Sequence[dict[str, Any]] = (),
+    run_fields: dict[str, Any] | None = None,
 ) -> list[RunEvent]:
     """Append events, insert unsaved ``rows`` and ended ``spans``, all or nothing, in one statement.
+
+    ``run_fields`` are set on the run row by the same fenced write (the run's metadata).
 
     The hot path of a run (a step is recorded, a log line): on PostgreSQL the fenced seq bump,
     the events, the rows and the spans (listed in the last event's data) go to the database as
@@ -81,6 +84,8 @@ def events_append_fenced(
     if not is_postgresql():
         with transaction.atomic():
             appended = [event_append(run_id=run_id, type=t, data=d, lease_token=lease_token) for t, d in events]
+            if run_fields:
+                Run.objects.filter(id=run_id).update(**run_fields)
             for row in rows:
                 row.save()
             if spans:
@@ -91,7 +96,8 @@ def events_append_fenced(
         RunEvent(run_id=run_id, type=type_, data=redact_for_run(run_id, data), created_at=now)
         for type_, data in events
     ]
-    last = fenced_append(run_id=run_id, lease_token=lease_token, events=stored, rows=rows, spans=spans)
+    last = fenced_append(run_id=run_id, lease_token=lease_token, events=stored, rows=rows, spans=spans,
+                         run_fields=run_fields)
     if last is None:
         raise RunInterrupted(f"run {run_id} is no longer held by this attempt")
     for index, event in enumerate(stored):

@@ -59,6 +59,10 @@ class Run(models.Model):
     idempotency_expires_at = models.DateTimeField(null=True, blank=True)
     tags = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Where the code stood at the last stored metadata change made outside a step: [the number
+    # of steps called before it, its index among the changes since]. A replay skips changes up
+    # to here, which the stored metadata holds already.
+    metadata_cursor = models.JSONField(null=True, blank=True)
     queue = models.CharField(max_length=128)
     concurrency_key = models.CharField(max_length=255, blank=True, default="")
     priority = models.IntegerField(default=0)

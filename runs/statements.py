@@ -212,6 +212,16 @@ def lease_fence(lease_token: str | None) -> tuple[str, list[Any]]:
     return "id = %s AND lease_token = %s AND status = %s", [lease_token, RunStatus.EXECUTING.value]
 
 
+def _run_assignments(run_fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    """Return the SET assignments (and their parameters) that give a run these field values."""
+    assignments, params = [], []
+    for name, value in run_fields.items():
+        model_field = Run._meta.get_field(name)
+        assignments.append(f"{_q(model_field.column)} = %s")
+        params.append(model_field.get_db_prep_save(value, connection))
+    return assignments, params
+
+
 def fenced_append(
     *,
     run_id: str,
@@ -219,15 +229,20 @@ def fenced_append(
     events: list[RunEvent],
     rows: list[Model] = (),
     spans: list[dict[str, Any]] = (),
+    run_fields: dict[str, Any] | None = None,
 ) -> int | None:
-    """Append events (and rows, and spans) to a run in one statement; return the last seq, or None if fenced off."""
+    """Append events (and rows, spans, run field values) to a run in one statement.
+
+    Returns the last seq, or None if fenced off.
+    """
     write = Write()
     where, params = lease_fence(lease_token)
+    assignments, values = _run_assignments(run_fields or {})
     write.add(
         "seq",
-        f"UPDATE {_table(Run)} SET last_event_seq = last_event_seq + {len(events)} WHERE {where}{_durability()} "
-        "RETURNING last_event_seq",
-        [run_id, *params],
+        f"UPDATE {_table(Run)} SET {', '.join([f'last_event_seq = last_event_seq + {len(events)}', *assignments])} "
+        f"WHERE {where}{_durability()} RETURNING last_event_seq",
+        [*values, run_id, *params],
     )
     write.events(run_id, events, "seq")
     for index, row in enumerate(rows):
@@ -265,6 +280,7 @@ class ClaimedRow:
     executed_seconds: float
     tags: list[str]
     metadata: dict[str, Any]
+    metadata_cursor: list[int] | None
     trace_id: str
     span_id: str
     seq: int
@@ -323,17 +339,19 @@ def run_claim(
     write.params.append(AttemptStatus.FAILED.value)
     rows = write.execute(
         "SELECT c.task_id, c.payload::text, c.attempt_count, c.environment_id, c.max_duration, c.executed_seconds, "
-        "c.tags::text, c.metadata::text, c.trace_id, c.span_id, c.last_event_seq, c.queue, c.parent_waitpoint_id, "
+        "c.tags::text, c.metadata::text, c.metadata_cursor::text, c.trace_id, c.span_id, c.last_event_seq, c.queue, "
+        "c.parent_waitpoint_id, "
         f"v.content_hash, (SELECT count(*) FROM {_table(Attempt)} a WHERE a.run_id = c.id AND a.status = %s), "
         f"({steps}), ({resolved_waits}) FROM claimed c JOIN {_table(TaskVersion)} v ON v.id = c.version_id"
     )
     if not rows:
         return None
-    (task_id, payload, number, environment, max_duration, executed, tags, metadata, trace_id, span_id, seq,
-     queue, parent_waitpoint_id, version_hash, failed, steps_json, waits_json) = rows[0]
+    (task_id, payload, number, environment, max_duration, executed, tags, metadata, cursor, trace_id, span_id,
+     seq, queue, parent_waitpoint_id, version_hash, failed, steps_json, waits_json) = rows[0]
     return ClaimedRow(
         task_id=task_id, payload=json.loads(payload), attempt_number=number, environment=environment,
         max_duration=max_duration, executed_seconds=executed, tags=json.loads(tags), metadata=json.loads(metadata),
+        metadata_cursor=json.loads(cursor) if cursor else None,
         trace_id=trace_id, span_id=span_id, seq=seq, queue=queue, parent_waitpoint_id=parent_waitpoint_id,
         version_hash=version_hash, failed_attempts=failed, steps=json.loads(steps_json),
         resolved_waits=json.loads(waits_json),
@@ -375,10 +393,9 @@ def run_outcome(
     assignments = ["status = %s", "updated_at = %s", "executed_seconds = executed_seconds + %s",
                    f"last_event_seq = last_event_seq + {len(events)}"]
     params: list[Any] = [outcome.to, now, elapsed]
-    for name, value in outcome.run_fields.items():
-        model_field = Run._meta.get_field(name)
-        assignments.append(f"{_q(model_field.column)} = %s")
-        params.append(model_field.get_db_prep_save(value, connection))
+    more, values = _run_assignments(outcome.run_fields)
+    assignments += more
+    params += values
     where, fence = lease_fence(lease_token)
     write.add(
         "moved",

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import functools
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -108,6 +110,10 @@ class OrmRunStore:
     def __init__(self, *, span_source: SpanSource | None = None) -> None:
         self._span_source = span_source
         self._noted: dict[str, list[RecordedStep]] = {}
+        # Each run's changed metadata not stored yet: (metadata, cursor). The lock keeps its
+        # writes in order: a flush from the heartbeat thread and a step's record never cross.
+        self._metadata: dict[str, tuple[dict[str, Any], tuple[int, int] | None]] = {}
+        self._metadata_lock = threading.Lock()
 
     def _spans(self, run_id: str, *, everything: bool = True) -> list[dict[str, Any]]:
         return self._span_source(run_id, everything=everything) if self._span_source is not None else []
@@ -147,7 +153,7 @@ class OrmRunStore:
             max_duration=row.max_duration, executed_seconds=row.executed_seconds, tags=row.tags,
             metadata=row.metadata, steps=steps, failed_attempts=row.failed_attempts, trace_id=row.trace_id,
             span_id=row.span_id, queue=row.queue, queue_limited=False, parent_waitpoint_id=row.parent_waitpoint_id,
-            resolved_waits=resolved,
+            resolved_waits=resolved, metadata_cursor=tuple(row.metadata_cursor) if row.metadata_cursor else None,
         )
 
     def _claim_locked(self, run_id: str, worker_id: str) -> Claim | None:
@@ -213,6 +219,7 @@ class OrmRunStore:
             queue_limited=True,
             parent_waitpoint_id=run.parent_waitpoint_id,
             resolved_waits=resolved,
+            metadata_cursor=tuple(run.metadata_cursor) if run.metadata_cursor else None,
         )
 
     def step_begin(self, claim: Claim, *, key: str, name: str, position: int) -> None:
@@ -224,13 +231,47 @@ class OrmRunStore:
         )
 
     def step_record(self, claim: Claim, step: RecordedStep) -> None:
-        events, rows = self._step_writes(claim, [*self._noted.pop(claim.run_id, []), step])
-        spans = self._spans(claim.run_id, everything=False)
-        try:
-            events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=events, rows=rows,
-                                 spans=spans)
-        except IntegrityError as exc:
-            raise RunInterrupted(f"step {step.key} of run {claim.run_id} was recorded by another attempt") from exc
+        with self._metadata_write(claim) as (metadata_events, run_fields):
+            events, rows = self._step_writes(claim, [*self._noted.pop(claim.run_id, []), step])
+            spans = self._spans(claim.run_id, everything=False)
+            try:
+                events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token,
+                                     events=[*metadata_events, *events], rows=rows, spans=spans,
+                                     run_fields=run_fields)
+            except IntegrityError as exc:
+                raise RunInterrupted(f"step {step.key} of run {claim.run_id} was recorded by another attempt") from exc
+
+    def metadata_note(self, claim: Claim, *, metadata: dict[str, Any], cursor: tuple[int, int] | None) -> None:
+        self._metadata[claim.run_id] = (metadata, cursor)
+
+    def metadata_flush(self, claim: Claim) -> None:
+        with self._metadata_write(claim) as (events, run_fields):
+            if events:
+                events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=events,
+                                     run_fields=run_fields)
+
+    @contextmanager
+    def _metadata_write(self, claim: Claim) -> Iterator[tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]]:
+        """Yield the run's noted metadata as the event and the run fields of the write made inside.
+
+        With nothing noted this costs nothing. Otherwise the write happens under the lock, and
+        if it fails the change is noted again (unless a newer one was noted meanwhile).
+        """
+        if claim.run_id not in self._metadata:
+            yield [], {}
+            return
+        with self._metadata_lock:
+            noted = self._metadata.pop(claim.run_id, None)
+            if noted is None:
+                yield [], {}
+                return
+            metadata, cursor = noted
+            event = ("metadata.updated", {"metadata": metadata, "attempt": claim.attempt_number})
+            try:
+                yield [event], {"metadata": metadata, "metadata_cursor": list(cursor) if cursor else None}
+            except BaseException:
+                self._metadata.setdefault(claim.run_id, noted)
+                raise
 
     def step_note(self, claim: Claim, step: RecordedStep) -> None:
         self._noted.setdefault(claim.run_id, []).append(step)
@@ -239,10 +280,12 @@ class OrmRunStore:
         return self._step_writes(claim, self._noted.pop(claim.run_id, []))
 
     def _noted_store(self, claim: Claim) -> None:
-        """Store the steps noted since the attempt's last write, in a statement of their own."""
-        events, rows = self._noted_writes(claim)
-        if events:
-            events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=events, rows=rows)
+        """Store the steps and metadata noted since the attempt's last write, in a statement of their own."""
+        with self._metadata_write(claim) as (metadata_events, run_fields):
+            events, rows = self._noted_writes(claim)
+            if events or metadata_events:
+                events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token,
+                                     events=[*metadata_events, *events], rows=rows, run_fields=run_fields)
 
     def _step_writes(
         self, claim: Claim, steps: list[RecordedStep]
@@ -297,7 +340,11 @@ class OrmRunStore:
         if is_postgresql() and not claim.queue_limited and not claim.parent_waitpoint_id:
             if timer_is_soon(retry_at):
                 outcome = replace(outcome, notify=(TIMERS_CHANNEL, retry_at.isoformat()))
-            self._end_one_statement(claim, outcome, elapsed=elapsed, spans=spans, steps=self._noted_writes(claim))
+            with self._metadata_write(claim) as (metadata_events, run_fields):
+                events, rows = self._noted_writes(claim)
+                outcome = replace(outcome, run_fields={**run_fields, **outcome.run_fields})
+                self._end_one_statement(claim, outcome, elapsed=elapsed, spans=spans,
+                                        steps=([*metadata_events, *events], rows))
             return
         try:
             with transaction.atomic():

@@ -83,7 +83,8 @@ def _validated_fields(task_id: str, payload: Any, options: TriggerOptions) -> di
     if not isinstance(options.metadata, dict):
         raise InvalidTrigger("metadata must be a JSON object")
     try:
-        metadata = checkpoint_encode(options.metadata, where="metadata", max_bytes=64 * 1024)
+        metadata = checkpoint_encode(options.metadata, where="metadata",
+                                     max_bytes=settings.STEPWISE_MAX_METADATA_BYTES)
     except StepwiseError as exc:
         raise InvalidTrigger(str(exc)) from None
     if isinstance(options.priority, bool) or not isinstance(options.priority, int):

@@ -70,6 +70,8 @@ def run_attempt(run_id: str) -> AttemptOutcome | None:
             on_thread_exit=_close_thread_connection,
             env_loader=secrets_for_environment,
             hard_stop=_hard_stop,
+            max_metadata_bytes=settings.STEPWISE_MAX_METADATA_BYTES,
+            metadata_flush_seconds=settings.STEPWISE_METADATA_FLUSH_SECONDS,
         )
     finally:
         close_old_connections()

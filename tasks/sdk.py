@@ -34,8 +34,8 @@ from tasks.waiting import send_event, wait  # noqa: E402
 Retry = RetryPolicy
 
 __all__ = [
-    "AbortRun", "PermanentError", "Retry", "RunHandle", "TaskDefinition", "current_run", "send_event", "step",
-    "task", "wait",
+    "AbortRun", "PermanentError", "Retry", "RunHandle", "TaskDefinition", "current_run", "metadata", "send_event",
+    "step", "task", "wait",
 ]
 
 
@@ -346,3 +346,42 @@ def current_run():
         if ctx: print(ctx.run_id, ctx.attempt)
     """
     return current_context.get()
+
+
+class _CurrentRunMetadata:
+    """``metadata``: the metadata of the run executing here, for code that has no ``ctx`` (a step's helper).
+
+    It is ``ctx.metadata`` of the current run (see ``runs.engine.metadata.RunMetadata``);
+    outside a run every use raises a RuntimeError saying so.
+
+    Example::
+
+        from tasks.sdk import metadata
+
+        def resize(image):
+            metadata.set("progress", 0.5)
+    """
+
+    def _current(self) -> Any:
+        ctx = current_context.get()
+        if ctx is None:
+            raise RuntimeError("metadata is only available inside a run (in a task or a step it calls)")
+        return ctx.metadata
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._current(), name)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._current()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._current()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._current()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._current()
+
+
+metadata = _CurrentRunMetadata()

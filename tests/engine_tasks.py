@@ -9,7 +9,8 @@ import time
 import redis
 from opentelemetry import trace
 
-from tasks.sdk import AbortRun, Retry, send_event, step, task
+from runs.engine.errors import InvalidMetadata
+from tasks.sdk import AbortRun, Retry, metadata, send_event, step, task
 
 # Where step bodies record that they ran: the suite's Redis, even for workers given another broker.
 _redis = redis.Redis.from_url(
@@ -384,3 +385,57 @@ async def async_step_retries(payload, ctx):
         return "ok"
 
     return {"async": await flaky_async()}
+
+
+@task(id="test-metadata", retry=FAST_RETRY)
+def metadata_changes(payload, ctx):
+    """Change metadata outside and inside a step, wait, then change it and fail once: nothing outside a step repeats."""
+    ctx.metadata.set("status", "started")
+    ctx.metadata.increment("outside")
+
+    def work():
+        ctx.metadata.increment("inside")
+        return ctx.metadata["outside"]
+
+    seen = ctx.step("work", work)
+    ctx.metadata["log"] = ["before the wait"]
+    wait.for_(seconds=payload.get("seconds", 3600))
+    ctx.metadata.increment("outside", 10)
+    ctx.metadata.append("log", f"after the wait, attempt {ctx.attempt}")
+    if ctx.attempt == 2:
+        raise Flaky("once, after changing the metadata")
+    ctx.metadata.remove("log", "before the wait")
+    del ctx.metadata["status"]
+    return {"seen_in_step": seen, "metadata": ctx.metadata.to_dict()}
+
+
+@task(id="test-metadata-progress", retry=Retry(max_attempts=1))
+def metadata_progress(payload, ctx):
+    """A long step reports progress: the console sees it while the step still runs."""
+    def work():
+        for done in range(1, 4):
+            metadata.set("progress", done / 3)  # the SDK's module-level proxy: no ctx needed in a step's helper
+            time.sleep(payload.get("sleep", 1.0))
+        return "done"
+
+    return ctx.step("work", work)
+
+
+@task(id="test-metadata-bad-input", retry=Retry(max_attempts=1))
+def metadata_bad_input(payload, ctx):
+    """Each bad change is refused with its error message; the metadata stays as it was."""
+    ctx.metadata.set("kept", 1)
+    refused = {}
+    for label, change in {
+        "too_large": lambda: ctx.metadata.set("blob", "x" * (70 * 1024)),
+        "not_json": lambda: ctx.metadata.set("when", object()),
+        "bad_key": lambda: ctx.metadata.set("", 1),
+        "not_a_number": lambda: ctx.metadata.increment("kept", "2"),
+        "increment_text": lambda: (ctx.metadata.set("name", "x"), ctx.metadata.increment("name")),
+    }.items():
+        try:
+            change()
+        except InvalidMetadata as exc:
+            refused[label] = str(exc)
+    ctx.step("after", lambda: None)  # the next write stores what was accepted
+    return refused

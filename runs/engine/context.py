@@ -20,6 +20,7 @@ from runs.engine.errors import (
     error_describe,
     is_permanent,
 )
+from runs.engine.metadata import Cursor, RunMetadata
 from runs.engine.redaction import redactor_for, sensitive_add
 from runs.engine.spans import step_span, wait_span_record
 from runs.engine.store import Claim, RecordedStep, RunStore
@@ -94,6 +95,7 @@ class RunContext:
         store: RunStore,
         claim: Claim,
         max_output_bytes: int | None = None,
+        max_metadata_bytes: int = 64 * 1024,
         env_loader: Callable[[str], dict[str, str]] | None = None,
     ) -> None:
         self._store = store
@@ -109,6 +111,13 @@ class RunContext:
         self.elapsed: Callable[[], float] = lambda: 0.0
         self.before_suspend: Callable[[], None] = lambda: None
         self.logger = RunLogger(logging.getLogger(f"stepwise.run.{claim.task_id}"), {})
+        # Called after each metadata change is noted: the heartbeat then stores it within a second.
+        self.on_metadata: Callable[[], None] = lambda: None
+        self._metadata = RunMetadata(
+            claim.metadata, cursor=claim.metadata_cursor, max_bytes=max_metadata_bytes,
+            place=lambda: None if _inside_step.get() is not None else self._position,
+            on_change=self._metadata_changed,
+        )
 
     # Identity of the run, read-only for the task.
     @property
@@ -132,8 +141,14 @@ class RunContext:
         return list(self._claim.tags)
 
     @property
-    def metadata(self) -> dict[str, Any]:
-        return dict(self._claim.metadata)
+    def metadata(self) -> RunMetadata:
+        """The run's metadata: read it like a dict, change it with ``set``, ``increment``… (see RunMetadata)."""
+        return self._metadata
+
+    def _metadata_changed(self, metadata: dict[str, Any], cursor: Cursor | None) -> None:
+        self.check_interrupted()
+        self._store.metadata_note(self._claim, metadata=metadata, cursor=cursor)
+        self.on_metadata()
 
     @property
     def environment(self) -> str:

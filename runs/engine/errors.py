@@ -31,6 +31,10 @@ class PayloadTooLarge(PermanentError):
     """A payload or output is over the configured size limit."""
 
 
+class InvalidMetadata(PermanentError, ValueError):
+    """A metadata change is wrong: a bad key, a value that is not JSON, or metadata over its size limit."""
+
+
 class InvalidEventName(PermanentError):
     """An event name is empty, too long, or holds characters event names may not use."""
 

@@ -71,6 +71,7 @@ class Heartbeat:
         on_thread_exit: Callable[[], None] | None = None,
         hard_stop: Callable[[], None] | None = None,
         grace: float = 2.0,
+        metadata_flush_seconds: float = 1.0,
     ) -> None:
         self._store = store
         self._claim = claim
@@ -83,6 +84,8 @@ class Heartbeat:
         self.timed_out = False
         self.stopped = False
         self.stopping = False  # interrupted: the task's code has ``grace`` seconds to return
+        self._metadata_flush_seconds = metadata_flush_seconds
+        self._flush_due = False
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -91,6 +94,22 @@ class Heartbeat:
         self.started = time.monotonic()
         _beats().add(self, self.next_beat())
         return self
+
+    def metadata_changed(self) -> None:
+        """The run's metadata changed: store it within ``metadata_flush_seconds`` unless a write takes it first."""
+        if not self._flush_due and not self.stopped:
+            self._flush_due = True
+            _beats().add(self, time.monotonic() + self._metadata_flush_seconds, flush=True)
+
+    def flush(self) -> None:
+        """Store the metadata noted since the attempt's last write (a long step's progress)."""
+        self._flush_due = False
+        try:
+            self._store.metadata_flush(self._claim)
+        except RunInterrupted:
+            self._ctx.interrupted = "the run was canceled or its lease was taken over"
+        except Exception:  # the database may be restarting: the attempt's next write carries it
+            logger.warning("storing the metadata of %s failed; its next write carries it", self._claim.run_id)
 
     def __exit__(self, *exc: object) -> None:
         self.stopped = True
@@ -140,15 +159,15 @@ class _Beats:
     """The heartbeat thread of a process: beats each running attempt when it is due."""
 
     def __init__(self) -> None:
-        self._due: list[tuple[float, int, Heartbeat]] = []
+        self._due: list[tuple[float, int, Heartbeat, bool]] = []  # (when, order, heartbeat, flush)
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name="stepwise-heartbeats", daemon=True)
         self._thread.start()
 
-    def add(self, heartbeat: Heartbeat, at: float) -> None:
+    def add(self, heartbeat: Heartbeat, at: float, *, flush: bool = False) -> None:
         with self._changed:
-            heapq.heappush(self._due, (at, next(self._order), heartbeat))
+            heapq.heappush(self._due, (at, next(self._order), heartbeat, flush))
             self._changed.notify()
 
     def discard(self, heartbeat: Heartbeat) -> None:
@@ -156,7 +175,7 @@ class _Beats:
             self._due = [entry for entry in self._due if entry[2] is not heartbeat]
             heapq.heapify(self._due)
 
-    def _take_due(self) -> list[Heartbeat]:
+    def _take_due(self) -> list[tuple[Heartbeat, bool]]:
         with self._changed:
             while True:
                 if self._due:
@@ -169,16 +188,20 @@ class _Beats:
             now = time.monotonic()
             due = []
             while self._due and self._due[0][0] <= now:
-                due.append(heapq.heappop(self._due)[2])
+                due.append(heapq.heappop(self._due)[2:])
             return due
 
     def _loop(self) -> None:
         while True:
             due = self._take_due()
-            for heartbeat in due:
-                if not heartbeat.stopped and heartbeat.beat() and not heartbeat.stopped:
+            for heartbeat, flush in due:
+                if heartbeat.stopped:
+                    continue
+                if flush:
+                    heartbeat.flush()
+                elif heartbeat.beat() and not heartbeat.stopped:
                     self.add(heartbeat, heartbeat.next_beat())
-            for release in {id(h.on_thread_exit): h.on_thread_exit for h in due if h.on_thread_exit}.values():
+            for release in {id(h.on_thread_exit): h.on_thread_exit for h, _ in due if h.on_thread_exit}.values():
                 release()
 
 
@@ -223,6 +246,8 @@ def attempt_execute(
     on_thread_exit: Callable[[], None] | None = None,
     env_loader: Callable[[str], dict[str, str]] | None = None,
     hard_stop: Callable[[], None] | None = None,
+    max_metadata_bytes: int = 64 * 1024,
+    metadata_flush_seconds: float = 1.0,
 ) -> AttemptOutcome | None:
     """Claim ``run_id`` and run one attempt of it; None if the run could not be claimed.
 
@@ -237,7 +262,8 @@ def attempt_execute(
         return AttemptOutcome(run_id, claim.attempt_number, result, claim.queue_limited)
 
     executable = lookup(claim.task_id)
-    ctx = RunContext(store=store, claim=claim, max_output_bytes=max_output_bytes, env_loader=env_loader)
+    ctx = RunContext(store=store, claim=claim, max_output_bytes=max_output_bytes,
+                     max_metadata_bytes=max_metadata_bytes, env_loader=env_loader)
     if executable is None:
         error = error_describe(TaskNotRegistered(f"no task '{claim.task_id}' is registered on worker {worker_id}"))
         store.run_fail(claim, error=error, retry_delay=None, elapsed=0.0)
@@ -258,9 +284,10 @@ def attempt_execute(
 
     heartbeat = Heartbeat(
         store=store, claim=claim, ctx=ctx, interval=heartbeat_interval, on_thread_exit=on_thread_exit,
-        hard_stop=hard_stop,
+        hard_stop=hard_stop, metadata_flush_seconds=metadata_flush_seconds,
     )
     ctx.elapsed = heartbeat.elapsed
+    ctx.on_metadata = heartbeat.metadata_changed
     try:
         with heartbeat:
             try:

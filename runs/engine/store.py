@@ -48,6 +48,8 @@ class Claim:
     parent_waitpoint_id: str | None = None  # a parent waits for this run: its end resolves that waitpoint
     # Waitpoints that resolved while the run waited, by key, whose wait no step records yet.
     resolved_waits: dict[str, WaitpointState] = field(default_factory=dict)
+    # The place in the code of the last metadata change the stored metadata holds (see RunMetadata).
+    metadata_cursor: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,12 @@ class RunStore(Protocol):
 
         Until then a new attempt reads the same result where it is kept (the waitpoint).
         """
+
+    def metadata_note(self, claim: Claim, *, metadata: dict[str, Any], cursor: tuple[int, int] | None) -> None:
+        """Keep the run's changed metadata to store with the attempt's next write (or flush)."""
+
+    def metadata_flush(self, claim: Claim) -> None:
+        """Store the run's noted metadata now, if any; raise RunInterrupted if the claim is no longer valid."""
 
     def lease_renew(self, claim: Claim) -> bool:
         """Extend the lease; False if the run is no longer ours or no longer executing."""

@@ -180,3 +180,17 @@ def test_approving_a_waitpoint_from_the_run_page_resumes_the_run_live(page):
     expect(page.locator("#toasts")).to_contain_text(f"Approved {waitpoint.id}")
     assert wait_finished(run.id).output == {"ok": True, "output": {"note": "ship it", "approved": True}}
     expect(status_badge(page)).to_have_attribute("data-status", "COMPLETED", timeout=30_000)
+
+
+def test_the_metadata_card_follows_a_long_steps_progress_live(page):
+    run = run_trigger(task_id="test-metadata-progress", payload={"sleep": 2})[0]
+    page.goto(f"/runs/{run.id}/")
+    card = page.locator("#metadata-card")
+
+    # Progress arrives while the step still runs, without reloading the page.
+    expect(card.locator("#metadata-tree")).to_contain_text("progress", timeout=30_000)
+    assert Run.objects.get(id=run.id).status == "EXECUTING"
+    expect(card.locator("#metadata-updated")).to_contain_text("updated")
+    expect(status_badge(page)).to_have_attribute("data-status", "COMPLETED", timeout=30_000)
+    expect(card.locator("#metadata-tree")).to_contain_text("1")
+    screenshot(page, "run-detail-metadata")

@@ -100,12 +100,24 @@
         if (event.seq <= this.lastSeq) continue;
         this.lastSeq = event.seq;
         this.timeline.apply(event);
+        if (event.type === "metadata.updated") this.showMetadata(event);
         if (event.type === "run.status") {
           this.showStatus(event.data.to);
           if (S.isFinal(event.data.to)) finished = true;
         }
       }
       if (finished) this.finish();
+    }
+
+    /* The run changed its metadata: redraw the card with what it stored. */
+    showMetadata(event) {
+      const empty = Object.keys(event.data.metadata || {}).length === 0;
+      const tree = document.getElementById("metadata-tree");
+      document.getElementById("metadata-data").textContent = JSON.stringify(event.data.metadata);
+      document.getElementById("metadata-empty").hidden = !empty;
+      tree.hidden = empty;
+      S.renderJson(tree, event.data.metadata);
+      document.getElementById("metadata-updated").textContent = "updated " + new Date(event.at || Date.now()).toLocaleTimeString();
     }
 
     showStatus(status) {
