@@ -201,19 +201,27 @@ def run_timeline(*, run: Run) -> dict[str, Any]:
                       kind=step.kind)
         )
     ends = {a.number: a for a in attempts}
-    # Steps that started but left no record: running now, or cut short by a failed attempt.
+    traced = list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
+    # Steps that left no record: running now, or cut short by a failed attempt. Their stored span
+    # says so (older runs stored a "step.started" event instead).
+    unrecorded: dict[tuple[Any, Any], tuple[int, str, datetime, datetime | None]] = {}
+    for span in traced:
+        if span.kind == "step" and not span.attributes.get("stepwise.step.replayed"):
+            a = span.attributes
+            unrecorded[(a.get("stepwise.attempt"), a.get("stepwise.step.key"))] = (
+                a.get("stepwise.step.position", 0), a.get("stepwise.step.name", ""), span.started_at, span.ended_at)
     for data, at in started:
-        number = data.get("attempt")
-        if (number, data.get("key")) in recorded or number not in ends:
+        unrecorded.setdefault((data.get("attempt"), data.get("key")), (data.get("position", 0), data.get("name", ""),
+                                                                     at, None))
+    for (number, key), (position, name, start, end) in unrecorded.items():
+        if (number, key) in recorded or number not in ends:
             continue
         attempt = ends[number]
         status = "EXECUTING" if attempt.finished_at is None else "INTERRUPTED"
         by_attempt[number].append(
-            step_span(position=data.get("position", 0), key=data.get("key", ""), name=data.get("name", ""),
-                      attempt=number, status=status, start=at, end=attempt.finished_at,
-                      error=attempt.error if status == "INTERRUPTED" else None)
+            step_span(position=position, key=key or "", name=name, attempt=number, status=status, start=start,
+                      end=end or attempt.finished_at, error=attempt.error if status == "INTERRUPTED" else None)
         )
-    traced = list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
     ids, user_spans = _traced(traced)
     children: dict[str, list[dict[str, Any]]] = {}
     for span in user_spans:

@@ -104,3 +104,18 @@ def test_checkpoint_state_holds_the_step_results_recorded_up_to_a_step(signed_in
 
     assert upto_2 == {"fragile": {"position": 1, "value": 10}, "step-2": {"position": 2, "value": 20}}
     assert list(everything) == ["fragile", "step-2", "step-3", "step-4"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_step_cut_short_by_its_failed_attempt_shows_on_the_timeline_after_a_reload(signed_in):
+    from runs.worker import run_attempt
+
+    run = run_trigger(task_id="test-third-step-flaky", payload={})[0]
+    assert run_attempt(run.id).result == "retrying"
+
+    spans = signed_in.get(f"/runs/{run.id}/timeline.json").json()["spans"]
+
+    cut = [s for s in spans if s["kind"] == "step" and s["status"] == "INTERRUPTED"]
+    assert [(s["parent"], s["attributes"]["key"]) for s in cut] == [("attempt-1", "third")]
+    assert cut[0]["error"]["message"] == "third step fails on attempt 1"
+    assert cut[0]["end"] >= cut[0]["start"]
