@@ -31,6 +31,10 @@ class TriggerIn(Schema):
     delay_until: datetime | None = None
     ttl: float | str | None = None
     max_duration: float | None = Field(None, gt=0)
+    retry: dict[str, Any] | None = Field(
+        None, description="This run's retry policy instead of the task's: max_attempts, factor, min_timeout, "
+        "max_timeout, jitter",
+    )
 
     def options(self, environment: str) -> TriggerOptions:
         return TriggerOptions(**self.model_dump(exclude={"payload"}), environment=environment)
@@ -88,6 +92,8 @@ class RunOut(RunSummaryOut):
     output: Any
     error: dict[str, Any] | None
     metadata: dict[str, Any]
+    retry: dict[str, Any] | None = Field(None, description="the trigger's retry policy, if it overrode the task's")
+    hooks_done: list[str] = Field(default_factory=list, description="once-per-run hooks that ran")
     parent_run_id: str | None
     replayed_from_id: str | None
     delay_until: datetime | None

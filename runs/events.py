@@ -14,6 +14,7 @@ from runs.engine.errors import RunInterrupted
 from runs.engine.redaction import redact_for_run
 from runs.models import Run, RunEvent, Span
 from runs.statements import fenced_append, is_postgresql, lease_fence, span_fields, with_spans
+from runs.statuses import RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ def events_append_fenced(
         with transaction.atomic():
             appended = [event_append(run_id=run_id, type=t, data=d, lease_token=lease_token) for t, d in events]
             if run_fields:
-                Run.objects.filter(id=run_id).update(**run_fields)
+                fence = {"lease_token": lease_token, "status": RunStatus.EXECUTING} if lease_token else {}
+                if not Run.objects.filter(id=run_id, **fence).update(**run_fields):
+                    raise RunInterrupted(f"run {run_id} is no longer held by this attempt")
             for row in rows:
                 row.save()
             if spans:

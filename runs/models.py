@@ -63,6 +63,10 @@ class Run(models.Model):
     # of steps called before it, its index among the changes since]. A replay skips changes up
     # to here, which the stored metadata holds already.
     metadata_cursor = models.JSONField(null=True, blank=True)
+    # The trigger's retry policy, overriding the task's (RetryPolicy fields); null: the task's.
+    retry = models.JSONField(null=True, blank=True)
+    # The once-per-run hooks that ran and were stored (on_start, on_success...): never run again.
+    hooks_done = models.JSONField(default=list, blank=True)
     queue = models.CharField(max_length=128)
     concurrency_key = models.CharField(max_length=255, blank=True, default="")
     priority = models.IntegerField(default=0)

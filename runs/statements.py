@@ -281,6 +281,8 @@ class ClaimedRow:
     tags: list[str]
     metadata: dict[str, Any]
     metadata_cursor: list[int] | None
+    retry: dict[str, Any] | None
+    hooks_done: list[str]
     trace_id: str
     span_id: str
     seq: int
@@ -339,19 +341,20 @@ def run_claim(
     write.params.append(AttemptStatus.FAILED.value)
     rows = write.execute(
         "SELECT c.task_id, c.payload::text, c.attempt_count, c.environment_id, c.max_duration, c.executed_seconds, "
-        "c.tags::text, c.metadata::text, c.metadata_cursor::text, c.trace_id, c.span_id, c.last_event_seq, c.queue, "
-        "c.parent_waitpoint_id, "
+        "c.tags::text, c.metadata::text, c.metadata_cursor::text, c.retry::text, c.hooks_done::text, c.trace_id, "
+        "c.span_id, c.last_event_seq, c.queue, c.parent_waitpoint_id, "
         f"v.content_hash, (SELECT count(*) FROM {_table(Attempt)} a WHERE a.run_id = c.id AND a.status = %s), "
         f"({steps}), ({resolved_waits}) FROM claimed c JOIN {_table(TaskVersion)} v ON v.id = c.version_id"
     )
     if not rows:
         return None
-    (task_id, payload, number, environment, max_duration, executed, tags, metadata, cursor, trace_id, span_id,
-     seq, queue, parent_waitpoint_id, version_hash, failed, steps_json, waits_json) = rows[0]
+    (task_id, payload, number, environment, max_duration, executed, tags, metadata, cursor, retry, hooks_done,
+     trace_id, span_id, seq, queue, parent_waitpoint_id, version_hash, failed, steps_json, waits_json) = rows[0]
     return ClaimedRow(
         task_id=task_id, payload=json.loads(payload), attempt_number=number, environment=environment,
         max_duration=max_duration, executed_seconds=executed, tags=json.loads(tags), metadata=json.loads(metadata),
-        metadata_cursor=json.loads(cursor) if cursor else None,
+        metadata_cursor=json.loads(cursor) if cursor else None, retry=json.loads(retry) if retry else None,
+        hooks_done=json.loads(hooks_done),
         trace_id=trace_id, span_id=span_id, seq=seq, queue=queue, parent_waitpoint_id=parent_waitpoint_id,
         version_hash=version_hash, failed_attempts=failed, steps=json.loads(steps_json),
         resolved_waits=json.loads(waits_json),

@@ -110,10 +110,13 @@ class OrmRunStore:
     def __init__(self, *, span_source: SpanSource | None = None) -> None:
         self._span_source = span_source
         self._noted: dict[str, list[RecordedStep]] = {}
-        # Each run's changed metadata not stored yet: (metadata, cursor). The lock keeps its
-        # writes in order: a flush from the heartbeat thread and a step's record never cross.
+        # Each run's changed metadata not stored yet: (metadata, cursor), and the once-per-run
+        # hooks its attempt ran (stored or not). The lock keeps these writes in order: a flush
+        # from the heartbeat thread and a step's record never cross.
         self._metadata: dict[str, tuple[dict[str, Any], tuple[int, int] | None]] = {}
-        self._metadata_lock = threading.Lock()
+        self._hooks: dict[str, list[str]] = {}
+        self._hooks_unstored: set[str] = set()
+        self._fields_lock = threading.Lock()
 
     def _spans(self, run_id: str, *, everything: bool = True) -> list[dict[str, Any]]:
         return self._span_source(run_id, everything=everything) if self._span_source is not None else []
@@ -154,6 +157,7 @@ class OrmRunStore:
             metadata=row.metadata, steps=steps, failed_attempts=row.failed_attempts, trace_id=row.trace_id,
             span_id=row.span_id, queue=row.queue, queue_limited=False, parent_waitpoint_id=row.parent_waitpoint_id,
             resolved_waits=resolved, metadata_cursor=tuple(row.metadata_cursor) if row.metadata_cursor else None,
+            retry=row.retry, hooks_done=tuple(row.hooks_done),
         )
 
     def _claim_locked(self, run_id: str, worker_id: str) -> Claim | None:
@@ -220,6 +224,8 @@ class OrmRunStore:
             parent_waitpoint_id=run.parent_waitpoint_id,
             resolved_waits=resolved,
             metadata_cursor=tuple(run.metadata_cursor) if run.metadata_cursor else None,
+            retry=run.retry,
+            hooks_done=tuple(run.hooks_done),
         )
 
     def step_begin(self, claim: Claim, *, key: str, name: str, position: int) -> None:
@@ -231,7 +237,7 @@ class OrmRunStore:
         )
 
     def step_record(self, claim: Claim, step: RecordedStep) -> None:
-        with self._metadata_write(claim) as (metadata_events, run_fields):
+        with self._run_fields_write(claim) as (metadata_events, run_fields):
             events, rows = self._step_writes(claim, [*self._noted.pop(claim.run_id, []), step])
             spans = self._spans(claim.run_id, everything=False)
             try:
@@ -244,33 +250,42 @@ class OrmRunStore:
     def metadata_note(self, claim: Claim, *, metadata: dict[str, Any], cursor: tuple[int, int] | None) -> None:
         self._metadata[claim.run_id] = (metadata, cursor)
 
-    def metadata_flush(self, claim: Claim) -> None:
-        with self._metadata_write(claim) as (events, run_fields):
-            if events:
-                events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token, events=events,
-                                     run_fields=run_fields)
+    def hook_note(self, claim: Claim, name: str) -> None:
+        self._hooks.setdefault(claim.run_id, []).append(name)
+        self._hooks_unstored.add(claim.run_id)
+
+    def run_fields_store(self, claim: Claim) -> None:
+        self._noted_store(claim)
 
     @contextmanager
-    def _metadata_write(self, claim: Claim) -> Iterator[tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]]:
-        """Yield the run's noted metadata as the event and the run fields of the write made inside.
+    def _run_fields_write(self, claim: Claim) -> Iterator[tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]]:
+        """Yield the run's noted metadata and hooks as the events and run fields of the write made inside.
 
         With nothing noted this costs nothing. Otherwise the write happens under the lock, and
-        if it fails the change is noted again (unless a newer one was noted meanwhile).
+        if it fails what it took is noted again (unless newer metadata was noted meanwhile).
         """
-        if claim.run_id not in self._metadata:
+        run_id = claim.run_id
+        if run_id not in self._metadata and run_id not in self._hooks_unstored:
             yield [], {}
             return
-        with self._metadata_lock:
-            noted = self._metadata.pop(claim.run_id, None)
-            if noted is None:
-                yield [], {}
-                return
-            metadata, cursor = noted
-            event = ("metadata.updated", {"metadata": metadata, "attempt": claim.attempt_number})
+        with self._fields_lock:
+            noted = self._metadata.pop(run_id, None)
+            hooks = run_id in self._hooks_unstored
+            self._hooks_unstored.discard(run_id)
+            events, fields = [], {}
+            if noted is not None:
+                metadata, cursor = noted
+                events.append(("metadata.updated", {"metadata": metadata, "attempt": claim.attempt_number}))
+                fields.update(metadata=metadata, metadata_cursor=list(cursor) if cursor else None)
+            if hooks:
+                fields["hooks_done"] = [*claim.hooks_done, *self._hooks[run_id]]
             try:
-                yield [event], {"metadata": metadata, "metadata_cursor": list(cursor) if cursor else None}
+                yield events, fields
             except BaseException:
-                self._metadata.setdefault(claim.run_id, noted)
+                if noted is not None:
+                    self._metadata.setdefault(run_id, noted)
+                if hooks:
+                    self._hooks_unstored.add(run_id)
                 raise
 
     def step_note(self, claim: Claim, step: RecordedStep) -> None:
@@ -281,9 +296,9 @@ class OrmRunStore:
 
     def _noted_store(self, claim: Claim) -> None:
         """Store the steps and metadata noted since the attempt's last write, in a statement of their own."""
-        with self._metadata_write(claim) as (metadata_events, run_fields):
+        with self._run_fields_write(claim) as (metadata_events, run_fields):
             events, rows = self._noted_writes(claim)
-            if events or metadata_events:
+            if events or run_fields:
                 events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token,
                                      events=[*metadata_events, *events], rows=rows, run_fields=run_fields)
 
@@ -319,6 +334,9 @@ class OrmRunStore:
             ))
         return events, rows
 
+    def run_status(self, claim: Claim) -> str | None:
+        return Run.objects.filter(id=claim.run_id).values_list("status", flat=True).first()
+
     def lease_renew(self, claim: Claim) -> bool:
         return bool(
             Run.objects.filter(
@@ -340,7 +358,7 @@ class OrmRunStore:
         if is_postgresql() and not claim.queue_limited and not claim.parent_waitpoint_id:
             if timer_is_soon(retry_at):
                 outcome = replace(outcome, notify=(TIMERS_CHANNEL, retry_at.isoformat()))
-            with self._metadata_write(claim) as (metadata_events, run_fields):
+            with self._run_fields_write(claim) as (metadata_events, run_fields):
                 events, rows = self._noted_writes(claim)
                 outcome = replace(outcome, run_fields={**run_fields, **outcome.run_fields})
                 self._end_one_statement(claim, outcome, elapsed=elapsed, spans=spans,

@@ -14,6 +14,7 @@ from runs.dispatch import dispatch_run_on_commit
 from runs.engine.checkpoints import checkpoint_encode
 from runs.engine.durations import InvalidDuration, duration_seconds
 from runs.engine.errors import StepwiseError
+from runs.engine.retry import RetryPolicy
 from runs.events import publish_run_event_on_commit
 from runs.models import Run, RunEvent, Span
 from runs.statements import is_postgresql, run_insert
@@ -50,6 +51,8 @@ class TriggerOptions:
     # A W3C traceparent: the run's spans join the caller's trace. Without one, a run triggered
     # inside a span (a step of a parent run, a traced request) joins that span's trace.
     traceparent: str | None = None
+    # This run's retry policy instead of the task's: {"max_attempts": 5, "min_timeout": 2, ...}.
+    retry: dict[str, Any] | None = None
 
 
 def _seconds(value, name: str) -> float | None:
@@ -112,6 +115,7 @@ def _validated_fields(task_id: str, payload: Any, options: TriggerOptions) -> di
     except InvalidTraceparent as exc:
         raise InvalidTrigger(str(exc)) from None
     return {
+        "retry": _retry_policy(options.retry),
         "task_id": task_id,
         "version": version,
         "environment_id": options.environment,
@@ -134,6 +138,26 @@ def _validated_fields(task_id: str, payload: Any, options: TriggerOptions) -> di
         "dispatched_at": None if delayed else now,
         **({"trace_id": trace_parent.trace_id, "parent_span_id": trace_parent.span_id} if trace_parent else {}),
     }
+
+
+def _retry_policy(retry: Any) -> dict[str, Any] | None:
+    """Check a trigger's retry override and return it complete (every RetryPolicy field)."""
+    if retry is None:
+        return None
+    if not isinstance(retry, dict):
+        raise InvalidTrigger("retry must be an object of retry policy fields")
+    known = set(RetryPolicy.__dataclass_fields__)
+    unknown = sorted(set(retry) - known)
+    if unknown:
+        raise InvalidTrigger(f"retry: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for name, value in retry.items():
+        expected = bool if name == "jitter" else int if name == "max_attempts" else int | float
+        if isinstance(value, bool) != (name == "jitter") or not isinstance(value, expected):
+            raise InvalidTrigger(f"retry: {name} must be {'true or false' if name == 'jitter' else 'a number'}")
+    try:
+        return RetryPolicy(**retry).as_dict()
+    except ValueError as exc:
+        raise InvalidTrigger(f"retry: {exc}") from None
 
 
 def _existing_for_key(fields: dict[str, Any]) -> Run | None:

@@ -14,3 +14,6 @@ class TasksConfig(AppConfig):
         # Importing a task module registers its @task functions; no database access here.
         for module in settings.STEPWISE_TASK_MODULES:
             import_module(module)
+        from tasks.hooks import global_hooks
+
+        global_hooks()  # a wrong hook name or path in settings stops the process with a clear message

@@ -27,6 +27,7 @@ from typing import Any
 from runs.engine.context import current_context
 from runs.engine.errors import AbortRun, PermanentError
 from runs.engine.executor import Executable
+from runs.engine.hooks import ErrorDecision, Hooks, RunResult
 from runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
 from tasks.registry import code_hash, task_register
 from tasks.waiting import send_event, wait  # noqa: E402
@@ -34,8 +35,8 @@ from tasks.waiting import send_event, wait  # noqa: E402
 Retry = RetryPolicy
 
 __all__ = [
-    "AbortRun", "PermanentError", "Retry", "RunHandle", "TaskDefinition", "current_run", "metadata", "send_event",
-    "step", "task", "wait",
+    "AbortRun", "ErrorDecision", "PermanentError", "Retry", "RunHandle", "RunResult", "TaskDefinition", "current_run",
+    "metadata", "send_event", "step", "task", "wait",
 ]
 
 
@@ -78,6 +79,7 @@ class TaskDefinition:
     concurrency_limit: int | None = None
     cron: str | None = None
     timezone: str = "UTC"
+    hooks: Hooks = field(default_factory=Hooks)
 
     def __post_init__(self) -> None:
         functools.update_wrapper(self, self.fn)
@@ -99,7 +101,10 @@ class TaskDefinition:
         return RunHandle(id=run.id, task_id=self.id, status=run.status, created=created)
 
     def executable(self) -> Executable:
-        return Executable(task_id=self.id, fn=self.fn, retry=self.retry, version_hash=self.version_hash)
+        from tasks.hooks import global_hooks
+
+        return Executable(task_id=self.id, fn=self.fn, retry=self.retry, version_hash=self.version_hash,
+                          hooks=global_hooks() + self.hooks)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -121,6 +126,7 @@ class TaskDefinition:
         max_duration: float | None = None,
         environment: str | None = None,
         traceparent: str | None = None,
+        retry: RetryPolicy | dict[str, Any] | None = None,
     ) -> RunHandle:
         """Start a run of this task; with an idempotency key, return the existing run if there is one.
 
@@ -146,6 +152,7 @@ class TaskDefinition:
             ttl=ttl,
             max_duration=max_duration,
             traceparent=traceparent,
+            retry=retry.as_dict() if isinstance(retry, RetryPolicy) else retry,
         )
         ctx = current_context.get()
         if ctx is None:
@@ -240,12 +247,20 @@ def task(
     concurrency_limit: int | None = None,
     cron: str | None = None,
     timezone: str = "UTC",
+    **hooks: Callable[..., Any] | list[Callable[..., Any]],
 ) -> Callable[[Callable[..., Any]], TaskDefinition]:
     """Register a function ``fn(payload, ctx)`` as a durable task.
 
     ``queue`` names its queue (default ``task/<id>``); ``concurrency_limit`` is that queue's
     limit when the queue is first created (later changes through the API or console win).
     ``cron`` and ``timezone`` declare a schedule in the STEPWISE_ENVIRONMENT environment.
+
+    Hooks (a callable or a list of them, after the global ones of STEPWISE_HOOKS): ``init`` /
+    ``cleanup`` ``(payload, ctx)`` around every attempt, ``middleware`` ``(payload, ctx)``
+    returning a context manager entered around the attempt's code, ``on_start(payload, ctx)``
+    once per run, ``on_success(payload, output, ctx)``, ``on_failure(payload, error, ctx)``,
+    ``on_cancel(payload, ctx)`` and ``on_complete(payload, result, ctx)`` when the run ends,
+    and ``catch_error(payload, ctx, error)`` returning an ``ErrorDecision`` (or None).
 
     Example::
 
@@ -261,6 +276,8 @@ def task(
 
     from runs.engine.durations import duration_seconds
 
+    task_hooks = Hooks.of(hooks, where=f"task '{id}'")
+
     def decorate(fn: Callable[..., Any]) -> TaskDefinition:
         definition = TaskDefinition(
             id=id,
@@ -272,6 +289,7 @@ def task(
             concurrency_limit=concurrency_limit,
             cron=cron,
             timezone=timezone,
+            hooks=task_hooks,
         )
         task_register(definition)
         return definition

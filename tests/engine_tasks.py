@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import os
 import time
@@ -10,7 +12,7 @@ import redis
 from opentelemetry import trace
 
 from runs.engine.errors import InvalidMetadata
-from tasks.sdk import AbortRun, Retry, metadata, send_event, step, task
+from tasks.sdk import AbortRun, ErrorDecision, Retry, metadata, send_event, step, task
 
 # Where step bodies record that they ran: the suite's Redis, even for workers given another broker.
 _redis = redis.Redis.from_url(
@@ -439,3 +441,93 @@ def metadata_bad_input(payload, ctx):
             refused[label] = str(exc)
     ctx.step("after", lambda: None)  # the next write stores what was accepted
     return refused
+
+
+_tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("test_tenant", default=None)
+
+
+@contextlib.contextmanager
+def tenant_middleware(payload, ctx):
+    """Middleware: sets the payload's tenant around the attempt, as a multi-tenant project would."""
+    log_execution(ctx, "middleware")
+    token = _tenant.set(payload.get("tenant"))
+    try:
+        yield
+    finally:
+        _tenant.reset(token)
+
+
+def _logging_hook(label):
+    def hook(payload, *args):
+        ctx = args[-1]
+        log_execution(ctx, label)
+        if payload.get("hook_fails") == label:
+            raise RuntimeError(f"{label} hook broke")
+        return f"{label}-value"
+    return hook
+
+
+def _on_complete(payload, result, ctx):
+    log_execution(ctx, f"on_complete:{result.status}")
+
+
+@task(
+    id="test-hooks", retry=FAST_RETRY, middleware=tenant_middleware,
+    init=_logging_hook("init"), cleanup=_logging_hook("cleanup"), on_start=_logging_hook("on_start"),
+    on_success=lambda payload, output, ctx: log_execution(ctx, f"on_success:{output['tenant']}"),
+    on_failure=lambda payload, error, ctx: log_execution(ctx, f"on_failure:{error['type'].rsplit('.', 1)[-1]}"),
+    on_complete=_on_complete,
+)
+def hooked(payload, ctx):
+    """Wait once, fail while the attempt is below ``fail_until``: every hook logs each call."""
+    log_execution(ctx, f"run:{ctx.init}")
+    ctx.step("one", time.sleep, payload.get("sleep", 0))
+    if payload.get("wait", True):
+        wait.for_(seconds=payload.get("seconds", 3600))
+    if ctx.attempt <= payload.get("fail_until", 0):
+        raise Flaky(f"attempt {ctx.attempt}")
+    if payload.get("abort"):
+        raise AbortRun("abort requested")
+    return {"tenant": _tenant.get()}
+
+
+class RateLimited(Exception):
+    pass
+
+
+def _catch_error(payload, ctx, error):
+    log_execution(ctx, f"catch_error:{type(error).__name__}")
+    decide = payload.get("decide")
+    if decide == "retry" and isinstance(error, RateLimited):
+        return ErrorDecision.retry(delay=payload.get("delay", 0.05))
+    if decide == "succeed":
+        return ErrorDecision.succeed({"handled": str(error)})
+    if decide == "fail":
+        return ErrorDecision.fail()
+    if decide == "negative":
+        return ErrorDecision.retry(delay=-5)
+    if decide == "wrong":
+        return "retry please"
+    return None
+
+
+@task(id="test-catch-error", retry=Retry(max_attempts=4, factor=1, min_timeout=0.05, max_timeout=0.05, jitter=False),
+      catch_error=_catch_error)
+def catches_errors(payload, ctx):
+    """Raise the payload's error kind on the first attempts; catch_error decides."""
+    if ctx.attempt <= payload.get("fail_until", 99):
+        if payload.get("error") == "abort":
+            raise AbortRun("permanent by the policy")
+        if payload.get("error") == "rate":
+            raise RateLimited("slow down")
+        raise Flaky(f"attempt {ctx.attempt}")
+    return {"attempt": ctx.attempt}
+
+
+@task(id="test-cancel-hooks", retry=Retry(max_attempts=1), on_cancel=_logging_hook("on_cancel"),
+      on_failure=_logging_hook("on_failure"), on_complete=_on_complete)
+def cancel_hooks(payload, ctx):
+    """Steps that take a while: canceled or timed out meanwhile, the end hooks run in the worker."""
+    for i in range(payload.get("steps", 20)):
+        ctx.step(f"s{i}", time.sleep, payload.get("sleep", 0.3))
+    return {}

@@ -47,3 +47,24 @@ def _diagnose() -> str:
         )
         lines += [" | ".join(map(str, row)) for row in cursor.fetchall()]
     return "\n".join(lines)
+
+
+def waits_resume_now(run_id: str) -> None:
+    """Make a run's pending timers due now and fire them, as the scheduler would: the run is QUEUED again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.models import Waitpoint
+    from runs.waits import waitpoints_fire_due
+
+    Waitpoint.objects.filter(run_id=run_id, status="PENDING").update(resume_at=timezone.now() - timedelta(seconds=1))
+    waitpoints_fire_due(timezone.now())
+
+
+def run_requeue(run_id: str) -> None:
+    """Queue a retrying run at once, instead of waiting for its retry delay and the scheduler."""
+    from runs.models import Run
+    from runs.statuses import RunStatus
+
+    Run.objects.filter(id=run_id).update(status=RunStatus.QUEUED)

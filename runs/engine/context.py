@@ -108,6 +108,7 @@ class RunContext:
         self._position = 0
         self._lock = threading.Lock()
         self.interrupted: str | None = None
+        self.init: Any = None  # what the task's ``init`` hook returned this attempt
         self.elapsed: Callable[[], float] = lambda: 0.0
         self.before_suspend: Callable[[], None] = lambda: None
         self.logger = RunLogger(logging.getLogger(f"stepwise.run.{claim.task_id}"), {})

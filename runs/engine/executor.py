@@ -24,6 +24,7 @@ from runs.engine.errors import (
     error_describe,
     is_permanent,
 )
+from runs.engine.hooks import ErrorDecision, HookRunner, Hooks, RunResult
 from runs.engine.redaction import sensitive_forget
 from runs.engine.retry import RetryPolicy
 from runs.engine.spans import attempt_span_end, attempt_span_start
@@ -41,6 +42,7 @@ class Executable:
     fn: Callable[..., Any]
     retry: RetryPolicy
     version_hash: str
+    hooks: Hooks = Hooks()
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class Heartbeat:
         """Store the metadata noted since the attempt's last write (a long step's progress)."""
         self._flush_due = False
         try:
-            self._store.metadata_flush(self._claim)
+            self._store.run_fields_store(self._claim)
         except RunInterrupted:
             self._ctx.interrupted = "the run was canceled or its lease was taken over"
         except Exception:  # the database may be restarting: the attempt's next write carries it
@@ -288,28 +290,56 @@ def attempt_execute(
     )
     ctx.elapsed = heartbeat.elapsed
     ctx.on_metadata = heartbeat.metadata_changed
+    hooks = HookRunner(executable.hooks, ctx=ctx, store=store)
+    policy = RetryPolicy.from_dict(claim.retry) if claim.retry else executable.retry
+
+    def interrupted() -> AttemptOutcome:
+        # The outcome is stored already (by the heartbeat, a cancel): the end hooks run at most once.
+        if executable.hooks.has_end_hooks():
+            status = "TIMED_OUT" if heartbeat.timed_out else store.run_status(claim)
+            if status in ("TIMED_OUT", "CANCELED"):
+                error = {"type": "TimedOut", "message": ctx.interrupted or "", "traceback": ""}
+                hooks.ended(RunResult(status, error=error if status == "TIMED_OUT" else None), record=False)
+        return ended("interrupted")
+
     try:
         with heartbeat:
             try:
-                output = _invoke(executable.fn, claim.payload, ctx)
+                with hooks.around_attempt():
+                    hooks.start()
+                    output = _invoke(executable.fn, claim.payload, ctx)
                 ctx.check_all_replayed()
                 output = checkpoint_encode(output, where="the task's return value", max_bytes=max_output_bytes)
                 ctx.check_interrupted()
             except RunInterrupted:
-                return ended("interrupted")
+                return interrupted()
             except RunSuspended:
                 return ended("suspended")
             except Exception as exc:
                 if heartbeat.timed_out or ctx.interrupted:
-                    return ended("interrupted")
+                    return interrupted()
                 # Resumes after waits are attempts too; only failures count against the retry policy.
                 failures = claim.failed_attempts + 1
-                retry_delay = None if is_permanent(exc) else executable.retry.delay_after(failures)
-                result = "failed" if retry_delay is None else "retrying"
-                error = ctx.describe_error(exc)
-                settle(result, error, retry_delay)
-                store.run_fail(claim, error=error, retry_delay=retry_delay, elapsed=heartbeat.elapsed())
-                return ended(result)
+                policy_delay = policy.delay_after(failures)
+                try:
+                    decision = hooks.decide(exc, permanent=is_permanent(exc), policy_delay=policy_delay,
+                                            attempts_left=failures < policy.max_attempts)
+                except Exception as wrong:  # catch_error itself failed: the run fails with that error
+                    wrong.__cause__ = wrong.__cause__ or exc
+                    decision, exc = ErrorDecision.fail(), wrong
+                if decision.action == "succeed":
+                    output = checkpoint_encode(decision.output, where="the output catch_error gave",
+                                               max_bytes=max_output_bytes)
+                else:
+                    retry_delay = decision.delay if decision.action == "retry" else None
+                    result = "failed" if retry_delay is None else "retrying"
+                    error = ctx.describe_error(exc)
+                    if retry_delay is None:
+                        hooks.ended(RunResult("FAILED", error=error))
+                    settle(result, error, retry_delay)
+                    store.run_fail(claim, error=error, retry_delay=retry_delay, elapsed=heartbeat.elapsed())
+                    return ended(result)
+            hooks.ended(RunResult("COMPLETED", output=output))
             settle("completed")
             store.run_complete(claim, output=output, elapsed=heartbeat.elapsed())
             return ended("completed")

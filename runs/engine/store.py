@@ -50,6 +50,8 @@ class Claim:
     resolved_waits: dict[str, WaitpointState] = field(default_factory=dict)
     # The place in the code of the last metadata change the stored metadata holds (see RunMetadata).
     metadata_cursor: tuple[int, int] | None = None
+    retry: dict[str, Any] | None = None  # the trigger's retry policy, overriding the task's
+    hooks_done: tuple[str, ...] = ()  # once-per-run hooks already run and stored
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,14 @@ class RunStore(Protocol):
     def metadata_note(self, claim: Claim, *, metadata: dict[str, Any], cursor: tuple[int, int] | None) -> None:
         """Keep the run's changed metadata to store with the attempt's next write (or flush)."""
 
-    def metadata_flush(self, claim: Claim) -> None:
-        """Store the run's noted metadata now, if any; raise RunInterrupted if the claim is no longer valid."""
+    def hook_note(self, claim: Claim, name: str) -> None:
+        """Note that a once-per-run hook ran: stored with the attempt's next write (or ``run_fields_store``)."""
+
+    def run_fields_store(self, claim: Claim) -> None:
+        """Store the noted metadata, hooks and waits now; raise RunInterrupted if the claim is no longer valid."""
+
+    def run_status(self, claim: Claim) -> str | None:
+        """Return the run's status now (read when an attempt was interrupted)."""
 
     def lease_renew(self, claim: Claim) -> bool:
         """Extend the lease; False if the run is no longer ours or no longer executing."""

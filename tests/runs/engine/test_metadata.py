@@ -1,22 +1,18 @@
 """ctx.metadata: changed from inside a run, stored fenced and once per run, streamed, limited in size."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from runs.engine.errors import RunInterrupted
-from runs.models import Run, RunEvent, Waitpoint
+from runs.models import Run, RunEvent
 from runs.statuses import RunStatus
 from runs.store import OrmRunStore
 from runs.triggers import TriggerOptions, run_trigger
-from runs.waits import waitpoints_fire_due
 from runs.worker import run_attempt, worker_id
 from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 from tests.api.conftest import ApiClient
-from tests.waiting import wait_finished, wait_for
+from tests.waiting import run_requeue, wait_finished, wait_for, waits_resume_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,13 +23,6 @@ def live_api(live) -> ApiClient:
     return ApiClient(api_key_create(environment="dev", name="metadata tests").secret)
 
 
-def _resume_now(run_id: str) -> None:
-    Waitpoint.objects.filter(run_id=run_id, status="PENDING").update(resume_at=timezone.now() - timedelta(seconds=1))
-    waitpoints_fire_due(timezone.now())
-
-
-def _requeue(run_id: str) -> None:
-    Run.objects.filter(id=run_id).update(status=RunStatus.QUEUED)
 
 
 def test_changes_outside_steps_happen_once_across_a_resume_and_a_retry(processes):
@@ -43,10 +32,10 @@ def test_changes_outside_steps_happen_once_across_a_resume_and_a_retry(processes
     stored = Run.objects.get(id=run.id).metadata
     assert stored == {"customer": "c1", "status": "started", "outside": 1, "inside": 1, "log": ["before the wait"]}
 
-    _resume_now(run.id)
+    waits_resume_now(run.id)
     assert run_attempt(run.id).result == "retrying"  # attempt 2 changed the metadata, then failed
     assert Run.objects.get(id=run.id).metadata["outside"] == 11
-    _requeue(run.id)
+    run_requeue(run.id)
     assert run_attempt(run.id).result == "completed"
 
     finished = Run.objects.get(id=run.id)
@@ -97,7 +86,7 @@ def test_a_worker_that_lost_its_lease_cannot_write_metadata(processes):
     Run.objects.filter(id=run.id).update(lease_token="someone-else")  # taken over
 
     with pytest.raises(RunInterrupted):
-        store.metadata_flush(claim)
+        store.run_fields_store(claim)
 
     assert Run.objects.get(id=run.id).metadata == {"a": 1}
     assert not RunEvent.objects.filter(run_id=run.id, type="metadata.updated").exists()

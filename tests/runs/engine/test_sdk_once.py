@@ -1,24 +1,16 @@
 """SDK calls that write, made inside a run, happen once per run however often the code replays."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from runs.models import Event, Run, Step, Waitpoint
 from runs.statuses import RunStatus
 from runs.triggers import run_trigger
-from runs.waits import waitpoints_fire_due
 from runs.worker import run_attempt
-from tests.waiting import wait_finished
+from tests.waiting import wait_finished, waits_resume_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-def _resume_now(run_id: str) -> None:
-    Waitpoint.objects.filter(run_id=run_id, status="PENDING").update(resume_at=timezone.now() - timedelta(seconds=1))
-    waitpoints_fire_due(timezone.now())
 
 
 def test_a_child_a_batch_and_an_event_sent_outside_steps_happen_once_across_resumes(live):
@@ -52,7 +44,7 @@ def test_a_trigger_whose_record_was_lost_finds_its_child_again(processes):
 
     assert set(Run.objects.filter(parent_run_id=run.id).values_list("id", flat=True)) == first
     assert Event.objects.filter(name="test.outside-steps").count() == 1
-    _resume_now(run.id)
+    waits_resume_now(run.id)
     assert run_attempt(run.id).result == "completed"
     assert Run.objects.get(id=run.id).output["child"] in first
 
