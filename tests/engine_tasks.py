@@ -443,7 +443,7 @@ def metadata_bad_input(payload, ctx):
 
 @task(id="test-chained-failure", retry=Retry(max_attempts=2, factor=1, min_timeout=0.1, max_timeout=0.1, jitter=False))
 def chained_failure(payload, ctx):
-    """Fail twice with a three-deep cause chain whose middle cause quotes a sensitive value."""
+    """Fail twice with a three-deep cause chain whose first cause quotes a sensitive value."""
     secret = ctx.sensitive(CANARY)
 
     def read_total(order):
@@ -466,4 +466,6 @@ def chained_failure(payload, ctx):
                 raise Flaky("charge failed, trying again") from exc
             raise AbortRun("could not charge order A-17") from exc
 
+    if ctx.attempt == 2:
+        time.sleep(payload.get("hold", 0))  # lets a watcher look at the first attempt while the run goes on
     return ctx.step("charge", charge)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from runs.engine.errors import MAX_CAUSES, error_describe, error_text
 from runs.engine.redaction import MASK, redact_for_run, sensitive_add, sensitive_forget
+from tests.factories import chained_error_build
 
 
 def caught(fn) -> BaseException:
@@ -78,15 +79,7 @@ def test_an_explicit_cause_wins_over_the_implicit_context():
 
 
 def test_a_long_chain_keeps_the_nearest_causes_and_counts_the_rest():
-    def nested(depth: int) -> None:
-        if depth == 0:
-            raise KeyError("root")
-        try:
-            nested(depth - 1)
-        except Exception as exc:
-            raise ValueError(f"level {depth}") from exc
-
-    error = error_describe(caught(lambda: nested(8)))
+    error = error_describe(chained_error_build(8))
 
     assert error["message"] == "level 8"
     assert [c["message"] for c in error["causes"]] == [f"level {n}" for n in range(7, 7 - MAX_CAUSES, -1)]
