@@ -55,13 +55,40 @@ class BatchTriggeredOut(Schema):
     runs: list[TriggeredOut]
 
 
+class ErrorCauseOut(Schema):
+    """One cause of an error: what it was raised from, or raised while handling."""
+
+    type: str = Field(..., description="The exception's class, with its module unless it is a builtin.")
+    message: str
+    where: str | None = Field(None, description="`file:line in function` of the frame that raised it.")
+
+
+class ErrorOut(Schema):
+    """Why a run, an attempt or a step failed, with the chain of causes behind it."""
+
+    type: str = Field(..., description="The exception's class, with its module unless it is a builtin.")
+    message: str
+    where: str | None = Field(None, description="`file:line in function` of the frame that raised it.")
+    causes: list[ErrorCauseOut] = Field(
+        default_factory=list,
+        description="What the error was raised from (`raise ... from ...`) or while handling, nearest first; "
+        "at most 5, and none after `raise ... from None`.",
+    )
+    causes_left_off: int = Field(0, description="How many causes the chain has beyond `causes`.")
+    traceback: str = Field("", description="The full traceback, every chained exception included.")
+
+
 class AttemptOut(ModelSchema):
+    error: ErrorOut | None
+
     class Meta:
         model = Attempt
         fields = ["number", "status", "worker_id", "error", "retry_delay", "started_at", "finished_at"]
 
 
 class StepOut(ModelSchema):
+    error: ErrorOut | None
+
     class Meta:
         model = Step
         fields = ["position", "key", "name", "kind", "status", "output", "error", "attempt_number",
@@ -90,7 +117,7 @@ class RunSummaryOut(ModelSchema):
 class RunOut(RunSummaryOut):
     payload: Any
     output: Any
-    error: dict[str, Any] | None
+    error: ErrorOut | None
     metadata: dict[str, Any]
     retry: dict[str, Any] | None = Field(None, description="the trigger's retry policy, if it overrode the task's")
     hooks_done: list[str] = Field(default_factory=list, description="once-per-run hooks that ran")

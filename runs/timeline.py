@@ -32,8 +32,12 @@ def _note(type_: str, data: dict[str, Any]) -> str:
     return f"{type_} {data}"
 
 
-def _error_summary(error: dict[str, Any] | None) -> dict[str, str] | None:
-    return None if not error else {"type": error.get("type", ""), "message": error.get("message", "")}
+def _error_summary(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Return an error without its traceback (the inspector reads a step's full error on demand)."""
+    if not error:
+        return None
+    return {"type": error.get("type", ""), "message": error.get("message", ""),
+            **{k: error[k] for k in ("causes", "causes_left_off") if error.get(k)}}
 
 
 def _run_span(run: Run) -> dict[str, Any]:

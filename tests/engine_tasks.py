@@ -531,3 +531,33 @@ def cancel_hooks(payload, ctx):
     for i in range(payload.get("steps", 20)):
         ctx.step(f"s{i}", time.sleep, payload.get("sleep", 0.3))
     return {}
+
+
+@task(id="test-chained-failure", retry=Retry(max_attempts=2, factor=1, min_timeout=0.1, max_timeout=0.1, jitter=False))
+def chained_failure(payload, ctx):
+    """Fail twice with a three-deep cause chain whose first cause quotes a sensitive value."""
+    secret = ctx.sensitive(CANARY)
+
+    def read_total(order):
+        try:
+            return order["total"]
+        except KeyError as exc:
+            raise ValueError("bad total") from exc
+
+    def call_partner():
+        try:
+            return read_total({"id": "A-17"})
+        except ValueError as exc:
+            raise ConnectionError(f"partner refused key {secret}") from exc
+
+    def charge():
+        try:
+            return call_partner()
+        except ConnectionError as exc:
+            if ctx.attempt == 1:
+                raise Flaky("charge failed, trying again") from exc
+            raise AbortRun("could not charge order A-17") from exc
+
+    if ctx.attempt == 2:
+        time.sleep(payload.get("hold", 0))  # lets a watcher look at the first attempt while the run goes on
+    return ctx.step("charge", charge)

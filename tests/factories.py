@@ -98,3 +98,20 @@ def waitpoint_build(
         event_filter=event_filter or {},
         events_since=run.created_at if kind == WaitpointKind.EVENT else None, description=f"{kind} in {environment}",
     )
+
+
+def chained_error_build(depth: int) -> ValueError:
+    """Return a raised ``ValueError("level <depth>")`` caused by levels depth-1 to 1, then ``KeyError("<root>")``."""
+    def raise_at(level: int) -> None:
+        if level == 0:
+            raise KeyError("<root>")
+        try:
+            raise_at(level - 1)
+        except Exception as exc:
+            raise ValueError(f"level {level}") from exc
+
+    try:
+        raise_at(depth)
+    except ValueError as exc:
+        return exc
+    raise AssertionError("unreachable: raise_at always raises")

@@ -122,3 +122,35 @@ def test_get_run_shows_attempts_steps_and_output(live_api):
     assert detail["output"] == {"results": ["first-done", "second-done", "third-done"]}
     assert [a["status"] for a in detail["attempts"]] == ["FAILED", "FAILED", "COMPLETED"]
     assert [s["key"] for s in detail["steps"]] == ["first", "second", "third"]
+
+
+def test_a_failed_run_shows_the_cause_chain_of_its_error_attempts_and_step_with_secrets_masked(live_api):
+    run_id = live_api.post("/api/tasks/test-chained-failure/trigger", {"payload": {}}).json()["id"]
+    assert wait_finished(run_id).status == RunStatus.FAILED
+
+    response = live_api.get(f"/api/runs/{run_id}")
+    detail = response.json()
+
+    chain = [("ConnectionError", "partner refused key ••••"), ("ValueError", "bad total"), ("KeyError", "'total'")]
+    error = detail["error"]
+    assert (error["type"], error["message"]) == ("runs.engine.errors.AbortRun", "could not charge order A-17")
+    assert [(c["type"], c["message"]) for c in error["causes"]] == chain
+    assert error["causes"][1]["where"].startswith("tests/engine_tasks.py:")
+    assert error["causes"][1]["where"].endswith(" in read_total")
+    assert error["causes_left_off"] == 0 and "bad total" in error["traceback"]
+    first, second = detail["attempts"]
+    assert (first["error"]["type"], second["error"]["type"]) == ("tests.engine_tasks.Flaky", error["type"])
+    assert [(c["type"], c["message"]) for c in first["error"]["causes"]] == chain
+    assert [(c["type"], c["message"]) for c in detail["steps"][0]["error"]["causes"]] == chain
+    assert "canary-" not in response.content.decode()
+
+
+def test_the_openapi_schema_documents_the_cause_chain_of_errors(api):
+    schemas = api.get("/api/openapi.json").json()["components"]["schemas"]
+
+    assert set(schemas["ErrorOut"]["properties"]) == {"type", "message", "where", "causes", "causes_left_off",
+                                                      "traceback"}
+    assert schemas["ErrorOut"]["properties"]["causes"]["items"] == {"$ref": "#/components/schemas/ErrorCauseOut"}
+    assert "raise ... from None" in schemas["ErrorOut"]["properties"]["causes"]["description"]
+    run_error = schemas["RunOut"]["properties"]["error"]
+    assert {"$ref": "#/components/schemas/ErrorOut"} in run_error["anyOf"]

@@ -8,8 +8,8 @@ import pytest
 from playwright.sync_api import expect
 
 from runs.models import Run
-from runs.triggers import run_trigger
-from tests.console.conftest import screenshot
+from runs.triggers import TriggerOptions, run_trigger
+from tests.console.conftest import SCREENSHOTS, screenshot
 from tests.factories import run_build
 from tests.waiting import wait_finished
 
@@ -194,3 +194,54 @@ def test_the_metadata_card_follows_a_long_steps_progress_live(page):
     expect(status_badge(page)).to_have_attribute("data-status", "COMPLETED", timeout=30_000)
     expect(card.locator("#metadata-tree")).to_contain_text("1")
     screenshot(page, "run-detail-metadata")
+
+
+def causes_of(panel) -> list[str]:
+    return [" ".join(text.split()) for text in panel.locator(".error-causes li .cause-text").all_inner_texts()]
+
+
+CHAIN = ["ConnectionError: partner refused key ••••", "ValueError: bad total", "KeyError: 'total'"]
+
+
+def test_a_failed_run_shows_its_cause_chain_in_the_error_panel_and_the_attempts_it_failed(page):
+    run = run_trigger(task_id="test-chained-failure", payload={"hold": 4}, options=TriggerOptions(delay=2))[0]
+    page.goto(f"/runs/{run.id}/")
+
+    # The first attempt failed while the page watched: its inspector still shows the whole chain.
+    first = page.locator('.tl-row[data-span-id="attempt-1"][data-status="FAILED"]')
+    expect(first).to_be_visible(timeout=30_000)
+    first.click()
+    inspector = page.locator("#inspector-body")
+    expect(inspector.locator(".error-line")).to_have_text("tests.engine_tasks.Flaky: charge failed, trying again")
+    expect(inspector.locator(".error-causes li")).to_have_count(3)
+    assert causes_of(inspector) == CHAIN
+    expect(inspector.locator(".caused-by").first).to_have_text("caused by")
+    expect(inspector.locator(".traceback")).not_to_have_attribute("open", "")
+    assert Run.objects.get(id=run.id).status == "EXECUTING", "the run should still be going"
+
+    expect(status_badge(page)).to_have_attribute("data-status", "FAILED", timeout=30_000)
+    panel = page.locator("#result-card")
+    expect(panel.locator(".error-line")).to_have_text("runs.engine.errors.AbortRun: could not charge order A-17")
+    assert causes_of(panel) == CHAIN
+    expect(panel.locator(".error-causes .error-where").nth(1)).to_contain_text("in read_total")
+    traceback = panel.locator(".traceback pre")
+    expect(traceback).to_be_hidden()
+    panel.locator(".traceback summary").click()
+    expect(traceback).to_contain_text("The above exception was the direct cause of the following exception")
+    panel.locator(".traceback summary").click()
+    chain = "  <- caused by ".join(CHAIN)
+    expect(first.locator(".tl-bar")).to_have_attribute(
+        "title", f"tests.engine_tasks.Flaky: charge failed, trying again  <- caused by {chain}"
+    )
+    assert "canary-" not in page.content()
+    screenshot(page, "run-detail-cause-chain")
+    panel.screenshot(path=str(SCREENSHOTS / "run-detail-cause-chain-error.png"))
+    page.emulate_media(color_scheme="dark")
+    panel.screenshot(path=str(SCREENSHOTS / "run-detail-cause-chain-error-dark.png"))
+    page.emulate_media(color_scheme="light")
+
+    page.locator('.tl-row[data-span-id^="step-2-"]').click()
+    expect(inspector.locator(".error-line")).to_have_text("runs.engine.errors.AbortRun: could not charge order A-17")
+    expect(inspector.locator(".error-causes li")).to_have_count(3)
+    assert causes_of(inspector) == CHAIN
+    page.locator(".timeline-card").screenshot(path=str(SCREENSHOTS / "run-detail-cause-chain-inspector.png"))

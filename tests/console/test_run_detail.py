@@ -1,12 +1,16 @@
 """The run page and the JSON it reads: timeline spans, events after a seq, steps and checkpoint state."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import transaction
 
+from runs.engine.errors import error_describe
 from runs.events import event_append
+from runs.models import Attempt, Run
 from runs.triggers import run_trigger
-from tests.factories import run_build
+from tests.factories import chained_error_build, run_build
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +123,24 @@ def test_a_step_cut_short_by_its_failed_attempt_shows_on_the_timeline_after_a_re
     assert [(s["parent"], s["attributes"]["key"]) for s in cut] == [("attempt-1", "third")]
     assert cut[0]["error"]["message"] == "third step fails on attempt 1"
     assert cut[0]["end"] >= cut[0]["start"]
+
+
+def test_run_page_shows_the_error_chain_with_the_causes_left_off_and_the_traceback_folded(signed_in):
+    run = run_build(failed_attempts=1, status="FAILED")
+    error = error_describe(chained_error_build(7))
+    Run.objects.filter(id=run.id).update(error=error)
+    Attempt.objects.filter(run_id=run.id, number=1).update(error=error)
+
+    page = signed_in.get(f"/runs/{run.id}/").content.decode()
+    card = page[page.index('id="result-card"'):]
+
+    assert '<p class="error-line"><strong>ValueError</strong>: level 7</p>' in card
+    causes = re.findall(r'<span class="cause-text"><strong>(\w+)</strong>: (.*?)</span>', card)
+    assert causes == [("ValueError", f"level {n}") for n in (6, 5, 4, 3, 2)]
+    assert "and 2 more causes, in the traceback" in card
+    assert '<details class="traceback"><summary>Traceback</summary>' in card  # folded: no "open"
+    assert "KeyError: &#x27;&lt;root&gt;&#x27;" in card and "<root>" not in card
+    spans = signed_in.get(f"/runs/{run.id}/timeline.json").json()["spans"]
+    interrupted = next(s for s in spans if s["status"] == "INTERRUPTED")
+    assert [c["message"] for c in interrupted["error"]["causes"]] == [f"level {n}" for n in (6, 5, 4, 3, 2)]
+    assert interrupted["error"]["causes_left_off"] == 2 and "traceback" not in interrupted["error"]

@@ -17,7 +17,7 @@ def test_trigger_follow_prints_progress_and_succeeds(live):
 
 
 def test_trigger_follow_of_a_failing_run_exits_with_an_error(live):
-    with pytest.raises(CommandError, match="ended FAILED: the order has no items"):
+    with pytest.raises(CommandError, match="ended FAILED: runs.engine.errors.AbortRun: the order has no items$"):
         run_command("trigger", "test-abort", "{}", "--follow", "--timeout", "60")
 
 
@@ -39,3 +39,23 @@ def test_runs_list_and_show(live):
     assert "third" in shown and "attempt 3" in shown and "run.created" in shown
     with pytest.raises(CommandError, match="no run with id 'run_nope'"):
         run_command("runs", "show", "run_nope")
+
+
+def test_trigger_follow_and_runs_show_print_the_cause_chain_with_secrets_masked(live):
+    chain = ("ConnectionError: partner refused key ••••  <- caused by ValueError: bad total"
+             "  <- caused by KeyError: 'total'")
+    with pytest.raises(CommandError) as failed:
+        run_command("trigger", "test-chained-failure", "{}", "--follow", "--timeout", "60")
+    run = Run.objects.get()
+    assert str(failed.value) == (
+        f"run {run.id} ended FAILED: runs.engine.errors.AbortRun: could not charge order A-17  <- caused by {chain}"
+    )
+
+    shown = run_command("runs", "show", run.id).splitlines()
+    assert f"error     runs.engine.errors.AbortRun: could not charge order A-17  <- caused by {chain}" in shown
+    attempts = [line for line in shown if line.startswith("  #")]
+    assert attempts[0].endswith(f"tests.engine_tasks.Flaky: charge failed, trying again  <- caused by {chain}")
+    assert attempts[1].endswith(f"AbortRun: could not charge order A-17  <- caused by {chain}")
+    step = next(line for line in shown if "charge" in line and "FAILED" in line and "attempt 2" in line)
+    assert step.endswith(f"<- caused by {chain}")
+    assert "canary-" not in "\n".join(shown)

@@ -5,6 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from runs.engine.errors import error_text
 from runs.management.commands.trigger import event_line
 from runs.selectors import run_events_after, run_get, run_list
 from runs.statuses import RunStatus
@@ -48,14 +49,15 @@ class Command(BaseCommand):
         if run.output is not None:
             w(f"output    {json.dumps(run.output)}")
         if run.error:
-            w(f"error     {run.error['type']}: {run.error['message']}")
+            w(f"error     {error_text(run.error)}")
         w("attempts")
         for a in run.attempts.all():
-            err = f"  {a.error['type']}: {a.error['message']}" if a.error else ""
+            err = f"  {error_text(a.error)}" if a.error else ""
             w(f"  #{a.number} {a.status:<10} worker={a.worker_id}{err}")
         w("steps")
         for s in run.steps.all():
-            w(f"  {s.position:>3}. {s.key:<24} {s.status:<9} attempt {s.attempt_number}  {s.duration_ms:.0f} ms")
+            err = f"  {error_text(s.error)}" if s.error else ""
+            w(f"  {s.position:>3}. {s.key:<24} {s.status:<9} attempt {s.attempt_number}  {s.duration_ms:.0f} ms{err}")
         if opts["events"]:
             w("events")
             for event in run_events_after(run_id=run.id):

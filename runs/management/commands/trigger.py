@@ -5,6 +5,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from runs.engine.errors import error_text
 from runs.management.base import user_errors
 from runs.selectors import run_events_after, run_get
 from runs.statuses import RunStatus
@@ -18,7 +19,7 @@ def event_line(event) -> str:
     if event.type == "run.status":
         extra = ""
         if data.get("error"):
-            extra = f"  {data['error']['type']}: {data['error']['message']}"
+            extra = f"  {error_text(data['error'])}"
         if data.get("retry_delay") is not None:
             extra += f"  (next attempt in {data['retry_delay']:.1f}s)"
         detail = f"{data['from']} -> {data['to']}{extra}"
@@ -27,7 +28,7 @@ def event_line(event) -> str:
         if "duration_ms" in data:
             detail += f"  {data['duration_ms']:.0f} ms"
         if data.get("error"):
-            detail += f"  {data['error']['type']}: {data['error']['message']}"
+            detail += f"  {error_text(data['error'])}"
     elif event.type == "spans.ended":
         detail = ", ".join(f"{span['name']} {span['duration_ms']:.0f} ms" for span in data.get("spans", []))
     elif event.type == "log":
@@ -95,5 +96,5 @@ class Command(BaseCommand):
         if status == RunStatus.COMPLETED:
             self.stdout.write(self.style.SUCCESS(f"{run.id} COMPLETED output={final.output}"))
             return
-        message = (final.error or {}).get("message", "")
-        raise CommandError(f"run {run.id} ended {status}: {message}")
+        reason = error_text(final.error) if final.error else "no error recorded"
+        raise CommandError(f"run {run.id} ended {status}: {reason}")

@@ -23,22 +23,42 @@
     return box;
   }
 
+  function element(tag, className, text) {
+    const el = document.createElement(tag);
+    if (className) el.className = className;
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+
+  /* "<strong>type</strong>: message", as the server's error include writes it. */
+  function errorText(el, error) {
+    el.append(element("strong", null, error.type || "Error"), ": " + (error.message || ""));
+    return el;
+  }
+
+  /* An error with its causes and folded traceback: the markup of templates/console/runs/_error.html. */
   function errorSection(body, error) {
     if (!error) return;
-    const box = section(body, "Error");
-    const line = document.createElement("p");
-    line.className = "error-line";
-    line.textContent = (error.type || "Error") + ": " + (error.message || "");
-    box.append(line);
+    const box = element("div", "error-chain");
+    section(body, "Error").append(box);
+    box.append(errorText(element("p", "error-line"), error));
+    if (error.where) box.append(element("p", "error-where mono", error.where));
+    const causes = error.causes || [];
+    if (causes.length) {
+      const list = element("ol", "error-causes");
+      causes.forEach(function (cause) {
+        const item = element("li");
+        item.append(element("span", "caused-by", "caused by"), " ", errorText(element("span", "cause-text"), cause));
+        if (cause.where) item.append(element("span", "error-where mono", cause.where));
+        list.append(item);
+      });
+      const more = error.causes_left_off;
+      if (more) list.append(element("li", "causes-left-off muted", "and " + more + " more cause" + (more === 1 ? "" : "s") + ", in the traceback"));
+      box.append(list);
+    }
     if (error.traceback) {
-      const details = document.createElement("details");
-      details.className = "traceback";
-      details.open = true;
-      const summary = document.createElement("summary");
-      summary.textContent = "Traceback";
-      const pre = document.createElement("pre");
-      pre.textContent = error.traceback;
-      details.append(summary, pre);
+      const details = element("details", "traceback");
+      details.append(element("summary", null, "Traceback"), element("pre", null, error.traceback));
       box.append(details);
     }
   }
@@ -155,6 +175,11 @@
 
     async inspect(span) {
       this.inspector.hidden = false;
+      if (span.kind === "attempt" && span.error && !("traceback" in span.error)) {
+        // It failed while this page watched: its event named only the error; the timeline has it in full.
+        await this.reload();
+        span = this.timeline.byId.get(span.id) || span;
+      }
       document.getElementById("inspector-title").textContent = span.name;
       const facts = document.getElementById("inspector-facts");
       const body = document.getElementById("inspector-body");

@@ -28,6 +28,12 @@ window.Stepwise = window.Stepwise || {};
     });
   }
 
+  /* An error and its causes on one line, as the CLI prints them. */
+  S.errorChainText = function (error) {
+    const parts = [error].concat(error.causes || []).map(function (e) { return (e.type || "Error") + ": " + (e.message || ""); });
+    return parts.join("  <- caused by ") + (error.causes_left_off ? "  <- ... " + error.causes_left_off + " more" : "");
+  };
+
   function barClass(span) {
     if (span.kind === "retry") return "bar-retry";
     if (span.status === "INTERRUPTED") return "bar-interrupted";
@@ -202,7 +208,8 @@ window.Stepwise = window.Stepwise || {};
       return '<div class="tl-row tl-depth-' + depth + (this.selected === span.id ? " selected" : "") + '" data-index="' + index +
         '" data-span-id="' + escapeHtml(span.id) + '" data-status="' + span.status + '" style="top:' + index * ROW + 'px">' +
         '<div class="tl-label"><span class="tl-kind">' + span.kind + '</span><span class="tl-name">' + escapeHtml(span.name) + "</span></div>" +
-        '<div class="tl-track"><div class="' + classes + '" style="left:' + left.toFixed(1) + "px;width:" + width.toFixed(1) + 'px">' +
+        '<div class="tl-track"><div class="' + classes + '" style="left:' + left.toFixed(1) + "px;width:" + width.toFixed(1) + 'px"' +
+        (span.error ? ' title="' + escapeHtml(S.errorChainText(span.error)) + '"' : "") + ">" +
         "<span>" + S.formatMs(end - span.start) + "</span></div>" + logs + "</div></div>";
     }
 
