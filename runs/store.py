@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from runs import waits
 from runs.dispatch import dispatch_run_on_commit
-from runs.engine.errors import RunInterrupted, StoreUnavailable
+from runs.engine.errors import RunInterrupted, StoreUnavailable, error_summary
 from runs.engine.redaction import redact_for_run
 from runs.engine.store import Claim, LogEntry, RecordedStep
 from runs.engine.waits import WaitpointState, WaitSpec
@@ -309,7 +309,7 @@ class OrmRunStore:
         events, rows = [], []
         for step in steps:
             duration_ms = (step.finished_at - step.started_at).total_seconds() * 1000
-            error = {"error": {k: step.error[k] for k in ("type", "message")}} if step.error else {}
+            error = {"error": error_summary(step.error)} if step.error else {}
             kind = "step.completed" if step.status == "COMPLETED" else "step.failed"
             events.append((kind, {
                 "key": step.key,
@@ -420,7 +420,7 @@ class OrmRunStore:
                   elapsed=elapsed)
 
     def run_fail(self, claim: Claim, *, error: dict[str, Any], retry_delay: float | None, elapsed: float) -> None:
-        summary = {"type": error["type"], "message": error["message"]}
+        summary = error_summary(error)
         if retry_delay is None:
             self._end(claim, Outcome(to=RunStatus.FAILED, attempt_status=AttemptStatus.FAILED, attempt_error=error,
                                      run_fields={"error": error},

@@ -147,6 +147,11 @@ def error_describe(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def error_summary(error: dict[str, Any]) -> dict[str, Any]:
+    """Return what an event says of a stored error: its type, message and causes, without the traceback."""
+    return {k: error[k] for k in ("type", "message", "causes", "causes_left_off") if error.get(k)}
+
+
 def error_text(error: dict[str, Any]) -> str:
     """Return a stored error as one line: the error, then each cause after ``<- caused by``."""
     parts = [f"{error.get('type')}: {error.get('message')}"]
