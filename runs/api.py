@@ -10,7 +10,7 @@ from ninja import Field, ModelSchema, Query, Router, Schema
 from runs.models import Attempt, Run, Step
 from runs.selectors import RunFilters, run_api_page, run_detail_get
 from runs.services import RunNotFound, run_cancel, run_replay
-from runs.statuses import RunStatus
+from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
 
 router = Router(tags=["runs"])
@@ -21,6 +21,8 @@ class TriggerIn(Schema):
 
     payload: Any = None
     idempotency_key: str | None = Field(None, min_length=1, max_length=255)
+    # "run" and "attempt" need a parent run, so through the API they are refused with a 400 saying so.
+    idempotency_key_scope: IdempotencyKeyScope | None = None
     idempotency_key_ttl: float | str | None = None
     tags: list[str] = Field(default_factory=list, max_length=10)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -92,6 +94,10 @@ class RunOut(RunSummaryOut):
     replayed_from_id: str | None
     delay_until: datetime | None
     ttl_expires_at: datetime | None
+    idempotency_key_scope: str | None
+    idempotency_expires_at: datetime | None
+    idempotency_key_reset_at: datetime | None
+    idempotency_key_state: str | None = Field(None, description='"active", "expired", "reset"; null without a key')
     attempts: list[AttemptOut]
     steps: list[StepOut]
 

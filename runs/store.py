@@ -147,7 +147,8 @@ class OrmRunStore:
             max_duration=row.max_duration, executed_seconds=row.executed_seconds, tags=row.tags,
             metadata=row.metadata, steps=steps, failed_attempts=row.failed_attempts, trace_id=row.trace_id,
             span_id=row.span_id, queue=row.queue, queue_limited=False, parent_waitpoint_id=row.parent_waitpoint_id,
-            resolved_waits=resolved,
+            resolved_waits=resolved, idempotency_key=row.idempotency_key,
+            idempotency_key_scope=row.idempotency_key_scope,
         )
 
     def _claim_locked(self, run_id: str, worker_id: str) -> Claim | None:
@@ -213,6 +214,8 @@ class OrmRunStore:
             queue_limited=True,
             parent_waitpoint_id=run.parent_waitpoint_id,
             resolved_waits=resolved,
+            idempotency_key=run.idempotency_key,
+            idempotency_key_scope=run.idempotency_key_scope,
         )
 
     def step_begin(self, claim: Claim, *, key: str, name: str, position: int) -> None:

@@ -48,6 +48,23 @@ class Claim:
     parent_waitpoint_id: str | None = None  # a parent waits for this run: its end resolves that waitpoint
     # Waitpoints that resolved while the run waited, by key, whose wait no step records yet.
     resolved_waits: dict[str, WaitpointState] = field(default_factory=dict)
+    idempotency_key: str | None = None  # as the trigger gave it, with its scope
+    idempotency_key_scope: str | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What ``ctx.run`` tells a task about its run.
+
+    Example::
+
+        if ctx.run.idempotency_key_scope == "run":
+            ctx.logger.info("deduplicated per parent", key=ctx.run.idempotency_key)
+    """
+
+    id: str
+    idempotency_key: str | None  # as the trigger gave it; None when it gave none
+    idempotency_key_scope: str | None  # "global", "run" or "attempt"; None without a key
 
 
 @dataclass(frozen=True)
