@@ -28,14 +28,15 @@ from runs.engine.context import current_context
 from runs.engine.errors import AbortRun, PermanentError
 from runs.engine.executor import Executable
 from runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
+from tasks.idempotency_keys import idempotency_keys
 from tasks.registry import code_hash, task_register
 from tasks.waiting import send_event, wait  # noqa: E402
 
 Retry = RetryPolicy
 
 __all__ = [
-    "AbortRun", "PermanentError", "Retry", "RunHandle", "TaskDefinition", "current_run", "send_event", "step",
-    "task", "wait",
+    "AbortRun", "PermanentError", "Retry", "RunHandle", "TaskDefinition", "current_run", "idempotency_keys",
+    "send_event", "step", "task", "wait",
 ]
 
 

@@ -387,6 +387,9 @@ async def async_step_retries(payload, ctx):
 
 
 # --- idempotency keys ---------------------------------------------------------------------------
+from tasks.sdk import idempotency_keys  # noqa: E402
+
+
 @task(id="test-idem-echo", retry=Retry(max_attempts=1))
 def idem_echo(payload, ctx):
     """Say which idempotency key and scope the run was triggered with."""
@@ -423,3 +426,12 @@ def idem_waiting_parent(payload, ctx):
     result = idem_echo.trigger_and_wait({}, idempotency_key="waited", idempotency_key_scope="attempt")
     return {"ok": result.ok, "child": result.output}
 
+
+@task(id="test-idem-reset-inside", retry=FAST_RETRY)
+def idem_reset_inside(payload, ctx):
+    """Trigger a run-scoped child, reset its key, trigger again, then wait: the code before the wait replays."""
+    first = idem_echo.trigger({}, idempotency_key="again", idempotency_key_scope="run")
+    held_by = idempotency_keys.reset("test-idem-echo", "again", scope="run")
+    second = idem_echo.trigger({}, idempotency_key="again", idempotency_key_scope="run")
+    wait.for_(seconds=payload.get("seconds", 0.5))
+    return {"first": first.id, "held_by": held_by, "second": second.id}

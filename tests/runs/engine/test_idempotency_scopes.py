@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run
+from runs.models import Run, RunEvent, Step
 from runs.statuses import RunStatus
 from runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
 from tasks.models import Queue
@@ -139,3 +139,18 @@ def test_ctx_run_tells_the_task_the_key_and_scope_it_was_triggered_with(live, li
     assert wait_finished(keyed.id).output == {"run": keyed.id, "key": "echo-1", "scope": "global"}
     assert wait_finished(plain.id).output == {"run": plain.id, "key": None, "scope": None}
 
+
+def test_a_reset_inside_a_run_happens_once_across_replays(fresh_workers):
+    run, _ = run_trigger(task_id="test-idem-reset-inside", payload={"seconds": 0.5})
+    finished = wait_finished(run.id)
+
+    assert finished.status == RunStatus.COMPLETED and finished.attempt_count == 2  # resumed after its wait
+    first, second = (Run.objects.get(id=finished.output[k]) for k in ("first", "second"))
+    assert finished.output["held_by"] == first.id and second.id != first.id
+    assert first.idempotency_key_state == "reset"
+    # The resumed attempt replayed the reset instead of freeing the key again, now held by the second child.
+    assert second.idempotency_key_state == "active"
+    assert (first.idempotency_key_effective, second.idempotency_key_effective) == (None, f"run:{run.id}:again")
+    assert Step.objects.get(run_id=run.id, key="idempotency_keys.reset:test-idem-echo").kind == "reset"
+    reset_event = RunEvent.objects.get(run_id=first.id, type="idempotency_key.reset")
+    assert reset_event.data == {"key": "again", "scope": "run", "by": "sdk"}
