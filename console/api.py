@@ -11,6 +11,7 @@ from ninja.errors import HttpError
 from console.api_auth import ApiKeyAuth, ConsoleSessionAuth
 from runs.api import router as runs_router
 from runs.engine.errors import PayloadTooLarge, StepwiseError
+from runs.idempotency import IdempotencyKeyNotFound
 from runs.services import RunAlreadyFinished, RunNotFound
 from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
 from runs.waits_api import router as waits_router
@@ -39,7 +40,7 @@ api.add_router("/", tasks_router)
 api.add_router("/webhooks", webhooks_router)
 
 NOT_FOUND = (RunNotFound, UnknownTask, QueueNotFound, ScheduleNotFound, SecretNotFound, ApiKeyNotFound,
-             WebhookSecretNotFound, WaitpointNotFound)
+             WebhookSecretNotFound, WaitpointNotFound, IdempotencyKeyNotFound)
 ALREADY_FINAL = (RunAlreadyFinished, WaitpointAlreadyResolved)
 
 

@@ -18,6 +18,8 @@ console_patterns = [
     path("runs/<str:run_id>/checkpoint.json", runs.run_checkpoint_json, name="run-checkpoint"),
     path("runs/<str:run_id>/cancel/", run_actions.run_cancel_view, name="run-cancel"),
     path("runs/<str:run_id>/replay/", run_actions.run_replay_view, name="run-replay"),
+    path("runs/<str:run_id>/idempotency-key/reset/", run_actions.run_idempotency_key_reset_view,
+         name="run-idempotency-key-reset"),
     path("tasks/", tasks.task_list, name="tasks"),
     path("tasks/<str:task_id>/test/", tasks.task_test, name="task-test"),
     path("waitpoints/", pages.waitpoint_list, name="waitpoints"),

@@ -1,4 +1,4 @@
-"""REST endpoints of runs: trigger, batch trigger, get, list, cancel, replay."""
+"""REST endpoints of runs: trigger, batch trigger, get, list, cancel, replay, idempotency key reset."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,10 +7,11 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema
 
+from runs.idempotency import idempotency_key_reset
 from runs.models import Attempt, Run, Step
 from runs.selectors import RunFilters, run_api_page, run_detail_get
 from runs.services import RunNotFound, run_cancel, run_replay
-from runs.statuses import RunStatus
+from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
 
 router = Router(tags=["runs"])
@@ -21,6 +22,8 @@ class TriggerIn(Schema):
 
     payload: Any = None
     idempotency_key: str | None = Field(None, min_length=1, max_length=255)
+    # "run" and "attempt" need a parent run, so through the API they are refused with a 400 saying so.
+    idempotency_key_scope: IdempotencyKeyScope | None = None
     idempotency_key_ttl: float | str | None = None
     tags: list[str] = Field(default_factory=list, max_length=10)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -125,6 +128,10 @@ class RunOut(RunSummaryOut):
     replayed_from_id: str | None
     delay_until: datetime | None
     ttl_expires_at: datetime | None
+    idempotency_key_scope: str | None
+    idempotency_expires_at: datetime | None
+    idempotency_key_reset_at: datetime | None
+    idempotency_key_state: str | None = Field(None, description='"active", "expired", "reset"; null without a key')
     attempts: list[AttemptOut]
     steps: list[StepOut]
 
@@ -141,6 +148,25 @@ class RunListQuery(Schema):
     idempotency_key: str | None = None
     cursor: str | None = Field(None, max_length=40)
     limit: int = Field(50, ge=1, le=200)
+
+
+class IdempotencyKeyResetIn(Schema):
+    """The key to free: as given to the trigger, with its scope (and the parent run for "run" and "attempt")."""
+
+    key: str = Field(..., min_length=1, max_length=255)
+    scope: IdempotencyKeyScope = IdempotencyKeyScope.GLOBAL
+    parent_run_id: str | None = Field(None, min_length=1, max_length=40)
+    parent_attempt: int | None = Field(None, ge=1)
+
+
+class IdempotencyKeyResetOut(Schema):
+    """The run that held the key: it keeps showing the key, marked reset."""
+
+    run_id: str
+    task_id: str
+    key: str
+    scope: str
+    reset_at: datetime
 
 
 class ReplayIn(Schema):
@@ -180,6 +206,17 @@ def batch_trigger(request: HttpRequest, task_id: str, body: BatchTriggerIn):
     ]
     results = run_batch_trigger(task_id=task_id, items=items)
     return 201, BatchTriggeredOut(runs=[_triggered(r, c) for r, c in results])
+
+
+@router.post("/tasks/{task_id}/idempotency-keys/reset", response=IdempotencyKeyResetOut)
+def reset_idempotency_key(request: HttpRequest, task_id: str, body: IdempotencyKeyResetIn):
+    """Free an idempotency key: the next trigger with it starts a new run. Unknown key: 404."""
+    run = idempotency_key_reset(
+        task_id=task_id, key=body.key, scope=body.scope, parent_run_id=body.parent_run_id,
+        parent_attempt=body.parent_attempt, environment=request.auth.environment, actor=request.auth.actor,
+    )
+    return IdempotencyKeyResetOut(run_id=run.id, task_id=run.task_id, key=run.idempotency_key,
+                                  scope=run.idempotency_key_scope, reset_at=run.idempotency_key_reset_at)
 
 
 @router.get("/runs", response=RunPageOut)

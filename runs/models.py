@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from runs.ids import new_run_id, new_span_id, new_trace_id
 from runs.statuses import (  # noqa: F401  (the enums are part of the models' public surface)
     ACTIVE_STATUSES,
     FINAL_STATUSES,
     AttemptStatus,
+    IdempotencyKeyScope,
     RunStatus,
     SpanKind,
     SpanStatus,
@@ -55,8 +57,14 @@ class Run(models.Model):
     payload = models.JSONField(default=dict)
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
+    # The idempotency key and scope as the trigger gave them: kept for display after the key is freed.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    idempotency_key_scope = models.CharField(max_length=8, null=True, blank=True, choices=IdempotencyKeyScope.choices)
+    # What the unique constraint guards: the key combined with its scope (runs.idempotency); NULL once
+    # the key is freed (its TTL passed and another run took it, or it was reset).
+    idempotency_key_effective = models.CharField(max_length=255, null=True, blank=True)
     idempotency_expires_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key_reset_at = models.DateTimeField(null=True, blank=True)
     tags = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     # Where the code stood at the last stored metadata change made outside a step: [the number
@@ -108,8 +116,8 @@ class Run(models.Model):
         constraints = [
             # The database, not a read, decides which of many concurrent duplicates wins.
             models.UniqueConstraint(
-                fields=["task", "environment", "idempotency_key"],
-                condition=Q(idempotency_key__isnull=False),
+                fields=["task", "environment", "idempotency_key_effective"],
+                condition=Q(idempotency_key_effective__isnull=False),
                 name="uniq_run_idempotency_key",
             )
         ]
@@ -138,6 +146,17 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return RunStatus(self.status).is_finished
+
+    @property
+    def idempotency_key_state(self) -> str | None:
+        """Say what became of the run's idempotency key: "active", "expired", "reset", or None without one."""
+        if self.idempotency_key is None:
+            return None
+        if self.idempotency_key_reset_at is not None:
+            return "reset"
+        if self.idempotency_expires_at is not None and self.idempotency_expires_at <= timezone.now():
+            return "expired"
+        return "active"
 
 
 

@@ -292,6 +292,8 @@ class ClaimedRow:
     failed_attempts: int
     steps: list[dict[str, Any]]
     resolved_waits: list[dict[str, Any]] = field(default_factory=list)
+    idempotency_key: str | None = None
+    idempotency_key_scope: str | None = None
 
 
 def run_claim(
@@ -344,12 +346,14 @@ def run_claim(
         "c.tags::text, c.metadata::text, c.metadata_cursor::text, c.retry::text, c.hooks_done::text, c.trace_id, "
         "c.span_id, c.last_event_seq, c.queue, c.parent_waitpoint_id, "
         f"v.content_hash, (SELECT count(*) FROM {_table(Attempt)} a WHERE a.run_id = c.id AND a.status = %s), "
-        f"({steps}), ({resolved_waits}) FROM claimed c JOIN {_table(TaskVersion)} v ON v.id = c.version_id"
+        f"({steps}), ({resolved_waits}), c.idempotency_key, c.idempotency_key_scope "
+        f"FROM claimed c JOIN {_table(TaskVersion)} v ON v.id = c.version_id"
     )
     if not rows:
         return None
     (task_id, payload, number, environment, max_duration, executed, tags, metadata, cursor, retry, hooks_done,
-     trace_id, span_id, seq, queue, parent_waitpoint_id, version_hash, failed, steps_json, waits_json) = rows[0]
+     trace_id, span_id, seq, queue, parent_waitpoint_id, version_hash, failed, steps_json, waits_json, key,
+     key_scope) = rows[0]
     return ClaimedRow(
         task_id=task_id, payload=json.loads(payload), attempt_number=number, environment=environment,
         max_duration=max_duration, executed_seconds=executed, tags=json.loads(tags), metadata=json.loads(metadata),
@@ -357,7 +361,7 @@ def run_claim(
         hooks_done=json.loads(hooks_done),
         trace_id=trace_id, span_id=span_id, seq=seq, queue=queue, parent_waitpoint_id=parent_waitpoint_id,
         version_hash=version_hash, failed_attempts=failed, steps=json.loads(steps_json),
-        resolved_waits=json.loads(waits_json),
+        resolved_waits=json.loads(waits_json), idempotency_key=key, idempotency_key_scope=key_scope,
     )
 
 

@@ -1,4 +1,4 @@
-"""Every status and kind enum of runs, attempts, steps, waitpoints and spans; imports nothing of ours.
+"""Every status, kind and scope enum of runs, attempts, steps, waitpoints and spans; imports nothing of ours.
 
 The bottom of the stack: models, the state machine, the engine's store and the console may
 all import it.
@@ -48,6 +48,15 @@ FINAL_STATUSES = frozenset(
     }
 )
 ACTIVE_STATUSES = frozenset(set(RunStatus) - FINAL_STATUSES)
+
+
+class IdempotencyKeyScope(models.TextChoices):
+    # The key as given is unique per task and environment.
+    GLOBAL = "global", "Global"
+    # The key is unique within the parent run: each parent that triggers it gets its own child.
+    RUN = "run", "Run"
+    # The key is unique within the parent run's attempt: a retry of the parent triggers anew.
+    ATTEMPT = "attempt", "Attempt"
 
 
 class AttemptStatus(models.TextChoices):

@@ -157,7 +157,8 @@ class OrmRunStore:
             metadata=row.metadata, steps=steps, failed_attempts=row.failed_attempts, trace_id=row.trace_id,
             span_id=row.span_id, queue=row.queue, queue_limited=False, parent_waitpoint_id=row.parent_waitpoint_id,
             resolved_waits=resolved, metadata_cursor=tuple(row.metadata_cursor) if row.metadata_cursor else None,
-            retry=row.retry, hooks_done=tuple(row.hooks_done),
+            retry=row.retry, hooks_done=tuple(row.hooks_done), idempotency_key=row.idempotency_key,
+            idempotency_key_scope=row.idempotency_key_scope,
         )
 
     def _claim_locked(self, run_id: str, worker_id: str) -> Claim | None:
@@ -226,6 +227,8 @@ class OrmRunStore:
             metadata_cursor=tuple(run.metadata_cursor) if run.metadata_cursor else None,
             retry=run.retry,
             hooks_done=tuple(run.hooks_done),
+            idempotency_key=run.idempotency_key,
+            idempotency_key_scope=run.idempotency_key_scope,
         )
 
     def step_begin(self, claim: Claim, *, key: str, name: str, position: int) -> None:

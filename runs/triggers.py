@@ -16,9 +16,16 @@ from runs.engine.durations import InvalidDuration, duration_seconds
 from runs.engine.errors import StepwiseError
 from runs.engine.retry import RetryPolicy
 from runs.events import publish_run_event_on_commit
+from runs.idempotency import (
+    InvalidIdempotencyKey,
+    call_key_effective,
+    idempotency_key_effective,
+    parent_attempt_get,
+    scope_check,
+)
 from runs.models import Run, RunEvent, Span
 from runs.statements import is_postgresql, run_insert
-from runs.statuses import RunStatus
+from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.timers import timer_notify
 from runs.tracing.propagation import InvalidTraceparent, traceparent_current, traceparent_parse
 from runs.tracing.storage import run_span_build
@@ -35,6 +42,8 @@ class TriggerOptions:
     """Options of one trigger; every field is optional."""
 
     idempotency_key: str | None = None
+    # "global" (the default), "run" or "attempt": what the key is unique within (runs.idempotency).
+    idempotency_key_scope: str | None = None
     idempotency_key_ttl: str | float | timedelta | None = None
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -47,6 +56,9 @@ class TriggerOptions:
     max_duration: float | None = None
     environment: str = "dev"
     parent_run_id: str | None = None
+    parent_attempt: int | None = None  # the parent's attempt, which an "attempt" key is combined with
+    # Set by the SDK inside a run: the call's own key, deduplicating a child when no idempotency key is given.
+    call_key: str | None = None
     replayed_from_id: str | None = None
     # A W3C traceparent: the run's spans join the caller's trace. Without one, a run triggered
     # inside a span (a step of a parent run, a traced request) joins that span's trace.
@@ -92,9 +104,7 @@ def _validated_fields(task_id: str, payload: Any, options: TriggerOptions) -> di
         raise InvalidTrigger(str(exc)) from None
     if isinstance(options.priority, bool) or not isinstance(options.priority, int):
         raise InvalidTrigger("priority must be an integer")
-    key = options.idempotency_key
-    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
-        raise InvalidTrigger("idempotency_key must be a non-empty string of at most 255 characters")
+    key_fields = _idempotency_fields(options)
     now = timezone.now()
     delay = _seconds(options.delay, "delay")
     delay_until = options.delay_until
@@ -121,9 +131,10 @@ def _validated_fields(task_id: str, payload: Any, options: TriggerOptions) -> di
         "environment_id": options.environment,
         "status": RunStatus.DELAYED if delayed else RunStatus.QUEUED,
         "payload": payload,
-        "idempotency_key": key,
+        **key_fields,
         "idempotency_expires_at": (
-            now + timedelta(seconds=key_ttl or settings.STEPWISE_IDEMPOTENCY_TTL_SECONDS) if key else None
+            now + timedelta(seconds=key_ttl or settings.STEPWISE_IDEMPOTENCY_TTL_SECONDS)
+            if key_fields["idempotency_key"] else None
         ),
         "tags": tags,
         "metadata": metadata,
@@ -160,11 +171,33 @@ def _retry_policy(retry: Any) -> dict[str, Any] | None:
         raise InvalidTrigger(f"retry: {exc}") from None
 
 
+def _idempotency_fields(options: TriggerOptions) -> dict[str, Any]:
+    """Return the Run fields of a trigger's idempotency key: as given, and as the constraint guards it."""
+    key, scope = options.idempotency_key, options.idempotency_key_scope
+    if key is None:
+        if scope is not None:
+            raise InvalidTrigger("idempotency_key_scope needs an idempotency_key")
+        effective = call_key_effective(options.call_key) if options.call_key else None
+        return {"idempotency_key": None, "idempotency_key_scope": None, "idempotency_key_effective": effective}
+    if not isinstance(key, str) or not 0 < len(key) <= 255:
+        raise InvalidTrigger("idempotency_key must be a non-empty string of at most 255 characters")
+    try:
+        checked = scope_check(scope, parent_run_id=options.parent_run_id)
+        attempt = options.parent_attempt
+        if checked == IdempotencyKeyScope.ATTEMPT and attempt is None:
+            attempt = parent_attempt_get(options.parent_run_id)
+    except InvalidIdempotencyKey as exc:
+        raise InvalidTrigger(str(exc)) from None
+    effective = idempotency_key_effective(key=key, scope=checked, parent_run_id=options.parent_run_id,
+                                          parent_attempt=attempt)
+    return {"idempotency_key": key, "idempotency_key_scope": checked.value, "idempotency_key_effective": effective}
+
+
 def _existing_for_key(fields: dict[str, Any]) -> Run | None:
     return Run.objects.filter(
         task_id=fields["task_id"],
         environment_id=fields["environment_id"],
-        idempotency_key=fields["idempotency_key"],
+        idempotency_key_effective=fields["idempotency_key_effective"],
     ).first()
 
 
@@ -184,14 +217,20 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
     )
     if not _insert(run, span, event):
         existing = _existing_for_key(fields)
-        if existing is None:
-            raise IntegrityError(f"run {run.id} could not be stored")
-        if existing.idempotency_expires_at > timezone.now():
-            return existing, False
-        # The key's TTL has passed: free it so the new run can take it.
-        Run.objects.filter(id=existing.id, idempotency_key=existing.idempotency_key).update(idempotency_key=None)
+        if existing is not None:
+            if existing.idempotency_expires_at is None or existing.idempotency_expires_at > timezone.now():
+                return existing, False
+            # The key's TTL has passed: free it so the new run can take it. The old run keeps the
+            # key as given, shown as expired.
+            Run.objects.filter(id=existing.id, idempotency_key_effective=existing.idempotency_key_effective).update(
+                idempotency_key_effective=None
+            )
+        # (No holder: the key was reset between the insert and the read.)
         if not _insert(run, span, event):
-            return _existing_for_key(fields), False
+            winner = _existing_for_key(fields)
+            if winner is None:
+                raise IntegrityError(f"run {run.id} could not be stored")
+            return winner, False
     publish_run_event_on_commit(event)
     if run.status == RunStatus.QUEUED:
         dispatch_run_on_commit(run.id)
@@ -208,7 +247,7 @@ def _insert(run: Run, span: Span, event: RunEvent) -> bool:
         with transaction.atomic():
             run.save(force_insert=True)
     except IntegrityError:
-        if run.idempotency_key is None:
+        if run.idempotency_key_effective is None:
             raise
         return False
     span.save(force_insert=True)
@@ -239,7 +278,8 @@ def run_trigger_in_transaction(
 
 def trigger_options_from(item: dict[str, Any]) -> TriggerOptions:
     """Build TriggerOptions from a plain dict (API, CLI, batch item), naming unknown keys."""
-    known = set(TriggerOptions.__dataclass_fields__) - {"parent_run_id", "replayed_from_id"}
+    known = set(TriggerOptions.__dataclass_fields__) - {"parent_run_id", "parent_attempt", "call_key",
+                                                         "replayed_from_id"}
     unknown = set(item) - known
     if unknown:
         raise InvalidTrigger(f"unknown trigger option(s): {', '.join(sorted(unknown))}")
@@ -247,9 +287,18 @@ def trigger_options_from(item: dict[str, Any]) -> TriggerOptions:
 
 
 def run_batch_trigger(
-    *, task_id: str, items: list[dict[str, Any]], parent_run_id: str | None = None
+    *,
+    task_id: str,
+    items: list[dict[str, Any]],
+    parent_run_id: str | None = None,
+    parent_attempt: int | None = None,
+    call_key: str | None = None,
 ) -> list[tuple[Run, bool]]:
-    """Create many runs of one task in one transaction: all or none (children of ``parent_run_id`` if given)."""
+    """Create many runs of one task in one transaction: all or none (children of ``parent_run_id`` if given).
+
+    With ``call_key`` (the SDK's, inside a run) item ``i`` without an idempotency key of its own is
+    deduplicated on ``{call_key}/{i}``.
+    """
     if not items:
         raise InvalidTrigger("a batch needs at least one item")
     if len(items) > 1000:
@@ -260,7 +309,8 @@ def run_batch_trigger(
             raise InvalidTrigger(f"batch item {index} must be an object with a 'payload'")
         options = {k: v for k, v in item.items() if k != "payload"}
         try:
-            parsed = replace(trigger_options_from(options), parent_run_id=parent_run_id)
+            parsed = replace(trigger_options_from(options), parent_run_id=parent_run_id, parent_attempt=parent_attempt,
+                             call_key=f"{call_key}/{index}" if call_key else None)
             prepared.append(_validated_fields(task_id, item["payload"], parsed))
         except InvalidTrigger as exc:
             raise InvalidTrigger(f"batch item {index}: {exc}") from None

@@ -162,7 +162,8 @@ def waitpoint_create(claim: Claim, *, key: str, position: int, spec: WaitSpec) -
         )
         for child in spec.children:
             extra = {k: v for k, v in child.options.items() if k != "environment"}
-            options = TriggerOptions(**extra, parent_run_id=claim.run_id, environment=claim.environment)
+            options = TriggerOptions(**extra, parent_run_id=claim.run_id, parent_attempt=claim.attempt_number,
+                                     environment=claim.environment)
             run_trigger_in_transaction(
                 task_id=child.task_id, payload=child.payload, options=options, parent_waitpoint_id=wp.id
             )

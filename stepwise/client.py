@@ -99,6 +99,17 @@ class Client:
         """Start a new run like this one, optionally with an edited payload."""
         return self._call("POST", f"/runs/{run_id}/replay", json={} if payload is ... else {"payload": payload})
 
+    def reset_idempotency_key(
+        self, task_id: str, key: str, *, scope: str = "global", parent_run_id: str | None = None,
+        parent_attempt: int | None = None,
+    ) -> dict[str, Any]:
+        """Free an idempotency key: the next trigger with it starts a new run. Return the run that held it.
+
+        Example: ``client.reset_idempotency_key("process-order", "order-1")``
+        """
+        body = {"key": key, "scope": scope, "parent_run_id": parent_run_id, "parent_attempt": parent_attempt}
+        return self._call("POST", f"/tasks/{task_id}/idempotency-keys/reset", json=body)
+
     def send_event(self, name: str, payload: Any = None) -> dict[str, Any]:
         """Send an event; return its ``id`` and ``resumed_runs``, how many waiting runs it resumed.
 

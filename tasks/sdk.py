@@ -29,6 +29,7 @@ from runs.engine.errors import AbortRun, PermanentError
 from runs.engine.executor import Executable
 from runs.engine.hooks import ErrorDecision, Hooks, RunResult
 from runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
+from tasks.idempotency_keys import idempotency_keys
 from tasks.registry import code_hash, task_register
 from tasks.waiting import send_event, wait  # noqa: E402
 
@@ -36,7 +37,7 @@ Retry = RetryPolicy
 
 __all__ = [
     "AbortRun", "ErrorDecision", "PermanentError", "Retry", "RunHandle", "RunResult", "TaskDefinition", "current_run",
-    "metadata", "send_event", "step", "task", "wait",
+    "idempotency_keys", "metadata", "send_event", "step", "task", "wait",
 ]
 
 
@@ -115,6 +116,7 @@ class TaskDefinition:
         *,
         idempotency_key: str | None = None,
         idempotency_key_ttl: str | float | timedelta | None = None,
+        idempotency_key_scope: str | None = None,
         tags: Iterable[str] = (),
         metadata: dict[str, Any] | None = None,
         queue: str | None = None,
@@ -132,16 +134,20 @@ class TaskDefinition:
 
         Inside a run it starts a child run (in the run's environment unless told otherwise) once
         per run: the code around it may replay, the trigger returns the same child each time.
+        ``idempotency_key_scope`` says what the key is unique within: "global" (the default: the
+        task and environment), "run" (the parent run) or "attempt" (the parent run's attempt).
 
         Example::
 
             run = process_order.trigger({"orderId": "1"}, idempotency_key="order-1", tags=["vip"])
+            child = send_receipt.trigger(order, idempotency_key="receipt", idempotency_key_scope="run")
         """
         from runs.triggers import TriggerOptions, run_trigger
 
         options = dict(
             idempotency_key=idempotency_key,
             idempotency_key_ttl=idempotency_key_ttl,
+            idempotency_key_scope=idempotency_key_scope,
             tags=list(tags),
             metadata=metadata or {},
             queue=queue,
@@ -162,8 +168,8 @@ class TaskDefinition:
 
         def child(key: str) -> dict[str, Any]:
             run, created = run_trigger(task_id=self.id, payload=payload, options=TriggerOptions(
-                **{**options, "idempotency_key": idempotency_key or key},
-                environment=environment or ctx.environment, parent_run_id=ctx.run_id,
+                **options, call_key=key, environment=environment or ctx.environment, parent_run_id=ctx.run_id,
+                parent_attempt=ctx.attempt,
             ))
             return asdict(self._handle(run, created))
 
@@ -228,11 +234,9 @@ class TaskDefinition:
             return [self._handle(r, c) for r, c in results]
 
         def children(key: str) -> list[dict[str, Any]]:
-            keyed = [
-                {"environment": ctx.environment, **item, "idempotency_key": item.get("idempotency_key") or f"{key}/{i}"}
-                for i, item in enumerate(items)
-            ]
-            results = run_batch_trigger(task_id=self.id, items=keyed, parent_run_id=ctx.run_id)
+            placed = [{"environment": ctx.environment, **item} for item in items]
+            results = run_batch_trigger(task_id=self.id, items=placed, parent_run_id=ctx.run_id,
+                                        parent_attempt=ctx.attempt, call_key=key)
             return [asdict(self._handle(r, c)) for r, c in results]
 
         return [RunHandle(**handle) for handle in ctx.once(f"batch_trigger:{self.id}", "trigger", children)]

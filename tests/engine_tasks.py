@@ -561,3 +561,54 @@ def chained_failure(payload, ctx):
     if ctx.attempt == 2:
         time.sleep(payload.get("hold", 0))  # lets a watcher look at the first attempt while the run goes on
     return ctx.step("charge", charge)
+
+
+# --- idempotency keys ---------------------------------------------------------------------------
+from tasks.sdk import idempotency_keys  # noqa: E402
+
+
+@task(id="test-idem-echo", retry=Retry(max_attempts=1))
+def idem_echo(payload, ctx):
+    """Say which idempotency key and scope the run was triggered with."""
+    return {"run": ctx.run.id, "key": ctx.run.idempotency_key, "scope": ctx.run.idempotency_key_scope}
+
+
+@task(id="test-idem-parent", retry=Retry(max_attempts=1))
+def idem_parent(payload, ctx):
+    """Trigger the same keyed child twice and once more in a batch, with the payload's scope, and one without a key."""
+    options = {"idempotency_key": "shared", "idempotency_key_scope": payload["scope"]}
+    first = idem_echo.trigger({}, **options)
+    again = idem_echo.trigger({}, **options)
+    [batched] = idem_echo.batch_trigger([{"payload": {}, **options}])
+    plain = idem_echo.trigger({})
+    return {"children": [first.id, again.id, batched.id], "created": [first.created, again.created, batched.created],
+            "plain": plain.id}
+
+
+@task(id="test-idem-retried-parent", retry=FAST_RETRY)
+def idem_retried_parent(payload, ctx):
+    """A step triggers a keyed child, then fails on attempt 1: the retried step triggers it again."""
+    def start_child():
+        handle = idem_echo.trigger({}, idempotency_key="per-attempt", idempotency_key_scope=payload["scope"])
+        if ctx.attempt == 1:
+            raise Flaky("after the trigger")
+        return handle.id
+
+    return {"child": ctx.step("start-child", start_child)}
+
+
+@task(id="test-idem-waiting-parent", retry=Retry(max_attempts=1))
+def idem_waiting_parent(payload, ctx):
+    """Wait for a child triggered with an attempt-scoped key; return what the child saw."""
+    result = idem_echo.trigger_and_wait({}, idempotency_key="waited", idempotency_key_scope="attempt")
+    return {"ok": result.ok, "child": result.output}
+
+
+@task(id="test-idem-reset-inside", retry=FAST_RETRY)
+def idem_reset_inside(payload, ctx):
+    """Trigger a run-scoped child, reset its key, trigger again, then wait: the code before the wait replays."""
+    first = idem_echo.trigger({}, idempotency_key="again", idempotency_key_scope="run")
+    held_by = idempotency_keys.reset("test-idem-echo", "again", scope="run")
+    second = idem_echo.trigger({}, idempotency_key="again", idempotency_key_scope="run")
+    wait.for_(seconds=payload.get("seconds", 0.5))
+    return {"first": first.id, "held_by": held_by, "second": second.id}

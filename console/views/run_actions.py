@@ -1,4 +1,4 @@
-"""Actions on runs: cancel, retry, replay with an edited payload, and the bulk versions."""
+"""Actions on runs: cancel, retry, replay with an edited payload, the bulk versions, and resetting a run's key."""
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
@@ -9,6 +9,7 @@ from console.forms import BulkActionForm, PayloadForm
 from console.views.access import login_required
 from console.views.feedback import action_done
 from runs.engine.errors import StepwiseError
+from runs.idempotency import run_idempotency_key_reset
 from runs.services import run_cancel, run_replay
 
 
@@ -41,6 +42,19 @@ def run_replay_view(request: HttpRequest, run_id: str) -> HttpResponse:
         return action_done(request, message=str(exc), to=here, ok=False, status=400)
     verb = "Retried" if payload is ... else "Replayed"
     return action_done(request, message=f"{verb} as {new_run.id}.", to=reverse("console:run", args=[new_run.id]))
+
+
+@login_required
+@require_POST
+def run_idempotency_key_reset_view(request: HttpRequest, run_id: str) -> HttpResponse:
+    """Free the idempotency key this run holds: the next trigger with it starts a new run."""
+    to = reverse("console:run", args=[run_id])
+    try:
+        run = run_idempotency_key_reset(run_id=run_id, actor=request.user.get_username())
+    except StepwiseError as exc:
+        return action_done(request, message=str(exc), to=to, ok=False, status=409)
+    return action_done(request, message=f"Idempotency key {run.idempotency_key!r} reset: the next trigger with it "
+                                        "starts a new run.", to=to)
 
 
 @login_required

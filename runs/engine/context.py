@@ -23,7 +23,7 @@ from runs.engine.errors import (
 from runs.engine.metadata import Cursor, RunMetadata
 from runs.engine.redaction import redactor_for, sensitive_add
 from runs.engine.spans import step_span, wait_span_record
-from runs.engine.store import Claim, RecordedStep, RunStore
+from runs.engine.store import Claim, RecordedStep, RunInfo, RunStore
 from runs.engine.waits import RunSuspended, WaitResult, WaitSpec
 
 T = TypeVar("T")
@@ -154,6 +154,13 @@ class RunContext:
     @property
     def environment(self) -> str:
         return self._claim.environment
+
+    @property
+    def run(self) -> RunInfo:
+        """The run as triggered: ``ctx.run.idempotency_key`` and ``ctx.run.idempotency_key_scope``."""
+        claim = self._claim
+        return RunInfo(id=claim.run_id, idempotency_key=claim.idempotency_key,
+                       idempotency_key_scope=claim.idempotency_key_scope)
 
     @property
     def env(self) -> dict[str, str]:

@@ -52,6 +52,23 @@ class Claim:
     metadata_cursor: tuple[int, int] | None = None
     retry: dict[str, Any] | None = None  # the trigger's retry policy, overriding the task's
     hooks_done: tuple[str, ...] = ()  # once-per-run hooks already run and stored
+    idempotency_key: str | None = None  # as the trigger gave it, with its scope
+    idempotency_key_scope: str | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What ``ctx.run`` tells a task about its run.
+
+    Example::
+
+        if ctx.run.idempotency_key_scope == "run":
+            ctx.logger.info("deduplicated per parent", key=ctx.run.idempotency_key)
+    """
+
+    id: str
+    idempotency_key: str | None  # as the trigger gave it; None when it gave none
+    idempotency_key_scope: str | None  # "global", "run" or "attempt"; None without a key
 
 
 @dataclass(frozen=True)

@@ -91,3 +91,18 @@ def test_a_wrong_key_is_refused(server):
     with Client(server, api_key="sk_dev_wrong") as c, pytest.raises(StepwiseApiError) as refused:
         c.get_run("run_x")
     assert refused.value.status_code == 401
+
+
+def test_reset_idempotency_key_through_the_client(client):
+    Queue.objects.update_or_create(name="task/test-idem-echo", defaults={"paused": True})
+    first = client.trigger("test-idem-echo", {}, idempotency_key="client-key", idempotency_key_scope="global")
+
+    reset = client.reset_idempotency_key("test-idem-echo", "client-key")
+    second = client.trigger("test-idem-echo", {}, idempotency_key="client-key")
+
+    assert reset["run_id"] == first["id"] and reset["scope"] == "global"
+    assert second["created"] is True and second["id"] != first["id"]
+    assert client.get_run(first["id"])["idempotency_key_state"] == "reset"
+    with pytest.raises(StepwiseApiError) as missing:
+        client.reset_idempotency_key("test-idem-echo", "never-used")
+    assert missing.value.status_code == 404 and "holds the idempotency key 'never-used'" in str(missing.value)

@@ -45,6 +45,8 @@ class Command(BaseCommand):
         w(f"run       {run.id}")
         w(f"task      {run.task_id} (version {run.version.label})")
         w(f"status    {run.status}")
+        if run.idempotency_key is not None:
+            w(f"key       {run.idempotency_key} ({run.idempotency_key_scope} scope, {run.idempotency_key_state})")
         w(f"payload   {json.dumps(run.payload)}")
         if run.output is not None:
             w(f"output    {json.dumps(run.output)}")

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from runs.engine.errors import error_text
 from runs.management.base import user_errors
 from runs.selectors import run_events_after, run_get
-from runs.statuses import RunStatus
+from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.triggers import TriggerOptions, payload_parse, run_trigger
 
 
@@ -63,6 +63,9 @@ class Command(BaseCommand):
         parser.add_argument("task_id")
         parser.add_argument("payload", nargs="?", default="{}", help="JSON payload (default {})")
         parser.add_argument("--idempotency-key")
+        parser.add_argument("--idempotency-key-scope", choices=IdempotencyKeyScope.values,
+                            help="what the key is unique within (default: global; run and attempt are for "
+                                 "triggers made inside a run)")
         parser.add_argument("--tag", action="append", default=[], dest="tags")
         parser.add_argument("--delay", help="e.g. 30s, 5m, 1h")
         parser.add_argument("--ttl", help="expire if not started within this duration")
@@ -78,6 +81,7 @@ class Command(BaseCommand):
             payload = payload_parse(opts["payload"])
             options = TriggerOptions(
                 idempotency_key=opts["idempotency_key"],
+                idempotency_key_scope=opts["idempotency_key_scope"],
                 tags=opts["tags"],
                 delay=opts["delay"],
                 ttl=opts["ttl"],

@@ -55,7 +55,11 @@ def test_same_key_after_its_ttl_starts_a_new_run(transactional_db):
     assert (created_first, created_again, created_later) == (True, False, True)
     assert again.id == first.id and later.id != first.id
     assert Run.objects.get(id=later.id).idempotency_key == "k"
-    assert Run.objects.get(id=first.id).idempotency_key is None
+    # The old run keeps showing the key it was triggered with, marked expired; only the new one holds it.
+    old = Run.objects.get(id=first.id)
+    assert (old.idempotency_key, old.idempotency_key_scope, old.idempotency_key_state) == ("k", "global", "expired")
+    assert list(Run.objects.filter(idempotency_key="k").order_by("id").values_list("id", flat=True)) == [
+        first.id, later.id]
 
 
 def test_same_key_for_another_task_is_a_different_run(transactional_db):
