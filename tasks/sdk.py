@@ -28,7 +28,8 @@ from runs.engine.context import current_context
 from runs.engine.errors import AbortRun, PermanentError
 from runs.engine.executor import Executable
 from runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
-from tasks.registry import code_hash, task_register
+from runs.statuses import VersionPolicy
+from tasks.registry import code_hash, task_register, version_policy_parse
 from tasks.waiting import send_event, wait  # noqa: E402
 
 Retry = RetryPolicy
@@ -78,6 +79,7 @@ class TaskDefinition:
     concurrency_limit: int | None = None
     cron: str | None = None
     timezone: str = "UTC"
+    version_policy: str = VersionPolicy.LATEST
 
     def __post_init__(self) -> None:
         functools.update_wrapper(self, self.fn)
@@ -240,12 +242,16 @@ def task(
     concurrency_limit: int | None = None,
     cron: str | None = None,
     timezone: str = "UTC",
+    version_policy: str | None = None,
 ) -> Callable[[Callable[..., Any]], TaskDefinition]:
     """Register a function ``fn(payload, ctx)`` as a durable task.
 
     ``queue`` names its queue (default ``task/<id>``); ``concurrency_limit`` is that queue's
     limit when the queue is first created (later changes through the API or console win).
     ``cron`` and ``timezone`` declare a schedule in the STEPWISE_ENVIRONMENT environment.
+    ``version_policy`` says where its runs execute once workers hold other code: ``"pin"`` only
+    on a worker with the version the run was triggered on, ``"latest"`` on any worker (default:
+    STEPWISE_VERSION_POLICY; see "Deploying new code" in the README).
 
     Example::
 
@@ -256,10 +262,18 @@ def task(
         @task(id="hourly-report", cron="0 * * * *", timezone="Europe/Paris")
         def hourly_report(payload, ctx):
             ...  # payload: {"schedule_id", "timestamp", "last_timestamp", "timezone", ...}
+
+        @task(id="close-month", version_policy="pin")
+        def close_month(payload, ctx):
+            ...
     """
     from django.conf import settings
 
     from runs.engine.durations import duration_seconds
+
+    policy = version_policy_parse(
+        settings.STEPWISE_VERSION_POLICY if version_policy is None else version_policy, where=f"@task(id={id!r})"
+    )
 
     def decorate(fn: Callable[..., Any]) -> TaskDefinition:
         definition = TaskDefinition(
@@ -272,6 +286,7 @@ def task(
             concurrency_limit=concurrency_limit,
             cron=cron,
             timezone=timezone,
+            version_policy=policy,
         )
         task_register(definition)
         return definition

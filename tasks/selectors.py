@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 from django.utils import timezone
 
 from runs.models import Run
 from runs.statuses import FINAL_STATUSES, RunStatus
-from tasks.models import Environment, Queue, Task, TaskVersion
+from tasks.models import Environment, Queue, Task, TaskVersion, WorkerVersion
 from tasks.services import DEFAULT_ENVIRONMENTS
 
 STATS_WINDOW = timedelta(hours=24)
@@ -95,3 +95,11 @@ def environment_list() -> list[Environment]:
     """Return every environment: dev, staging and prod first, then the others by slug."""
     order = {slug: i for i, slug in enumerate(DEFAULT_ENVIRONMENTS)}
     return sorted(Environment.objects.all(), key=lambda e: (order.get(e.slug, len(order)), e.slug))
+
+
+def versions_running(*, since) -> dict[str, int]:
+    """Return, per content hash of task code, how many workers that announced themselves since ``since`` hold it."""
+    return dict(
+        WorkerVersion.objects.filter(seen_at__gte=since).values("content_hash")
+        .annotate(n=Count("worker", distinct=True)).values_list("content_hash", "n")
+    )
