@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 
 from django.test import Client
+from django.utils import timezone
 
 from runs.models import Run
 from runs.statuses import RunStatus
+from runs.sweeper import pinned_runs_sweep
 from tasks.models import Queue
+from tests.factories import ELSEWHERE, run_build, run_pinned_elsewhere
 from tests.waiting import wait_finished
 
 
@@ -122,3 +125,22 @@ def test_get_run_shows_attempts_steps_and_output(live_api):
     assert detail["output"] == {"results": ["first-done", "second-done", "third-done"]}
     assert [a["status"] for a in detail["attempts"]] == ["FAILED", "FAILED", "COMPLETED"]
     assert [s["key"] for s in detail["steps"]] == ["first", "second", "third"]
+
+
+def test_get_run_shows_its_version_policy_and_that_it_waits_for_a_worker_of_its_version(api):
+    run_id = run_pinned_elsewhere().id
+    detail = api.get(f"/api/runs/{run_id}").json()
+    assert (detail["version"], detail["version_policy"], detail["waiting_for_version"]) == (
+        ELSEWHERE[:10], "pin", False)
+
+    pinned_runs_sweep(timezone.now())  # no running worker holds that version
+
+    assert api.get(f"/api/runs/{run_id}").json()["waiting_for_version"] is True
+    listed = api.get("/api/runs", task="test-pinned-noop").json()["items"]
+    assert [(r["id"], r["waiting_for_version"]) for r in listed] == [(run_id, True)]
+
+
+def test_get_run_shows_the_version_each_attempt_ran(api):
+    run = run_build(steps=1, failed_attempts=1)
+    detail = api.get(f"/api/runs/{run.id}").json()
+    assert [a["version"] for a in detail["attempts"]] == [run.version.label] * 2

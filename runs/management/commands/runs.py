@@ -42,17 +42,17 @@ class Command(BaseCommand):
             raise CommandError(f"no run with id '{opts['run_id']}'")
         w = self.stdout.write
         w(f"run       {run.id}")
-        w(f"task      {run.task_id} (version {run.version.label})")
-        w(f"status    {run.status}")
+        w(f"task      {run.task_id} (version {run.version.label}, version_policy {run.version_policy})")
+        w(f"status    {run.status}" + (" (waiting for a worker of its version)" if run.waiting_for_version else ""))
         w(f"payload   {json.dumps(run.payload)}")
         if run.output is not None:
             w(f"output    {json.dumps(run.output)}")
         if run.error:
             w(f"error     {run.error['type']}: {run.error['message']}")
         w("attempts")
-        for a in run.attempts.all():
+        for a in run.attempts.select_related("version"):
             err = f"  {a.error['type']}: {a.error['message']}" if a.error else ""
-            w(f"  #{a.number} {a.status:<10} worker={a.worker_id}{err}")
+            w(f"  #{a.number} {a.status:<10} worker={a.worker_id} version={a.version.label}{err}")
         w("steps")
         for s in run.steps.all():
             w(f"  {s.position:>3}. {s.key:<24} {s.status:<9} attempt {s.attempt_number}  {s.duration_ms:.0f} ms")
