@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
@@ -28,3 +28,19 @@ def _wake_thread_pool(sender=None, **kwargs) -> None:
 
 def _noop() -> None:
     """Do nothing: the timer entry itself is what wakes the loop."""
+
+
+@celeryd_after_setup.connect
+def _serve_own_versions(sender=None, instance=None, **kwargs) -> None:
+    """Before the first hint: consume the queues of the versions of task code this worker holds, and announce them."""
+    from runs.worker import worker_versions_serve
+
+    worker_versions_serve(instance.app)
+
+
+@worker_shutdown.connect
+def _leave(sender=None, **kwargs) -> None:
+    """Say that this worker's versions are no longer running here."""
+    from runs.worker import worker_versions_leave
+
+    worker_versions_leave()

@@ -212,6 +212,14 @@ if STEPWISE_DURABILITY not in ("strict", "relaxed"):
     raise ImproperlyConfigured(f"STEPWISE_DURABILITY must be 'strict' or 'relaxed', not {STEPWISE_DURABILITY!r}")
 # Prepare the engine's hot statements (off behind a pooler that cannot keep prepared statements).
 STEPWISE_PREPARED_STATEMENTS = env_bool("STEPWISE_PREPARED_STATEMENTS", True)
+# Where a run executes once workers hold different code (see README, Deploying new code):
+# "latest" on any worker with its own code, "pin" only on a worker holding the version it was
+# triggered on. A task's own @task(version_policy=...) wins over this default.
+STEPWISE_VERSION_POLICY = os.environ.get("STEPWISE_VERSION_POLICY", "latest")
+if STEPWISE_VERSION_POLICY not in ("pin", "latest"):
+    raise ImproperlyConfigured(f"STEPWISE_VERSION_POLICY must be 'pin' or 'latest', not {STEPWISE_VERSION_POLICY!r}")
+# A pinned run that no running worker can take fails after waiting this long for one.
+STEPWISE_VERSION_GRACE_SECONDS = float(os.environ.get("STEPWISE_VERSION_GRACE_SECONDS", "600"))
 STEPWISE_SWEEP_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_SWEEP_INTERVAL_SECONDS", "1"))
 
 LOGGING = {

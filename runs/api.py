@@ -83,6 +83,11 @@ class ErrorOut(Schema):
 
 class AttemptOut(ModelSchema):
     error: ErrorOut | None
+    version: str  # the version of the code that executed the attempt
+
+    @staticmethod
+    def resolve_version(obj: Attempt) -> str:
+        return obj.version.label
 
     class Meta:
         model = Attempt
@@ -101,7 +106,8 @@ class StepOut(ModelSchema):
 class RunSummaryOut(ModelSchema):
     task_id: str
     environment: str
-    version: str
+    version: str  # the version the run was triggered on (pinned to, under version_policy "pin")
+    waiting_for_version: bool  # QUEUED, pinned, and no running worker holds its version
 
     @staticmethod
     def resolve_environment(obj: Run) -> str:
@@ -113,7 +119,7 @@ class RunSummaryOut(ModelSchema):
 
     class Meta:
         model = Run
-        fields = ["id", "status", "idempotency_key", "tags", "queue", "concurrency_key", "priority",
+        fields = ["id", "status", "version_policy", "idempotency_key", "tags", "queue", "concurrency_key", "priority",
                   "attempt_count", "created_at", "started_at", "finished_at"]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from celery import current_app
 from django.db import transaction
 from django.utils import timezone
+from kombu import Queue as BrokerQueue
 
 from runs.batches import BatchThread
 from runs.models import Run
@@ -23,39 +24,49 @@ RESUME_PRIORITY = 0
 NEW_WORK_PRIORITY = 9
 
 
-def dispatch_run_on_commit(run_id: str, *, resume: bool = False) -> None:
-    """Hint a QUEUED run to the workers once the transaction commits, from the hint thread."""
-    transaction.on_commit(lambda: _hints.submit((run_id, resume)))
+def dispatch_run_on_commit(run_id: str, *, resume: bool = False, version: str | None = None) -> None:
+    """Hint a QUEUED run to the workers once the transaction commits, from the hint thread.
+
+    ``version`` (a content hash) sends the hint to the workers holding that version of the code only.
+    """
+    transaction.on_commit(lambda: _hints.submit((run_id, resume, version)))
 
 
 EXECUTE_RUN = "stepwise.execute_run"  # the Celery task in runs.worker, named so no import points up
 
 
-def dispatch_run(run_id: str, *, resume: bool = False, producer: Any = None) -> None:
+def version_queue(content_hash: str) -> str:
+    """Return the name of the Celery queue that only workers holding this version of task code consume."""
+    return f"{current_app.conf.task_default_queue}@{content_hash[:16]}"
+
+
+def dispatch_run(run_id: str, *, resume: bool = False, producer: Any = None, version: str | None = None) -> None:
     """Enqueue a Celery message for a run; a lost message is re-sent by the sweeper.
 
     A run's own priority is decided in the database at claim time (runs.store.queue_has_room);
-    the broker only puts resumes ahead of new work.
+    the broker only puts resumes ahead of new work. A hint with a ``version`` goes to that
+    version's queue, straight onto its list: no worker without the version ever reads it.
     """
+    route = {} if version is None else {"queue": BrokerQueue(version_queue(version))}
     try:
         current_app.send_task(EXECUTE_RUN, args=[run_id], priority=RESUME_PRIORITY if resume else NEW_WORK_PRIORITY,
-                              producer=producer)
+                              producer=producer, **route)
     except Exception:
         logger.warning("broker unavailable; run %s will be re-dispatched by the sweeper", run_id)
         _hint_lost(run_id)
 
 
-def _hints_send(batch: list[tuple[str, bool]]) -> None:
+def _hints_send(batch: list[tuple[str, bool, str | None]]) -> None:
     """Send a batch of hints over one broker connection; without a broker each is marked lost."""
     from django.db import connection
 
     try:
         with current_app.producer_or_acquire() as producer:
-            for run_id, resume in batch:
-                dispatch_run(run_id, resume=resume, producer=producer)
+            for run_id, resume, version in batch:
+                dispatch_run(run_id, resume=resume, producer=producer, version=version)
     except Exception:  # no connection to the broker at all: each hint is marked lost
-        for run_id, resume in batch:
-            dispatch_run(run_id, resume=resume)
+        for run_id, resume, version in batch:
+            dispatch_run(run_id, resume=resume, version=version)
     finally:
         connection.close()  # a lost hint was marked in the database from this thread
 
@@ -63,7 +74,9 @@ def _hints_send(batch: list[tuple[str, bool]]) -> None:
 # A trigger returns once its run is committed: the database is the truth, and the hint only
 # says "look now". A hint that never leaves (the process died, the broker is down) is re-sent
 # by the scheduler; at exit the thread is given a moment to send what is left.
-_hints: BatchThread[tuple[str, bool]] = BatchThread(name="stepwise-hints", start=lambda: _hints_send, max_batch=500)
+_hints: BatchThread[tuple[str, bool, str | None]] = BatchThread(
+    name="stepwise-hints", start=lambda: _hints_send, max_batch=500
+)
 atexit.register(_hints.flush, 2.0)
 
 

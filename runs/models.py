@@ -15,6 +15,7 @@ from runs.statuses import (  # noqa: F401  (the enums are part of the models' pu
     SpanKind,
     SpanStatus,
     StepStatus,
+    VersionPolicy,
     WaitpointKind,
     WaitpointStatus,
 )
@@ -50,6 +51,10 @@ class Run(models.Model):
     id = models.CharField(primary_key=True, max_length=40, default=new_run_id, editable=False)
     task = models.ForeignKey("tasks.Task", on_delete=models.PROTECT, related_name="runs", db_index=False)
     version = models.ForeignKey("tasks.TaskVersion", on_delete=models.PROTECT, related_name="runs", db_index=False)
+    # Where the run may execute, fixed at trigger from its task's code (README: Deploying new code).
+    version_policy = models.CharField(max_length=8, choices=VersionPolicy.choices, default=VersionPolicy.LATEST)
+    # Set while the run, pinned and QUEUED, finds no running worker holding its version; cleared by a claim.
+    version_wait_since = models.DateTimeField(null=True, blank=True)
     environment = models.ForeignKey(
         "tasks.Environment", on_delete=models.PROTECT, related_name="runs", default="dev", db_index=False
     )
@@ -138,6 +143,11 @@ class Run(models.Model):
             models.Index(fields=["parent_waitpoint"], name="run_parent_waitpoint",
                          condition=Q(parent_waitpoint__isnull=False)),
             models.Index(fields=["replayed_from"], name="run_replayed_from", condition=Q(replayed_from__isnull=False)),
+            # The scheduler's pass over pinned runs: only those rows are in these indexes.
+            models.Index(fields=["version"], name="run_pinned_queued",
+                         condition=Q(status=RunStatus.QUEUED, version_policy=VersionPolicy.PIN)),
+            models.Index(fields=["version_wait_since"], name="run_version_wait",
+                         condition=Q(version_wait_since__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -157,6 +167,16 @@ class Run(models.Model):
         if self.idempotency_expires_at is not None and self.idempotency_expires_at <= timezone.now():
             return "expired"
         return "active"
+
+    @property
+    def waiting_for_version(self) -> bool:
+        """Whether the run is QUEUED while no running worker holds the version it is pinned to."""
+        return self.status == RunStatus.QUEUED and self.version_wait_since is not None
+
+    @property
+    def pinned_hash(self) -> str | None:
+        """The content hash of the only code this run may execute on (its hints go there), or None."""
+        return self.version.content_hash if self.version_policy == VersionPolicy.PIN else None
 
 
 

@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from runs.ids import encode_millis
-from runs.models import Run, RunEvent, Span, Step, Waitpoint, WaitpointKind, WaitpointStatus
+from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint, WaitpointKind, WaitpointStatus
 from tasks.models import TaskVersion
 
 
@@ -214,7 +214,8 @@ def run_checkpoint_state(*, run_id: str, as_of_position: int | None = None) -> d
     return state
 def run_detail_get(*, run_id: str, environment: str | None = None) -> Run | None:
     """Return a run with its attempts and steps prefetched, optionally only within one environment."""
-    qs = Run.objects.select_related("version").prefetch_related("attempts", "steps").filter(id=run_id)
+    attempts = Prefetch("attempts", queryset=Attempt.objects.select_related("version"))
+    qs = Run.objects.select_related("version").prefetch_related(attempts, "steps").filter(id=run_id)
     if environment is not None:
         qs = qs.filter(environment_id=environment)
     return qs.first()

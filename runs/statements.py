@@ -22,7 +22,7 @@ from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import AutoField, BigAutoField, Model
 
 from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
-from runs.statuses import AttemptStatus, RunStatus
+from runs.statuses import AttemptStatus, RunStatus, VersionPolicy
 from tasks.models import Queue, TaskVersion
 
 SPAN_COLUMNS = (
@@ -296,23 +296,39 @@ class ClaimedRow:
     idempotency_key_scope: str | None = None
 
 
+def _version_held(versions: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """Return the claim's condition that a pinned run's version is one of ``versions`` (none without them)."""
+    if versions is None:
+        return "", []
+    return (
+        f" AND (r.version_policy <> %s OR EXISTS (SELECT 1 FROM {_table(TaskVersion)} pv "
+        "WHERE pv.id = r.version_id AND pv.content_hash = ANY(%s::varchar[])))",
+        [VersionPolicy.PIN.value, list(versions)],
+    )
+
+
 def run_claim(
-    *, run_id: str, worker_id: str, token: str, now: datetime, lease_expires_at: datetime
+    *, run_id: str, worker_id: str, token: str, now: datetime, lease_expires_at: datetime,
+    versions: Sequence[str] | None = None,
 ) -> ClaimedRow | None:
     """Claim a QUEUED run of an unlimited, unpaused queue in one statement; None otherwise.
 
     A run of a paused or limited queue is left to the ORM claim, which locks the queue row
-    to count its slots.
+    to count its slots. With ``versions`` (the content hashes of the worker's code), a run
+    pinned to another version is refused too.
     """
+    held, held_params = _version_held(versions)
     write = Write()
     write.add(
         "claimed",
         f"UPDATE {_table(Run)} r SET status = %s, lease_token = %s, lease_expires_at = %s, worker_id = %s, "
         "attempt_count = r.attempt_count + 1, started_at = COALESCE(r.started_at, %s), updated_at = %s, "
-        "last_event_seq = r.last_event_seq + 1 "
+        "last_event_seq = r.last_event_seq + 1, version_wait_since = NULL "
         f"WHERE r.id = %s AND r.status = %s AND NOT EXISTS (SELECT 1 FROM {_table(Queue)} q "
-        f"WHERE q.name = r.queue AND (q.paused OR q.concurrency_limit IS NOT NULL)){_durability()} RETURNING r.*",
-        [RunStatus.EXECUTING.value, token, lease_expires_at, worker_id, now, now, run_id, RunStatus.QUEUED.value],
+        f"WHERE q.name = r.queue AND (q.paused OR q.concurrency_limit IS NOT NULL)){held}{_durability()} "
+        "RETURNING r.*",
+        [RunStatus.EXECUTING.value, token, lease_expires_at, worker_id, now, now, run_id, RunStatus.QUEUED.value,
+         *held_params],
     )
     write.add(
         "attempt",

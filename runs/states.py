@@ -19,7 +19,8 @@ from runs.statuses import FINAL_STATUSES, RunStatus
 
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.DELAYED: frozenset({RunStatus.QUEUED, RunStatus.EXPIRED, RunStatus.CANCELED}),
-    RunStatus.QUEUED: frozenset({RunStatus.EXECUTING, RunStatus.EXPIRED, RunStatus.CANCELED}),
+    # QUEUED -> FAILED: a pinned run that no worker of its version took within the grace period.
+    RunStatus.QUEUED: frozenset({RunStatus.EXECUTING, RunStatus.EXPIRED, RunStatus.CANCELED, RunStatus.FAILED}),
     RunStatus.EXECUTING: frozenset(
         {
             RunStatus.COMPLETED,

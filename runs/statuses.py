@@ -59,6 +59,15 @@ class IdempotencyKeyScope(models.TextChoices):
     ATTEMPT = "attempt", "Attempt"
 
 
+class VersionPolicy(models.TextChoices):
+    """Where a run may execute, given the version of its task's code it was triggered on."""
+
+    # Only on a worker holding that version; the run waits for one, and fails after the grace period.
+    PIN = "pin", "Pin"
+    # On whichever worker takes it, with that worker's code; the version that ran is recorded.
+    LATEST = "latest", "Latest"
+
+
 class AttemptStatus(models.TextChoices):
     # A worker is running it.
     EXECUTING = "EXECUTING", "Executing"

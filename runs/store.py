@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -29,7 +30,9 @@ from runs.states import TransitionRefused, finished_fields, run_transition
 from runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, run_span_result
 from runs.timers import TIMERS_CHANNEL, timer_is_soon, timer_notify
 from runs.tracing.storage import spans_store
-from tasks.models import Queue
+from tasks.models import Queue, TaskVersion
+
+logger = logging.getLogger(__name__)
 
 
 def _parsed(value: str | None) -> datetime | None:
@@ -107,7 +110,7 @@ class OrmRunStore:
     are written with the next record, under the same fence.
     """
 
-    def __init__(self, *, span_source: SpanSource | None = None) -> None:
+    def __init__(self, *, span_source: SpanSource | None = None, versions: Sequence[str] | None = None) -> None:
         self._span_source = span_source
         self._noted: dict[str, list[RecordedStep]] = {}
         # Each run's changed metadata not stored yet: (metadata, cursor), and the once-per-run
@@ -117,6 +120,8 @@ class OrmRunStore:
         self._hooks: dict[str, list[str]] = {}
         self._hooks_unstored: set[str] = set()
         self._fields_lock = threading.Lock()
+        # The content hashes of the worker's code: a run pinned to another version is not claimed.
+        self._versions = versions
 
     def _spans(self, run_id: str, *, everything: bool = True) -> list[dict[str, Any]]:
         return self._span_source(run_id, everything=everything) if self._span_source is not None else []
@@ -132,7 +137,8 @@ class OrmRunStore:
         token = uuid.uuid4().hex
         now = timezone.now()
         # One statement commits on its own: no BEGIN and COMMIT round trips around it.
-        row = run_claim(run_id=run_id, worker_id=worker_id, token=token, now=now, lease_expires_at=_lease_expiry())
+        row = run_claim(run_id=run_id, worker_id=worker_id, token=token, now=now, lease_expires_at=_lease_expiry(),
+                        versions=self._versions)
         if row is None:
             return None
         publish_run_event_on_commit(RunEvent(
@@ -170,7 +176,16 @@ class OrmRunStore:
                 .filter(id=run_id, status=RunStatus.QUEUED)
                 .first()
             )
-            if run is None or not queue_has_room(run):
+            if run is None:
+                return None
+            pinned = run.pinned_hash
+            if pinned is not None and self._versions is not None and pinned not in self._versions:
+                # Pinned to code this worker lacks: pass the hint on to the workers that hold it.
+                logger.info("run %s is pinned to version %s, which this worker lacks: hint passed on", run_id,
+                            pinned[:10])
+                dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, version=pinned)
+                return None
+            if not queue_has_room(run):
                 return None
             token = uuid.uuid4().hex
             number = run.attempt_count + 1
@@ -185,6 +200,7 @@ class OrmRunStore:
                 worker_id=worker_id,
                 attempt_count=number,
                 started_at=run.started_at or now,
+                version_wait_since=None,
             )
             Attempt.objects.create(
                 run_id=run_id,
@@ -349,6 +365,11 @@ class OrmRunStore:
 
     def version_mismatch_note(self, claim: Claim, *, worker_hash: str) -> None:
         with transaction.atomic():
+            # The run executes on this worker's code (version_policy "latest"): its attempt says which.
+            version, _ = TaskVersion.objects.get_or_create(
+                task_id=claim.task_id, content_hash=worker_hash, deploy_label=settings.STEPWISE_DEPLOY_LABEL
+            )
+            Attempt.objects.filter(run_id=claim.run_id, number=claim.attempt_number).update(version=version)
             event_append(
                 run_id=claim.run_id,
                 type="version.mismatch",

@@ -20,6 +20,14 @@ from runs.broker import broker_backlog
 from runs.dispatch import dispatch_run, dispatch_run_on_commit, queue_dispatch
 from runs.lifecycle import run_settle
 from runs.models import Run, Waitpoint
+from runs.pinning import (
+    held_by_running_workers,
+    pinned_queued,
+    version_wait_end,
+    version_wait_give_up,
+    version_wait_start,
+    versions_running_now,
+)
 from runs.states import TransitionRefused, run_transition
 from runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
 from runs.timers import TimerListener
@@ -42,12 +50,15 @@ class SweepReport:
     crashed: int = 0
     redispatched: int = 0
     scheduled: int = 0
+    version_waits: int = 0
+    version_found: int = 0
+    version_failed: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return (self.queued + self.waits_fired + self.expired + self.recovered + self.crashed + self.redispatched
-                + self.scheduled)
+                + self.scheduled + self.version_waits + self.version_found + self.version_failed)
 
 
 def _pick(qs) -> list[Run]:
@@ -156,6 +167,8 @@ def redispatch_stale(now) -> int:
     """
     cutoff = now - timedelta(seconds=settings.STEPWISE_REDISPATCH_SECONDS)
     stale = Run.objects.filter(Q(dispatched_at__lt=cutoff) | Q(dispatched_at__isnull=True), status=RunStatus.QUEUED)
+    # A run waiting for its version has no worker to hint: a hint would only pile up unread.
+    stale = stale.filter(version_wait_since__isnull=True)
     backlog = broker_backlog()
     if backlog and backlog >= stale.count():
         stale = stale.filter(dispatched_at__isnull=True)
@@ -174,6 +187,22 @@ def redispatch_stale(now) -> int:
     return _each(qs, move) + hinted
 
 
+def pinned_runs_sweep(now) -> tuple[int, int, int]:
+    """Mark pinned runs whose version no running worker holds, hint those whose version came back, fail the overdue.
+
+    Returns how many runs started waiting for their version, found it, and failed.
+    """
+    running = versions_running_now(now)
+    held = held_by_running_workers(running)
+    unheld = pinned_queued().exclude(version_id__in=held)
+    overdue = unheld.filter(version_wait_since__lte=now - timedelta(seconds=settings.STEPWISE_VERSION_GRACE_SECONDS))
+    started = _each(unheld.filter(version_wait_since__isnull=True), lambda run: version_wait_start(run, now))
+    found = _each(pinned_queued().filter(version_wait_since__isnull=False, version_id__in=held),
+                  lambda run: version_wait_end(run, now))
+    failed = _each(overdue, lambda run: version_wait_give_up(run, now))
+    return started, found, failed
+
+
 def sweep_once() -> SweepReport:
     """Run one pass of every sweeper duty."""
     now = timezone.now()
@@ -183,6 +212,7 @@ def sweep_once() -> SweepReport:
     report.expired = expire_ttls(now)
     report.recovered, report.crashed = recover_lost_leases(now)
     report.queued += fire_due_timers(timezone.now())  # crash-recovered runs retry at once
+    report.version_waits, report.version_found, report.version_failed = pinned_runs_sweep(now)
     report.redispatched = redispatch_stale(now)
     report.scheduled = schedules_fire_due(now)
     return report

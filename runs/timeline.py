@@ -22,13 +22,16 @@ def epoch_ms(moment: datetime | None) -> float | None:
 
 
 # Events drawn as log markers on the run's bar.
-NOTED_EVENTS = ("version.mismatch",)
+NOTED_EVENTS = ("version.mismatch", "version.waiting")
 
 
 def _note(type_: str, data: dict[str, Any]) -> str:
     if type_ == "version.mismatch":
         worker, pinned = str(data.get("worker"))[:10], str(data.get("pinned"))[:10]
         return f"version mismatch: attempt {data.get('attempt')} ran code {worker}, the run is pinned to {pinned}"
+    if type_ == "version.waiting":
+        return (f"waiting for a worker of version {data.get('version')}: no running worker holds it "
+                f"(fails after {data.get('grace_seconds', 0):g}s)")
     return f"{type_} {data}"
 
 
@@ -50,7 +53,8 @@ def _run_span(run: Run) -> dict[str, Any]:
         "start": epoch_ms(run.created_at),
         "end": epoch_ms(run.finished_at),
         "error": run.error,
-        "attributes": {"run_id": run.id, "version": run.version.label, "queue": run.queue},
+        "attributes": {"run_id": run.id, "version": run.version.label, "version_policy": run.version_policy,
+                       "queue": run.queue},
         "logs": [],
     }
 
@@ -66,7 +70,7 @@ def _attempt_spans(attempt: Attempt) -> list[dict[str, Any]]:
             "start": epoch_ms(attempt.started_at),
             "end": epoch_ms(attempt.finished_at),
             "error": attempt.error,
-            "attributes": {"attempt": attempt.number, "worker": attempt.worker_id},
+            "attributes": {"attempt": attempt.number, "worker": attempt.worker_id, "version": attempt.version.label},
             "logs": [],
         }
     ]
@@ -182,7 +186,7 @@ def _span_logs(spans: list[Span], ids: dict[str, str]) -> dict[str, list[dict[st
 
 def run_timeline(*, run: Run) -> dict[str, Any]:
     """Return the spans of a run in display order (each attempt followed by its steps), in three queries."""
-    attempts = list(Attempt.objects.filter(run_id=run.id).order_by("number"))
+    attempts = list(Attempt.objects.filter(run_id=run.id).select_related("version").order_by("number"))
     steps = list(
         Step.objects.filter(run_id=run.id, kind="step")
         .order_by("position")

@@ -128,6 +128,7 @@ def _validated_fields(task_id: str, payload: Any, options: TriggerOptions) -> di
         "retry": _retry_policy(options.retry),
         "task_id": task_id,
         "version": version,
+        "version_policy": definition.version_policy,
         "environment_id": options.environment,
         "status": RunStatus.DELAYED if delayed else RunStatus.QUEUED,
         "payload": payload,
@@ -233,7 +234,7 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
             return winner, False
     publish_run_event_on_commit(event)
     if run.status == RunStatus.QUEUED:
-        dispatch_run_on_commit(run.id)
+        dispatch_run_on_commit(run.id, version=run.pinned_hash)
     else:
         timer_notify(run.delay_until)
     return run, True

@@ -4,22 +4,25 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 
 from billiard.process import current_process
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from django.utils import timezone
 
-from runs.dispatch import EXECUTE_RUN
+from runs.dispatch import EXECUTE_RUN, version_queue
 from runs.engine.errors import StoreUnavailable
 from runs.engine.executor import AttemptOutcome, attempt_execute
 from runs.models import Run
 from runs.store import OrmRunStore
 from runs.tracing.setup import database_processor
 from tasks.models import Queue
-from tasks.registry import UnknownTask, task_get
+from tasks.registry import UnknownTask, task_get, versions_held
 from tasks.secrets import secrets_for_environment
+from tasks.services import worker_versions_announce, worker_versions_forget
 
 logger = logging.getLogger(__name__)
 _worker_ids: dict[int, str] = {}
@@ -61,7 +64,7 @@ def run_attempt(run_id: str) -> AttemptOutcome | None:
     close_old_connections()
     try:
         return attempt_execute(
-            store=OrmRunStore(span_source=database_processor.take),
+            store=OrmRunStore(span_source=database_processor.take, versions=versions_held()),
             run_id=run_id,
             worker_id=worker_id(),
             lookup=_lookup,
@@ -122,3 +125,71 @@ def next_queued_in_limited_queue(run_id: str, count: int = 5) -> list[str]:
         same = list(Run.objects.queued_in(run["queue"], run["concurrency_key"]).values_list("id", flat=True)[:count])
     rest = Run.objects.queued_in(run["queue"]).values_list("id", flat=True)[:count]
     return same + [i for i in rest if i not in same]
+
+
+class VersionAnnouncer:
+    """Tells the database, every heartbeat, which versions of task code this worker holds.
+
+    The scheduler reads it to tell a pinned run that waits for a busy worker of its version
+    from one that waits for a version no worker is running any more.
+    """
+
+    def __init__(self, *, worker: str, hashes: tuple[str, ...], interval: float) -> None:
+        self._worker = worker
+        self._hashes = hashes
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="stepwise-versions", daemon=True)
+
+    def start(self) -> None:
+        self._announce(first=True)  # before the worker takes its first hint
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            worker_versions_forget(worker=self._worker)
+        except DatabaseError as exc:  # its rows age out instead
+            logger.warning("could not say this worker stopped (%s)", exc)
+        finally:
+            connection.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._announce()
+
+    def _announce(self, *, first: bool = False) -> None:
+        try:
+            worker_versions_announce(worker=self._worker, hashes=self._hashes, now=timezone.now(), first=first)
+        except DatabaseError as exc:  # the database may be restarting: the next beat tries again
+            logger.warning("could not announce this worker's versions (%s)", exc)
+        finally:
+            connection.close()  # this thread writes every few seconds: no connection held in between
+
+
+_announcer: VersionAnnouncer | None = None
+
+
+def worker_versions_serve(app) -> list[str]:
+    """Consume the hint queue of each version of task code this worker holds, and announce them; return the queues.
+
+    Hints of runs pinned to a version go to that version's queue, so only a worker that can
+    execute them reads them.
+    """
+    global _announcer
+    hashes = versions_held()
+    names = [version_queue(content_hash) for content_hash in hashes]
+    for name in names:
+        app.amqp.queues.select_add(name)
+    _announcer = VersionAnnouncer(worker=worker_id(), hashes=hashes, interval=settings.STEPWISE_HEARTBEAT_SECONDS)
+    _announcer.start()
+    return names
+
+
+def worker_versions_leave() -> None:
+    """Say that this worker stopped: its versions are no longer held here."""
+    global _announcer
+    if _announcer is not None:
+        _announcer.stop()
+        _announcer = None

@@ -54,6 +54,21 @@ class TaskVersion(models.Model):
         return f"{self.task_id}:{self.label}"
 
 
+class WorkerVersion(models.Model):
+    """A version of task code that a running worker holds, as that worker last announced it."""
+
+    worker = models.CharField(max_length=128)
+    content_hash = models.CharField(max_length=64)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["worker", "content_hash"], name="uniq_worker_version")]
+        indexes = [models.Index(fields=["content_hash", "seen_at"], name="worker_version_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.worker}:{self.content_hash[:10]}"
+
+
 class Queue(models.Model):
     """A named lane with an optional concurrency limit, split per concurrency key, pausable."""
 

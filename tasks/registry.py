@@ -7,6 +7,7 @@ import sys
 from typing import Any, Protocol
 
 from runs.engine.errors import StepwiseError
+from runs.statuses import VersionPolicy
 
 
 class Registered(Protocol):
@@ -14,12 +15,26 @@ class Registered(Protocol):
 
     id: str
     fn: Any
+    version_hash: str
 
     @property
     def qualified_name(self) -> str: ...
 
 
 _TASKS: dict[str, Any] = {}
+_held: tuple[str, ...] | None = None
+
+
+class InvalidVersionPolicy(StepwiseError, ValueError):
+    """A version policy names none of the known policies."""
+
+
+def version_policy_parse(value: Any, *, where: str) -> VersionPolicy:
+    """Return the VersionPolicy named by ``value``, or raise InvalidVersionPolicy naming ``where`` and the choices."""
+    if isinstance(value, str) and value in VersionPolicy.values:
+        return VersionPolicy(value)
+    choices = " or ".join(repr(v) for v in VersionPolicy.values)
+    raise InvalidVersionPolicy(f"{where}: version_policy must be {choices}, not {value!r}")
 
 
 class DuplicateTaskId(StepwiseError, ValueError):
@@ -37,12 +52,14 @@ class UnknownTask(StepwiseError, LookupError):
 
 def task_register(definition: Registered) -> None:
     """Add a task; re-importing the same function (autoreload) replaces it."""
+    global _held
     existing = _TASKS.get(definition.id)
     if existing is not None and existing.qualified_name != definition.qualified_name:
         raise DuplicateTaskId(
             f"task id '{definition.id}' is used by both {existing.qualified_name} and {definition.qualified_name}"
         )
     _TASKS[definition.id] = definition
+    _held = None
 
 
 def task_get(task_id: str) -> Any:
@@ -56,6 +73,14 @@ def task_get(task_id: str) -> Any:
 def task_all() -> list[Any]:
     """Return every registered task, sorted by id."""
     return [_TASKS[k] for k in sorted(_TASKS)]
+
+
+def versions_held() -> tuple[str, ...]:
+    """Return the content hashes of every registered task's code: the versions this process can run."""
+    global _held
+    if _held is None:
+        _held = tuple(sorted({definition.version_hash for definition in _TASKS.values()}))
+    return _held
 
 
 def code_hash(fn) -> str:

@@ -29,8 +29,9 @@ from runs.engine.errors import AbortRun, PermanentError
 from runs.engine.executor import Executable
 from runs.engine.hooks import ErrorDecision, Hooks, RunResult
 from runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
+from runs.statuses import VersionPolicy
 from tasks.idempotency_keys import idempotency_keys
-from tasks.registry import code_hash, task_register
+from tasks.registry import code_hash, task_register, version_policy_parse
 from tasks.waiting import send_event, wait  # noqa: E402
 
 Retry = RetryPolicy
@@ -81,6 +82,7 @@ class TaskDefinition:
     cron: str | None = None
     timezone: str = "UTC"
     hooks: Hooks = field(default_factory=Hooks)
+    version_policy: str = VersionPolicy.LATEST
 
     def __post_init__(self) -> None:
         functools.update_wrapper(self, self.fn)
@@ -251,6 +253,7 @@ def task(
     concurrency_limit: int | None = None,
     cron: str | None = None,
     timezone: str = "UTC",
+    version_policy: str | None = None,
     **hooks: Callable[..., Any] | list[Callable[..., Any]],
 ) -> Callable[[Callable[..., Any]], TaskDefinition]:
     """Register a function ``fn(payload, ctx)`` as a durable task.
@@ -258,6 +261,9 @@ def task(
     ``queue`` names its queue (default ``task/<id>``); ``concurrency_limit`` is that queue's
     limit when the queue is first created (later changes through the API or console win).
     ``cron`` and ``timezone`` declare a schedule in the STEPWISE_ENVIRONMENT environment.
+    ``version_policy`` says where its runs execute once workers hold other code: ``"pin"`` only
+    on a worker with the version the run was triggered on, ``"latest"`` on any worker (default:
+    STEPWISE_VERSION_POLICY; see "Deploying new code" in the README).
 
     Hooks (a callable or a list of them, after the global ones of STEPWISE_HOOKS): ``init`` /
     ``cleanup`` ``(payload, ctx)`` around every attempt, ``middleware`` ``(payload, ctx)``
@@ -275,12 +281,19 @@ def task(
         @task(id="hourly-report", cron="0 * * * *", timezone="Europe/Paris")
         def hourly_report(payload, ctx):
             ...  # payload: {"schedule_id", "timestamp", "last_timestamp", "timezone", ...}
+
+        @task(id="close-month", version_policy="pin")
+        def close_month(payload, ctx):
+            ...
     """
     from django.conf import settings
 
     from runs.engine.durations import duration_seconds
 
     task_hooks = Hooks.of(hooks, where=f"task '{id}'")
+    policy = version_policy_parse(
+        settings.STEPWISE_VERSION_POLICY if version_policy is None else version_policy, where=f"@task(id={id!r})"
+    )
 
     def decorate(fn: Callable[..., Any]) -> TaskDefinition:
         definition = TaskDefinition(
@@ -294,6 +307,7 @@ def task(
             cron=cron,
             timezone=timezone,
             hooks=task_hooks,
+            version_policy=policy,
         )
         task_register(definition)
         return definition

@@ -4,12 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db.models import Prefetch
+from django.conf import settings
+from django.db.models import Count, Prefetch
 from django.utils import timezone
 
 from runs.models import Run
-from runs.statuses import FINAL_STATUSES, RunStatus
-from tasks.models import Environment, Queue, Task, TaskVersion
+from runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus, VersionPolicy
+from tasks.models import Environment, Queue, Task, TaskVersion, WorkerVersion
 from tasks.services import DEFAULT_ENVIRONMENTS
 
 STATS_WINDOW = timedelta(hours=24)
@@ -44,13 +45,22 @@ class TaskStats:
         return self.percentile(0.95)
 
 
+@dataclass(frozen=True)
+class VersionOverview:
+    """A version of a task's code as the tasks page shows it, with what a deploy needs to know of it."""
+
+    version: TaskVersion
+    workers: int  # running workers that hold it
+    pinned_runs: int  # unfinished runs pinned to it: they need one of those workers
+
+
 @dataclass
 class TaskOverview:
     """A task as the tasks page shows it."""
 
     task: Task
     queue: Queue | None
-    versions: list[TaskVersion]
+    versions: list[VersionOverview]
     stats: TaskStats
 
 
@@ -74,13 +84,23 @@ def task_stats(*, since=None) -> dict[str, TaskStats]:
 
 
 def task_overviews() -> list[TaskOverview]:
-    """Return every task with its queue, newest versions first, and recent stats, in four queries."""
+    """Return every task with its queue, newest versions first (with their workers and pinned runs), and recent
+    stats, in six queries."""
     versions = Prefetch("versions", queryset=TaskVersion.objects.order_by("-created_at"))
     tasks = list(Task.objects.order_by("id").prefetch_related(versions))
     queues = Queue.objects.in_bulk([t.queue_name for t in tasks])
     stats = task_stats()
+    workers = versions_running(since=timezone.now() - timedelta(seconds=settings.STEPWISE_LEASE_SECONDS))
+    pinned = dict(
+        Run.objects.filter(status__in=ACTIVE_STATUSES, version_policy=VersionPolicy.PIN)
+        .values("version_id").annotate(n=Count("id")).values_list("version_id", "n")
+    )
+
+    def overview(version: TaskVersion) -> VersionOverview:
+        return VersionOverview(version, workers.get(version.content_hash, 0), pinned.get(version.id, 0))
+
     return [
-        TaskOverview(task=t, queue=queues.get(t.queue_name), versions=list(t.versions.all()),
+        TaskOverview(task=t, queue=queues.get(t.queue_name), versions=[overview(v) for v in t.versions.all()],
                      stats=stats.get(t.id, TaskStats()))
         for t in tasks
     ]
@@ -95,3 +115,11 @@ def environment_list() -> list[Environment]:
     """Return every environment: dev, staging and prod first, then the others by slug."""
     order = {slug: i for i, slug in enumerate(DEFAULT_ENVIRONMENTS)}
     return sorted(Environment.objects.all(), key=lambda e: (order.get(e.slug, len(order)), e.slug))
+
+
+def versions_running(*, since) -> dict[str, int]:
+    """Return, per content hash of task code, how many workers that announced themselves since ``since`` hold it."""
+    return dict(
+        WorkerVersion.objects.filter(seen_at__gte=since).values("content_hash")
+        .annotate(n=Count("worker", distinct=True)).values_list("content_hash", "n")
+    )

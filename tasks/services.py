@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db import transaction
 
 from runs.engine.errors import StepwiseError
-from tasks.models import Environment, Queue, Task, TaskVersion
+from tasks.models import Environment, Queue, Task, TaskVersion, WorkerVersion
 
 _ensured: dict[tuple[str, str, str], TaskVersion] = {}
 _known_environments: set[str] = set()
@@ -83,3 +87,22 @@ def task_cache_clear() -> None:
     with _lock:
         _ensured.clear()
         _known_environments.clear()
+
+
+# Rows of workers that died without saying goodbye (killed, lost their machine) go after this.
+WORKER_VERSION_RETENTION = timedelta(hours=1)
+
+
+def worker_versions_announce(*, worker: str, hashes: Iterable[str], now: datetime, first: bool = False) -> None:
+    """Say that ``worker`` holds these versions of task code as of ``now``; the first time, drop long-gone workers."""
+    rows = [WorkerVersion(worker=worker, content_hash=h, seen_at=now) for h in hashes]
+    with transaction.atomic():
+        if first:
+            WorkerVersion.objects.filter(seen_at__lt=now - WORKER_VERSION_RETENTION).delete()
+        WorkerVersion.objects.bulk_create(rows, update_conflicts=True, unique_fields=["worker", "content_hash"],
+                                          update_fields=["seen_at"])
+
+
+def worker_versions_forget(*, worker: str) -> None:
+    """Say that ``worker`` stopped: the versions it held are no longer running there."""
+    WorkerVersion.objects.filter(worker=worker).delete()

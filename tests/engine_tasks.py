@@ -150,6 +150,11 @@ def noop(payload, ctx):
     return None
 
 
+@task(id="test-pinned-noop", retry=Retry(max_attempts=1), version_policy="pin")
+def pinned_noop(payload, ctx):
+    return None
+
+
 # --- waits -----------------------------------------------------------------------------------
 from tasks.sdk import wait  # noqa: E402
 

@@ -9,6 +9,9 @@ from django.utils import timezone
 
 from runs.models import Attempt, Run, RunEvent, Step, Waitpoint, WaitpointKind
 from runs.triggers import TriggerOptions, run_trigger
+from tasks.models import TaskVersion
+
+ELSEWHERE = "e" * 64  # a version of task code that no process of the tests holds
 
 
 def run_build(
@@ -115,3 +118,11 @@ def chained_error_build(depth: int) -> ValueError:
     except ValueError as exc:
         return exc
     raise AssertionError("unreachable: raise_at always raises")
+
+
+def run_pinned_elsewhere(*, task_id: str = "test-pinned-noop", delay: float | None = None) -> Run:
+    """Trigger a run, then pin it to a version no process holds, as if code long gone had triggered it."""
+    run, _ = run_trigger(task_id=task_id, payload={}, options=TriggerOptions(delay=delay))
+    elsewhere, _ = TaskVersion.objects.get_or_create(task_id=task_id, content_hash=ELSEWHERE)
+    Run.objects.filter(id=run.id).update(version=elsewhere)
+    return Run.objects.get(id=run.id)

@@ -14,6 +14,7 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_DIR = ROOT / "artifacts" / "logs"
+TASK_MODULES = "examples.orders,examples.videos,examples.batch,examples.approvals,tests.engine_tasks"
 
 
 def test_queue_name() -> str:
@@ -42,7 +43,7 @@ def child_env(**extra: str) -> dict[str, str]:
         STEPWISE_LEASE_SECONDS="2",
         STEPWISE_HEARTBEAT_SECONDS="0.4",
         STEPWISE_REDISPATCH_SECONDS="1",
-        STEPWISE_TASK_MODULES="examples.orders,examples.videos,examples.batch,examples.approvals,tests.engine_tasks",
+        STEPWISE_TASK_MODULES=TASK_MODULES,
         STEPWISE_TEST_RECORDS_URL=os.environ.get("REDIS_URL", ""),
         PYTHONPATH=str(ROOT),
         CONN_MAX_AGE="0",
@@ -50,6 +51,15 @@ def child_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def code_env(directory: Path, *modules: str) -> dict[str, str]:
+    """Return the environment of a process that also runs the task ``modules`` found in ``directory``.
+
+    Two workers given two directories holding different source under the same module name
+    run different versions of the same tasks, as old and new workers do during a deploy.
+    """
+    return {"PYTHONPATH": f"{directory}{os.pathsep}{ROOT}", "STEPWISE_TASK_MODULES": ",".join([TASK_MODULES, *modules])}
 
 
 def _die_with_parent() -> None:
@@ -72,7 +82,8 @@ class Processes:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, args: list[str], name: str, **env: str) -> subprocess.Popen:
-        log = open(LOG_DIR / f"{self.label}-{name}-{len(self.procs)}.log", "wb")
+        log_path = LOG_DIR / f"{self.label}-{name}-{len(self.procs)}.log"
+        log = open(log_path, "wb")
         proc = subprocess.Popen(
             [sys.executable, *args],
             cwd=ROOT,
@@ -82,6 +93,7 @@ class Processes:
             start_new_session=True,  # its own process group, so a kill takes its children too
             preexec_fn=_die_with_parent,
         )
+        proc.log_path = log_path  # what the process printed, for tests that read it
         self.procs.append(proc)
         return proc
 

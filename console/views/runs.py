@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET
 from console.forms import PayloadForm, RunFilterForm
 from console.templatetags.console_format import duration_between
 from console.views.access import login_required
+from runs.pinning import version_wait_deadline
 from runs.selectors import (
     run_checkpoint_state,
     run_detail,
@@ -90,7 +91,7 @@ def run_show(request: HttpRequest, run_id: str) -> HttpResponse:
         request,
         "console/runs/detail.html",
         {"run": run, "replay_form": replay_form, "nav": "runs", "created_ms": epoch_ms(run.created_at),
-         "approvals": approvals},
+         "approvals": approvals, "version_wait_until": version_wait_deadline(run)},
     )
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 
 from django.test import Client
+from django.utils import timezone
 
 from runs.models import Run
 from runs.statuses import RunStatus
+from runs.sweeper import pinned_runs_sweep
 from tasks.models import Queue
+from tests.factories import ELSEWHERE, run_build, run_pinned_elsewhere
 from tests.waiting import wait_finished
 
 
@@ -154,3 +157,22 @@ def test_the_openapi_schema_documents_the_cause_chain_of_errors(api):
     assert "raise ... from None" in schemas["ErrorOut"]["properties"]["causes"]["description"]
     run_error = schemas["RunOut"]["properties"]["error"]
     assert {"$ref": "#/components/schemas/ErrorOut"} in run_error["anyOf"]
+
+
+def test_get_run_shows_its_version_policy_and_that_it_waits_for_a_worker_of_its_version(api):
+    run_id = run_pinned_elsewhere().id
+    detail = api.get(f"/api/runs/{run_id}").json()
+    assert (detail["version"], detail["version_policy"], detail["waiting_for_version"]) == (
+        ELSEWHERE[:10], "pin", False)
+
+    pinned_runs_sweep(timezone.now())  # no running worker holds that version
+
+    assert api.get(f"/api/runs/{run_id}").json()["waiting_for_version"] is True
+    listed = api.get("/api/runs", task="test-pinned-noop").json()["items"]
+    assert [(r["id"], r["waiting_for_version"]) for r in listed] == [(run_id, True)]
+
+
+def test_get_run_shows_the_version_each_attempt_ran(api):
+    run = run_build(steps=1, failed_attempts=1)
+    detail = api.get(f"/api/runs/{run.id}").json()
+    assert [a["version"] for a in detail["attempts"]] == [run.version.label] * 2

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from runs.models import Run
 from runs.triggers import TriggerOptions, run_trigger
 from tests.console.conftest import SCREENSHOTS, screenshot
-from tests.factories import run_build
+from tests.factories import ELSEWHERE, run_build, run_pinned_elsewhere
 from tests.waiting import wait_finished
 
 pytestmark = pytest.mark.xdist_group("browser")
@@ -245,3 +245,20 @@ def test_a_failed_run_shows_its_cause_chain_in_the_error_panel_and_the_attempts_
     expect(inspector.locator(".error-causes li")).to_have_count(3)
     assert causes_of(inspector) == CHAIN
     page.locator(".timeline-card").screenshot(path=str(SCREENSHOTS / "run-detail-cause-chain-inspector.png"))
+
+
+def test_a_pinned_run_that_no_running_worker_can_take_says_so_live_on_its_page(page):
+    run = run_pinned_elsewhere(delay=3)  # no worker holds its version
+    page.goto(f"/runs/{run.id}/")
+    expect(page.locator(".summary dl.facts")).to_contain_text(f"{ELSEWHERE[:10]} pinned")
+    notice = page.locator("#version-wait .callout")
+    expect(notice).to_have_count(0)
+
+    # Queued when its delay is over, the run finds no worker of its version: the page says so, live.
+    expect(notice).to_contain_text(f"Waiting for a worker of version {ELSEWHERE[:10]}", timeout=30_000)
+    expect(status_badge(page)).to_have_attribute("data-status", "QUEUED")
+    screenshot(page, "run-detail-waiting-for-version")
+
+    page.locator("#cancel-form button").click()
+    expect(status_badge(page)).to_have_attribute("data-status", "CANCELED", timeout=10_000)
+    expect(notice).to_have_count(0)

@@ -5,12 +5,14 @@ import re
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from runs.engine.errors import error_describe
 from runs.events import event_append
 from runs.models import Attempt, Run
+from runs.sweeper import pinned_runs_sweep
 from runs.triggers import run_trigger
-from tests.factories import chained_error_build, run_build
+from tests.factories import ELSEWHERE, chained_error_build, run_build, run_pinned_elsewhere
 
 pytestmark = pytest.mark.django_db
 
@@ -77,6 +79,28 @@ def test_a_version_mismatch_is_a_log_marker_on_the_run_bar(signed_in):
 
     assert [log["message"] for log in run_span["logs"]] == [
         "version mismatch: attempt 1 ran code bbbbbbbbbb, the run is pinned to aaaaaaaaaa"]
+
+
+def test_a_pinned_run_waiting_for_a_worker_of_its_version_says_so_on_its_page(signed_in, settings):
+    settings.STEPWISE_VERSION_GRACE_SECONDS = 600
+    run = run_pinned_elsewhere()
+    page = signed_in.get(f"/runs/{run.id}/").content.decode()
+    assert ">pinned</span>" in page and "Waiting for a worker" not in page
+
+    pinned_runs_sweep(timezone.now())  # no running worker holds that version
+
+    page = signed_in.get(f"/runs/{run.id}/").content.decode()
+    assert f"Waiting for a worker of version {ELSEWHERE[:10]}" in page
+    run_span = signed_in.get(f"/runs/{run.id}/timeline.json").json()["spans"][0]
+    assert run_span["attributes"]["version_policy"] == "pin"
+    assert [log["message"] for log in run_span["logs"]] == [
+        f"waiting for a worker of version {ELSEWHERE[:10]}: no running worker holds it (fails after 600s)"]
+
+
+def test_each_attempt_on_the_timeline_names_the_version_that_ran_it(signed_in):
+    run = run_build(steps=1, failed_attempts=1)
+    spans = signed_in.get(f"/runs/{run.id}/timeline.json").json()["spans"]
+    assert [s["attributes"]["version"] for s in spans if s["kind"] == "attempt"] == [run.version.label] * 2
 
 
 def test_events_json_returns_the_events_after_a_seq_in_order(signed_in):

@@ -43,8 +43,8 @@ class Command(BaseCommand):
             raise CommandError(f"no run with id '{opts['run_id']}'")
         w = self.stdout.write
         w(f"run       {run.id}")
-        w(f"task      {run.task_id} (version {run.version.label})")
-        w(f"status    {run.status}")
+        w(f"task      {run.task_id} (version {run.version.label}, version_policy {run.version_policy})")
+        w(f"status    {run.status}" + (" (waiting for a worker of its version)" if run.waiting_for_version else ""))
         if run.idempotency_key is not None:
             w(f"key       {run.idempotency_key} ({run.idempotency_key_scope} scope, {run.idempotency_key_state})")
         w(f"payload   {json.dumps(run.payload)}")
@@ -53,9 +53,9 @@ class Command(BaseCommand):
         if run.error:
             w(f"error     {error_text(run.error)}")
         w("attempts")
-        for a in run.attempts.all():
+        for a in run.attempts.select_related("version"):
             err = f"  {error_text(a.error)}" if a.error else ""
-            w(f"  #{a.number} {a.status:<10} worker={a.worker_id}{err}")
+            w(f"  #{a.number} {a.status:<10} worker={a.worker_id} version={a.version.label}{err}")
         w("steps")
         for s in run.steps.all():
             err = f"  {error_text(s.error)}" if s.error else ""

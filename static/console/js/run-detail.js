@@ -115,6 +115,7 @@
 
     receive(events) {
       let finished = false;
+      let versionWait = false;
       for (const event of events) {
         if (event.transient) { this.timeline.apply(event); continue; }
         if (event.seq <= this.lastSeq) continue;
@@ -124,9 +125,13 @@
         if (event.type === "run.status") {
           this.showStatus(event.data.to);
           if (S.isFinal(event.data.to)) finished = true;
+          // A worker of the run's version took it: the notice that it waits for one goes.
+          if (event.data.from === "QUEUED" && document.querySelector("#version-wait .callout")) versionWait = true;
         }
+        if (event.type === "version.waiting") versionWait = true;
       }
       if (finished) this.finish();
+      else if (versionWait) this.refreshRendered();
     }
 
     /* The run changed its metadata: redraw the card with what it stored. */
@@ -157,7 +162,7 @@
     /* Replace the server-rendered parts that change when a run ends (result, actions, facts). */
     async refreshRendered() {
       const page = new DOMParser().parseFromString(await (await fetch(location.href, { credentials: "same-origin" })).text(), "text/html");
-      for (const selector of ["#result-card", ".page-actions", "#fact-attempts", "#fact-duration"]) {
+      for (const selector of ["#result-card", ".page-actions", "#fact-attempts", "#fact-duration", "#version-wait"]) {
         const fresh = page.querySelector(selector);
         const current = document.querySelector(selector);
         if (fresh && current) current.replaceWith(document.adoptNode(fresh));

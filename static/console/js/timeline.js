@@ -136,6 +136,9 @@ window.Stepwise = window.Stepwise || {};
       } else if (event.type === "log") {
         const open = this.spans.filter(function (s) { return s.kind === "step" && s.end === null; }).pop();
         (open || run || {logs: []}).logs.push({ at: at, level: String(d.level || "info").toLowerCase(), message: d.message });
+      } else if (event.type === "version.waiting") {
+        if (run) run.logs.push({ at: at, level: "warning", message: "waiting for a worker of version " + d.version
+          + ": no running worker holds it (fails after " + d.grace_seconds + "s)" });
       } else if (event.type === "spans.ended") {
         // Spans arrive with the timeline's next reload; nothing to draw live.
       } else if (run) {
