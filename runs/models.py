@@ -323,6 +323,17 @@ class Waitpoint(models.Model):
 
 
 
+class WaitpointChild(models.Model):
+    """A run a CHILDREN waitpoint waits for: one the wait triggered, or an existing run its idempotency key named."""
+
+    waitpoint = models.ForeignKey(Waitpoint, on_delete=models.CASCADE, related_name="child_links", db_index=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="waited_by")
+    position = models.PositiveIntegerField()  # the item's place in the wait's batch: results come in this order
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["waitpoint", "position"], name="uniq_waitpoint_child")]
+
+
 class Span(models.Model):
     """An OpenTelemetry span belonging to a run; its events hold the log lines."""
 

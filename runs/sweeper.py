@@ -31,7 +31,7 @@ from runs.pinning import (
 from runs.states import TransitionRefused, run_transition
 from runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
 from runs.timers import TimerListener
-from runs.waits import waitpoints_fire_due
+from runs.waits import children_waits_settle, waitpoints_fire_due
 from tasks.models import Queue
 from tasks.schedules import schedules_declared_sync, schedules_fire_due
 
@@ -208,7 +208,7 @@ def sweep_once() -> SweepReport:
     now = timezone.now()
     report = SweepReport()
     report.queued = fire_due_timers(now)
-    report.waits_fired = waitpoints_fire_due(now)
+    report.waits_fired = waitpoints_fire_due(now) + children_waits_settle()
     report.expired = expire_ttls(now)
     report.recovered, report.crashed = recover_lost_leases(now)
     report.queued += fire_due_timers(timezone.now())  # crash-recovered runs retry at once

@@ -12,14 +12,14 @@ from django.utils import timezone
 from runs.attempts import attempt_end
 from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
 from runs.engine.checkpoints import checkpoint_encode
-from runs.engine.errors import RunInterrupted, StepwiseError
+from runs.engine.errors import RunInterrupted, StepwiseError, error_summary
 from runs.engine.store import Claim
 from runs.engine.waits import WaitpointState, WaitSpec, event_name_check
 from runs.events import event_append, publish_run_event_on_commit
-from runs.models import AttemptStatus, Event, Run, Step, Waitpoint, WaitpointKind, WaitpointStatus
+from runs.models import AttemptStatus, Event, Run, Step, Waitpoint, WaitpointChild, WaitpointKind, WaitpointStatus
 from runs.statements import is_postgresql, waitpoints_fire
 from runs.states import run_transition
-from runs.statuses import FINAL_STATUSES, RunStatus
+from runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus
 from runs.timers import timer_notify
 from runs.tracing.storage import spans_store
 from runs.triggers import TriggerOptions, run_trigger_in_transaction
@@ -160,13 +160,17 @@ def waitpoint_create(claim: Claim, *, key: str, position: int, spec: WaitSpec) -
                 **({"event": spec.event_name} if spec.event_name else {}),
             },
         )
+        children = []
         for child in spec.children:
             extra = {k: v for k, v in child.options.items() if k != "environment"}
             options = TriggerOptions(**extra, parent_run_id=claim.run_id, parent_attempt=claim.attempt_number,
                                      environment=claim.environment)
-            run_trigger_in_transaction(
+            found, _ = run_trigger_in_transaction(
                 task_id=child.task_id, payload=child.payload, options=options, parent_waitpoint_id=wp.id
             )
+            children.append(found)
+        if children:
+            _children_link(wp, children)
         if spec.kind == WaitpointKind.EVENT:
             event = _match_stored_event(wp)
             if event is not None:
@@ -339,23 +343,69 @@ def waitpoints_fire_due(now) -> int:
     return fired
 
 
-def waitpoints_on_run_finished(run_id: str) -> None:
-    """When a child run ends, resolve its parent's waitpoint once every sibling has ended."""
-    wp_id = Run.objects.filter(id=run_id).values_list("parent_waitpoint_id", flat=True).first()
-    if not wp_id:
-        return
-    wp = Waitpoint.objects.select_for_update(no_key=True).filter(id=wp_id, status=WaitpointStatus.PENDING).first()
-    if wp is None:
-        return
-    children = list(Run.objects.filter(parent_waitpoint_id=wp_id).order_by("id"))
-    if any(child.status not in FINAL_STATUSES for child in children):
-        return
+def _children_link(wp: Waitpoint, children: list[Run]) -> None:
+    """Note the runs a wait waits for, in its items' order, and resolve it now if they all ended.
+
+    A child is usually new; an idempotency key may name a run that exists already (another
+    parent's, or one that has finished): the wait waits for that run, or takes its result. Such
+    a run's end takes the path that resolves waitpoints (its ``parent_waitpoint``), unless it has
+    one already; a run executing meanwhile is caught by the scheduler's ``children_waits_settle``.
+    """
+    WaitpointChild.objects.bulk_create(
+        [WaitpointChild(waitpoint=wp, run=run, position=index) for index, run in enumerate(children)]
+    )
+    adopted = [run.id for run in children if run.parent_waitpoint_id is None]
+    if adopted:
+        Run.objects.filter(id__in=adopted, parent_waitpoint__isnull=True).update(parent_waitpoint=wp)
+    _children_resolve_if_ended(wp)
+
+
+def _children_resolve_if_ended(wp: Waitpoint) -> bool:
+    """Resolve a pending CHILDREN waitpoint whose runs have all ended, with their results in item order."""
+    children = [link.run for link in wp.child_links.select_related("run").order_by("position")]
+    if not children or any(child.status not in FINAL_STATUSES for child in children):
+        return False
     results = [
         {"run_id": c.id, "ok": c.status == RunStatus.COMPLETED, "status": c.status, "output": c.output,
-         "error": {k: c.error[k] for k in ("type", "message")} if c.error else None}
+         "error": error_summary(c.error) if c.error else None}
         for c in children
     ]
     _resolve(wp, status=WaitpointStatus.COMPLETED, output=results)
+    return True
+
+
+def waitpoints_on_run_finished(run_id: str) -> None:
+    """When a run ends, resolve each wait for it whose runs have all ended."""
+    waiting = (
+        Waitpoint.objects.select_for_update(no_key=True)
+        .filter(child_links__run_id=run_id, status=WaitpointStatus.PENDING)
+        .order_by("id")
+    )
+    for wp in waiting:
+        _children_resolve_if_ended(wp)
+
+
+def children_waits_settle(limit: int = 100) -> int:
+    """Resolve pending waits for runs that have all ended but whose end resolved nothing (the scheduler's net).
+
+    A run that a wait adopted while the run was executing ends through the path that does not
+    look for waits; this finds those waits within a pass.
+    """
+    active = WaitpointChild.objects.filter(waitpoint=OuterRef("pk"), run__status__in=ACTIVE_STATUSES)
+    candidates = list(
+        Waitpoint.objects.filter(kind=WaitpointKind.CHILDREN, status=WaitpointStatus.PENDING)
+        .filter(Exists(WaitpointChild.objects.filter(waitpoint=OuterRef("pk"))))
+        .exclude(Exists(active))
+        .values_list("id", flat=True)[:limit]
+    )
+    settled = 0
+    for wp_id in candidates:
+        with transaction.atomic():
+            wp = Waitpoint.objects.select_for_update(no_key=True, skip_locked=True).filter(
+                id=wp_id, status=WaitpointStatus.PENDING).first()
+            if wp is not None and _children_resolve_if_ended(wp):
+                settled += 1
+    return settled
 
 
 def waitpoints_cancel_for_run(run_id: str) -> None:

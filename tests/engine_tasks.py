@@ -617,3 +617,15 @@ def idem_reset_inside(payload, ctx):
     second = idem_echo.trigger({}, idempotency_key="again", idempotency_key_scope="run")
     wait.for_(seconds=payload.get("seconds", 0.5))
     return {"first": first.id, "held_by": held_by, "second": second.id}
+
+
+@task(id="test-keyed-child", retry=FAST_RETRY)
+def keyed_child(payload, ctx):
+    return {"double": payload["n"] * 2}
+
+
+@task(id="test-parent-of-keyed-child", retry=FAST_RETRY)
+def parent_of_keyed_child(payload, ctx):
+    """Wait for a child named by a global idempotency key: another parent may have triggered it already."""
+    result = keyed_child.trigger_and_wait({"n": payload["n"]}, idempotency_key=payload["key"])
+    return {"ok": result.ok, "output": result.output, "child": result.run_id}
