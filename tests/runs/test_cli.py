@@ -59,3 +59,22 @@ def test_trigger_follow_and_runs_show_print_the_cause_chain_with_secrets_masked(
     step = next(line for line in shown if "charge" in line and "FAILED" in line and "attempt 2" in line)
     assert step.endswith(f"<- caused by {chain}")
     assert "canary-" not in "\n".join(shown)
+
+
+def test_trigger_takes_a_retry_override_and_starting_metadata(transactional_db):
+    out = run_command("trigger", "test-always-fails", "{}", "--retry", '{"max_attempts": 1}',
+                      "--metadata", '{"source": "cli"}')
+
+    run = Run.objects.get(id=out.split()[0])
+    assert run.retry["max_attempts"] == 1 and run.metadata == {"source": "cli"}
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--retry", "{max", "--retry is not valid JSON"),
+    ("--retry", '{"max_attempts": 0}', "retry: max_attempts must be at least 1"),
+    ("--metadata", "[1]", "metadata must be a JSON object"),
+])
+def test_trigger_refuses_a_wrong_retry_or_metadata_and_stores_nothing(transactional_db, flag, value, message):
+    with pytest.raises(CommandError, match=message):
+        run_command("trigger", "test-always-fails", "{}", flag, value)
+    assert not Run.objects.exists()

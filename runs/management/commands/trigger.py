@@ -1,6 +1,7 @@
 """manage.py trigger TASK_ID 'JSON' [--follow]: start a run from the command line."""
 from __future__ import annotations
 
+import json
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -9,7 +10,7 @@ from runs.engine.errors import error_text
 from runs.management.base import user_errors
 from runs.selectors import run_events_after, run_get
 from runs.statuses import IdempotencyKeyScope, RunStatus
-from runs.triggers import TriggerOptions, payload_parse, run_trigger
+from runs.triggers import InvalidTrigger, TriggerOptions, payload_parse, run_trigger
 
 
 def event_line(event) -> str:
@@ -56,6 +57,15 @@ def follow(command: BaseCommand, run_id: str, *, timeout: float | None = None, p
         time.sleep(poll)
 
 
+def _json_option(text: str | None, name: str, default):
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidTrigger(f"{name} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+
+
 class Command(BaseCommand):
     help = "Trigger a run of a task with a JSON payload; --follow prints its progress until it ends."
 
@@ -73,13 +83,20 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency-key")
         parser.add_argument("--priority", type=int, default=0)
         parser.add_argument("--environment", default="dev")
+        parser.add_argument("--metadata", help="the run's starting metadata, a JSON object")
+        parser.add_argument("--retry", help='this run\'s retry policy instead of the task\'s, as JSON, e.g. '
+                                            '\'{"max_attempts": 1}\'')
         parser.add_argument("--follow", action="store_true", help="print progress until the run ends")
         parser.add_argument("--timeout", type=float, help="with --follow: give up after this many seconds")
 
     def handle(self, *args, **opts) -> None:
         with user_errors():
             payload = payload_parse(opts["payload"])
+            metadata = _json_option(opts["metadata"], "--metadata", {})
+            retry = _json_option(opts["retry"], "--retry", None)
             options = TriggerOptions(
+                metadata=metadata,
+                retry=retry,
                 idempotency_key=opts["idempotency_key"],
                 idempotency_key_scope=opts["idempotency_key_scope"],
                 tags=opts["tags"],
