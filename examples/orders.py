@@ -26,7 +26,13 @@ def ship(order: dict) -> dict:
     return {"tracking": f"TRK{fingerprint('ship', order['id']).upper()}"}
 
 
-@task(id="process-order", retry=Retry(max_attempts=3, factor=2, min_timeout=1, max_timeout=10))
+def alert_on_failure(payload, error, ctx) -> None:
+    """on_failure: runs once when the order has failed for good (not on each retry)."""
+    ctx.logger.error(f"order {payload.get('orderId')!r} failed for good: {error['message']}", alert="orders")
+
+
+@task(id="process-order", retry=Retry(max_attempts=3, factor=2, min_timeout=1, max_timeout=10),
+      on_failure=alert_on_failure)
 def process_order(payload, ctx):
     order = load_order(payload.get("orderId", ""))
     receipt = charge(order)

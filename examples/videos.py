@@ -34,7 +34,11 @@ async def summarise(transcript: str) -> str:
 
 @task(id="process-video", retry=Retry(max_attempts=4, factor=2, min_timeout=0.5, max_timeout=5), max_duration="10m")
 async def process_video(payload, ctx):
+    ctx.metadata.set("stage", "downloading")       # shown live in the run page's Metadata card
     video = await download(payload["url"])
+    ctx.metadata.set("stage", "transcribing")
     transcript = await transcribe(video)
+    ctx.metadata.set("stage", "summarising")
     summary = await summarise(transcript)
+    ctx.metadata.set("stage", "done")
     return {"url": payload["url"], "duration": video["seconds"], "summary": summary}
