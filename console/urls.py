@@ -16,6 +16,7 @@ console_patterns = [
     path("runs/<str:run_id>/events.json", runs.run_events_json, name="run-events"),
     path("runs/<str:run_id>/steps/<int:position>.json", runs.run_step_json, name="run-step"),
     path("runs/<str:run_id>/checkpoint.json", runs.run_checkpoint_json, name="run-checkpoint"),
+    path("runs/<str:run_id>/export.<str:fmt>", runs.run_export_view, name="run-export"),
     path("runs/<str:run_id>/cancel/", run_actions.run_cancel_view, name="run-cancel"),
     path("runs/<str:run_id>/replay/", run_actions.run_replay_view, name="run-replay"),
     path("runs/<str:run_id>/idempotency-key/reset/", run_actions.run_idempotency_key_reset_view,

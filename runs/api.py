@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema
 
+from runs.exports import run_export_response
 from runs.idempotency import idempotency_key_reset
 from runs.models import Attempt, Run, Step
 from runs.selectors import RunFilters, run_api_page, run_detail_get
@@ -246,6 +247,13 @@ def list_runs(request: HttpRequest, filters: Query[RunListQuery]):
 def get_run(request: HttpRequest, run_id: str):
     """Return a run with its attempts, steps, output and error."""
     return _detail(request.auth.environment, run_id)
+
+
+@router.get("/runs/{run_id}/export")
+def export_run(request: HttpRequest, run_id: str, format: Literal["jsonl", "markdown", "otlp"] = "jsonl"):
+    """Download the run's trace: ``jsonl`` (run, attempts, steps, spans, events; one object a line),
+    ``markdown`` (a readable report) or ``otlp`` (its spans as OTLP-JSON, for any OpenTelemetry backend)."""
+    return run_export_response(_detail(request.auth.environment, run_id), format)
 
 
 @router.post("/runs/{run_id}/cancel", response=RunOut)

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET
 from console.forms import PayloadForm, RunFilterForm
 from console.templatetags.console_format import duration_between
 from console.views.access import login_required
+from runs.exports import FORMATS, run_export_response
 from runs.pinning import version_wait_deadline
 from runs.selectors import (
     run_checkpoint_state,
@@ -148,3 +149,15 @@ def run_checkpoint_json(request: HttpRequest, run_id: str) -> JsonResponse:
     """Return the recorded step results as of a step position."""
     position = _int(request.GET.get("position"))
     return JsonResponse({"position": position, "state": run_checkpoint_state(run_id=run_id, as_of_position=position)})
+
+
+@login_required
+@require_GET
+def run_export_view(request: HttpRequest, run_id: str, fmt: str) -> HttpResponse:
+    """Download a run's trace as JSON lines, a markdown report or OTLP-JSON."""
+    run = run_detail(run_id=run_id)
+    if run is None:
+        raise Http404(f"no run with id '{run_id}'")
+    if fmt not in FORMATS:
+        raise Http404(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
+    return run_export_response(run, fmt)

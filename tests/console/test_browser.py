@@ -262,3 +262,17 @@ def test_a_pinned_run_that_no_running_worker_can_take_says_so_live_on_its_page(p
     page.locator("#cancel-form button").click()
     expect(status_badge(page)).to_have_attribute("data-status", "CANCELED", timeout=10_000)
     expect(notice).to_have_count(0)
+
+
+def test_the_export_menu_downloads_the_runs_report(page):
+    run = run_trigger(task_id="test-third-step-flaky", payload={})[0]
+    wait_finished(run.id)
+    page.goto(f"/runs/{run.id}/")
+
+    page.locator("#export-menu summary").click()
+    expect(page.locator("#export-menu .export-panel a")).to_have_count(3)
+    screenshot(page, "run-detail-export-menu")
+    with page.expect_download() as download:
+        page.locator("#export-menu a", has_text="Report").click()
+    assert download.value.suggested_filename == f"{run.id}.md"
+    assert f"# test-third-step-flaky · {run.id}" in open(download.value.path(), encoding="utf-8").read()

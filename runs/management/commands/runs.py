@@ -1,4 +1,4 @@
-"""manage.py runs list|show: inspect runs from the command line."""
+"""manage.py runs list|show|export: inspect runs from the command line."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.engine.errors import error_text
+from runs.exports import FORMATS, run_export
 from runs.management.commands.trigger import event_line
 from runs.selectors import run_events_after, run_get, run_list
 from runs.statuses import RunStatus
@@ -23,12 +24,29 @@ class Command(BaseCommand):
         show = sub.add_parser("show", help="one run in full")
         show.add_argument("run_id")
         show.add_argument("--events", action="store_true", help="print the event log too")
+        export = sub.add_parser("export", help="the run's trace as JSON lines, a markdown report or OTLP-JSON")
+        export.add_argument("run_id")
+        export.add_argument("--format", choices=list(FORMATS), default="markdown")
+        export.add_argument("--output", "-o", help="write to this file instead of the standard output")
 
     def handle(self, *args, **opts) -> None:
-        if opts["action"] == "list":
-            self._list(opts)
+        {"list": self._list, "show": self._show, "export": self._export}[opts["action"]](opts)
+
+    def _export(self, opts) -> None:
+        run = run_get(run_id=opts["run_id"])
+        if run is None:
+            raise CommandError(f"no run with id '{opts['run_id']}'")
+        content, _, _ = run_export(run, opts["format"])
+        text = content if isinstance(content, str) else "".join(content)
+        if opts["output"]:
+            try:
+                with open(opts["output"], "w", encoding="utf-8") as out:
+                    out.write(text)
+            except OSError as exc:
+                raise CommandError(f"cannot write {opts['output']}: {exc.strerror}") from None
+            self.stdout.write(f"wrote {opts['output']} ({len(text.encode())} bytes, {opts['format']})")
         else:
-            self._show(opts)
+            self.stdout.write(text, ending="" if text.endswith("\n") else "\n")
 
     def _list(self, opts) -> None:
         runs = run_list(task_id=opts["task"], status=opts["status"], limit=opts["limit"])
