@@ -1,6 +1,7 @@
 """Settings for Stepwise, read from the environment with an embedded SQLite default."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -195,6 +196,11 @@ STEPWISE_MAX_PAYLOAD_BYTES = int(os.environ.get("STEPWISE_MAX_PAYLOAD_BYTES", st
 # step is stored and streamed (changes also ride with the attempt's next write).
 STEPWISE_MAX_METADATA_BYTES = int(os.environ.get("STEPWISE_MAX_METADATA_BYTES", str(64 * 1024)))
 STEPWISE_METADATA_FLUSH_SECONDS = float(os.environ.get("STEPWISE_METADATA_FLUSH_SECONDS", "1"))
+# How long finished runs and their details (spans, log events) are kept, per environment ("*": the
+# others); unset keeps everything. The scheduler prunes every STEPWISE_PRUNE_INTERVAL_SECONDS.
+# Example: {"*": {"runs_days": 30, "details_days": 7}, "prod": {"runs_days": 90, "details_days": 14}}
+STEPWISE_RETENTION = json.loads(os.environ["STEPWISE_RETENTION"]) if os.environ.get("STEPWISE_RETENTION") else {}
+STEPWISE_PRUNE_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_PRUNE_INTERVAL_SECONDS", "600"))
 STEPWISE_IDEMPOTENCY_TTL_SECONDS = int(
     os.environ.get("STEPWISE_IDEMPOTENCY_TTL_SECONDS", str(24 * 3600))
 )

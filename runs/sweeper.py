@@ -28,6 +28,7 @@ from runs.pinning import (
     version_wait_start,
     versions_running_now,
 )
+from runs.retention import retention_pass
 from runs.states import TransitionRefused, run_transition
 from runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
 from runs.timers import TimerListener
@@ -53,12 +54,13 @@ class SweepReport:
     version_waits: int = 0
     version_found: int = 0
     version_failed: int = 0
+    pruned: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return (self.queued + self.waits_fired + self.expired + self.recovered + self.crashed + self.redispatched
-                + self.scheduled + self.version_waits + self.version_found + self.version_failed)
+                + self.scheduled + self.version_waits + self.version_found + self.version_failed + self.pruned)
 
 
 def _pick(qs) -> list[Run]:
@@ -215,6 +217,7 @@ def sweep_once() -> SweepReport:
     report.version_waits, report.version_found, report.version_failed = pinned_runs_sweep(now)
     report.redispatched = redispatch_stale(now)
     report.scheduled = schedules_fire_due(now)
+    report.pruned = retention_pass(now)
     return report
 
 
