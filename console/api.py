@@ -1,6 +1,8 @@
 """The REST API: one NinjaAPI collecting the routers of runs and tasks, mounted at /api/."""
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
@@ -13,6 +15,7 @@ from runs.api import router as runs_router
 from runs.engine.errors import PayloadTooLarge, StepwiseError
 from runs.idempotency import IdempotencyKeyNotFound
 from runs.services import RunAlreadyFinished, RunNotFound
+from runs.triggers import Throttled
 from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
 from runs.waits_api import router as waits_router
 from tasks.api import router as tasks_router
@@ -54,6 +57,8 @@ def error_status(exc: Exception) -> int:
         return 413
     if isinstance(exc, WebhookRefused):
         return 401
+    if isinstance(exc, Throttled):
+        return 429
     return 400
 
 
@@ -61,7 +66,11 @@ def error_status(exc: Exception) -> int:
 @api.exception_handler(UnknownTask)
 def domain_error(request: HttpRequest, exc: Exception) -> HttpResponse:
     """Turn a domain error into a 4xx with the error's own message."""
-    return api.create_response(request, {"detail": str(exc), "error": type(exc).__name__}, status=error_status(exc))
+    response = api.create_response(request, {"detail": str(exc), "error": type(exc).__name__},
+                                   status=error_status(exc))
+    if isinstance(exc, Throttled):
+        response["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
 
 
 @api.exception_handler(DataError)

@@ -39,6 +39,14 @@ class TriggerIn(Schema):
         None, description="This run's retry policy instead of the task's: max_attempts, factor, min_timeout, "
         "max_timeout, jitter",
     )
+    debounce: dict[str, Any] | None = Field(
+        None, description='{"key", "delay", "max_delay", "mode": "leading"|"trailing"}: triggers with the key '
+        "within the delay collapse into one run, started after the last (at the latest max_delay after the first)",
+    )
+    throttle: dict[str, Any] | None = Field(
+        None, description='{"key", "period"}: at most one run per key per period; a trigger in between is '
+        "refused with 429 and Retry-After",
+    )
 
     def options(self, environment: str) -> TriggerOptions:
         return TriggerOptions(**self.model_dump(exclude={"payload"}), environment=environment)

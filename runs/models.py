@@ -334,6 +334,27 @@ class WaitpointChild(models.Model):
         constraints = [models.UniqueConstraint(fields=["waitpoint", "position"], name="uniq_waitpoint_child")]
 
 
+class TriggerGate(models.Model):
+    """The state of one debounce or throttle key of a task in an environment.
+
+    Debounce: ``run`` is the DELAYED run that triggers with the key collapse into, ``first_at``
+    when the first of them came (``max_delay`` counts from there). Throttle: ``open_at`` is when
+    the key lets the next trigger through.
+    """
+
+    kind = models.CharField(max_length=8)  # debounce | throttle
+    task = models.ForeignKey("tasks.Task", on_delete=models.CASCADE, related_name="+", db_index=False)
+    environment = models.ForeignKey("tasks.Environment", on_delete=models.CASCADE, related_name="+",
+                                    db_index=False)
+    key = models.CharField(max_length=255)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    first_at = models.DateTimeField(null=True, blank=True)
+    open_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "task", "environment", "key"], name="uniq_trigger_gate")]
+
+
 class Span(models.Model):
     """An OpenTelemetry span belonging to a run; its events hold the log lines."""
 

@@ -15,7 +15,7 @@ from runs.engine.checkpoints import checkpoint_encode
 from runs.engine.durations import InvalidDuration, duration_seconds
 from runs.engine.errors import StepwiseError
 from runs.engine.retry import RetryPolicy
-from runs.events import publish_run_event_on_commit
+from runs.events import event_append, publish_run_event_on_commit
 from runs.idempotency import (
     InvalidIdempotencyKey,
     call_key_effective,
@@ -23,7 +23,7 @@ from runs.idempotency import (
     parent_attempt_get,
     scope_check,
 )
-from runs.models import Run, RunEvent, Span
+from runs.models import Run, RunEvent, Span, TriggerGate
 from runs.statements import is_postgresql, run_insert
 from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.timers import timer_notify
@@ -65,6 +65,87 @@ class TriggerOptions:
     traceparent: str | None = None
     # This run's retry policy instead of the task's: {"max_attempts": 5, "min_timeout": 2, ...}.
     retry: dict[str, Any] | None = None
+    # {"key": "user-42", "delay": "5s", "max_delay": "30m", "mode": "leading"|"trailing"}: triggers
+    # with the key within the delay collapse into one run (see runs.triggers.Debounce).
+    debounce: dict[str, Any] | None = None
+    # {"key": "user-42", "period": "1m"}: at most one run per key per period; the rest are refused.
+    throttle: dict[str, Any] | None = None
+
+
+class Throttled(InvalidTrigger):
+    """A throttle key let a run through less than its period ago: this trigger is refused."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Debounce:
+    """Triggers with ``key`` within ``delay`` of each other collapse into one run, started ``delay`` after the last.
+
+    ``max_delay`` bounds the wait from the first trigger, however often triggers keep coming.
+    ``mode`` "leading" (the default) keeps the first trigger's payload, tags and metadata;
+    "trailing" takes the latest one's.
+    """
+
+    key: str
+    delay: float
+    max_delay: float | None = None
+    mode: str = "leading"
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """At most one run per ``key`` every ``period`` seconds; a trigger in between is refused (Throttled)."""
+
+    key: str
+    period: float
+
+
+def _gate_key(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 255:
+        raise InvalidTrigger(f"{what}: key must be a non-empty string of at most 255 characters")
+    return value
+
+
+def _gate_options(value: Any, what: str, known: set[str]) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidTrigger(f"{what} must be an object with a key, not {type(value).__name__}")
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise InvalidTrigger(f"{what}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return value
+
+
+def _debounce_parse(value: Any) -> Debounce | None:
+    options = _gate_options(value, "debounce", {"key", "delay", "max_delay", "mode"})
+    if options is None:
+        return None
+    key = _gate_key(options.get("key"), "debounce")
+    delay = _seconds(options.get("delay"), "debounce.delay")
+    if delay is None or delay <= 0:
+        raise InvalidTrigger("debounce: delay must be a positive duration, e.g. \"5s\"")
+    max_delay = _seconds(options.get("max_delay"), "debounce.max_delay")
+    if max_delay is not None and max_delay < delay:
+        raise InvalidTrigger("debounce: max_delay must be at least the delay")
+    mode = options.get("mode", "leading")
+    if mode not in ("leading", "trailing"):
+        raise InvalidTrigger(f"debounce: mode must be 'leading' or 'trailing', not {mode!r}")
+    return Debounce(key=key, delay=delay, max_delay=max_delay, mode=mode)
+
+
+def _throttle_parse(value: Any) -> Throttle | None:
+    options = _gate_options(value, "throttle", {"key", "period"})
+    if options is None:
+        return None
+    key = _gate_key(options.get("key"), "throttle")
+    period = _seconds(options.get("period"), "throttle.period")
+    if period is None or period <= 0:
+        raise InvalidTrigger("throttle: period must be a positive duration, e.g. \"1m\"")
+    return Throttle(key=key, period=period)
 
 
 def _seconds(value, name: str) -> float | None:
@@ -272,9 +353,64 @@ def run_trigger_in_transaction(
     *, task_id: str, payload: Any, options: TriggerOptions | None = None, parent_waitpoint_id: str | None = None
 ) -> tuple[Run, bool]:
     """Create a run inside the caller's transaction (a parent's waitpoint and its children commit together)."""
-    fields = _validated_fields(task_id, payload, options or TriggerOptions())
+    options = options or TriggerOptions()
+    debounce, throttle = _debounce_parse(options.debounce), _throttle_parse(options.throttle)
+    if debounce is not None:
+        if options.idempotency_key or options.delay is not None or options.delay_until is not None:
+            raise InvalidTrigger("debounce decides when the run starts and which run a trigger joins: "
+                                 "give it without idempotency_key, delay or delay_until")
+        options = replace(options, delay=debounce.delay)
+    fields = _validated_fields(task_id, payload, options)
     fields["parent_waitpoint_id"] = parent_waitpoint_id
-    return _create(fields)
+    if debounce is None and throttle is None:
+        return _create(fields)
+    with transaction.atomic():  # the gate's row stays locked until the run it lets through is stored
+        if throttle is not None:
+            _throttle_pass(fields, throttle)
+        if debounce is not None:
+            return _debounced(fields, debounce)
+        return _create(fields)
+
+
+def _gate(kind: str, fields: dict[str, Any], key: str) -> TriggerGate:
+    lookup = {"kind": kind, "task_id": fields["task_id"], "environment_id": fields["environment_id"], "key": key}
+    TriggerGate.objects.get_or_create(**lookup)
+    return TriggerGate.objects.select_for_update().get(**lookup)
+
+
+def _throttle_pass(fields: dict[str, Any], throttle: Throttle) -> None:
+    gate = _gate("throttle", fields, throttle.key)
+    now = timezone.now()
+    if gate.open_at is not None and gate.open_at > now:
+        wait = (gate.open_at - now).total_seconds()
+        raise Throttled(
+            f"throttled: task '{fields['task_id']}' lets one run with throttle key '{throttle.key}' through every "
+            f"{throttle.period:g}s; the next may start in {wait:.1f}s", retry_after=wait,
+        )
+    gate.open_at = now + timedelta(seconds=throttle.period)
+    gate.save(update_fields=["open_at"])
+
+
+def _debounced(fields: dict[str, Any], debounce: Debounce) -> tuple[Run, bool]:
+    """Join the key's waiting run (pushing its start back), or start a new one the next triggers join."""
+    gate = _gate("debounce", fields, debounce.key)
+    now = timezone.now()
+    if gate.run_id is not None:
+        start = now + timedelta(seconds=debounce.delay)
+        if debounce.max_delay is not None and gate.first_at is not None:
+            start = min(start, gate.first_at + timedelta(seconds=debounce.max_delay))
+        changes: dict[str, Any] = {"delay_until": start, "updated_at": now}
+        if debounce.mode == "trailing":
+            changes.update(payload=fields["payload"], tags=fields["tags"], metadata=fields["metadata"])
+        # Only while it waits: once the scheduler queued it, the next trigger starts a new run.
+        if Run.objects.filter(id=gate.run_id, status=RunStatus.DELAYED).update(**changes):
+            event_append(run_id=gate.run_id, type="run.debounced",
+                         data={"key": debounce.key, "delay_until": start.isoformat(), "mode": debounce.mode})
+            return Run.objects.get(id=gate.run_id), False
+    run, created = _create(fields)
+    gate.run, gate.first_at = run, now
+    gate.save(update_fields=["run", "first_at"])
+    return run, created
 
 
 def trigger_options_from(item: dict[str, Any]) -> TriggerOptions:

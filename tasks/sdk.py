@@ -131,6 +131,8 @@ class TaskDefinition:
         environment: str | None = None,
         traceparent: str | None = None,
         retry: RetryPolicy | dict[str, Any] | None = None,
+        debounce: dict[str, Any] | None = None,
+        throttle: dict[str, Any] | None = None,
     ) -> RunHandle:
         """Start a run of this task; with an idempotency key, return the existing run if there is one.
 
@@ -161,6 +163,8 @@ class TaskDefinition:
             max_duration=max_duration,
             traceparent=traceparent,
             retry=retry.as_dict() if isinstance(retry, RetryPolicy) else retry,
+            debounce=debounce,
+            throttle=throttle,
         )
         ctx = current_context.get()
         if ctx is None:
