@@ -16,6 +16,7 @@ from django.utils import timezone
 from runs.dispatch import EXECUTE_RUN, version_queue
 from runs.engine.errors import StoreUnavailable
 from runs.engine.executor import AttemptOutcome, attempt_execute
+from runs.engine.logs import run_logging_install
 from runs.models import Run
 from runs.store import OrmRunStore
 from runs.tracing.setup import database_processor
@@ -62,6 +63,10 @@ def _hard_stop() -> None:
 def run_attempt(run_id: str) -> AttemptOutcome | None:
     """Claim and execute one attempt of a run in this process."""
     close_old_connections()
+    # Whatever reconfigured logging since the process started (Celery's worker taking over the
+    # root logger under manage.py up, a second django.setup()), the run's log lines are captured.
+    if settings.STEPWISE_TRACING:
+        run_logging_install()
     try:
         return attempt_execute(
             store=OrmRunStore(span_source=database_processor.take, versions=versions_held()),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
-from runs.engine.logs import _off_loop, run_logging_install
+from runs.engine.logs import _off_loop
 from runs.models import Run, RunEvent, Step
 from runs.statuses import RunStatus
 from runs.triggers import run_trigger
@@ -17,7 +17,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _attempts_run_here_only(processes):
     """Stop the session's workers and scheduler: this process alone claims the run, and records its log lines."""
-    run_logging_install()  # workers install it at start; make sure this test process has it too
     yield
     # An async task's log lines are stored from the engine's log thread: close its connection too.
     _off_loop.submit(connections.close_all).result()
