@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.db import connection
@@ -153,3 +155,26 @@ class Processes:
             except subprocess.TimeoutExpired:
                 self.kill(proc)
         self.procs.clear()
+
+
+@contextmanager
+def embedded_up(workdir: Path, *, label: str, **env: str) -> Iterator[dict[str, str]]:
+    """Serve ``manage.py up`` as a user without DATABASE_URL and REDIS_URL would, on SQLite in ``workdir``.
+
+    Yields the environment a command (``manage.py trigger``) needs to reach it; stops it afterwards.
+    """
+    from runs.benchmarks.embedded import _embedded_env, _free_port, _until_serving
+    from runs.benchmarks.processes import process_group_stop
+
+    env = {**_embedded_env(workdir), **env}
+    port = _free_port()
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_DIR / f"{label}.log"
+    with open(log, "wb") as out:
+        up = subprocess.Popen([sys.executable, "manage.py", "up", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _until_serving(up, port, timeout=60, log=log)
+        yield env
+    finally:
+        process_group_stop(up)
