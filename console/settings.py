@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "console.views.health.HealthProbeMiddleware",  # first: probes come by address, over plain HTTP
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -221,6 +222,8 @@ if STEPWISE_VERSION_POLICY not in ("pin", "latest"):
 # A pinned run that no running worker can take fails after waiting this long for one.
 STEPWISE_VERSION_GRACE_SECONDS = float(os.environ.get("STEPWISE_VERSION_GRACE_SECONDS", "600"))
 STEPWISE_SWEEP_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_SWEEP_INTERVAL_SECONDS", "1"))
+# Health: a scheduler whose last pass is older than this is reported down (/health/ready, manage.py health).
+STEPWISE_SCHEDULER_STALE_SECONDS = float(os.environ.get("STEPWISE_SCHEDULER_STALE_SECONDS", "60"))
 
 LOGGING = {
     "version": 1,
