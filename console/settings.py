@@ -139,6 +139,7 @@ LOGIN_REDIRECT_URL = "/"
 # Production hardening; `manage.py check --deploy` is clean with DEBUG=0.
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^metrics$"]  # Prometheus scrapes inside the network, over HTTP
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -224,6 +225,8 @@ STEPWISE_VERSION_GRACE_SECONDS = float(os.environ.get("STEPWISE_VERSION_GRACE_SE
 STEPWISE_SWEEP_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_SWEEP_INTERVAL_SECONDS", "1"))
 # Health: a scheduler whose last pass is older than this is reported down (/health/ready, manage.py health).
 STEPWISE_SCHEDULER_STALE_SECONDS = float(os.environ.get("STEPWISE_SCHEDULER_STALE_SECONDS", "60"))
+# /metrics answers a request carrying "Authorization: Bearer <this token>", or a signed-in staff user.
+STEPWISE_METRICS_TOKEN = os.environ.get("STEPWISE_METRICS_TOKEN", "")
 
 LOGGING = {
     "version": 1,

@@ -137,6 +137,7 @@ def recover_lost_leases(now) -> tuple[int, int]:
                 attempt=lost,
                 crash_count=crashes,
                 error={"type": "Crashed", "message": f"{reason}; gave up after {crashes} crashes", "traceback": ""},
+                event_data={"reason": reason, "lease_lost": True},
             )
             crashed += 1
         else:
@@ -147,7 +148,7 @@ def recover_lost_leases(now) -> tuple[int, int]:
                 expected_token=run.lease_token,
                 queue=run.queue,
                 attempt=lost,
-                event_data={"reason": reason, "retry_delay": 0},
+                event_data={"reason": reason, "retry_delay": 0, "lease_lost": True},
                 crash_count=crashes,
                 lease_token=None,
                 lease_expires_at=None,
