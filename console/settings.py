@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    # The API docs page: django-ninja serves Swagger UI from its own static files when listed here.
+    "ninja",
     "tasks",
     "runs",
     "console",
