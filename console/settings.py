@@ -236,7 +236,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's own console handler would print each request warning a second time beside root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 # Fernet keys for secrets at rest, comma-separated; the first encrypts, all decrypt (rotation).
 # Unset, one key is derived from SECRET_KEY (fine for development, set it in production).

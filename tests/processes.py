@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from django.db import connection
 
@@ -157,11 +158,19 @@ class Processes:
         self.procs.clear()
 
 
+class EmbeddedServer(NamedTuple):
+    """A running ``manage.py up``: the environment that reaches it, its address, and what it printed."""
+
+    env: dict[str, str]
+    url: str
+    log: Path
+
+
 @contextmanager
-def embedded_up(workdir: Path, *, label: str, **env: str) -> Iterator[dict[str, str]]:
+def embedded_up(workdir: Path, *, label: str, **env: str) -> Iterator[EmbeddedServer]:
     """Serve ``manage.py up`` as a user without DATABASE_URL and REDIS_URL would, on SQLite in ``workdir``.
 
-    Yields the environment a command (``manage.py trigger``) needs to reach it; stops it afterwards.
+    Yields what a command (``manage.py trigger``) or a request needs to reach it; stops it afterwards.
     """
     from runs.benchmarks.embedded import _embedded_env, _free_port, _until_serving
     from runs.benchmarks.processes import process_group_stop
@@ -175,6 +184,6 @@ def embedded_up(workdir: Path, *, label: str, **env: str) -> Iterator[dict[str, 
                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _until_serving(up, port, timeout=60, log=log)
-        yield env
+        yield EmbeddedServer(env, f"http://127.0.0.1:{port}", log)
     finally:
         process_group_stop(up)

@@ -31,10 +31,10 @@ def test_log_lines_of_a_task_become_log_events_on_a_celery_worker(transactional_
 def test_log_lines_of_a_task_reach_trigger_follow_under_manage_py_up():
     workdir = Path(tempfile.mkdtemp(prefix="stepwise-test-up-logs-"))
     try:
-        with embedded_up(workdir, label="up-logs", STEPWISE_TASK_MODULES=TASK_MODULES, LOG_LEVEL="INFO") as env:
+        with embedded_up(workdir, label="up-logs", STEPWISE_TASK_MODULES=TASK_MODULES, LOG_LEVEL="INFO") as server:
             done = subprocess.run([sys.executable, "manage.py", "trigger", "test-traced", "{}", "--follow",
-                                   "--timeout", "90"], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True,
-                                  timeout=120)
+                                   "--timeout", "90"], cwd=settings.BASE_DIR, env=server.env, capture_output=True,
+                                  text=True, timeout=120)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
