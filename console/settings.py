@@ -47,12 +47,15 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    # The API docs page: django-ninja serves Swagger UI from its own static files when listed here.
+    "ninja",
     "tasks",
     "runs",
     "console",
 ]
 
 MIDDLEWARE = [
+    "console.views.health.HealthProbeMiddleware",  # first: probes come by address, over plain HTTP
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -139,6 +142,7 @@ LOGIN_REDIRECT_URL = "/"
 # Production hardening; `manage.py check --deploy` is clean with DEBUG=0.
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^metrics$"]  # Prometheus scrapes inside the network, over HTTP
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -227,6 +231,10 @@ if STEPWISE_VERSION_POLICY not in ("pin", "latest"):
 # A pinned run that no running worker can take fails after waiting this long for one.
 STEPWISE_VERSION_GRACE_SECONDS = float(os.environ.get("STEPWISE_VERSION_GRACE_SECONDS", "600"))
 STEPWISE_SWEEP_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_SWEEP_INTERVAL_SECONDS", "1"))
+# Health: a scheduler whose last pass is older than this is reported down (/health/ready, manage.py health).
+STEPWISE_SCHEDULER_STALE_SECONDS = float(os.environ.get("STEPWISE_SCHEDULER_STALE_SECONDS", "60"))
+# /metrics answers a request carrying "Authorization: Bearer <this token>", or a signed-in staff user.
+STEPWISE_METRICS_TOKEN = os.environ.get("STEPWISE_METRICS_TOKEN", "")
 
 LOGGING = {
     "version": 1,
@@ -234,7 +242,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Django's own console handler would print each request warning a second time beside root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 # Fernet keys for secrets at rest, comma-separated; the first encrypts, all decrypt (rotation).
 # Unset, one key is derived from SECRET_KEY (fine for development, set it in production).

@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from console.api import api
 from console.views import apikeys, pages, queues, run_actions, runs, schedules, secrets, tasks
+from console.views.metrics import metrics_view
 
 console_patterns = [
     path("", runs.run_list, name="runs"),
@@ -45,6 +46,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("", include((console_patterns, "console"))),
     path("api/", api.urls),
 ]

@@ -384,3 +384,14 @@ class Span(models.Model):
         if self.ended_at is None:
             return None
         return (self.ended_at - self.started_at).total_seconds() * 1000
+
+
+class SchedulerBeat(models.Model):
+    """When a running scheduler last finished a pass: its health, read by probes and metrics."""
+
+    scheduler = models.CharField(primary_key=True, max_length=128)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.scheduler} at {self.beat_at:%H:%M:%S}"

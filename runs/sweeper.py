@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from runs.broker import broker_backlog
 from runs.dispatch import dispatch_run, dispatch_run_on_commit, queue_dispatch
+from runs.health import SchedulerHeartbeat
 from runs.lifecycle import run_settle
 from runs.models import Run, Waitpoint
 from runs.pinning import (
@@ -138,6 +139,7 @@ def recover_lost_leases(now) -> tuple[int, int]:
                 attempt=lost,
                 crash_count=crashes,
                 error={"type": "Crashed", "message": f"{reason}; gave up after {crashes} crashes", "traceback": ""},
+                event_data={"reason": reason, "lease_lost": True},
             )
             crashed += 1
         else:
@@ -148,7 +150,7 @@ def recover_lost_leases(now) -> tuple[int, int]:
                 expected_token=run.lease_token,
                 queue=run.queue,
                 attempt=lost,
-                event_data={"reason": reason, "retry_delay": 0},
+                event_data={"reason": reason, "retry_delay": 0, "lease_lost": True},
                 crash_count=crashes,
                 lease_token=None,
                 lease_expires_at=None,
@@ -243,29 +245,33 @@ def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_pa
     backoff = interval
     declared_synced = False
     listener = TimerListener()
-    while not stop.is_set():
-        try:
-            close_old_connections()
-            if not declared_synced:
-                schedules_declared_sync()
-                declared_synced = True
-            report = sweep_once()
-            if report.total:
-                logger.debug("sweeper: %s", report)
-            backoff = interval
-            due_in = next_timer_in(timezone.now())
-            pause = interval if due_in is None else min(interval, max(0.01, due_in))
-        except DatabaseError as exc:
-            logger.warning("sweeper: database unavailable (%s); retrying in %.1fs", exc, backoff)
-            connection.close()
-            backoff = min(backoff * 2, 2.0)  # a database back from an outage is used within two seconds
-            pause = backoff
-        passes += 1
-        if max_passes is not None and passes >= max_passes:
-            listener.close()
-            return
-        _sleep(pause, stop, listener)
-    listener.close()
+    heartbeat = SchedulerHeartbeat()
+    try:
+        while not stop.is_set():
+            try:
+                close_old_connections()
+                if not declared_synced:
+                    schedules_declared_sync()
+                    declared_synced = True
+                report = sweep_once()
+                if report.total:
+                    logger.debug("sweeper: %s", report)
+                backoff = interval
+                heartbeat.beat(timezone.now(), time.monotonic())
+                due_in = next_timer_in(timezone.now())
+                pause = interval if due_in is None else min(interval, max(0.01, due_in))
+            except DatabaseError as exc:
+                logger.warning("sweeper: database unavailable (%s); retrying in %.1fs", exc, backoff)
+                connection.close()
+                backoff = min(backoff * 2, 2.0)  # a database back from an outage is used within two seconds
+                pause = backoff
+            passes += 1
+            if max_passes is not None and passes >= max_passes:
+                break
+            _sleep(pause, stop, listener)
+    finally:
+        listener.close()
+        heartbeat.leave()  # a stopped scheduler is gone at once, not after its beats age out
 
 
 def _sleep(pause: float, stop: threading.Event, listener: TimerListener) -> None:

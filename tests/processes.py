@@ -8,7 +8,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from django.db import connection
 
@@ -153,3 +156,34 @@ class Processes:
             except subprocess.TimeoutExpired:
                 self.kill(proc)
         self.procs.clear()
+
+
+class EmbeddedServer(NamedTuple):
+    """A running ``manage.py up``: the environment that reaches it, its address, and what it printed."""
+
+    env: dict[str, str]
+    url: str
+    log: Path
+
+
+@contextmanager
+def embedded_up(workdir: Path, *, label: str, **env: str) -> Iterator[EmbeddedServer]:
+    """Serve ``manage.py up`` as a user without DATABASE_URL and REDIS_URL would, on SQLite in ``workdir``.
+
+    Yields what a command (``manage.py trigger``) or a request needs to reach it; stops it afterwards.
+    """
+    from runs.benchmarks.embedded import _embedded_env, _free_port, _until_serving
+    from runs.benchmarks.processes import process_group_stop
+
+    env = {**_embedded_env(workdir), **env}
+    port = _free_port()
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_DIR / f"{label}.log"
+    with open(log, "wb") as out:
+        up = subprocess.Popen([sys.executable, "manage.py", "up", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _until_serving(up, port, timeout=60, log=log)
+        yield EmbeddedServer(env, f"http://127.0.0.1:{port}", log)
+    finally:
+        process_group_stop(up)

@@ -250,3 +250,33 @@ class RedactingSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         self._inner.shutdown()
+
+
+class SampledSpanProcessor(SpanProcessor):
+    """Hands on the spans of the traces ``sampler`` keeps, deciding by trace id alone.
+
+    Every span is recorded (the console shows them all); the sampler only thins out what is
+    exported. Deciding by trace id keeps or drops a run's trace whole, across every process
+    that adds a span to it.
+    """
+
+    def __init__(self, inner: SpanProcessor, sampler) -> None:
+        self._inner = inner
+        self._sampler = sampler
+
+    def _kept(self, span: ReadableSpan) -> bool:
+        trace_id = span.get_span_context().trace_id
+        return self._sampler.should_sample(None, trace_id, span.name).decision.is_sampled()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._inner.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self._kept(span):
+            self._inner.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()

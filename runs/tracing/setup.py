@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 import threading
 
+from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
 
-from runs.tracing.processor import DatabaseSpanProcessor, RedactingSpanProcessor
+from runs.tracing.processor import DatabaseSpanProcessor, RedactingSpanProcessor, SampledSpanProcessor
 from runs.tracing.storage import spans_store
 
 database_processor = DatabaseSpanProcessor(write=spans_store)
-# Set when OTEL_EXPORTER_OTLP_ENDPOINT is: spans are exported there too.
+# Set when an exporter is configured (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER): spans go there too.
 export_processor: RedactingSpanProcessor | None = None
 _setup_lock = threading.Lock()
 _done = False
@@ -19,8 +20,8 @@ _done = False
 def tracing_setup() -> None:
     """Install the tracer provider with the span processors, and capture log lines of runs."""
     global _done, export_processor
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
     from runs.engine.logs import run_logging_install
 
@@ -29,18 +30,91 @@ def tracing_setup() -> None:
             return
         provider = trace.get_tracer_provider()
         if not isinstance(provider, TracerProvider):
-            # Resource.create reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
-            provider = TracerProvider(resource=Resource.create({"service.name": "stepwise"}))
+            # Every span is recorded: the console shows them all. OTEL_TRACES_SAMPLER decides what is exported.
+            provider = TracerProvider(resource=tracing_resource(), sampler=ALWAYS_ON)
             trace.set_tracer_provider(provider)
         provider.add_span_processor(database_processor)
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        exporter = span_exporter()
+        if exporter is not None:
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-            export_processor = RedactingSpanProcessor(BatchSpanProcessor(OTLPSpanExporter()))
+            export_processor = RedactingSpanProcessor(
+                SampledSpanProcessor(BatchSpanProcessor(exporter), export_sampler())
+            )
             provider.add_span_processor(export_processor)
         run_logging_install()
         _done = True
+
+
+def tracing_resource():
+    """Return the resource of our spans: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES; service "stepwise" by default."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
+
+    # Attributes given to Resource.create win over the environment's: add the default only when it names none.
+    resource = Resource.create()
+    if SERVICE_NAME not in OTELResourceDetector().detect().attributes:
+        resource = resource.merge(Resource({SERVICE_NAME: "stepwise"}))
+    return resource
+
+
+def _env(name: str) -> str:
+    """Return OTEL_EXPORTER_OTLP_TRACES_<name>, else OTEL_EXPORTER_OTLP_<name> (the standard's precedence)."""
+    return os.environ.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}") or os.environ.get(f"OTEL_EXPORTER_OTLP_{name}", "")
+
+
+def span_exporter():
+    """Return the exporter OTEL_TRACES_EXPORTER names (otlp once an OTLP endpoint is set), or None.
+
+    OTLPSpanExporter reads the rest of the standard variables itself: endpoint, headers,
+    timeout, compression and certificate.
+    """
+    names = [n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
+    if not names:
+        names = ["otlp"] if _env("ENDPOINT") else []
+    unknown = set(names) - {"otlp", "console", "none"}
+    if unknown:
+        raise ImproperlyConfigured(f"OTEL_TRACES_EXPORTER: unsupported {sorted(unknown)}; use otlp, console or none")
+    if "none" in names or not names:
+        return None
+    if "console" in names and "otlp" not in names:
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    protocol = _env("PROTOCOL") or "http/protobuf"
+    if protocol != "http/protobuf":
+        raise ImproperlyConfigured(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: Stepwise exports OTLP over HTTP "
+            "(http/protobuf, usually port 4318)"
+        )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+            "parentbased_traceidratio")
+
+
+def export_sampler():
+    """Return the sampler OTEL_TRACES_SAMPLER (and _ARG) name, deciding per trace id which traces are exported."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, TraceIdRatioBased
+
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    if name not in SAMPLERS:
+        raise ImproperlyConfigured(f"OTEL_TRACES_SAMPLER={name!r} is not one of {', '.join(SAMPLERS)}")
+    root = name.removeprefix("parentbased_")
+    if root == "always_on":
+        return ALWAYS_ON
+    if root == "always_off":
+        return ALWAYS_OFF
+    argument = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0")
+    try:
+        rate = float(argument)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise ImproperlyConfigured(f"OTEL_TRACES_SAMPLER_ARG={argument!r} must be a ratio between 0 and 1")
+    return TraceIdRatioBased(rate)
 
 
 def run_span_export(run_id: str) -> None:

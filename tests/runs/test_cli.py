@@ -1,6 +1,8 @@
 """The CLI as a user runs it: trigger --follow, runs list and show."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.management import CommandError
 
@@ -13,7 +15,11 @@ def test_trigger_follow_prints_progress_and_succeeds(live):
     run = Run.objects.get()
     assert out.splitlines()[0] == f"{run.id} QUEUED"
     assert "completed third" in out and "EXECUTING -> RETRYING  tests.engine_tasks.Flaky" in out
-    assert f"{run.id} COMPLETED output=" in out
+    last = out.splitlines()[-1]
+    assert last.startswith(f"{run.id} COMPLETED output=")
+    run.refresh_from_db()
+    assert json.loads(last.split("output=", 1)[1]) == run.output == {"results": ["first-done", "second-done",
+                                                                                 "third-done"]}
 
 
 def test_trigger_follow_of_a_failing_run_exits_with_an_error(live):

@@ -6,34 +6,23 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
-from runs.benchmarks.embedded import _embedded_env, _free_port, _until_serving
-from runs.benchmarks.processes import process_group_stop
-from tests.processes import LOG_DIR
+from tests.processes import embedded_up
+from tests.waiting import wait_for
 
 
 def test_a_run_with_steps_retries_and_spans_completes_on_the_embedded_default():
     workdir = Path(tempfile.mkdtemp(prefix="stepwise-test-embedded-"))
-    env = {**_embedded_env(workdir), "STEPWISE_TASK_MODULES": "examples.orders"}
-    port = _free_port()
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / "embedded-up.log"
-    manage = str(settings.BASE_DIR / "manage.py")
-    with open(log, "wb") as out:
-        up = subprocess.Popen([sys.executable, manage, "up", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    try:
-        _until_serving(up, port, timeout=60, log=log)
-        done = subprocess.run([sys.executable, manage, "trigger", "process-order", '{"orderId": "1"}', "--follow"],
-                              cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
-    finally:
-        process_group_stop(up)
-
+    with embedded_up(workdir, label="embedded-up", STEPWISE_TASK_MODULES="examples.orders") as server:
+        done = subprocess.run([sys.executable, "manage.py", "trigger", "process-order", '{"orderId": "1"}', "--follow"],
+                              cwd=settings.BASE_DIR, env=server.env, capture_output=True, text=True, timeout=120)
     try:
         assert done.returncode == 0, done.stderr[-2000:]
         run_id, status = done.stdout.strip().splitlines()[-1].split()[:2]
@@ -43,3 +32,19 @@ def test_a_run_with_steps_retries_and_spans_completes_on_the_embedded_default():
         assert {"run", "attempt", "step"} <= kinds
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_the_embedded_default_prints_each_request_warning_once():
+    workdir = Path(tempfile.mkdtemp(prefix="stepwise-test-embedded-"))
+    try:
+        with embedded_up(workdir, label="embedded-up-output", STEPWISE_TASK_MODULES="examples.orders",
+                         LOG_LEVEL="INFO") as server:
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(f"{server.url}/no-such-page/", timeout=10)
+            printed = wait_for(lambda: "no-such-page" in server.log.read_text() and server.log.read_text(),
+                               timeout=10, message="the request warning")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert [line for line in printed.splitlines() if "no-such-page" in line] == [
+        next(line for line in printed.splitlines() if "WARNING django.request: Not Found: /no-such-page/" in line)]
+    assert "sweeper:" not in printed  # the scheduler's passes are reported at DEBUG

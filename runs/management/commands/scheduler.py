@@ -1,6 +1,9 @@
 """manage.py scheduler: the sweeper loop (timers, lost leases, lost messages); safe to run twice."""
 from __future__ import annotations
 
+import signal
+import threading
+
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
@@ -18,7 +21,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts) -> None:
         self.stdout.write(f"scheduler: sweeping every {opts['interval']:g}s")
+        stop = threading.Event()
+        # SIGTERM (docker stop, a deploy) ends the pass at hand, then the loop: no pass is cut half-way.
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         try:
-            sweeper_loop(interval=opts["interval"])
+            sweeper_loop(interval=opts["interval"], stop=stop)
         except KeyboardInterrupt:
             pass

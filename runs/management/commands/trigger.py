@@ -115,7 +115,7 @@ class Command(BaseCommand):
         status = follow(self, run.id, timeout=opts["timeout"])
         final = run_get(run_id=run.id)
         if status == RunStatus.COMPLETED:
-            self.stdout.write(self.style.SUCCESS(f"{run.id} COMPLETED output={final.output}"))
+            self.stdout.write(self.style.SUCCESS(f"{run.id} COMPLETED output={json.dumps(final.output)}"))
             return
         reason = error_text(final.error) if final.error else "no error recorded"
         raise CommandError(f"run {run.id} ended {status}: {reason}")
