@@ -15,11 +15,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
 
 from runs.ids import encode_millis
-from runs.models import Event, Run, RunEvent, Span, Waitpoint
+from runs.models import Attempt, Event, Run, RunEvent, Span, Step, TriggerGate, Waitpoint, WaitpointChild
 from runs.statuses import FINAL_STATUSES
 from tasks.models import Environment
 
@@ -96,6 +96,27 @@ def _batches(ids_of: Callable[[], list[str]], delete: Callable[[list[str]], None
     return done
 
 
+def _raw_delete(model: type[Any], column: str, ids: list[str]) -> None:
+    """DELETE rows by a column, in one statement: the ORM would first read every row it deletes."""
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)} "
+                       f"WHERE {connection.ops.quote_name(column)} IN ({marks})", ids)
+
+
+def _runs_delete(ids: list[str]) -> None:
+    """Delete runs and everything that belongs to them; links to them from other runs become NULL."""
+    Run.objects.filter(parent_run_id__in=ids).update(parent_run=None)
+    Run.objects.filter(root_run_id__in=ids).update(root_run=None)
+    Run.objects.filter(replayed_from_id__in=ids).update(replayed_from=None)
+    Run.objects.filter(parent_waitpoint__run_id__in=ids).update(parent_waitpoint=None)
+    TriggerGate.objects.filter(run_id__in=ids).update(run=None)
+    WaitpointChild.objects.filter(Q(run_id__in=ids) | Q(waitpoint__run_id__in=ids)).delete()
+    for model in (Waitpoint, Attempt, Step, RunEvent, Span):
+        _raw_delete(model, "run_id", ids)
+    _raw_delete(Run, "id", ids)
+
+
 def prune_environment(
     environment: str, *, now: datetime, batch: int = 500, limit: int | None = None, dry_run: bool = False,
     progress: Callable[[str, int], None] | None = None,
@@ -116,7 +137,7 @@ def prune_environment(
         else:
             report.runs = _batches(
                 lambda: list(expired.order_by("id").values_list("id", flat=True)[:batch]),
-                lambda ids: Run.objects.filter(id__in=ids).delete(),
+                _runs_delete,
                 limit=limit, progress=(lambda n: progress("runs", n)) if progress else None,
             )
         sent = Event.objects.filter(environment_id=environment,

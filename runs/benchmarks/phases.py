@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -226,6 +227,28 @@ def runs_list_phase(state: BenchState) -> list[Row]:
     ]
 
 
+def prune_phase(state: BenchState) -> list[Row]:
+    """Time retention pruning: finished runs created over 60 days, deleted past a 30-day retention."""
+    from django.test.utils import override_settings
+    from django.utils import timezone
+
+    from runs.retention import prune_environment
+
+    count = state.opts["prune_runs"]
+    task = seeding.seed_task_ensure(NOOP_TASK_ID)
+    plan = seeding.SeedPlan(count=count, tasks=(task,), statuses=LIST_STATUSES, spread=timedelta(days=60),
+                            marker=_marker("prune"))
+    with _seeded(plan, state) as seeded, override_settings(STEPWISE_RETENTION={"*": {"runs_days": 30}}):
+        started = time.perf_counter()
+        report = prune_environment(task.environment_id, now=timezone.now(), batch=500)
+        seconds = time.perf_counter() - started
+    return [
+        Row(f"prune finished runs past 30 days ({report.runs:,} of {count:,}), batches of 500", seconds, "s"),
+        Row("... runs deleted per second", report.runs / seconds if seconds else None, "runs/s"),
+        *seeded.rows(f"{count:,} runs"),
+    ]
+
+
 def embedded_phase(state: BenchState) -> list[Row]:
     """Time trigger-to-start of runs triggered by ``manage.py trigger`` while ``manage.py up`` serves."""
     n = state.opts["embedded_triggers"]
@@ -293,6 +316,8 @@ PHASES: tuple[Phase, ...] = (
     Phase("waiting-table", lambda o: f"{o['dispatch_runs']} no-op runs batch-triggered, then again beside "
                                      f"{o['waiting_runs']:,} WAITING runs", waiting_table_phase),
     Phase("list", lambda o: f"runs list over {o['list_runs']:,} seeded runs", runs_list_phase,
+          needs_workers=False, after_workers=True),
+    Phase("prune", lambda o: f"retention: prune {o['prune_runs']:,} seeded runs past 30 days", prune_phase,
           needs_workers=False, after_workers=True),
     Phase("embedded", lambda o: f"embedded mode: {o['embedded_triggers']} CLI triggers under manage.py up",
           embedded_phase, needs_workers=False, after_workers=True),

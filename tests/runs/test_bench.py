@@ -36,6 +36,8 @@ ROWS = [
     "wait lateness p99",
     "with / without",
     "runs list, first page, no filter",
+    "prune finished runs past 30 days",
+    "... runs deleted per second",
     "embedded: CLI trigger -> run started p50",
 ]
 
@@ -55,11 +57,11 @@ def test_bench_prints_every_figure_and_cleans_up(transactional_db):
         "bench", "--runs", "20", "--latency-runs", "5", "--steps", "5", "--step-runs", "1",
         "--floor-samples", "50", "--ten-step-runs", "5", "--wait-runs", "5", "--wait-burst", "50",
         "--wait-lead", "5", "--waiting-runs", "2000", "--dispatch-runs", "20", "--list-runs", "2000",
-        "--list-repeats", "3", "--embedded-triggers", "2",
+        "--list-repeats", "3", "--prune-runs", "2000", "--embedded-triggers", "2",
         "--workers", "2", "--concurrency", "2", "--timeout", "90", stdout=out, stderr=progress,
     )
     phases = [line.split("]")[0] + "]" for line in progress.getvalue().splitlines() if line.startswith("[")]
-    assert phases == [f"[{i}/13]" for i in range(1, 14)], progress.getvalue()
+    assert phases == [f"[{i}/14]" for i in range(1, 15)], progress.getvalue()
     table = out.getvalue()
     for metric in ROWS:
         assert figure_of(table, metric) > 0, f"'{metric}' is not positive in:\n{table}"

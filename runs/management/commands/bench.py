@@ -33,6 +33,7 @@ SIZES: tuple[tuple[str, int, str], ...] = (
     ("dispatch-runs", 500, "waiting-table phase: no-op runs timed with and without them"),
     ("list-runs", 1_000_000, "list phase: runs seeded with COPY"),
     ("list-repeats", 20, "list phase: timed calls per filter"),
+    ("prune-runs", 1_000_000, "prune phase: runs seeded over 60 days, half past a 30-day retention"),
     ("embedded-triggers", 5, "embedded phase: manage.py trigger calls"),
     ("workers", 2, "Celery worker processes"),
     ("concurrency", 4, "threads (or children) per worker"),
