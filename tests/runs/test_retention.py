@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from runs.models import Attempt, Run, RunEvent, Span, Step
 from runs.sweeper import sweep_once
+from tasks.services import environments_ensure
 from tests.commands import run_command
 from tests.factories import run_build
 
@@ -107,6 +108,7 @@ def test_the_scheduler_prunes_on_its_interval(monkeypatch, settings):
     ({"*": {"run_days": 3}}, r"STEPWISE_RETENTION\['dev'\]: unknown key\(s\) run_days"),
 ])
 def test_wrong_settings_and_options_are_named(settings, retention, message):
+    environments_ensure()
     settings.STEPWISE_RETENTION = retention
     with pytest.raises(CommandError, match=message):
         run_command("prune", "--env", "dev")
