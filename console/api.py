@@ -1,16 +1,20 @@
 """The REST API: one NinjaAPI collecting the routers of runs and tasks, mounted at /api/."""
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import HttpError
+from ninja.parser import Parser
 
 from console.api_auth import ApiKeyAuth, ConsoleSessionAuth
 from runs.api import router as runs_router
-from runs.engine.errors import PayloadTooLarge, StepwiseError
+from runs.engine.checkpoints import json_parse
+from runs.engine.errors import InvalidJson, PayloadTooLarge, StepwiseError
 from runs.idempotency import IdempotencyKeyNotFound
 from runs.services import RunAlreadyFinished, RunNotFound
 from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
@@ -24,6 +28,14 @@ from tasks.schedules import ScheduleNotFound
 from tasks.secrets import SecretNotFound
 from tasks.webhooks import WebhookRefused, WebhookSecretNotFound
 
+
+class StoredJsonParser(Parser):
+    """Parse request bodies as a run can store them: no NaN or Infinity, NUL, deep nesting or huge numbers."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        return json_parse(request.body, what="the request body")
+
+
 api = NinjaAPI(
     title="Stepwise API",
     version="1",
@@ -33,6 +45,7 @@ api = NinjaAPI(
     ),
     auth=[ApiKeyAuth(), ConsoleSessionAuth()],
     urls_namespace="api",
+    parser=StoredJsonParser(),
 )
 api.add_router("/", runs_router)
 api.add_router("/", waits_router)
@@ -81,4 +94,7 @@ def request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpRespons
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     """Keep ninja's HTTP errors in the same shape as domain errors."""
+    # ninja wraps a body the parser refused in "Cannot parse request body": say what is wrong instead.
+    if isinstance(exc.__cause__, InvalidJson):
+        return api.create_response(request, {"detail": str(exc.__cause__), "error": "InvalidJson"}, status=400)
     return api.create_response(request, {"detail": str(exc.message)}, status=exc.status_code)
