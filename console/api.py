@@ -1,6 +1,8 @@
 """The REST API: one NinjaAPI collecting the routers of runs and tasks, mounted at /api/."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +14,8 @@ from ninja.errors import HttpError
 from ninja.parser import Parser
 
 from console.api_auth import ApiKeyAuth, ConsoleSessionAuth
+from console.failed_attempts import TooManyFailedAttempts
+from console.views.access import login_required
 from runs.api import router as runs_router
 from runs.engine.checkpoints import json_parse
 from runs.engine.errors import InvalidJson, PayloadTooLarge, StepwiseError
@@ -36,6 +40,25 @@ class StoredJsonParser(Parser):
         return json_parse(request.body, what="the request body")
 
 
+def docs_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Serve the OpenAPI document and its browser to a console user or an API key only (unless
+    STEPWISE_API_DOCS_PUBLIC): they map every endpoint for whoever reads them."""
+    signed_in = login_required(view)
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if settings.STEPWISE_API_DOCS_PUBLIC:
+            return view(request, *args, **kwargs)
+        try:
+            if ApiKeyAuth()(request) is not None:
+                return view(request, *args, **kwargs)
+        except TooManyFailedAttempts as exc:
+            return too_many_failed_attempts(request, exc)
+        return signed_in(request, *args, **kwargs)
+
+    return guarded
+
+
 api = NinjaAPI(
     title="Stepwise API",
     version="1",
@@ -46,6 +69,7 @@ api = NinjaAPI(
     auth=[ApiKeyAuth(), ConsoleSessionAuth()],
     urls_namespace="api",
     parser=StoredJsonParser(),
+    docs_decorator=docs_access,
 )
 api.add_router("/", runs_router)
 api.add_router("/", waits_router)
@@ -89,6 +113,14 @@ def request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpRespons
     """Refuse a body over DATA_UPLOAD_MAX_MEMORY_SIZE as too large, in the shape of domain errors."""
     detail = f"the request body is over the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
     return api.create_response(request, {"detail": detail, "error": "PayloadTooLarge"}, status=413)
+
+
+@api.exception_handler(TooManyFailedAttempts)
+def too_many_failed_attempts(request: HttpRequest, exc: TooManyFailedAttempts) -> HttpResponse:
+    """Refuse a client that failed too often with 429 and when to try again."""
+    response = api.create_response(request, {"detail": str(exc), "error": "TooManyFailedAttempts"}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(HttpError)

@@ -101,6 +101,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    # Serves /api/docs from its own static files, never from a CDN.
+    "ninja",
     "tasks",
     "runs",
     "console",
@@ -109,6 +111,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "console.content_security.ContentSecurityPolicyMiddleware",
     "console.bad_input.BadInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -289,3 +292,24 @@ LOGGING = {
 # The environment whose schedules this deployment declares in code (@task(cron=...)).
 STEPWISE_ENVIRONMENT = os.environ.get("STEPWISE_ENVIRONMENT", "dev")
 STEPWISE_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("STEPWISE_WEBHOOK_TOLERANCE_SECONDS", "300"))
+
+# Security (README, Security). The console's own scripts and styles only: no inline script or style.
+STEPWISE_CONTENT_SECURITY_POLICY = os.environ.get(
+    "STEPWISE_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+# Failed sign-ins (per client IP and username) and failed API keys (per client IP) allowed per window.
+STEPWISE_FAILED_ATTEMPTS_LIMIT = int(os.environ.get("STEPWISE_FAILED_ATTEMPTS_LIMIT", "10"))
+STEPWISE_FAILED_ATTEMPTS_WINDOW_SECONDS = int(os.environ.get("STEPWISE_FAILED_ATTEMPTS_WINDOW_SECONDS", "300"))
+# /api/docs and /api/openapi.json need a console sign-in unless this is on.
+STEPWISE_API_DOCS_PUBLIC = env_bool("STEPWISE_API_DOCS_PUBLIC", False)
+# Shared by every process (failed-attempt counts): Redis when REDIS_URL is set.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+         "KEY_PREFIX": CHANNEL_PREFIX}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}

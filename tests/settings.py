@@ -14,3 +14,6 @@ os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret-" + "0" * 40)
 os.environ.setdefault("STEPWISE_SECRET_KEYS", "dGVzdC1vbmx5LWtleS1mb3Itc3RlcHdpc2UtdGVzdHM=")
 
 from console.settings import *  # noqa: E402, F403
+
+# Failed-attempt counts per test process, so a test cannot lock out the next one through Redis.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
