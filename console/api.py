@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -9,10 +12,14 @@ from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import HttpError
+from ninja.parser import Parser
 
 from console.api_auth import ApiKeyAuth, ConsoleSessionAuth
+from console.failed_attempts import TooManyFailedAttempts
+from console.views.access import login_required
 from runs.api import router as runs_router
-from runs.engine.errors import PayloadTooLarge, StepwiseError
+from runs.engine.checkpoints import json_parse
+from runs.engine.errors import InvalidJson, PayloadTooLarge, StepwiseError
 from runs.idempotency import IdempotencyKeyNotFound
 from runs.services import RunAlreadyFinished, RunNotFound
 from runs.triggers import Throttled
@@ -27,6 +34,33 @@ from tasks.schedules import ScheduleNotFound
 from tasks.secrets import SecretNotFound
 from tasks.webhooks import WebhookRefused, WebhookSecretNotFound
 
+
+class StoredJsonParser(Parser):
+    """Parse request bodies as a run can store them: no NaN or Infinity, NUL, deep nesting or huge numbers."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        return json_parse(request.body, what="the request body")
+
+
+def docs_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Serve the OpenAPI document and its browser to a console user or an API key only (unless
+    STEPWISE_API_DOCS_PUBLIC): they map every endpoint for whoever reads them."""
+    signed_in = login_required(view)
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if settings.STEPWISE_API_DOCS_PUBLIC:
+            return view(request, *args, **kwargs)
+        try:
+            if ApiKeyAuth()(request) is not None:
+                return view(request, *args, **kwargs)
+        except TooManyFailedAttempts as exc:
+            return too_many_failed_attempts(request, exc)
+        return signed_in(request, *args, **kwargs)
+
+    return guarded
+
+
 api = NinjaAPI(
     title="Stepwise API",
     version="1",
@@ -36,6 +70,8 @@ api = NinjaAPI(
     ),
     auth=[ApiKeyAuth(), ConsoleSessionAuth()],
     urls_namespace="api",
+    parser=StoredJsonParser(),
+    docs_decorator=docs_access,
 )
 api.add_router("/", runs_router)
 api.add_router("/", waits_router)
@@ -87,7 +123,18 @@ def request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpRespons
     return api.create_response(request, {"detail": detail, "error": "PayloadTooLarge"}, status=413)
 
 
+@api.exception_handler(TooManyFailedAttempts)
+def too_many_failed_attempts(request: HttpRequest, exc: TooManyFailedAttempts) -> HttpResponse:
+    """Refuse a client that failed too often with 429 and when to try again."""
+    response = api.create_response(request, {"detail": str(exc), "error": "TooManyFailedAttempts"}, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @api.exception_handler(HttpError)
 def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     """Keep ninja's HTTP errors in the same shape as domain errors."""
+    # ninja wraps a body the parser refused in "Cannot parse request body": say what is wrong instead.
+    if isinstance(exc.__cause__, InvalidJson):
+        return api.create_response(request, {"detail": str(exc.__cause__), "error": "InvalidJson"}, status=400)
     return api.create_response(request, {"detail": str(exc.message)}, status=exc.status_code)

@@ -9,6 +9,7 @@ from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
+from console.failed_attempts import API_KEY, client_address, failed_attempt_record, failed_attempts_check
 from tasks.apikeys import api_key_authenticate
 from tasks.services import environment_exists
 
@@ -34,7 +35,12 @@ class ApiKeyAuth(HttpBearer):
         scheme, _, token = request.headers.get(self.header, "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
-        return self.authenticate(request, token.strip())
+        # Guessing keys is throttled per client (console.failed_attempts); a refusal raises a 429.
+        failed_attempts_check(API_KEY, client_address(request))
+        principal = self.authenticate(request, token.strip())
+        if principal is None:
+            failed_attempt_record(API_KEY, client_address(request))
+        return principal
 
     def authenticate(self, request: HttpRequest, token: str) -> Principal | None:
         key = api_key_authenticate(token)

@@ -7,11 +7,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
+from console.websocket_origins import SameOriginValidator  # noqa: E402
 from runs.routing import websocket_urlpatterns as runs_websocket_urlpatterns  # noqa: E402
 
 websocket_urlpatterns: list = [*runs_websocket_urlpatterns]
@@ -19,6 +19,6 @@ websocket_urlpatterns: list = [*runs_websocket_urlpatterns]
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -28,12 +31,64 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production-0123456789abcdef"
+# Off unless DEBUG=1 is set: a forgotten setting must never show tracebacks to the world.
+DEBUG = env_bool("DEBUG", False)
+# The embedded default: no DATABASE_URL, so one machine with SQLite (`./bin/start`, `manage.py up`).
+EMBEDDED = not os.environ.get("DATABASE_URL")
+SQLITE_PATH = Path(os.environ.get("STEPWISE_SQLITE_PATH", BASE_DIR / "stepwise.sqlite3"))
+# Where the embedded default keeps the keys it generates on first start (beside its database).
+STEPWISE_DATA_DIR = Path(os.environ.get("STEPWISE_DATA_DIR", SQLITE_PATH.parent))
+
+
+def generated_key(name: str, make: Callable[[], str]) -> str:
+    """Return the key stored in the data directory under ``name``, creating it once (readable by us alone)."""
+    path = STEPWISE_DATA_DIR / name
+    if not path.exists():
+        STEPWISE_DATA_DIR.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f"{name}.{os.getpid()}.tmp")
+        staging.write_text(make() + "\n")
+        staging.chmod(0o600)
+        try:
+            os.link(staging, path)  # atomic: of two processes starting together, one key wins
+        except FileExistsError:
+            pass
+        finally:
+            staging.unlink()
+    return path.read_text().strip()
+
+
+def required_key(name: str, generated_as: str, make: Callable[[], str], example: str) -> str:
+    """Return a key from the environment; generate and keep one only in the embedded default or with DEBUG=1."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    if EMBEDDED or DEBUG:
+        return generated_key(generated_as, make)
+    raise ImproperlyConfigured(
+        f"{name} must be set: DATABASE_URL is set and DEBUG is off, so no key is generated. "
+        f"Set it to a long random value kept secret, e.g. the output of: {example}"
+    )
+
+
+SECRET_KEY = required_key(
+    "SECRET_KEY", ".stepwise-secret-key", lambda: secrets.token_urlsafe(50),
+    """python -c 'import secrets; print(secrets.token_urlsafe(50))'""",
+)
+# Fernet keys for secrets at rest, comma-separated; the first encrypts, all decrypt (rotation). Its own
+# setting, never derived from SECRET_KEY: rotating one must not make the other unreadable.
+STEPWISE_SECRET_KEYS = [
+    key.strip() for key in required_key(
+        "STEPWISE_SECRET_KEYS", ".stepwise-secrets-key", lambda: Fernet.generate_key().decode(),
+        """python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'""",
+    ).split(",") if key.strip()
+]
+for _key in STEPWISE_SECRET_KEYS:
+    try:
+        Fernet(_key.encode())
+    except ValueError:
+        raise ImproperlyConfigured(
+            "STEPWISE_SECRET_KEYS must hold Fernet keys (32 url-safe base64-encoded bytes), comma-separated"
+        ) from None
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -47,7 +102,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
-    # The API docs page: django-ninja serves Swagger UI from its own static files when listed here.
+    # Serves /api/docs from its own static files, never from a CDN.
     "ninja",
     "tasks",
     "runs",
@@ -58,6 +113,8 @@ MIDDLEWARE = [
     "console.views.health.HealthProbeMiddleware",  # first: probes come by address, over plain HTTP
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "console.content_security.ContentSecurityPolicyMiddleware",
+    "console.bad_input.BadInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -86,7 +143,6 @@ TEMPLATES = [
 ]
 
 # Database: PostgreSQL when DATABASE_URL is set, else an embedded SQLite file in WAL mode.
-SQLITE_PATH = Path(os.environ.get("STEPWISE_SQLITE_PATH", BASE_DIR / "stepwise.sqlite3"))
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{SQLITE_PATH}",
@@ -140,12 +196,13 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG=0.
+# The embedded default serves http://127.0.0.1 on one machine: HTTPS only once a DATABASE_URL is set.
 if not DEBUG:
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not EMBEDDED)
     SECURE_REDIRECT_EXEMPT = [r"^metrics$"]  # Prometheus scrapes inside the network, over HTTP
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_SECURE = not EMBEDDED
+    CSRF_COOKIE_SECURE = not EMBEDDED
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -248,9 +305,27 @@ LOGGING = {
         "django": {"handlers": [], "level": "INFO", "propagate": True},
     },
 }
-# Fernet keys for secrets at rest, comma-separated; the first encrypts, all decrypt (rotation).
-# Unset, one key is derived from SECRET_KEY (fine for development, set it in production).
-STEPWISE_SECRET_KEYS = env_list("STEPWISE_SECRET_KEYS", [])
 # The environment whose schedules this deployment declares in code (@task(cron=...)).
 STEPWISE_ENVIRONMENT = os.environ.get("STEPWISE_ENVIRONMENT", "dev")
 STEPWISE_WEBHOOK_TOLERANCE_SECONDS = int(os.environ.get("STEPWISE_WEBHOOK_TOLERANCE_SECONDS", "300"))
+
+# Security (README, Security). The console's own scripts and styles only: no inline script or style.
+STEPWISE_CONTENT_SECURITY_POLICY = os.environ.get(
+    "STEPWISE_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+# Failed sign-ins (per client IP and username) and failed API keys (per client IP) allowed per window.
+STEPWISE_FAILED_ATTEMPTS_LIMIT = int(os.environ.get("STEPWISE_FAILED_ATTEMPTS_LIMIT", "10"))
+STEPWISE_FAILED_ATTEMPTS_WINDOW_SECONDS = int(os.environ.get("STEPWISE_FAILED_ATTEMPTS_WINDOW_SECONDS", "300"))
+# /api/docs and /api/openapi.json need a console sign-in unless this is on.
+STEPWISE_API_DOCS_PUBLIC = env_bool("STEPWISE_API_DOCS_PUBLIC", False)
+# Shared by every process (failed-attempt counts): Redis when REDIS_URL is set.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+         "KEY_PREFIX": CHANNEL_PREFIX}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}

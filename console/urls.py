@@ -7,6 +7,7 @@ from django.urls import include, path
 from console.api import api
 from console.views import apikeys, pages, queues, run_actions, runs, schedules, secrets, tasks
 from console.views.metrics import metrics_view
+from console.views.signin import sign_in_throttled
 
 console_patterns = [
     path("", runs.run_list, name="runs"),
@@ -43,8 +44,9 @@ console_patterns = [
 
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", sign_in_throttled(auth_views.LoginView.as_view(redirect_authenticated_user=True)), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/login/", sign_in_throttled(admin.site.login)),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("", include((console_patterns, "console"))),

@@ -1,7 +1,6 @@
 """Triggers: validate a run's payload and options, and create it (alone, in a batch, or as a child)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,9 +10,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from runs.dispatch import dispatch_run_on_commit
-from runs.engine.checkpoints import checkpoint_encode
+from runs.engine.checkpoints import checkpoint_encode, json_parse
 from runs.engine.durations import InvalidDuration, duration_seconds
-from runs.engine.errors import StepwiseError
+from runs.engine.errors import InvalidJson, StepwiseError
 from runs.engine.retry import RetryPolicy
 from runs.events import event_append, publish_run_event_on_commit
 from runs.idempotency import (
@@ -458,6 +457,6 @@ def run_batch_trigger(
 def payload_parse(text: str) -> Any:
     """Parse a JSON payload given as text, with an error that says what is wrong."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidTrigger(f"payload is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        return json_parse(text, what="payload")
+    except InvalidJson as exc:
+        raise InvalidTrigger(str(exc)) from None

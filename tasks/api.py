@@ -253,8 +253,8 @@ def revoke_webhook_secret(request: HttpRequest, secret_id: int):
     "requestBody": {"content": {"application/json": {"schema": {}}}, "required": True},
 })
 def webhook(request: HttpRequest, task_id: str):
-    """Trigger a task from a signed delivery: headers Stepwise-Timestamp, Stepwise-Signature (v1=hex
-    of HMAC-SHA256 over "timestamp.body"), optional Stepwise-Delivery (replays refused)."""
+    """Trigger a task from a signed delivery: headers Stepwise-Timestamp, Stepwise-Delivery (a unique id;
+    replays refused) and Stepwise-Signature (v1=hex of HMAC-SHA256 over "timestamp.delivery.body")."""
     run = webhook_receive(
         task_id=task_id,
         body=request.body,

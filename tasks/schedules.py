@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone as dj_timezone
 
+from runs.engine.checkpoints import checkpoint_encode
 from runs.engine.errors import StepwiseError
 from tasks.models import Schedule
 from tasks.registry import UnknownTask, task_all, task_get
@@ -23,6 +24,12 @@ logger = logging.getLogger(__name__)
 TICK_KEY_TTL_SECONDS = 35 * 24 * 3600
 # The dedup keys of schedules declared with @task(cron=...) start with this; the sync owns them.
 DECLARED_KEY_PREFIX = "declared:"
+
+
+# Where the check that an expression fires at all starts: a leap year, so February 29th fires.
+_CRON_PROBE_START = datetime(2000, 1, 1)
+# Room kept in the payload size limit for the fields each tick adds (schedule id, timestamps, zone).
+TICK_FIELDS_BYTES = 1024
 
 
 class InvalidSchedule(StepwiseError):
@@ -45,6 +52,12 @@ def cron_validate(expression: str, timezone: str = "UTC") -> None:
     """Raise InvalidSchedule unless the expression has five valid fields and the zone exists."""
     if not isinstance(expression, str) or len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise InvalidSchedule(f"invalid cron expression '{expression}' (expected 5 fields, e.g. '0 * * * *')")
+    try:
+        croniter(expression, _CRON_PROBE_START).get_next(datetime)
+    except (CroniterError, ValueError, OverflowError):
+        # croniter searches 50 years for a match: none means the expression names no real date.
+        raise InvalidSchedule(f"cron expression '{expression}' never fires (no date matches it, e.g. "
+                              "'0 0 31 2 *' names February 31st)") from None
     timezone_validate(timezone)
 
 
@@ -130,6 +143,11 @@ def _checked(*, environment: str, task_id: str, cron: str, timezone: str, dedup_
         raise InvalidSchedule("dedup_key must be a non-empty string of at most 255 characters")
     if not isinstance(payload, dict):
         raise InvalidSchedule("a schedule's payload must be a JSON object")
+    limit = settings.STEPWISE_MAX_PAYLOAD_BYTES - TICK_FIELDS_BYTES
+    try:
+        checkpoint_encode(payload, where="the schedule's payload", max_bytes=limit)
+    except StepwiseError as exc:  # too large, or a value no run could take: every tick would fail
+        raise InvalidSchedule(str(exc)) from None
 
 
 def schedule_upsert(

@@ -1,8 +1,6 @@
 """Secrets per environment: encrypted at rest with MultiFernet, decrypted only in workers."""
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,17 +40,9 @@ class MaskedSecret:
     updated_at: datetime
 
 
-def _fernet_keys() -> list[bytes]:
-    keys = [k.encode() for k in settings.STEPWISE_SECRET_KEYS]
-    if not keys:
-        digest = hashlib.sha256(f"stepwise-secrets:{settings.SECRET_KEY}".encode()).digest()
-        keys = [base64.urlsafe_b64encode(digest)]
-    return keys
-
-
 def secret_cipher() -> MultiFernet:
-    """Return the cipher of secrets: the first key encrypts, every key decrypts."""
-    return MultiFernet([Fernet(k) for k in _fernet_keys()])
+    """Return the cipher of secrets: the first key of STEPWISE_SECRET_KEYS encrypts, every key decrypts."""
+    return MultiFernet([Fernet(k.encode()) for k in settings.STEPWISE_SECRET_KEYS])
 
 
 def _decrypt(ciphertext: bytes, name: str) -> str:

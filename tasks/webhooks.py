@@ -1,9 +1,7 @@
-"""Signed webhook triggers: HMAC-SHA256 over "timestamp.body", rotation, replay protection."""
+"""Signed webhook triggers: HMAC-SHA256 over "timestamp.delivery.body", rotation, replay protection."""
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -14,8 +12,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from runs.engine.errors import StepwiseError
+from runs.engine.checkpoints import json_parse
+from runs.engine.errors import InvalidJson, StepwiseError
 from runs.models import Run
+from stepwise.webhooks import webhook_sign
 from tasks.models import WebhookDelivery, WebhookSecret
 from tasks.secrets import secret_cipher, secret_value_decrypt
 from tasks.services import environment_exists
@@ -61,17 +61,17 @@ def webhook_secret_list(*, environment: str) -> QuerySet[WebhookSecret]:
     return WebhookSecret.objects.filter(environment_id=environment).order_by("-created_at")
 
 
-def webhook_sign(secret: str, timestamp: str, body: bytes) -> str:
-    """Return the hex HMAC-SHA256 of "timestamp.body" (what a sender puts after ``v1=``)."""
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+__all__ = ["webhook_sign"]  # the one signing function, shared with senders (stepwise.webhooks)
 
 
 def _signatures(header: str) -> list[str]:
     found = []
     for part in header.split(","):
         version, _, value = part.strip().partition("=")
-        if version == SIGNATURE_VERSION and value:
-            found.append(value.strip())
+        value = value.strip()
+        # Only hex can match, and compare_digest refuses non-ASCII text: skip anything else.
+        if version == SIGNATURE_VERSION and value and value.isascii() and value.isalnum():
+            found.append(value)
     if not found:
         raise WebhookRefused("Stepwise-Signature must look like 'v1=<hex>[, v1=<hex>]'")
     return found
@@ -90,11 +90,12 @@ def _check_timestamp(timestamp: str) -> None:
         )
 
 
-def _matching_environment(timestamp: str, body: bytes, signatures: list[str]) -> str:
+def _matching_environment(timestamp: str, delivery_id: str, body: bytes, signatures: list[str]) -> str:
     """Return the environment whose live secret produced one of the signatures."""
     matched = None
     for row in WebhookSecret.objects.filter(revoked_at__isnull=True):
-        expected = webhook_sign(secret_value_decrypt(row.ciphertext, label=f"webhook secret {row.id}"), timestamp, body)
+        secret = secret_value_decrypt(row.ciphertext, label=f"webhook secret {row.id}")
+        expected = webhook_sign(secret, timestamp, delivery_id, body)
         # Compare against every candidate, constant-time, without stopping early.
         for signature in signatures:
             if hmac.compare_digest(expected, signature):
@@ -110,25 +111,26 @@ def webhook_receive(
     """Verify a signed delivery and trigger the task with its JSON body; refuse anything doubtful."""
     from runs.triggers import TriggerOptions, run_trigger
 
-    if not timestamp or not signature:
-        raise WebhookRefused("Stepwise-Timestamp and Stepwise-Signature headers are required")
+    # The delivery id is signed and required: the same body and timestamp sent again, without it or
+    # with another one, no longer matches, and the same id is refused below.
+    if not timestamp or not signature or not delivery_id:
+        raise WebhookRefused("Stepwise-Timestamp, Stepwise-Delivery and Stepwise-Signature headers are required")
+    if len(delivery_id) > 255 or "\x00" in delivery_id:
+        raise WebhookRefused("Stepwise-Delivery must be 1 to 255 characters, without NUL")
     _check_timestamp(timestamp)
-    environment = _matching_environment(timestamp, body, _signatures(signature))
-    if delivery_id is not None and not 0 < len(delivery_id) <= 255:
-        raise WebhookRefused("Stepwise-Delivery must be 1 to 255 characters")
+    environment = _matching_environment(timestamp, delivery_id, body, _signatures(signature))
     try:
-        payload: Any = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WebhookRefused(f"the body is not valid JSON: {exc}") from None
+        payload: Any = json_parse(body, what="the body")
+    except InvalidJson as exc:
+        raise WebhookRefused(str(exc)) from None
     with transaction.atomic():
         run, _ = run_trigger(task_id=task_id, payload=payload, options=TriggerOptions(
-            environment=environment, tags=["webhook"], metadata={"delivery_id": delivery_id} if delivery_id else {},
+            environment=environment, tags=["webhook"], metadata={"delivery_id": delivery_id},
         ))
-        if delivery_id:
-            try:
-                with transaction.atomic():
-                    WebhookDelivery.objects.create(environment_id=environment, delivery_id=delivery_id, run_id=run.id)
-            except IntegrityError:
-                # Raising inside the outer atomic block rolls the run back too.
-                raise WebhookRefused(f"delivery '{delivery_id}' was already received") from None
+        try:
+            with transaction.atomic():
+                WebhookDelivery.objects.create(environment_id=environment, delivery_id=delivery_id, run_id=run.id)
+        except IntegrityError:
+            # Raising inside the outer atomic block rolls the run back too.
+            raise WebhookRefused(f"delivery '{delivery_id}' was already received") from None
     return run

@@ -72,6 +72,14 @@ def _fresh_channel_layer():
 
 
 @pytest.fixture(autouse=True)
+def _no_failed_attempts_counted():
+    """Start each test with no failed sign-ins or API keys counted (the cache is this process's own)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_task_cache():
     from tasks.services import task_cache_clear
 

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from console.forms import DecisionForm
 from console.views.access import login_required
-from console.views.feedback import action_done
+from console.views.feedback import action_done, next_url
 from runs.models import WaitpointKind, WaitpointStatus
 from runs.selectors import waitpoint_list as waitpoints_pending
 from runs.waits import WaitpointError, waitpoint_approve, waitpoint_reject
@@ -25,9 +25,7 @@ def waitpoint_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def waitpoint_decide(request: HttpRequest, waitpoint_id: str) -> HttpResponse:
     """Approve or reject a token waitpoint; its run resumes with the answer."""
-    back = request.POST.get("next") or reverse("console:waitpoints")
-    if not back.startswith("/"):
-        back = reverse("console:waitpoints")
+    back = next_url(request, reverse("console:waitpoints"))
     form = DecisionForm(request.POST)
     if not form.is_valid():
         problem = next(iter(form.errors.values()))[0]

@@ -7,7 +7,7 @@ from django.views.decorators.http import require_POST
 
 from console.forms import BulkActionForm, PayloadForm
 from console.views.access import login_required
-from console.views.feedback import action_done
+from console.views.feedback import action_done, next_url
 from runs.engine.errors import StepwiseError
 from runs.idempotency import run_idempotency_key_reset
 from runs.services import run_cancel, run_replay
@@ -61,9 +61,7 @@ def run_idempotency_key_reset_view(request: HttpRequest, run_id: str) -> HttpRes
 @require_POST
 def run_bulk_view(request: HttpRequest) -> HttpResponse:
     """Cancel or replay the selected runs; report how many succeeded and why others did not."""
-    back = request.POST.get("next") or reverse("console:runs")
-    if not back.startswith("/"):
-        back = reverse("console:runs")
+    back = next_url(request, reverse("console:runs"))
     form = BulkActionForm(request.POST)
     if not form.is_valid():
         return action_done(request, message="Select at least one run.", to=back, ok=False, status=400)

@@ -31,6 +31,10 @@ class CheckpointSerializationError(PermanentError):
     """A value crossing a checkpoint is not JSON-serialisable."""
 
 
+class InvalidJson(StepwiseError, ValueError):
+    """JSON text that cannot be stored: malformed, NaN or Infinity, a NUL character, too deep or too large a number."""
+
+
 class PayloadTooLarge(PermanentError):
     """A payload or output is over the configured size limit."""
 

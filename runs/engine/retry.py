@@ -8,7 +8,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from runs.engine.durations import MAX_SECONDS
 from runs.engine.errors import is_permanent
+
+MAX_ATTEMPTS = 1000
+MAX_FACTOR = 100
 
 
 @dataclass(frozen=True)
@@ -32,18 +36,21 @@ class RetryPolicy:
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.factor < 1:
-            raise ValueError("factor must be at least 1")
-        if self.min_timeout < 0 or self.max_timeout < self.min_timeout:
-            raise ValueError("need 0 <= min_timeout <= max_timeout")
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS:
+            raise ValueError(f"max_attempts must be from 1 to {MAX_ATTEMPTS}")
+        if not 1 <= self.factor <= MAX_FACTOR:  # also refuses NaN
+            raise ValueError(f"factor must be from 1 to {MAX_FACTOR}")
+        if not 0 <= self.min_timeout <= self.max_timeout <= MAX_SECONDS:
+            raise ValueError(f"need 0 <= min_timeout <= max_timeout <= {MAX_SECONDS} (100 years)")
 
     def delay_after(self, attempt: int, rng: random.Random | None = None) -> float | None:
         """Return seconds to wait after failed attempt ``attempt``, or None when none is left."""
         if attempt >= self.max_attempts:
             return None
-        delay = min(self.max_timeout, self.min_timeout * self.factor ** (attempt - 1))
+        try:
+            delay = min(self.max_timeout, self.min_timeout * self.factor ** (attempt - 1))
+        except OverflowError:  # factor ** attempts past the float range: the cap holds
+            delay = self.max_timeout
         if self.jitter:
             delay = (rng or random).uniform(delay / 2, delay)
         return delay

@@ -84,8 +84,15 @@ def test_console_session_may_call_the_api_but_unsafe_methods_need_csrf(environme
     assert Run.objects.get().environment_id == "staging"
 
 
-def test_openapi_document_and_docs_are_served(db):
+def test_openapi_document_and_docs_are_served_to_a_signed_in_user_only(db, django_user_model, settings):
     environments_ensure()
-    assert Client().get("/api/docs").status_code == 200
-    document = Client().get("/api/openapi.json").json()
+    for url in ("/api/docs", "/api/openapi.json"):
+        anonymous = Client().get(url)
+        assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
+    user = Client()
+    user.force_login(django_user_model.objects.create_user("ada", password="x", is_staff=True))
+    assert user.get("/api/docs").status_code == 200
+    document = user.get("/api/openapi.json").json()
+    settings.STEPWISE_API_DOCS_PUBLIC = True
+    assert Client().get("/api/openapi.json").status_code == 200
     assert "/api/tasks/{task_id}/trigger" in document["paths"] and "/api/webhooks/{task_id}" in document["paths"]

@@ -98,7 +98,7 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_stores_nothing(api, settings)
         (api.post("/api/events", {"name": "paid now"}), 422, "pattern"),
         (api.post("/api/events", {"name": 5}), 422, "name"),
         (raw("/api/events", "{oops"), 400, ""),
-        (raw("/api/events", '{"name": "paid", "payload": NaN}'), 400, "not JSON-serialisable"),
+        (raw("/api/events", '{"name": "paid", "payload": NaN}'), 400, "NaN is not a JSON number"),
         (api.post("/api/events", {"name": "paid", "payload": oversized}), 413, "the event payload is"),
         (api.post("/api/events", {"name": "paid", "payload": {"a": "\u0000"}}), 400, "cannot be stored"),
         (api.get("/api/waitpoints/wp_nope"), 404, "no waitpoint with id 'wp_nope'"),

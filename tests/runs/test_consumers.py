@@ -108,6 +108,24 @@ async def test_user_without_permission_is_refused_and_one_with_it_is_accepted(tr
     await comm.disconnect()
 
 
+@pytest.mark.parametrize("host, origin, accepted", [
+    (b"localhost:8000", b"http://localhost:8000", True),
+    (b"localhost:8000", b"http://localhost:8001", False),  # another program on the same host
+    (b"localhost", b"http://localhost:80", True),
+    (b"localhost", b"https://localhost", False),
+    (b"localhost", b"http://evil.example", False),
+    (b"localhost", b"null", False),
+    (b"localhost", None, False),
+])
+async def test_a_websocket_from_another_origin_scheme_or_port_is_refused(staff_cookie, host, origin, accepted):
+    headers = [(b"host", host), (b"cookie", staff_cookie)] + ([(b"origin", origin)] if origin else [])
+    comm = WebsocketClient(application, "/ws/runs/", headers=headers)
+    connected, _ = await comm.connect()
+    assert connected is accepted
+    if connected:
+        await comm.disconnect()
+
+
 async def test_unknown_run_and_bad_seq_are_refused(staff_cookie):
     assert await close_code(communicator("/ws/runs/run_nope/", staff_cookie)) == 4404
     run_id = await sync_to_async(trigger)("test-noop")

@@ -25,8 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts) -> None:
         call_command("migrate", interactive=False, verbosity=0)
-        if settings.DEBUG:
-            call_command("collectstatic", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
         for definition in task_all():
             task_version_ensure(definition)
         self._ensure_admin()

@@ -22,6 +22,16 @@ window.Stepwise = window.Stepwise || {};
     return m + "m " + String(Math.round((ms % 60000) / 1000)).padStart(2, "0") + "s";
   };
 
+  // Positions travel in data attributes and are applied through the CSSOM: the Content-Security-Policy
+  // refuses style="" attributes in markup.
+  function place(root) {
+    root.querySelectorAll("[data-left], [data-top], [data-width]").forEach(function (el) {
+      if (el.dataset.left !== undefined) el.style.left = el.dataset.left + "px";
+      if (el.dataset.top !== undefined) el.style.top = el.dataset.top + "px";
+      if (el.dataset.width !== undefined) el.style.width = el.dataset.width + "px";
+    });
+  }
+
   function escapeHtml(text) {
     return String(text).replace(/[&<>"']/g, function (c) {
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
@@ -193,6 +203,7 @@ window.Stepwise = window.Stepwise || {};
       const html = [];
       for (let i = first; i < last; i++) html.push(this.rowHtml(this.spans[i], i, t0, scale, now));
       this.spacer.innerHTML = html.join("");
+      place(this.spacer);
     }
 
     labelWidth() {
@@ -206,12 +217,12 @@ window.Stepwise = window.Stepwise || {};
       const depth = span.kind === "run" ? 0 : ["attempt", "retry", "wait"].indexOf(span.kind) >= 0 ? 1 : span.kind === "user" ? 3 : 2;
       const classes = "tl-bar " + barClass(span) + (span.end === null ? " bar-open" : "");
       const logs = (span.logs || []).map(function (log) {
-        return '<i class="tl-log" style="left:' + ((log.at - t0) * scale).toFixed(1) + 'px" title="' + escapeHtml(log.message) + '"></i>';
+        return '<i class="tl-log" data-left="' + ((log.at - t0) * scale).toFixed(1) + '" title="' + escapeHtml(log.message) + '"></i>';
       }).join("");
       return '<div class="tl-row tl-depth-' + depth + (this.selected === span.id ? " selected" : "") + '" data-index="' + index +
-        '" data-span-id="' + escapeHtml(span.id) + '" data-status="' + span.status + '" style="top:' + index * ROW + 'px">' +
+        '" data-span-id="' + escapeHtml(span.id) + '" data-status="' + span.status + '" data-top="' + index * ROW + '">' +
         '<div class="tl-label"><span class="tl-kind">' + span.kind + '</span><span class="tl-name">' + escapeHtml(span.name) + "</span></div>" +
-        '<div class="tl-track"><div class="' + classes + '" style="left:' + left.toFixed(1) + "px;width:" + width.toFixed(1) + 'px"' +
+        '<div class="tl-track"><div class="' + classes + '" data-left="' + left.toFixed(1) + '" data-width="' + width.toFixed(1) + '"' +
         (span.error ? ' title="' + escapeHtml(S.errorChainText(span.error)) + '"' : "") + ">" +
         "<span>" + S.formatMs(end - span.start) + "</span></div>" + logs + "</div></div>";
     }
@@ -222,9 +233,10 @@ window.Stepwise = window.Stepwise || {};
       const step = steps.find(function (s) { return (s * scale) >= 80; }) || steps[steps.length - 1];
       const ticks = [];
       for (let t = 0; t <= span && ticks.length < 60; t += step) {
-        ticks.push('<span class="tick" style="left:' + (t * scale).toFixed(1) + 'px">' + S.formatMs(t) + "</span>");
+        ticks.push('<span class="tick" data-left="' + (t * scale).toFixed(1) + '">' + S.formatMs(t) + "</span>");
       }
       this.axis.innerHTML = ticks.join("");
+      place(this.axis);
       this.axis.style.width = track + "px";
     }
 
