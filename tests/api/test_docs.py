@@ -6,7 +6,8 @@ import re
 from django.contrib.staticfiles import finders
 
 
-def test_api_docs_load_swagger_ui_from_local_static_files(client):
+def test_api_docs_load_swagger_ui_from_local_static_files(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user(username="reader", is_staff=True))  # the docs need a sign-in
     response = client.get("/api/docs")
     assert response.status_code == 200
     page = response.content.decode()

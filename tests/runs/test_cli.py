@@ -77,7 +77,7 @@ def test_trigger_takes_a_retry_override_and_starting_metadata(transactional_db):
 
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--retry", "{max", "--retry is not valid JSON"),
-    ("--retry", '{"max_attempts": 0}', "retry: max_attempts must be at least 1"),
+    ("--retry", '{"max_attempts": 0}', "retry: max_attempts must be from 1 to 1000"),
     ("--metadata", "[1]", "metadata must be a JSON object"),
 ])
 def test_trigger_refuses_a_wrong_retry_or_metadata_and_stores_nothing(transactional_db, flag, value, message):

@@ -194,7 +194,7 @@ def test_a_trigger_can_override_the_tasks_retry_policy(processes):
 
 
 @pytest.mark.parametrize(("retry", "message"), [
-    ({"max_attempts": 0}, "retry: max_attempts must be at least 1"),
+    ({"max_attempts": 0}, "retry: max_attempts must be from 1 to 1000"),
     ({"tries": 3}, "retry: unknown field(s) tries"),
     ({"max_attempts": "3"}, "retry: max_attempts must be a number"),
     ([3], "retry must be an object"),
