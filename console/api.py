@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import HttpError
 
-from console.api_auth import ApiKeyAuth, ConsoleSessionAuth
+from console.api_auth import ADMIN
 from runs.api import router as runs_router
 from runs.engine.errors import PayloadTooLarge, StepwiseError
 from runs.idempotency import IdempotencyKeyNotFound
@@ -17,7 +17,7 @@ from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
 from runs.waits_api import router as waits_router
 from tasks.api import router as tasks_router
 from tasks.api import webhooks_router
-from tasks.apikeys import ApiKeyNotFound
+from tasks.apikeys import ApiKeyNotFound, ScopeNotAllowed
 from tasks.queues import QueueNotFound
 from tasks.registry import UnknownTask
 from tasks.schedules import ScheduleNotFound
@@ -31,7 +31,8 @@ api = NinjaAPI(
         "Trigger and follow durable runs; send events and complete waitpoints; "
         "manage queues, schedules, secrets and API keys."
     ),
-    auth=[ApiKeyAuth(), ConsoleSessionAuth()],
+    # Deny by default: an operation that does not name what it needs is for admins only.
+    auth=ADMIN,
     urls_namespace="api",
 )
 api.add_router("/", runs_router)
@@ -54,6 +55,8 @@ def error_status(exc: Exception) -> int:
         return 413
     if isinstance(exc, WebhookRefused):
         return 401
+    if isinstance(exc, ScopeNotAllowed):
+        return 403
     return 400
 
 

@@ -8,6 +8,7 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 
+from tasks.access import SCOPES
 from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 
@@ -20,7 +21,7 @@ def bearer(db):
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     environments_ensure()
-    yield {"Authorization": f"Bearer {api_key_create(environment='dev', name='fuzz').secret}"}
+    yield {"Authorization": f"Bearer {api_key_create(environment='dev', name='fuzz', scopes=SCOPES).secret}"}
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 
