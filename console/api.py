@@ -14,7 +14,7 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError
 from ninja.parser import Parser
 
-from console.api_auth import ApiKeyAuth, ConsoleSessionAuth
+from console.api_auth import ADMIN, ApiKeyAuth
 from console.failed_attempts import TooManyFailedAttempts
 from console.views.access import login_required
 from runs.api import router as runs_router
@@ -27,7 +27,7 @@ from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
 from runs.waits_api import router as waits_router
 from tasks.api import router as tasks_router
 from tasks.api import webhooks_router
-from tasks.apikeys import ApiKeyNotFound
+from tasks.apikeys import ApiKeyNotFound, ScopeNotAllowed
 from tasks.queues import QueueNotFound
 from tasks.registry import UnknownTask
 from tasks.schedules import ScheduleNotFound
@@ -68,7 +68,8 @@ api = NinjaAPI(
         "Trigger and follow durable runs; send events and complete waitpoints; "
         "manage queues, schedules, secrets and API keys."
     ),
-    auth=[ApiKeyAuth(), ConsoleSessionAuth()],
+    # Deny by default: an operation that does not name what it needs is for admins only.
+    auth=ADMIN,
     urls_namespace="api",
     parser=StoredJsonParser(),
     docs_decorator=docs_access,
@@ -95,6 +96,8 @@ def error_status(exc: Exception) -> int:
         return 401
     if isinstance(exc, Throttled):
         return 429
+    if isinstance(exc, ScopeNotAllowed):
+        return 403
     return 400
 
 

@@ -184,6 +184,22 @@ class SecretForm(forms.Form):
 
 
 class ApiKeyForm(forms.Form):
-    """A new API key: only its name is chosen."""
+    """A new API key: its name and scopes (read and trigger unless more are ticked)."""
 
     name = forms.CharField(max_length=128, widget=forms.TextInput(attrs={"placeholder": "ci-deploys"}))
+    scopes = forms.MultipleChoiceField(
+        choices=[("read", "read: runs, waitpoints, queues, schedules"), ("trigger", "trigger: runs and events"),
+                 ("operate", "operate: cancel, replay, approve"), ("admin", "admin: queues, schedules, secrets, keys")],
+        initial=["read", "trigger"], widget=forms.CheckboxSelectMultiple, required=False,
+        help_text="None ticked: read and trigger.",
+    )
+
+
+class MemberForm(forms.Form):
+    """A user to give a role in the page's environment."""
+
+    username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"placeholder": "ada"}))
+    role = forms.ChoiceField(choices=[("viewer", "viewer: watch runs"),
+                                      ("operator", "operator: also cancel, replay, approve, trigger"),
+                                      ("admin", "admin: also queues, schedules, secrets, keys, members")],
+                             initial="viewer")

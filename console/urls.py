@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from console.api import api
-from console.views import apikeys, pages, queues, run_actions, runs, schedules, secrets, tasks
+from console.views import apikeys, audit, members, pages, queues, run_actions, runs, schedules, secrets, tasks
 from console.views.metrics import metrics_view
 from console.views.signin import sign_in_throttled
 
@@ -40,6 +40,9 @@ console_patterns = [
     path("secrets/<str:name>/delete/", secrets.secret_delete_view, name="secret-delete"),
     path("api-keys/", apikeys.api_key_list_view, name="api-keys"),
     path("api-keys/<int:key_id>/revoke/", apikeys.api_key_revoke_view, name="api-key-revoke"),
+    path("members/", members.member_list_view, name="members"),
+    path("members/<str:username>/remove/", members.member_remove_view, name="member-remove"),
+    path("audit/", audit.audit_list_view, name="audit"),
 ]
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema
 
+from console.api_auth import OPERATE, READ, TRIGGER, api_audit
 from runs.exports import run_export_response
 from runs.idempotency import idempotency_key_reset
 from runs.models import Attempt, Run, Step
@@ -201,7 +202,7 @@ def _triggered(run: Run, created: bool) -> TriggeredOut:
     return TriggeredOut(id=run.id, task_id=run.task_id, status=run.status, created=created)
 
 
-@router.post("/tasks/{task_id}/trigger", response={201: TriggeredOut, 200: TriggeredOut})
+@router.post("/tasks/{task_id}/trigger", response={201: TriggeredOut, 200: TriggeredOut}, auth=TRIGGER)
 def trigger(request: HttpRequest, task_id: str, body: TriggerIn):
     """Trigger a run of a task; an idempotency key that matches returns the existing run (200)."""
     run, created = run_trigger(
@@ -210,7 +211,7 @@ def trigger(request: HttpRequest, task_id: str, body: TriggerIn):
     return (201 if created else 200), _triggered(run, created)
 
 
-@router.post("/tasks/{task_id}/batch", response={201: BatchTriggeredOut})
+@router.post("/tasks/{task_id}/batch", response={201: BatchTriggeredOut}, auth=TRIGGER)
 def batch_trigger(request: HttpRequest, task_id: str, body: BatchTriggerIn):
     """Trigger many runs of one task at once: all or none."""
     environment = request.auth.environment
@@ -223,18 +224,20 @@ def batch_trigger(request: HttpRequest, task_id: str, body: BatchTriggerIn):
     return 201, BatchTriggeredOut(runs=[_triggered(r, c) for r, c in results])
 
 
-@router.post("/tasks/{task_id}/idempotency-keys/reset", response=IdempotencyKeyResetOut)
+@router.post("/tasks/{task_id}/idempotency-keys/reset", response=IdempotencyKeyResetOut, auth=OPERATE)
 def reset_idempotency_key(request: HttpRequest, task_id: str, body: IdempotencyKeyResetIn):
     """Free an idempotency key: the next trigger with it starts a new run. Unknown key: 404."""
     run = idempotency_key_reset(
         task_id=task_id, key=body.key, scope=body.scope, parent_run_id=body.parent_run_id,
         parent_attempt=body.parent_attempt, environment=request.auth.environment, actor=request.auth.actor,
     )
+    api_audit(request, "idempotency_key.reset", target=f"{run.task_id}:{run.idempotency_key}",
+              data={"run_id": run.id, "scope": body.scope})
     return IdempotencyKeyResetOut(run_id=run.id, task_id=run.task_id, key=run.idempotency_key,
                                   scope=run.idempotency_key_scope, reset_at=run.idempotency_key_reset_at)
 
 
-@router.get("/runs", response=RunPageOut)
+@router.get("/runs", response=RunPageOut, auth=READ)
 def list_runs(request: HttpRequest, filters: Query[RunListQuery]):
     """List runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
     runs, cursor = run_api_page(
@@ -251,31 +254,33 @@ def list_runs(request: HttpRequest, filters: Query[RunListQuery]):
     return {"items": runs, "next_cursor": cursor}
 
 
-@router.get("/runs/{run_id}", response=RunOut)
+@router.get("/runs/{run_id}", response=RunOut, auth=READ)
 def get_run(request: HttpRequest, run_id: str):
     """Return a run with its attempts, steps, output and error."""
     return _detail(request.auth.environment, run_id)
 
 
-@router.get("/runs/{run_id}/export")
+@router.get("/runs/{run_id}/export", auth=READ)
 def export_run(request: HttpRequest, run_id: str, format: Literal["jsonl", "markdown", "otlp"] = "jsonl"):
     """Download the run's trace: ``jsonl`` (run, attempts, steps, spans, events; one object a line),
     ``markdown`` (a readable report) or ``otlp`` (its spans as OTLP-JSON, for any OpenTelemetry backend)."""
     return run_export_response(_detail(request.auth.environment, run_id), format)
 
 
-@router.post("/runs/{run_id}/cancel", response=RunOut)
+@router.post("/runs/{run_id}/cancel", response=RunOut, auth=OPERATE)
 def cancel_run(request: HttpRequest, run_id: str):
     """Cancel a run that has not finished."""
     _detail(request.auth.environment, run_id)
     run_cancel(run_id=run_id, reason="canceled through the API")
+    api_audit(request, "run.cancel", target=run_id)
     return _detail(request.auth.environment, run_id)
 
 
-@router.post("/runs/{run_id}/replay", response={201: TriggeredOut})
+@router.post("/runs/{run_id}/replay", response={201: TriggeredOut}, auth=OPERATE)
 def replay_run(request: HttpRequest, run_id: str, body: ReplayIn | None = None):
     """Start a new run of the same task, linked to this one, optionally with an edited payload."""
     _detail(request.auth.environment, run_id)
     edited = body is not None and "payload" in body.model_fields_set
     run = run_replay(run_id=run_id, payload=body.payload if edited else ...)
+    api_audit(request, "run.replay", target=run_id, data={"new_run_id": run.id, "payload_edited": edited})
     return 201, _triggered(run, True)

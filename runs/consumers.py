@@ -8,7 +8,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from runs.events import RUNS_GROUP, RUNS_GROUP_EVENT_TYPES, run_group_name
-from runs.selectors import run_events_after, run_get, user_can_view_runs
+from runs.models import Run
+from runs.selectors import run_events_after
+from tasks.access import Capability, environments_where, may
 
 # Close codes a browser can act on: log in again, or ask for access.
 CLOSE_UNAUTHENTICATED = 4401
@@ -18,14 +20,23 @@ CLOSE_BAD_REQUEST = 4400
 PAGE = 500
 
 
-@database_sync_to_async
-def _may_view(user) -> bool:
-    return user_can_view_runs(user)
+# What the runs list remembers of runs' environments, for a user who may see only some of them.
+ENVIRONMENTS_REMEMBERED = 10_000
 
 
 @database_sync_to_async
-def _run_exists(run_id: str) -> bool:
-    return run_get(run_id=run_id) is not None
+def _readable_environments(user) -> list[str] | None:
+    return environments_where(user, Capability.READ)
+
+
+@database_sync_to_async
+def _may_read(user, environment: str) -> bool:
+    return may(user, environment, Capability.READ)
+
+
+@database_sync_to_async
+def _run_environment(run_id: str) -> str | None:
+    return Run.objects.filter(id=run_id).values_list("environment_id", flat=True).first()
 
 
 @database_sync_to_async
@@ -36,13 +47,17 @@ def _events_after(run_id: str, after: int, upto: int | None = None) -> list[dict
 
 class _RunsAuthMixin:
     async def _refuse_unless_allowed(self) -> bool:
-        """Accept the socket; close it with a code and return False unless the user may watch runs."""
+        """Accept the socket; close it with a code and return False unless the user may watch runs somewhere.
+
+        Sets ``self.readable``: the environments whose runs the user may watch (None: every one).
+        """
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return False
-        if not await _may_view(user):
+        self.readable = await _readable_environments(user)
+        if self.readable == []:
             await self.close(code=CLOSE_FORBIDDEN)
             return False
         return True
@@ -65,8 +80,12 @@ class RunEventsConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
         if self.last_seq < 0:
             await self.close(code=CLOSE_BAD_REQUEST)
             return
-        if not await _run_exists(self.run_id):
+        environment = await _run_environment(self.run_id)
+        if environment is None:
             await self.close(code=CLOSE_NOT_FOUND)
+            return
+        if not await _may_read(self.scope["user"], environment):
+            await self.close(code=CLOSE_FORBIDDEN)
             return
         # Join first: an event committed while we read the database is then delivered live too,
         # and the seq check below drops whichever copy comes second.
@@ -109,6 +128,7 @@ class RunsListConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.joined = False
+        self.environments: dict[str, str | None] = {}
         if not await self._refuse_unless_allowed():
             return
         await self.channel_layer.group_add(RUNS_GROUP, self.channel_name)
@@ -119,6 +139,17 @@ class RunsListConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(RUNS_GROUP, self.channel_name)
 
     async def run_event(self, message: dict[str, Any]) -> None:
-        """Forward one run's status event."""
-        if message["event"]["type"] in RUNS_GROUP_EVENT_TYPES:
-            await self.send_json(message["event"])
+        """Forward one run's status event, if the user may see the run's environment."""
+        event = message["event"]
+        if event["type"] not in RUNS_GROUP_EVENT_TYPES:
+            return
+        if self.readable is not None and await self._environment_of(event["run_id"]) not in self.readable:
+            return
+        await self.send_json(event)
+
+    async def _environment_of(self, run_id: str) -> str | None:
+        if run_id not in self.environments:
+            if len(self.environments) >= ENVIRONMENTS_REMEMBERED:
+                self.environments.clear()
+            self.environments[run_id] = await _run_environment(run_id)
+        return self.environments[run_id]

@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import current_app
 from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 from kombu import Queue as BrokerQueue
 
@@ -88,23 +89,33 @@ def _hint_lost(run_id: str) -> None:
         logger.warning("could not mark run %s for re-dispatch", run_id)
 
 
-def queue_dispatch_on_commit(queue_name: str) -> None:
-    """After commit, hint the next QUEUED runs of a limited queue that a slot is free."""
-    transaction.on_commit(lambda: queue_dispatch(queue_name))
+def queue_dispatch_on_commit(queue_name: str, *, environment: str | None = None, run_id: str | None = None) -> None:
+    """After commit, hint the next QUEUED runs of a limited queue that a slot is free.
+
+    The queue is the one of ``environment``, or of the environment of run ``run_id``.
+    """
+    transaction.on_commit(lambda: queue_dispatch(queue_name, environment=environment, run_id=run_id))
 
 
-def queue_dispatch(queue_name: str) -> int:
-    """Hint as many QUEUED runs of a queue as it has free slots, best priority first."""
-    queue = Queue.objects.filter(name=queue_name).first()
+def queue_dispatch(queue_name: str, *, environment: str | None = None, run_id: str | None = None) -> int:
+    """Hint as many QUEUED runs of an environment's queue as it has free slots, best priority first."""
+    queues = Queue.objects.filter(name=queue_name)
+    if environment is None:
+        # Still one query: the run names the environment inside it.
+        queues = queues.filter(environment_id=Subquery(Run.objects.filter(id=run_id).values("environment_id")[:1]))
+    else:
+        queues = queues.filter(environment_id=environment)
+    queue = queues.first()
     if queue is None or queue.paused or queue.concurrency_limit is None:
         return 0
+    environment = queue.environment_id
     limit = queue.concurrency_limit
     # Limits hold per concurrency key: count the free slots of each key separately.
     executing: dict[str, int] = {}
-    for key in Run.objects.executing_in(queue_name).values_list("concurrency_key", flat=True):
+    for key in Run.objects.executing_in(queue_name, environment=environment).values_list("concurrency_key", flat=True):
         executing[key] = executing.get(key, 0) + 1
     candidates = (
-        Run.objects.queued_in(queue_name)
+        Run.objects.queued_in(queue_name, environment=environment)
         .values_list("id", "attempt_count", "concurrency_key")[: limit * 20]
     )
     picked: list[tuple[str, int]] = []

@@ -63,5 +63,5 @@ def run_settle(
         if RunStatus(to) in FINAL_STATUSES:
             run_finished(run_id=run_id, status=to, at=fields["finished_at"])
         if queue and previous == RunStatus.EXECUTING:
-            queue_dispatch_on_commit(queue)
+            queue_dispatch_on_commit(queue, run_id=run_id)
     return previous

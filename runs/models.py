@@ -30,16 +30,16 @@ class RunQuerySet(models.QuerySet):
         """Runs that have not reached a final status."""
         return self.filter(status__in=ACTIVE_STATUSES)
 
-    def queued_in(self, queue_name: str, concurrency_key: str | None = None) -> RunQuerySet:
-        """QUEUED runs of a queue (and concurrency key), best first: highest priority, then oldest."""
-        qs = self.filter(queue=queue_name, status=RunStatus.QUEUED)
+    def queued_in(self, queue_name: str, concurrency_key: str | None = None, *, environment: str) -> RunQuerySet:
+        """QUEUED runs of an environment's queue (and concurrency key), best first: highest priority, then oldest."""
+        qs = self.filter(environment_id=environment, queue=queue_name, status=RunStatus.QUEUED)
         if concurrency_key:
             qs = qs.filter(concurrency_key=concurrency_key)
         return qs.order_by("-priority", "id")
 
-    def executing_in(self, queue_name: str, concurrency_key: str | None = None) -> RunQuerySet:
-        """Runs holding a slot of a queue (and concurrency key)."""
-        qs = self.filter(queue=queue_name, status=RunStatus.EXECUTING)
+    def executing_in(self, queue_name: str, concurrency_key: str | None = None, *, environment: str) -> RunQuerySet:
+        """Runs holding a slot of an environment's queue (and concurrency key)."""
+        qs = self.filter(environment_id=environment, queue=queue_name, status=RunStatus.EXECUTING)
         if concurrency_key is not None:
             qs = qs.filter(concurrency_key=concurrency_key)
         return qs

@@ -42,6 +42,7 @@ def waitpoint_list(
     run_id: str | None = None,
     after: str | None = None,
     limit: int = 200,
+    environments: list[str] | None = None,
 ) -> list[Waitpoint]:
     """Return waitpoints oldest first, pending ones unless another status (or None: all) is given.
 
@@ -54,6 +55,8 @@ def waitpoint_list(
         qs = qs.filter(kind=kind)
     if environment is not None:
         qs = qs.filter(run__environment_id=environment)
+    if environments is not None:
+        qs = qs.filter(run__environment_id__in=environments)
     if run_id:
         qs = qs.filter(run_id=run_id)
     if after:
@@ -74,11 +77,6 @@ def run_spans(*, run_id: str) -> list[Span]:
     return list(Span.objects.filter(run_id=run_id).order_by("started_at", "id"))
 
 
-def user_can_view_runs(user) -> bool:
-    """Tell whether a user may watch runs: staff, or granted the ``runs.view_run`` permission."""
-    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.has_perm("runs.view_run")))
-
-
 @dataclass(frozen=True)
 class RunFilters:
     """The runs-list filters; every field is optional."""
@@ -92,6 +90,8 @@ class RunFilters:
     idempotency_key: str = ""
     run_id: str = ""
     environment: str = ""
+    # The environments the viewer may see (None: every one); the console sets it from the user's roles.
+    environments: tuple[str, ...] | None = None
 
     def as_query(self) -> dict[str, str]:
         """Return the non-empty filters as query-string values."""
@@ -122,6 +122,8 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
     qs = Run.objects.select_related("version")
     if filters.environment:
         qs = qs.filter(environment_id=filters.environment)
+    if filters.environments is not None:
+        qs = qs.filter(environment_id__in=filters.environments)
     if filters.task:
         qs = qs.for_task(filters.task)
     if filters.status:
@@ -178,9 +180,12 @@ def runs_newer_than(*, filters: RunFilters, newest_id: str, limit: int = 50) -> 
     return list(runs_filtered(filters).filter(id__gt=newest_id).order_by("-id")[:limit])
 
 
-def run_statuses(*, run_ids: list[str]) -> list[Run]:
-    """Return the current status and timing of each of these runs (at most 500)."""
-    return list(Run.objects.filter(id__in=run_ids[:500]).only("id", "status", "started_at", "finished_at"))
+def run_statuses(*, run_ids: list[str], environments: list[str] | None = None) -> list[Run]:
+    """Return the current status and timing of each of these runs (at most 500), of some environments or all."""
+    qs = Run.objects.filter(id__in=run_ids[:500])
+    if environments is not None:
+        qs = qs.filter(environment_id__in=environments)
+    return list(qs.only("id", "status", "started_at", "finished_at"))
 
 
 def run_detail(*, run_id: str) -> Run | None:

@@ -311,7 +311,7 @@ def run_claim(
     *, run_id: str, worker_id: str, token: str, now: datetime, lease_expires_at: datetime,
     versions: Sequence[str] | None = None,
 ) -> ClaimedRow | None:
-    """Claim a QUEUED run of an unlimited, unpaused queue in one statement; None otherwise.
+    """Claim a QUEUED run of an unlimited, unpaused queue (its environment's) in one statement; None otherwise.
 
     A run of a paused or limited queue is left to the ORM claim, which locks the queue row
     to count its slots. With ``versions`` (the content hashes of the worker's code), a run
@@ -325,7 +325,8 @@ def run_claim(
         "attempt_count = r.attempt_count + 1, started_at = COALESCE(r.started_at, %s), updated_at = %s, "
         "last_event_seq = r.last_event_seq + 1, version_wait_since = NULL "
         f"WHERE r.id = %s AND r.status = %s AND NOT EXISTS (SELECT 1 FROM {_table(Queue)} q "
-        f"WHERE q.name = r.queue AND (q.paused OR q.concurrency_limit IS NOT NULL)){held}{_durability()} "
+        f"WHERE q.environment_id = r.environment_id AND q.name = r.queue "
+        f"AND (q.paused OR q.concurrency_limit IS NOT NULL)){held}{_durability()} "
         "RETURNING r.*",
         [RunStatus.EXECUTING.value, token, lease_expires_at, worker_id, now, now, run_id, RunStatus.QUEUED.value,
          *held_params],

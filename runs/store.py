@@ -45,7 +45,8 @@ def _lease_expiry():
 
 def queue_has_room(run: Run) -> bool:
     """Tell whether a run's queue may start it now; locks the queue row to serialise claims."""
-    queue = Queue.objects.select_for_update(no_key=True).filter(name=run.queue).first()
+    queue = (Queue.objects.select_for_update(no_key=True)
+             .filter(environment_id=run.environment_id, name=run.queue).first())
     if queue is None:
         return True
     if queue.paused:
@@ -53,11 +54,11 @@ def queue_has_room(run: Run) -> bool:
     if queue.concurrency_limit is None:
         return True
     key = run.concurrency_key or None
-    if Run.objects.executing_in(run.queue, key).count() >= queue.concurrency_limit:
+    if Run.objects.executing_in(run.queue, key, environment=run.environment_id).count() >= queue.concurrency_limit:
         return False
     # A full-enough queue starts its best-priority runs first: hand the slot to a better one.
     better = (
-        Run.objects.queued_in(run.queue, key)
+        Run.objects.queued_in(run.queue, key, environment=run.environment_id)
         .filter(priority__gt=run.priority)
         .values_list("id", "attempt_count")
         .first()

@@ -178,10 +178,16 @@ def redispatch_stale(now) -> int:
         stale = stale.filter(dispatched_at__isnull=True)
     # Runs of a limited or paused queue get hints only for free slots: re-sending one per
     # waiting run would flood the broker with claims that are refused anyway.
-    held = Queue.objects.filter(Q(concurrency_limit__isnull=False) | Q(paused=True)).values_list("name", flat=True)
-    held_queues = set(stale.filter(queue__in=held).values_list("queue", flat=True).distinct())
-    hinted = sum(queue_dispatch(name) for name in held_queues)
-    qs = stale.exclude(queue__in=held_queues)
+    held = set(Queue.objects.filter(Q(concurrency_limit__isnull=False) | Q(paused=True))
+               .values_list("environment_id", "name"))
+    held_queues = {
+        pair for pair in stale.filter(queue__in={name for _, name in held})
+        .values_list("environment_id", "queue").distinct() if pair in held
+    }
+    hinted = sum(queue_dispatch(name, environment=environment) for environment, name in held_queues)
+    for environment, name in held_queues:
+        stale = stale.exclude(environment_id=environment, queue=name)
+    qs = stale
 
     def move(run: Run) -> None:
         if not Run.objects.filter(id=run.id, status=RunStatus.QUEUED).update(dispatched_at=now):

@@ -28,7 +28,8 @@ from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.timers import timer_notify
 from runs.tracing.propagation import InvalidTraceparent, traceparent_current, traceparent_parse
 from runs.tracing.storage import run_span_build
-from tasks.registry import task_get
+from tasks.models import Queue
+from tasks.registry import task_all, task_get
 from tasks.services import UnknownEnvironment, environment_require, task_version_ensure
 
 
@@ -156,6 +157,25 @@ def _seconds(value, name: str) -> float | None:
         raise InvalidTrigger(f"{name}: {exc}") from None
 
 
+def _queue_checked(definition: Any, options: TriggerOptions) -> str:
+    """Return the queue a run goes to: its task's, or one its trigger names that exists in its environment.
+
+    A made-up name would make a queue without a row, so no pause and no limit would ever hold for it.
+    """
+    name = options.queue
+    if not name or name == definition.queue_name:
+        return definition.queue_name
+    declaring = next((d for d in task_all() if d.queue_name == name), None)
+    if declaring is not None:
+        task_version_ensure(declaring)  # its queue rows exist, with their limits, once per process
+        return name
+    # Not declared in code: one query, only for triggers that name another queue.
+    if not isinstance(name, str) or not Queue.objects.filter(environment_id=options.environment, name=name).exists():
+        raise InvalidTrigger(f"no queue named '{name}' in environment '{options.environment}': a run may only go "
+                             f"to its task's queue ('{definition.queue_name}') or to one that exists")
+    return name
+
+
 def _validated_fields(task_id: str, payload: Any, options: TriggerOptions) -> dict[str, Any]:
     """Check payload and options and return the Run fields they give; raise InvalidTrigger."""
     definition = task_get(task_id)
@@ -219,7 +239,7 @@ def _validated_fields(task_id: str, payload: Any, options: TriggerOptions) -> di
         ),
         "tags": tags,
         "metadata": metadata,
-        "queue": options.queue or definition.queue_name,
+        "queue": _queue_checked(definition, options),
         "concurrency_key": options.concurrency_key or "",
         "priority": options.priority,
         "delay_until": delay_until if delayed else None,

@@ -199,7 +199,7 @@ def run_suspend(claim: Claim, *, waitpoint_id: str, elapsed: float, spans: list[
             executed_seconds=F("executed_seconds") + elapsed,
         )
         attempt_end(run_id=claim.run_id, number=claim.attempt_number, status=AttemptStatus.SUSPENDED)
-        queue_dispatch_on_commit(run.queue)
+        queue_dispatch_on_commit(run.queue, run_id=claim.run_id)
     return True
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema
 
+from console.api_auth import OPERATE, READ, TRIGGER, api_audit
 from runs.engine.waits import EVENT_NAME_MAX_LENGTH, EVENT_NAME_PATTERN
 from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
 from runs.selectors import waitpoint_detail_get, waitpoint_list
@@ -76,14 +77,19 @@ def _detail(environment: str, waitpoint_id: str) -> Waitpoint:
     return wp
 
 
-@router.post("/events", response={201: EventSentOut}, tags=["events"])
+def _audited(request: HttpRequest, verb: str, waitpoint: Waitpoint) -> Waitpoint:
+    api_audit(request, f"waitpoint.{verb}", target=waitpoint.id, data={"run_id": waitpoint.run_id})
+    return waitpoint
+
+
+@router.post("/events", response={201: EventSentOut}, tags=["events"], auth=TRIGGER)
 def send_event(request: HttpRequest, body: EventIn):
     """Send an event; every pending wait of this environment it matches resumes."""
     event, resumed = event_send(name=body.name, payload=body.payload, environment=request.auth.environment)
     return 201, EventSentOut(id=event.id, name=event.name, created_at=event.created_at, resumed_runs=resumed)
 
 
-@router.get("/waitpoints", response=WaitpointPageOut)
+@router.get("/waitpoints", response=WaitpointPageOut, auth=READ)
 def list_waitpoints(request: HttpRequest, filters: Query[WaitpointFilters]):
     """List waitpoints oldest first (pending ones by default); pass ``next_cursor`` back as ``cursor``."""
     rows = waitpoint_list(
@@ -98,34 +104,34 @@ def list_waitpoints(request: HttpRequest, filters: Query[WaitpointFilters]):
     return {"items": items, "next_cursor": items[-1].id if len(rows) > filters.limit else None}
 
 
-@router.get("/waitpoints/{waitpoint_id}", response=WaitpointOut)
+@router.get("/waitpoints/{waitpoint_id}", response=WaitpointOut, auth=READ)
 def get_waitpoint(request: HttpRequest, waitpoint_id: str):
     """Return one waitpoint: what it waits for, its status, and its output once resolved."""
     return _detail(request.auth.environment, waitpoint_id)
 
 
-@router.post("/waitpoints/{waitpoint_id}/complete", response=WaitpointOut)
+@router.post("/waitpoints/{waitpoint_id}/complete", response=WaitpointOut, auth=OPERATE)
 def complete_waitpoint(request: HttpRequest, waitpoint_id: str, body: CompleteIn | None = None):
     """Complete a pending token with an output; its run resumes with it."""
-    return waitpoint_complete(
+    return _audited(request, "complete", waitpoint_complete(
         waitpoint_id=waitpoint_id, output=body.output if body else None, by=request.auth.actor,
         environment=request.auth.environment,
-    )
+    ))
 
 
-@router.post("/waitpoints/{waitpoint_id}/approve", response=WaitpointOut)
+@router.post("/waitpoints/{waitpoint_id}/approve", response=WaitpointOut, auth=OPERATE)
 def approve_waitpoint(request: HttpRequest, waitpoint_id: str, body: DecisionIn | None = None):
     """Approve a pending token; its run resumes with ``{"approved": true, **data}``."""
-    return waitpoint_approve(
+    return _audited(request, "approve", waitpoint_approve(
         waitpoint_id=waitpoint_id, data=body.data if body else None, by=request.auth.actor,
         environment=request.auth.environment,
-    )
+    ))
 
 
-@router.post("/waitpoints/{waitpoint_id}/reject", response=WaitpointOut)
+@router.post("/waitpoints/{waitpoint_id}/reject", response=WaitpointOut, auth=OPERATE)
 def reject_waitpoint(request: HttpRequest, waitpoint_id: str, body: DecisionIn | None = None):
     """Reject a pending token; its run resumes with ``{"approved": false, **data}``."""
-    return waitpoint_reject(
+    return _audited(request, "reject", waitpoint_reject(
         waitpoint_id=waitpoint_id, data=body.data if body else None, by=request.auth.actor,
         environment=request.auth.environment,
-    )
+    ))

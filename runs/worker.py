@@ -119,16 +119,18 @@ DRAIN_MAX = 100
 def next_queued_in_limited_queue(run_id: str, count: int = 5) -> list[str]:
     """Return the best queued runs of the same limited, unpaused queue, same concurrency key first."""
     close_old_connections()
-    run = Run.objects.filter(id=run_id).values("queue", "concurrency_key").first()
+    run = Run.objects.filter(id=run_id).values("queue", "concurrency_key", "environment_id").first()
     if run is None or not Queue.objects.filter(
-        name=run["queue"], paused=False, concurrency_limit__isnull=False
+        environment_id=run["environment_id"], name=run["queue"], paused=False, concurrency_limit__isnull=False
     ).exists():
         return []
+    environment = run["environment_id"]
     same = []
     if run["concurrency_key"]:
         # The freed slot belongs to this key: its runs come first.
-        same = list(Run.objects.queued_in(run["queue"], run["concurrency_key"]).values_list("id", flat=True)[:count])
-    rest = Run.objects.queued_in(run["queue"]).values_list("id", flat=True)[:count]
+        same = list(Run.objects.queued_in(run["queue"], run["concurrency_key"], environment=environment)
+                    .values_list("id", flat=True)[:count])
+    rest = Run.objects.queued_in(run["queue"], environment=environment).values_list("id", flat=True)[:count]
     return same + [i for i in rest if i not in same]
 
 

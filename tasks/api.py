@@ -5,11 +5,14 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Field, ModelSchema, Router, Schema
+from ninja import Field, ModelSchema, Query, Router, Schema
 
+from console.api_auth import READ, api_audit
 from runs.api import TriggeredOut
+from tasks.access import DEFAULT_SCOPES, Capability, Role, role_grant, role_list, role_revoke
 from tasks.apikeys import api_key_create, api_key_list, api_key_revoke
-from tasks.models import ApiKey, Schedule, WebhookSecret
+from tasks.audit import audit_list
+from tasks.models import ApiKey, AuditEntry, Schedule, WebhookSecret
 from tasks.queues import queue_get, queue_limit_set, queue_list, queue_pause, queue_resume
 from tasks.schedules import (
     schedule_delete,
@@ -38,7 +41,7 @@ class QueueLimitIn(Schema):
     concurrency_limit: int | None = Field(..., ge=1, le=10_000)
 
 
-@router.get("/queues", response=list[QueueOut], tags=["queues"])
+@router.get("/queues", response=list[QueueOut], tags=["queues"], auth=READ)
 def list_queues(request: HttpRequest):
     """List queues with their limits and executing/queued counts in this environment."""
     return queue_list(environment=request.auth.environment)
@@ -47,22 +50,28 @@ def list_queues(request: HttpRequest):
 @router.post("/queues/{path:name}/pause", response=QueueOut, tags=["queues"])
 def pause_queue(request: HttpRequest, name: str):
     """Pause a queue: no new run starts until it is resumed."""
-    queue_pause(name=name)
-    return queue_get(name=name)
+    env = request.auth.environment
+    queue_pause(environment=env, name=name)
+    api_audit(request, "queue.pause", target=name)
+    return queue_get(environment=env, name=name)
 
 
 @router.post("/queues/{path:name}/resume", response=QueueOut, tags=["queues"])
 def resume_queue(request: HttpRequest, name: str):
     """Resume a paused queue."""
-    queue_resume(name=name)
-    return queue_get(name=name)
+    env = request.auth.environment
+    queue_resume(environment=env, name=name)
+    api_audit(request, "queue.resume", target=name)
+    return queue_get(environment=env, name=name)
 
 
 @router.put("/queues/{path:name}/limit", response=QueueOut, tags=["queues"])
 def set_queue_limit(request: HttpRequest, name: str, body: QueueLimitIn):
     """Set (or with null remove) a queue's concurrency limit; it holds from the next claim."""
-    queue_limit_set(name=name, limit=body.concurrency_limit)
-    return queue_get(name=name)
+    env = request.auth.environment
+    queue_limit_set(environment=env, name=name, limit=body.concurrency_limit)
+    api_audit(request, "queue.limit", target=name, data={"concurrency_limit": body.concurrency_limit})
+    return queue_get(environment=env, name=name)
 
 
 class ScheduleIn(Schema):
@@ -100,7 +109,7 @@ class ScheduleOut(ModelSchema):
         return schedule_next_runs(obj, count=5)
 
 
-@router.get("/schedules", response=list[ScheduleOut], tags=["schedules"])
+@router.get("/schedules", response=list[ScheduleOut], tags=["schedules"], auth=READ)
 def list_schedules(request: HttpRequest):
     """List this environment's schedules with their next five run times."""
     return schedule_list(environment=request.auth.environment)
@@ -110,10 +119,12 @@ def list_schedules(request: HttpRequest):
 def create_schedule(request: HttpRequest, body: ScheduleIn):
     """Create a schedule; the same dedup key updates the existing one (200)."""
     schedule, created = schedule_upsert(environment=request.auth.environment, **body.model_dump())
+    api_audit(request, "schedule.create" if created else "schedule.update", target=schedule.id,
+              data={"dedup_key": schedule.dedup_key, "task_id": schedule.task_id, "cron": schedule.cron})
     return (201 if created else 200), schedule
 
 
-@router.get("/schedules/{schedule_id}", response=ScheduleOut, tags=["schedules"])
+@router.get("/schedules/{schedule_id}", response=ScheduleOut, tags=["schedules"], auth=READ)
 def get_schedule(request: HttpRequest, schedule_id: int):
     """Return one schedule with its next five run times."""
     return schedule_get(environment=request.auth.environment, schedule_id=schedule_id)
@@ -122,15 +133,17 @@ def get_schedule(request: HttpRequest, schedule_id: int):
 @router.patch("/schedules/{schedule_id}", response=ScheduleOut, tags=["schedules"])
 def update_schedule(request: HttpRequest, schedule_id: int, body: ScheduleUpdateIn):
     """Change a schedule's cron, time zone, task, payload or active flag."""
-    return schedule_update(
-        environment=request.auth.environment, schedule_id=schedule_id, **body.model_dump(exclude_unset=True)
-    )
+    changes = body.model_dump(exclude_unset=True)
+    schedule = schedule_update(environment=request.auth.environment, schedule_id=schedule_id, **changes)
+    api_audit(request, "schedule.update", target=schedule.id, data={"changed": sorted(changes)})
+    return schedule
 
 
 @router.delete("/schedules/{schedule_id}", response={204: None}, tags=["schedules"])
 def delete_schedule(request: HttpRequest, schedule_id: int):
     """Delete a schedule."""
     schedule_delete(environment=request.auth.environment, schedule_id=schedule_id)
+    api_audit(request, "schedule.delete", target=schedule_id)
     return 204, None
 
 
@@ -156,18 +169,27 @@ def list_secrets(request: HttpRequest):
 @router.put("/secrets/{name}", response=SecretOut, tags=["secrets"])
 def set_secret(request: HttpRequest, name: str, body: SecretIn):
     """Create or replace a secret; the answer is already masked."""
-    return secret_set(environment=request.auth.environment, name=name, value=body.value)
+    secret = secret_set(environment=request.auth.environment, name=name, value=body.value)
+    # Never the value: the entry says that it changed, not what to.
+    api_audit(request, "secret.set", target=name)
+    return secret
 
 
 @router.delete("/secrets/{name}", response={204: None}, tags=["secrets"])
 def delete_secret(request: HttpRequest, name: str):
     """Delete a secret."""
     secret_delete(environment=request.auth.environment, name=name)
+    api_audit(request, "secret.delete", target=name)
     return 204, None
 
 
 class ApiKeyIn(Schema):
     name: str = Field(..., min_length=1, max_length=128)
+    scopes: list[Capability] = Field(
+        default_factory=lambda: list(DEFAULT_SCOPES), min_length=1,
+        description="What the key may do: read, trigger, operate, admin (default read and trigger); "
+        "at most the scopes of the caller",
+    )
 
 
 class ApiKeyOut(ModelSchema):
@@ -179,7 +201,7 @@ class ApiKeyOut(ModelSchema):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        fields = ["id", "name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
 
 
 class ApiKeyCreatedOut(ApiKeyOut):
@@ -197,7 +219,10 @@ def list_api_keys(request: HttpRequest):
 @router.post("/api-keys", response={201: ApiKeyCreatedOut}, tags=["api-keys"])
 def create_api_key(request: HttpRequest, body: ApiKeyIn):
     """Create an API key for this environment; its secret is shown once."""
-    created = api_key_create(environment=request.auth.environment, name=body.name)
+    created = api_key_create(environment=request.auth.environment, name=body.name, scopes=body.scopes,
+                             granted_by=request.auth.holder)
+    api_audit(request, "api_key.create", target=f"{created.key.id} {created.key.prefix}…",
+              data={"name": created.key.name, "scopes": created.key.scopes})
     created.key.secret = created.secret  # shown in this answer, never stored
     return 201, created.key
 
@@ -205,7 +230,9 @@ def create_api_key(request: HttpRequest, body: ApiKeyIn):
 @router.post("/api-keys/{key_id}/revoke", response=ApiKeyOut, tags=["api-keys"])
 def revoke_api_key(request: HttpRequest, key_id: int):
     """Revoke an API key of this environment."""
-    return api_key_revoke(environment=request.auth.environment, key_id=key_id)
+    key = api_key_revoke(environment=request.auth.environment, key_id=key_id)
+    api_audit(request, "api_key.revoke", target=f"{key.id} {key.prefix}…", data={"name": key.name})
+    return key
 
 
 class WebhookSecretIn(Schema):
@@ -238,6 +265,7 @@ def list_webhook_secrets(request: HttpRequest):
 def create_webhook_secret(request: HttpRequest, body: WebhookSecretIn):
     """Create a signing secret; older ones stay valid until revoked (rotation). Shown once."""
     created = webhook_secret_create(environment=request.auth.environment, name=body.name)
+    api_audit(request, "webhook_secret.create", target=created.row.id, data={"name": created.row.name})
     created.row.secret = created.secret  # shown in this answer, never stored
     return 201, created.row
 
@@ -246,7 +274,65 @@ def create_webhook_secret(request: HttpRequest, body: WebhookSecretIn):
 def revoke_webhook_secret(request: HttpRequest, secret_id: int):
     """Stop accepting signatures made with a secret."""
     webhook_secret_revoke(environment=request.auth.environment, secret_id=secret_id)
+    api_audit(request, "webhook_secret.revoke", target=secret_id)
     return 204, None
+
+
+class MemberIn(Schema):
+    role: Role
+
+
+class MemberOut(Schema):
+    username: str
+    environment: str
+    role: Role
+
+
+@router.get("/members", response=list[MemberOut], tags=["members"])
+def list_members(request: HttpRequest):
+    """List who has which role in this environment (superusers, admins everywhere, are not listed)."""
+    return role_list(environment=request.auth.environment)
+
+
+@router.put("/members/{username}", response=MemberOut, tags=["members"])
+def set_member(request: HttpRequest, username: str, body: MemberIn):
+    """Give a user a role in this environment, replacing the one they had here."""
+    grant = role_grant(username=username, role=body.role, environment=request.auth.environment)
+    api_audit(request, "role.grant", target=grant.username, data={"role": grant.role.value})
+    return grant
+
+
+@router.delete("/members/{username}", response={204: None}, tags=["members"])
+def remove_member(request: HttpRequest, username: str):
+    """Take away a user's role in this environment."""
+    had = role_revoke(username=username, environment=request.auth.environment)
+    if had is not None:
+        api_audit(request, "role.revoke", target=had.username, data={"role": had.role.value})
+    return 204, None
+
+
+class AuditEntryOut(ModelSchema):
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "at", "environment", "actor", "user_id", "api_key_id", "via", "action", "target", "data"]
+
+
+class AuditPageOut(Schema):
+    items: list[AuditEntryOut]
+    next_cursor: int | None
+
+
+class AuditQuery(Schema):
+    cursor: int | None = None
+    limit: int = Field(100, ge=1, le=500)
+
+
+@router.get("/audit", response=AuditPageOut, tags=["audit"])
+def list_audit(request: HttpRequest, query: Query[AuditQuery]):
+    """List this environment's audit entries newest first (admins); pass ``next_cursor`` back as ``cursor``."""
+    rows = audit_list(environment=request.auth.environment, before=query.cursor, limit=query.limit + 1)
+    items = rows[: query.limit]
+    return {"items": items, "next_cursor": items[-1].id if len(rows) > query.limit else None}
 
 
 @webhooks_router.post("/{task_id}", auth=None, response={201: TriggeredOut}, openapi_extra={

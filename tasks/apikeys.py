@@ -4,12 +4,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from runs.engine.errors import StepwiseError
+from tasks.access import DEFAULT_SCOPES, SCOPES, Capability, capabilities, may
 from tasks.models import ApiKey
 from tasks.services import environment_exists
 
@@ -22,6 +25,10 @@ class InvalidApiKey(StepwiseError):
 
 class ApiKeyNotFound(StepwiseError):
     """No API key has this id in this environment."""
+
+
+class ScopeNotAllowed(StepwiseError):
+    """A key may not be given a scope its creator does not hold in the key's environment."""
 
 
 @dataclass(frozen=True)
@@ -37,18 +44,41 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def api_key_create(*, environment: str, name: str) -> CreatedApiKey:
-    """Create a key ``sk_<env>_<random>`` for an environment; return it with its one-time secret."""
+def _scopes_checked(scopes: Iterable[str] | None, environment: str, granted_by: Any) -> list[str]:
+    wanted = list(DEFAULT_SCOPES) if scopes is None else [str(s) for s in scopes]
+    unknown = sorted(set(wanted) - set(SCOPES))
+    if unknown or not wanted:
+        raise InvalidApiKey(f"unknown scope(s) {', '.join(unknown) or '(none given)'}: "
+                            f"choose from {', '.join(SCOPES)}")
+    if granted_by is not None:
+        if not may(granted_by, environment, Capability.ADMIN):
+            raise ScopeNotAllowed(f"only an admin of environment '{environment}' may create its API keys")
+        held = capabilities(granted_by, environment)
+        beyond = [s for s in wanted if s not in held]
+        if beyond:
+            raise ScopeNotAllowed(f"a key may not get scope(s) its creator lacks: {', '.join(beyond)}")
+    return [s for s in SCOPES if s in wanted]
+
+
+def api_key_create(*, environment: str, name: str, scopes: Iterable[str] | None = None,
+                   granted_by: Any = None) -> CreatedApiKey:
+    """Create a key ``sk_<env>_<random>`` for an environment; return it with its one-time secret.
+
+    ``scopes`` default to read and trigger. ``granted_by`` (a user or an API key) must be an admin
+    of the environment and hold every scope given; None is the CLI, run by whoever owns the host.
+    """
     if not environment_exists(environment):
         raise InvalidApiKey(f"unknown environment '{environment}'")
     if not isinstance(name, str) or not 0 < len(name.strip()) <= 128:
         raise InvalidApiKey("an API key needs a name of 1 to 128 characters")
+    checked = _scopes_checked(scopes, environment, granted_by)
     secret = f"{KEY_PREFIX}{environment}_{secrets.token_urlsafe(32)}"
     key = ApiKey.objects.create(
         environment_id=environment,
         name=name.strip(),
         prefix=secret[: len(KEY_PREFIX) + len(environment) + 7],
         key_hash=_hash(secret),
+        scopes=checked,
     )
     return CreatedApiKey(key=key, secret=secret)
 

@@ -70,16 +70,20 @@ class WorkerVersion(models.Model):
 
 
 class Queue(models.Model):
-    """A named lane with an optional concurrency limit, split per concurrency key, pausable."""
+    """A named lane of one environment with an optional concurrency limit, split per concurrency key, pausable."""
 
-    name = models.CharField(primary_key=True, max_length=128)
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="queues")
+    name = models.CharField(max_length=128)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     paused = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["environment", "name"], name="uniq_queue_name")]
+
     def __str__(self) -> str:
-        return self.name
+        return f"{self.environment_id}:{self.name}"
 
 
 class Schedule(models.Model):
@@ -125,6 +129,10 @@ class Secret(models.Model):
         return f"{self.environment_id}:{self.name}"
 
 
+def default_api_key_scopes() -> list[str]:
+    return ["read", "trigger"]
+
+
 class ApiKey(models.Model):
     """A bearer key scoped to one environment; only its sha256 is stored."""
 
@@ -132,6 +140,8 @@ class ApiKey(models.Model):
     name = models.CharField(max_length=128)
     prefix = models.CharField(max_length=32)
     key_hash = models.CharField(max_length=64, unique=True)
+    # Capabilities the key carries (tasks.access.Capability values): least privilege by default.
+    scopes = models.JSONField(default=default_api_key_scopes)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -168,3 +178,51 @@ class WebhookDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["environment", "delivery_id"], name="uniq_webhook_delivery")
         ]
+
+
+class AuditLogAppendOnly(Exception):
+    """An attempt to change or delete an audit entry: the log only grows."""
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AuditLogAppendOnly("audit entries are never changed")
+
+    def delete(self):
+        raise AuditLogAppendOnly("audit entries are never deleted")
+
+
+class AuditEntry(models.Model):
+    """One change made by a person or an API key, through the console, the API or the CLI; append-only.
+
+    Plain values rather than foreign keys: an entry outlives the user, key or queue it names, and
+    a cascade would have to change it.
+    """
+
+    at = models.DateTimeField(auto_now_add=True)
+    environment = models.CharField(max_length=32, blank=True)
+    actor = models.CharField(max_length=150)  # a username, "api key <name> (<prefix>…)", or "cli:<os user>"
+    user_id = models.BigIntegerField(null=True, blank=True)
+    api_key_id = models.BigIntegerField(null=True, blank=True)
+    via = models.CharField(max_length=16)  # console, api, cli
+    action = models.CharField(max_length=64)  # "queue.pause", "secret.set", "run.cancel"...
+    target = models.CharField(max_length=255, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["environment", "-id"], name="audit_env_newest")]
+        verbose_name_plural = "audit entries"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise AuditLogAppendOnly("audit entries are never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditLogAppendOnly("audit entries are never deleted")
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"

@@ -1,4 +1,4 @@
-"""Queues: pause, resume and concurrency limits, effective at the next claim."""
+"""Queues of an environment: pause, resume and concurrency limits, effective at the next claim."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ MAX_LIMIT = 10_000
 
 
 class QueueNotFound(StepwiseError):
-    """No queue has this name."""
+    """No queue has this name in this environment."""
 
 
 class InvalidQueueLimit(StepwiseError):
@@ -34,50 +34,49 @@ class QueueStats:
     queued: int
 
 
-def _update(name: str, **fields) -> Queue:
+def _update(environment: str, name: str, **fields) -> Queue:
     with transaction.atomic():
-        queue = Queue.objects.select_for_update().filter(name=name).first()
+        queue = Queue.objects.select_for_update().filter(environment_id=environment, name=name).first()
         if queue is None:
-            raise QueueNotFound(f"no queue named '{name}'")
+            raise QueueNotFound(f"no queue named '{name}' in environment '{environment}'")
         for attr, value in fields.items():
             setattr(queue, attr, value)
         queue.save(update_fields=[*fields, "updated_at"])
         # Queued runs whose hints were refused while the queue was full or paused get new ones.
         if queue.concurrency_limit is None:
-            transaction.on_commit(lambda: _hint_all_queued(name))
+            transaction.on_commit(lambda: _hint_all_queued(environment, name))
         else:
-            queue_dispatch_on_commit(name)
+            queue_dispatch_on_commit(name, environment=environment)
     return queue
 
 
-def _hint_all_queued(name: str) -> None:
+def _hint_all_queued(environment: str, name: str) -> None:
     # An unlimited queue takes every queued run; the sweeper re-sends hints beyond this batch.
-    for run_id, attempts in Run.objects.queued_in(name).values_list("id", "attempt_count")[:1000]:
+    queued = Run.objects.queued_in(name, environment=environment)
+    for run_id, attempts in queued.values_list("id", "attempt_count")[:1000]:
         dispatch_run(run_id, resume=attempts > 0)
 
 
-def queue_pause(*, name: str) -> Queue:
+def queue_pause(*, environment: str, name: str) -> Queue:
     """Stop starting runs of a queue; executing runs finish normally."""
-    return _update(name, paused=True)
+    return _update(environment, name, paused=True)
 
 
-def queue_resume(*, name: str) -> Queue:
+def queue_resume(*, environment: str, name: str) -> Queue:
     """Start runs of a paused queue again, best priority first."""
-    return _update(name, paused=False)
+    return _update(environment, name, paused=False)
 
 
-def queue_limit_set(*, name: str, limit: int | None) -> Queue:
+def queue_limit_set(*, environment: str, name: str, limit: int | None) -> Queue:
     """Set a queue's concurrency limit (per concurrency key when runs carry one); None removes it."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_LIMIT):
         raise InvalidQueueLimit(f"a concurrency limit must be an integer from 1 to {MAX_LIMIT}, or null")
-    return _update(name, concurrency_limit=limit)
+    return _update(environment, name, concurrency_limit=limit)
 
 
-def queue_list(*, environment: str | None = None) -> list[QueueStats]:
-    """Return every queue with its executing and queued counts, in two queries."""
-    runs = Run.objects.filter(status__in=[RunStatus.EXECUTING, RunStatus.QUEUED])
-    if environment:
-        runs = runs.filter(environment_id=environment)
+def queue_list(*, environment: str) -> list[QueueStats]:
+    """Return every queue of an environment with its executing and queued counts, in two queries."""
+    runs = Run.objects.filter(status__in=[RunStatus.EXECUTING, RunStatus.QUEUED], environment_id=environment)
     counts = {
         row["queue"]: row
         for row in runs.values("queue").annotate(
@@ -93,13 +92,13 @@ def queue_list(*, environment: str | None = None) -> list[QueueStats]:
             executing=counts.get(q.name, {}).get("executing", 0),
             queued=counts.get(q.name, {}).get("queued", 0),
         )
-        for q in Queue.objects.order_by("name")
+        for q in Queue.objects.filter(environment_id=environment).order_by("name")
     ]
 
 
-def queue_get(*, name: str) -> QueueStats:
-    """Return one queue with its counts, or raise QueueNotFound."""
-    for stats in queue_list():
+def queue_get(*, environment: str, name: str) -> QueueStats:
+    """Return one queue of an environment with its counts, or raise QueueNotFound."""
+    for stats in queue_list(environment=environment):
         if stats.name == name:
             return stats
-    raise QueueNotFound(f"no queue named '{name}'")
+    raise QueueNotFound(f"no queue named '{name}' in environment '{environment}'")

@@ -83,12 +83,13 @@ def task_stats(*, since=None) -> dict[str, TaskStats]:
     return stats
 
 
-def task_overviews() -> list[TaskOverview]:
-    """Return every task with its queue, newest versions first (with their workers and pinned runs), and recent
-    stats, in six queries."""
+def task_overviews(*, environment: str | None = None) -> list[TaskOverview]:
+    """Return every task with its queue in an environment (the default one unless given), newest versions first
+    (with their workers and pinned runs), and recent stats, in six queries."""
     versions = Prefetch("versions", queryset=TaskVersion.objects.order_by("-created_at"))
     tasks = list(Task.objects.order_by("id").prefetch_related(versions))
-    queues = Queue.objects.in_bulk([t.queue_name for t in tasks])
+    queues = {q.name: q for q in Queue.objects.filter(environment_id=environment or settings.STEPWISE_ENVIRONMENT,
+                                                      name__in=[t.queue_name for t in tasks])}
     stats = task_stats()
     workers = versions_running(since=timezone.now() - timedelta(seconds=settings.STEPWISE_LEASE_SECONDS))
     pinned = dict(

@@ -71,8 +71,11 @@ def task_version_ensure(definition) -> TaskVersion:
             "module": definition.fn.__module__,
         },
     )
-    Queue.objects.get_or_create(
-        name=definition.queue_name, defaults={"concurrency_limit": definition.concurrency_limit}
+    # The task's queue in every environment; a row that exists keeps its limit and pause (changes there win).
+    Queue.objects.bulk_create(
+        [Queue(environment_id=slug, name=definition.queue_name, concurrency_limit=definition.concurrency_limit)
+         for slug in Environment.objects.values_list("slug", flat=True)],
+        ignore_conflicts=True,
     )
     version, _ = TaskVersion.objects.get_or_create(
         task_id=definition.id, content_hash=definition.version_hash, deploy_label=definition.deploy_label

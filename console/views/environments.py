@@ -11,22 +11,32 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
+from console.views.access import require
+from tasks.access import Capability, environments_where
 from tasks.selectors import environment_list
 from tasks.services import UnknownEnvironment, environment_require
 
 
-def environment_slug(request: HttpRequest) -> str:
-    """Return the environment a request names: the posted ``env``, ``?env=``, or the default one."""
-    return request.POST.get("env") or request.GET.get("env") or settings.STEPWISE_ENVIRONMENT
-
-
-def environment_context(request: HttpRequest) -> dict[str, Any]:
-    """Return the selected environment and every environment, for the tabs; 404 for an unknown one."""
+def environment_checked(request: HttpRequest, capability: Capability) -> str:
+    """Return the environment a request names if the user has ``capability`` there; 404 if unknown, else 403."""
+    named = request.POST.get("env") or request.GET.get("env")
+    if not named:  # the default one, or else the first the user may see this page of
+        allowed = environments_where(request.user, capability)
+        default = settings.STEPWISE_ENVIRONMENT
+        named = default if allowed is None or default in allowed or not allowed else allowed[0]
     try:
-        slug = environment_require(environment_slug(request))
+        slug = environment_require(named)
     except UnknownEnvironment as exc:
         raise Http404(str(exc)) from None
-    environments = environment_list()
+    require(request, slug, capability)
+    return slug
+
+
+def environment_context(request: HttpRequest, capability: Capability) -> dict[str, Any]:
+    """Return the selected environment and the environments the user may see this page of, for the tabs."""
+    slug = environment_checked(request, capability)
+    allowed = environments_where(request.user, capability)
+    environments = [e for e in environment_list() if allowed is None or e.slug in allowed]
     return {"environment": next(e for e in environments if e.slug == slug), "environments": environments}
 
 
@@ -41,11 +51,12 @@ def environment_page(
     *,
     nav: str,
     rows: Callable[[str], Any],
-    form: Form,
+    form: Form | None,
+    capability: Capability,
     status: int = 200,
     **extra: Any,
 ) -> HttpResponse:
-    """Render a per-environment page: its tabs, ``rows(environment)`` and its form."""
-    context = environment_context(request)
+    """Render a per-environment page the user has ``capability`` in: its tabs, ``rows(environment)``, its form."""
+    context = environment_context(request, capability)
     context.update(extra, nav=nav, rows=rows(context["environment"].slug), form=form)
     return render(request, template, context, status=status)

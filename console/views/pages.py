@@ -7,17 +7,19 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from console.forms import DecisionForm
-from console.views.access import login_required
+from console.views.access import audit, login_required, readable_environments, require
 from console.views.feedback import action_done, next_url
-from runs.models import WaitpointKind, WaitpointStatus
+from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
 from runs.selectors import waitpoint_list as waitpoints_pending
 from runs.waits import WaitpointError, waitpoint_approve, waitpoint_reject
+from tasks.access import Capability
 
 
 @login_required
 def waitpoint_list(request: HttpRequest) -> HttpResponse:
     """Show pending human approvals (token waitpoints), oldest first, to approve or reject in place."""
-    waitpoints = waitpoints_pending(status=WaitpointStatus.PENDING, kind=WaitpointKind.TOKEN)
+    waitpoints = waitpoints_pending(status=WaitpointStatus.PENDING, kind=WaitpointKind.TOKEN,
+                                    environments=readable_environments(request))
     return render(request, "console/waitpoints/list.html", {"nav": "waitpoints", "waitpoints": waitpoints})
 
 
@@ -30,10 +32,15 @@ def waitpoint_decide(request: HttpRequest, waitpoint_id: str) -> HttpResponse:
     if not form.is_valid():
         problem = next(iter(form.errors.values()))[0]
         return action_done(request, message=problem, to=back, ok=False, status=400)
+    environment = Waitpoint.objects.filter(id=waitpoint_id).values_list("run__environment_id", flat=True).first()
+    if environment is not None:  # an unknown one is reported by the decision below
+        require(request, environment, Capability.OPERATE)
     decide = waitpoint_approve if form.cleaned_data["decision"] == "approve" else waitpoint_reject
     try:
         wp = decide(waitpoint_id=waitpoint_id, data=form.cleaned_data["data"], by=request.user.get_username())
     except WaitpointError as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=409)
     verb = "Approved" if form.cleaned_data["decision"] == "approve" else "Rejected"
+    audit(request, f"waitpoint.{form.cleaned_data['decision']}", environment=environment, target=wp.id,
+          data={"run_id": wp.run_id})
     return action_done(request, message=f"{verb} {wp.id}; run {wp.run_id} resumes.", to=back)

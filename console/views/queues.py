@@ -1,16 +1,16 @@
-"""The queues page: concurrency limits, pause and resume, live executing and queued counts."""
+"""The queues page of one environment: concurrency limits, pause and resume, live executing and queued counts."""
 from __future__ import annotations
 
 from dataclasses import asdict
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from console.forms import QueueLimitForm
-from console.views.access import login_required
+from console.views.access import audit, login_required
+from console.views.environments import environment_checked, environment_page, environment_url
 from console.views.feedback import action_done
+from tasks.access import Capability
 from tasks.queues import (
     MAX_LIMIT,
     InvalidQueueLimit,
@@ -25,33 +25,36 @@ from tasks.queues import (
 @login_required
 @require_GET
 def queue_list_view(request: HttpRequest) -> HttpResponse:
-    """Show every queue with its limit, paused state and counts."""
-    context = {"nav": "queues", "queues": queue_list(), "max_limit": MAX_LIMIT}
-    return render(request, "console/queues/list.html", context)
+    """Show an environment's queues with their limit, paused state and counts."""
+    return environment_page(request, "console/queues/list.html", nav="queues", form=None, capability=Capability.READ,
+                            rows=lambda environment: queue_list(environment=environment), max_limit=MAX_LIMIT)
 
 
 @login_required
 @require_GET
 def queue_counts_view(request: HttpRequest) -> JsonResponse:
-    """Return every queue's limit, paused state and counts: what the page polls."""
-    return JsonResponse({"queues": [asdict(q) for q in queue_list()]})
+    """Return an environment's queues with limit, paused state and counts: what the page polls."""
+    slug = environment_checked(request, Capability.READ)
+    return JsonResponse({"queues": [asdict(q) for q in queue_list(environment=slug)]})
 
 
 @login_required
 @require_POST
 def queue_limit_view(request: HttpRequest, name: str) -> HttpResponse:
     """Set or (with an empty value) remove a queue's concurrency limit."""
-    back = reverse("console:queues")
+    slug = environment_checked(request, Capability.ADMIN)
+    back = environment_url("console:queues", slug)
     form = QueueLimitForm(request.POST)
     if not form.is_valid():
         return action_done(request, message=form.errors["concurrency_limit"][0], to=back, ok=False, status=400)
     limit = form.cleaned_data["concurrency_limit"]
     try:
-        queue_limit_set(name=name, limit=limit)
+        queue_limit_set(environment=slug, name=name, limit=limit)
     except QueueNotFound as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=404)
     except InvalidQueueLimit as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=400)
+    audit(request, "queue.limit", environment=slug, target=name, data={"concurrency_limit": limit})
     described = f"limited to {limit} at a time" if limit is not None else "unlimited"
     return action_done(request, message=f"Queue {name} is now {described}.", to=back)
 
@@ -60,10 +63,12 @@ def queue_limit_view(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 def queue_paused_view(request: HttpRequest, name: str, paused: bool) -> HttpResponse:
     """Pause a queue (executing runs finish, no new one starts) or resume it."""
-    back = reverse("console:queues")
+    slug = environment_checked(request, Capability.ADMIN)
+    back = environment_url("console:queues", slug)
     try:
-        (queue_pause if paused else queue_resume)(name=name)
+        (queue_pause if paused else queue_resume)(environment=slug, name=name)
     except QueueNotFound as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=404)
+    audit(request, "queue.pause" if paused else "queue.resume", environment=slug, target=name)
     verb = "paused: its queued runs wait until you resume it" if paused else "resumed"
     return action_done(request, message=f"Queue {name} {verb}.", to=back)

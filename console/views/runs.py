@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from console.forms import PayloadForm, RunFilterForm
 from console.templatetags.console_format import duration_between
-from console.views.access import login_required
+from console.views.access import login_required, readable_environments, require, run_require
 from runs.exports import FORMATS, run_export_response
 from runs.pinning import version_wait_deadline
 from runs.selectors import (
@@ -24,6 +25,7 @@ from runs.selectors import (
     runs_newer_than,
 )
 from runs.timeline import epoch_ms, run_timeline
+from tasks.access import Capability
 from tasks.selectors import task_ids
 
 PAGE_SIZE = 50
@@ -41,7 +43,7 @@ def _int(value: str | None, default: int | None = None) -> int | None:
 def run_list(request: HttpRequest) -> HttpResponse:
     """Show one page of runs, filtered, newest first."""
     form = RunFilterForm(request.GET)
-    filters = form.filters()
+    filters = replace(form.filters(), environments=readable_environments(request))
     page = run_page(
         filters=filters, before=request.GET.get("before", ""), after=request.GET.get("after", ""), size=PAGE_SIZE
     )
@@ -63,7 +65,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def run_list_updates(request: HttpRequest) -> JsonResponse:
     """Return rows of runs newer than ``newest`` and the statuses of the runs in ``ids``."""
-    filters = RunFilterForm(request.GET).filters()
+    readable = readable_environments(request)
+    filters = replace(RunFilterForm(request.GET).filters(), environments=readable)
     newest = request.GET.get("newest", "")
     rows = runs_newer_than(filters=filters, newest_id=newest) if newest else []
     ids = [i for i in request.GET.get("ids", "").split(",") if i]
@@ -73,7 +76,7 @@ def run_list_updates(request: HttpRequest) -> JsonResponse:
             "statuses": {
                 r.id: {"status": r.status, "label": r.get_status_display(),
                        "duration": duration_between(r.started_at, r.finished_at)}
-                for r in run_statuses(run_ids=ids)
+                for r in run_statuses(run_ids=ids, environments=readable)
             },
         }
     )
@@ -86,6 +89,7 @@ def run_show(request: HttpRequest, run_id: str) -> HttpResponse:
     run = run_detail(run_id=run_id)
     if run is None:
         raise Http404(f"no run with id '{run_id}'")
+    require(request, run.environment_id, Capability.READ)
     replay_form = PayloadForm(initial={"payload": _pretty(run.payload)})
     approvals = run_pending_approvals(run_id=run.id)
     return render(
@@ -107,6 +111,7 @@ def run_timeline_json(request: HttpRequest, run_id: str) -> JsonResponse:
     run = run_detail(run_id=run_id)
     if run is None:
         raise Http404(f"no run with id '{run_id}'")
+    require(request, run.environment_id, Capability.READ)
     return JsonResponse(run_timeline(run=run))
 
 
@@ -114,6 +119,7 @@ def run_timeline_json(request: HttpRequest, run_id: str) -> JsonResponse:
 @require_GET
 def run_events_json(request: HttpRequest, run_id: str) -> JsonResponse:
     """Return the run's events after a seq: the polling fallback of the websocket."""
+    run_require(request, run_id, Capability.READ)
     events = run_events_after(run_id=run_id, after=_int(request.GET.get("after"), 0), limit=1000)
     return JsonResponse({"events": [e.as_message() for e in events]})
 
@@ -122,6 +128,7 @@ def run_events_json(request: HttpRequest, run_id: str) -> JsonResponse:
 @require_GET
 def run_step_json(request: HttpRequest, run_id: str, position: int) -> JsonResponse:
     """Return one recorded step with its output and error, for the inspector."""
+    run_require(request, run_id, Capability.READ)
     step = run_step(run_id=run_id, position=position)
     if step is None:
         return JsonResponse({"recorded": False, "position": position})
@@ -147,6 +154,7 @@ def run_step_json(request: HttpRequest, run_id: str, position: int) -> JsonRespo
 @require_GET
 def run_checkpoint_json(request: HttpRequest, run_id: str) -> JsonResponse:
     """Return the recorded step results as of a step position."""
+    run_require(request, run_id, Capability.READ)
     position = _int(request.GET.get("position"))
     return JsonResponse({"position": position, "state": run_checkpoint_state(run_id=run_id, as_of_position=position)})
 
@@ -158,6 +166,7 @@ def run_export_view(request: HttpRequest, run_id: str, fmt: str) -> HttpResponse
     run = run_detail(run_id=run_id)
     if run is None:
         raise Http404(f"no run with id '{run_id}'")
+    require(request, run.environment_id, Capability.READ)
     if fmt not in FORMATS:
         raise Http404(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
     return run_export_response(run, fmt)

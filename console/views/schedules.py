@@ -11,9 +11,10 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.forms import ScheduleChangeForm, ScheduleForm
-from console.views.access import login_required
-from console.views.environments import environment_page, environment_slug, environment_url
+from console.views.access import audit, login_required
+from console.views.environments import environment_checked, environment_page, environment_url
 from console.views.feedback import action_done
+from tasks.access import Capability
 from tasks.models import Schedule
 from tasks.schedules import (
     InvalidSchedule,
@@ -48,6 +49,7 @@ def _rows(environment: str) -> list[ScheduleRow]:
 
 def _page(request: HttpRequest, form: ScheduleForm, *, status: int = 200) -> HttpResponse:
     return environment_page(request, "console/schedules/list.html", nav="schedules", rows=_rows, form=form,
+                            capability=Capability.READ,
                             status=status, timezones=_timezones())
 
 
@@ -57,14 +59,16 @@ def schedule_list_view(request: HttpRequest) -> HttpResponse:
     """Show an environment's schedules; a POST creates one (or replaces the one with its dedup key)."""
     if request.method == "GET":
         return _page(request, ScheduleForm())
+    slug = environment_checked(request, Capability.ADMIN)
     form = ScheduleForm(request.POST)
     if form.is_valid():
-        slug = environment_slug(request)
         try:
             schedule, created = schedule_upsert(environment=slug, **form.cleaned_data)
         except InvalidSchedule as exc:
             form.add_error(None, str(exc))
         else:
+            audit(request, "schedule.create" if created else "schedule.update", environment=slug, target=schedule.id,
+                  data={"dedup_key": schedule.dedup_key, "task_id": schedule.task_id, "cron": schedule.cron})
             verb = "Created" if created else "Replaced"
             return action_done(request, message=f"{verb} schedule '{schedule.dedup_key}' of {schedule.task_id}.",
                                to=environment_url("console:schedules", slug))
@@ -77,7 +81,7 @@ def _editable(view: Callable[[HttpRequest, Schedule, str], HttpResponse]) -> Cal
 
     @wraps(view)
     def checked(request: HttpRequest, schedule_id: int) -> HttpResponse:
-        slug = environment_slug(request)
+        slug = environment_checked(request, Capability.ADMIN)
         back = environment_url("console:schedules", slug)
         try:
             schedule = schedule_get(environment=slug, schedule_id=schedule_id)
@@ -104,6 +108,8 @@ def schedule_update_view(request: HttpRequest, schedule: Schedule, back: str) ->
         schedule = schedule_update(environment=schedule.environment_id, schedule_id=schedule.id, **form.changes())
     except InvalidSchedule as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=400)
+    audit(request, "schedule.update", environment=schedule.environment_id, target=schedule.id,
+          data={"changed": sorted(form.changes())})
     if "active" in form.changes():
         message = f"Schedule '{schedule.dedup_key}' {'enabled' if schedule.active else 'disabled'}."
     else:
@@ -120,5 +126,7 @@ def schedule_delete_view(request: HttpRequest, schedule: Schedule, back: str) ->
         schedule_delete(environment=schedule.environment_id, schedule_id=schedule.id)
     except ScheduleNotFound as exc:  # deleted meanwhile
         return action_done(request, message=str(exc), to=back, ok=False, status=404)
+    audit(request, "schedule.delete", environment=schedule.environment_id, target=schedule.id,
+          data={"dedup_key": schedule.dedup_key})
     return action_done(request, message=f"Schedule '{schedule.dedup_key}' deleted; the runs it triggered stay.",
                        to=back)

@@ -5,14 +5,16 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from console.forms import SecretForm
-from console.views.access import login_required
-from console.views.environments import environment_page, environment_slug, environment_url
+from console.views.access import audit, login_required
+from console.views.environments import environment_checked, environment_page, environment_url
 from console.views.feedback import action_done
+from tasks.access import Capability
 from tasks.secrets import InvalidSecret, SecretNotFound, secret_delete, secret_list, secret_set
 
 
 def _page(request: HttpRequest, form: SecretForm, *, status: int = 200) -> HttpResponse:
     return environment_page(request, "console/secrets/list.html", nav="secrets", form=form, status=status,
+                            capability=Capability.ADMIN,
                             rows=lambda environment: secret_list(environment=environment))
 
 
@@ -22,14 +24,15 @@ def secret_list_view(request: HttpRequest) -> HttpResponse:
     """Show an environment's secrets, masked; a POST creates or overwrites one."""
     if request.method == "GET":
         return _page(request, SecretForm())
+    slug = environment_checked(request, Capability.ADMIN)
     form = SecretForm(request.POST)
     if form.is_valid():
-        slug = environment_slug(request)
         try:
             secret = secret_set(environment=slug, **form.cleaned_data)
         except InvalidSecret as exc:
             form.add_error(None, str(exc))
         else:
+            audit(request, "secret.set", environment=slug, target=secret.name)
             return action_done(request, message=f"Saved secret {secret.name} in {slug}.",
                                to=environment_url("console:secrets", slug))
     # The form renders again without the value: a password input never echoes it.
@@ -40,10 +43,11 @@ def secret_list_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 def secret_delete_view(request: HttpRequest, name: str) -> HttpResponse:
     """Delete a secret; runs that start afterwards no longer see it."""
-    slug = environment_slug(request)
+    slug = environment_checked(request, Capability.ADMIN)
     back = environment_url("console:secrets", slug)
     try:
         secret_delete(environment=slug, name=name)
     except SecretNotFound as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=404)
+    audit(request, "secret.delete", environment=slug, target=name)
     return action_done(request, message=f"Deleted secret {name} from {slug}.", to=back)

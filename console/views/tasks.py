@@ -7,10 +7,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from console.forms import PayloadForm
-from console.views.access import login_required
+from console.views.access import audit, login_required, require
 from console.views.feedback import action_done
 from runs.engine.errors import StepwiseError
-from runs.triggers import run_trigger
+from runs.triggers import TriggerOptions, run_trigger
+from tasks.access import Capability, may
 from tasks.registry import UnknownTask, task_all
 from tasks.selectors import task_overviews
 
@@ -26,7 +27,8 @@ def task_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "console/tasks/list.html",
-        {"overviews": overviews, "unsynced": unsynced, "nav": "tasks", "test_form": PayloadForm()},
+        {"overviews": overviews, "unsynced": unsynced, "nav": "tasks", "test_form": PayloadForm(),
+         "can_test": may(request.user, TriggerOptions().environment, Capability.TRIGGER)},
     )
 
 
@@ -35,6 +37,8 @@ def task_list(request: HttpRequest) -> HttpResponse:
 def task_test(request: HttpRequest, task_id: str) -> HttpResponse:
     """Trigger a task with the JSON payload typed in its Test form."""
     back = reverse("console:tasks") + f"#task-{task_id}"
+    environment = TriggerOptions().environment  # the Test form triggers in the default environment
+    require(request, environment, Capability.TRIGGER)
     form = PayloadForm(request.POST)
     if not form.is_valid():
         return action_done(request, message=form.errors["payload"][0], to=back, ok=False, status=400)
@@ -42,4 +46,5 @@ def task_test(request: HttpRequest, task_id: str) -> HttpResponse:
         run, _ = run_trigger(task_id=task_id, payload=form.cleaned_data["payload"])
     except (StepwiseError, UnknownTask) as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=400)
+    audit(request, "run.test_trigger", environment=run.environment_id, target=task_id, data={"run_id": run.id})
     return action_done(request, message=f"Triggered {task_id} as {run.id}.", to=reverse("console:run", args=[run.id]))

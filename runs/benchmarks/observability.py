@@ -155,7 +155,7 @@ def measure_event_latency(*, steps: int = 100, dispatch: Callable[[str], None] |
 
     from runs.models import Run
 
-    user, _ = get_user_model().objects.get_or_create(username="stepwise-bench", defaults={"is_staff": True})
+    user, _ = get_user_model().objects.get_or_create(username="stepwise-bench", defaults={"is_superuser": True})
     run_id = _queued_run(steps)
     after = Run.objects.filter(id=run_id).values_list("last_event_seq", flat=True).get()
     samples = async_to_sync(_latencies)(run_id, after, user, dispatch)

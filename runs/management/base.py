@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.engine.errors import StepwiseError
+from tasks.audit import actor_of_cli, audit_record
 from tasks.registry import UnknownTask
 from tasks.services import UnknownEnvironment, environment_require
 
@@ -15,6 +16,11 @@ from tasks.services import UnknownEnvironment, environment_require
 def env_option(parser: CommandParser) -> None:
     """Add ``--env`` (default dev): the environment a subcommand acts in."""
     parser.add_argument("--env", default="dev", help="environment slug (default: dev)")
+
+
+def audit(action: str, *, environment: str, target: Any = "", data: dict[str, Any] | None = None) -> None:
+    """Record a change made from the command line, in the name of the operating system's user."""
+    audit_record(actor=actor_of_cli(), action=action, environment=environment, target=target, data=data)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from tasks.access import SCOPES
 from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 
@@ -42,18 +43,18 @@ def environments(db):
 
 @pytest.fixture
 def api(environments) -> ApiClient:
-    """A client holding a fresh dev API key."""
-    return ApiClient(api_key_create(environment="dev", name="tests").secret)
+    """A client holding a fresh dev API key with every scope."""
+    return ApiClient(api_key_create(environment="dev", name="tests", scopes=SCOPES).secret)
 
 
 @pytest.fixture
 def prod_api(environments) -> ApiClient:
-    """A client holding a fresh prod API key."""
-    return ApiClient(api_key_create(environment="prod", name="tests").secret)
+    """A client holding a fresh prod API key with every scope."""
+    return ApiClient(api_key_create(environment="prod", name="tests", scopes=SCOPES).secret)
 
 
 @pytest.fixture
 def live_api(live) -> ApiClient:
     """A dev API client on committed data, with the shared real workers running."""
     environments_ensure()
-    return ApiClient(api_key_create(environment="dev", name="live tests").secret)
+    return ApiClient(api_key_create(environment="dev", name="live tests", scopes=SCOPES).secret)

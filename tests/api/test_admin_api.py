@@ -9,6 +9,7 @@ from django.test import Client
 from runs.models import Run
 from tasks.models import ApiKey, Queue, Secret
 from tasks.services import environments_ensure
+from tests.roles import grant
 
 
 def test_queues_list_pause_resume_and_limit(api):
@@ -16,7 +17,7 @@ def test_queues_list_pause_resume_and_limit(api):
     queues = {q["name"]: q for q in api.get("/api/queues").json()}
     assert queues["task/test-noop"]["queued"] == 1 and queues["task/test-noop"]["paused"] is False
     assert api.post("/api/queues/task/test-noop/pause").json()["paused"] is True
-    assert Queue.objects.get(name="task/test-noop").paused
+    assert Queue.objects.get(environment_id="dev", name="task/test-noop").paused
     assert api.put("/api/queues/task/test-noop/limit", {"concurrency_limit": 3}).json()["concurrency_limit"] == 3
     assert api.put("/api/queues/task/test-noop/limit", {"concurrency_limit": 0}).status_code == 422
     assert api.put("/api/queues/task/test-noop/limit", {"concurrency_limit": None}).json()["concurrency_limit"] is None
@@ -68,7 +69,9 @@ def test_api_keys_are_shown_once_stored_hashed_and_revocable(api):
 
 
 def test_console_session_may_call_the_api_but_unsafe_methods_need_csrf(environments):
-    User.objects.create_user("ada", password="pw-long-enough-123")
+    ada = User.objects.create_user("ada", password="pw-long-enough-123")
+    grant(ada, "dev", "viewer")
+    grant(ada, "staging", "operator")
     client = Client(enforce_csrf_checks=True)
     client.login(username="ada", password="pw-long-enough-123")
     assert client.get("/api/runs").status_code == 200

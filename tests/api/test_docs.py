@@ -7,7 +7,8 @@ from django.contrib.staticfiles import finders
 
 
 def test_api_docs_load_swagger_ui_from_local_static_files(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user(username="reader", is_staff=True))  # the docs need a sign-in
+    # The docs need a sign-in to the console.
+    client.force_login(django_user_model.objects.create_superuser(username="reader"))
     response = client.get("/api/docs")
     assert response.status_code == 200
     page = response.content.decode()

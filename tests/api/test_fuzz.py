@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from ninja.responses import NinjaJSONEncoder
 
 from console.api import api
+from tasks.access import SCOPES
 from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 
@@ -26,7 +27,7 @@ def bearer(db):
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     environments_ensure()
-    yield {"Authorization": f"Bearer {api_key_create(environment='dev', name='fuzz').secret}"}
+    yield {"Authorization": f"Bearer {api_key_create(environment='dev', name='fuzz', scopes=SCOPES).secret}"}
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 

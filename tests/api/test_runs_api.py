@@ -99,7 +99,7 @@ def test_list_endpoint_query_count_does_not_grow_with_runs(api, django_assert_nu
 
 
 def test_cancel_and_cancel_again(api):
-    Queue.objects.update_or_create(name="task/test-noop", defaults={"paused": True})
+    Queue.objects.update_or_create(environment_id="dev", name="task/test-noop", defaults={"paused": True})
     run_id = api.post("/api/tasks/test-noop/trigger", {"payload": {}}).json()["id"]
     canceled = api.post(f"/api/runs/{run_id}/cancel")
     assert canceled.status_code == 200 and canceled.json()["status"] == "CANCELED"

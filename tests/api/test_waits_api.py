@@ -5,6 +5,7 @@ import json
 
 from runs.models import Event, Run, Waitpoint
 from runs.statuses import RunStatus
+from tasks.access import SCOPES
 from tasks.apikeys import api_key_create
 from tests.api.conftest import ApiClient
 from tests.factories import waitpoint_build
@@ -24,7 +25,7 @@ def trigger_waiting(api: ApiClient, task_id: str, payload: dict | None = None) -
 
 def test_event_sent_through_the_api_resumes_the_waiting_run_with_its_payload(live_api):
     run_id = trigger_waiting(live_api, "test-wait-event", {"filter": {"orderId": "o1"}})
-    prod_api = ApiClient(api_key_create(environment="prod", name="prod").secret)
+    prod_api = ApiClient(api_key_create(environment="prod", name="prod", scopes=SCOPES).secret)
 
     from_prod = prod_api.post("/api/events", {"name": "paid", "payload": {"orderId": "o1", "amount": 1}})
     assert from_prod.status_code == 201 and from_prod.json()["resumed_runs"] == 0

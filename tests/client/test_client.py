@@ -5,6 +5,7 @@ import pytest
 
 from runs.models import Run
 from stepwise.client import Client, RunTimeout, StepwiseApiError
+from tasks.access import SCOPES
 from tasks.apikeys import api_key_create
 from tasks.models import Queue
 from tasks.services import environments_ensure
@@ -25,7 +26,7 @@ def server(live):
 @pytest.fixture
 def client(server):
     environments_ensure()
-    with Client(server, api_key=api_key_create(environment="dev", name="client").secret) as c:
+    with Client(server, api_key=api_key_create(environment="dev", name="client", scopes=SCOPES).secret) as c:
         yield c
 
 
@@ -41,7 +42,7 @@ def test_trigger_and_wait_returns_the_finished_run(client):
 
 
 def test_cancel_replay_and_errors_through_the_client(client):
-    Queue.objects.update_or_create(name="task/test-noop", defaults={"paused": True})
+    Queue.objects.update_or_create(environment_id="dev", name="task/test-noop", defaults={"paused": True})
     run = client.trigger("test-noop", {"v": 1})
     with pytest.raises(RunTimeout):
         client.wait(run["id"], timeout=0.5, interval=0.1)
@@ -94,7 +95,7 @@ def test_a_wrong_key_is_refused(server):
 
 
 def test_reset_idempotency_key_through_the_client(client):
-    Queue.objects.update_or_create(name="task/test-idem-echo", defaults={"paused": True})
+    Queue.objects.update_or_create(environment_id="dev", name="task/test-idem-echo", defaults={"paused": True})
     first = client.trigger("test-idem-echo", {}, idempotency_key="client-key", idempotency_key_scope="global")
 
     reset = client.reset_idempotency_key("test-idem-echo", "client-key")

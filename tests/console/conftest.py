@@ -15,7 +15,7 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="ada", password=PASSWORD, is_staff=True)
+    return django_user_model.objects.create_user(username="ada", password=PASSWORD, is_superuser=True)
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def browser():
 @pytest.fixture
 def page(live, console_url, browser, django_user_model):
     """A fresh browser tab signed in to the console through its sign-in form."""
-    django_user_model.objects.create_user(username="ada", password=PASSWORD, is_staff=True)
+    django_user_model.objects.create_user(username="ada", password=PASSWORD, is_superuser=True)
     context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=console_url)
     tab = context.new_page()
     errors: list[str] = []

@@ -33,7 +33,7 @@ def queue(db) -> Queue:
     """The queue of test-noop, with two queued runs (no worker runs here)."""
     for _ in range(2):
         run_trigger(task_id="test-noop", payload={})
-    return Queue.objects.get(name="task/test-noop")
+    return Queue.objects.get(environment_id="dev", name="task/test-noop")
 
 
 def _schedule(**fields) -> Schedule:
@@ -126,13 +126,13 @@ def test_queues_page_shows_limit_paused_state_and_counts(signed_in, queue):
 
 def test_queue_limit_is_set_and_removed_from_the_page(signed_in, queue):
     response = csrf_post(signed_in, f"/queues/{queue.name}/limit/", {"concurrency_limit": "5"})
-    assert response.status_code == 302 and response["Location"] == "/queues/"
-    assert Queue.objects.get(name=queue.name).concurrency_limit == 5
+    assert response.status_code == 302 and response["Location"] == "/queues/?env=dev"
+    assert Queue.objects.get(environment_id="dev", name=queue.name).concurrency_limit == 5
     assert "is now limited to 5 at a time" in signed_in.get("/queues/").content.decode()
 
     answer = csrf_post(signed_in, f"/queues/{queue.name}/limit/", {"concurrency_limit": ""}, **AS_JSON)
     assert answer.status_code == 200 and answer.json()["message"] == "Queue task/test-noop is now unlimited."
-    assert Queue.objects.get(name=queue.name).concurrency_limit is None
+    assert Queue.objects.get(environment_id="dev", name=queue.name).concurrency_limit is None
 
 
 @pytest.mark.parametrize(("value", "message"), [("0", "from 1 to 10000"), ("10001", "from 1 to 10000"),
@@ -143,18 +143,18 @@ def test_bad_queue_limits_are_refused_with_a_message(signed_in, queue, value, me
     answer = csrf_post(signed_in, f"/queues/{queue.name}/limit/", {"concurrency_limit": value}, **AS_JSON)
 
     assert answer.status_code == 400 and message in answer.json()["message"]
-    assert Queue.objects.get(name=queue.name).concurrency_limit == 7
+    assert Queue.objects.get(environment_id="dev", name=queue.name).concurrency_limit == 7
 
 
 def test_pause_and_resume_a_queue_and_an_unknown_queue_is_not_found(signed_in, queue):
     paused = csrf_post(signed_in, f"/queues/{queue.name}/pause/", **AS_JSON)
     assert paused.status_code == 200 and "paused" in paused.json()["message"]
-    assert Queue.objects.get(name=queue.name).paused is True
+    assert Queue.objects.get(environment_id="dev", name=queue.name).paused is True
     assert signed_in.get("/queues/counts.json").json()["queues"][0]["paused"] is True
 
     resumed = csrf_post(signed_in, f"/queues/{queue.name}/resume/")
     assert resumed.status_code == 302
-    assert Queue.objects.get(name=queue.name).paused is False
+    assert Queue.objects.get(environment_id="dev", name=queue.name).paused is False
 
     missing = csrf_post(signed_in, "/queues/task/nope/pause/", **AS_JSON)
     assert missing.status_code == 404 and "no queue named 'task/nope'" in missing.json()["message"]
@@ -162,8 +162,8 @@ def test_pause_and_resume_a_queue_and_an_unknown_queue_is_not_found(signed_in, q
 
 def test_queues_page_and_counts_take_fixed_queries(signed_in, queue, django_assert_num_queries):
     run_trigger(task_id="test-abort", payload={})
-    # session, user, queues, their counts
-    with django_assert_num_queries(4):
+    # session, user, the environments (tabs), queues, their counts
+    with django_assert_num_queries(5):
         signed_in.get("/queues/")
     with django_assert_num_queries(4):
         signed_in.get("/queues/counts.json")

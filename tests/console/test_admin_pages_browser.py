@@ -39,7 +39,7 @@ def test_queue_counts_update_live_while_it_is_paused_limited_and_resumed(page):
     expect(page.locator("#toasts")).to_contain_text(f"Queue {QUEUE} paused")
     expect(row).to_have_attribute("data-paused", "1")
     expect(row.locator(".badge", has_text="Paused")).to_be_visible()
-    assert Queue.objects.get(name=QUEUE).paused
+    assert Queue.objects.get(environment_id="dev", name=QUEUE).paused
 
     runs = [run_trigger(task_id="test-sleepy-steps", payload={"steps": 2, "sleep": 0.8})[0] for _ in range(3)]
     expect(queued).to_have_text("3")
@@ -48,7 +48,7 @@ def test_queue_counts_update_live_while_it_is_paused_limited_and_resumed(page):
     row.locator("input[name=concurrency_limit]").fill("1")
     row.get_by_role("button", name="Save").click()
     expect(page.locator("#toasts")).to_contain_text(f"Queue {QUEUE} is now limited to 1 at a time.")
-    assert Queue.objects.get(name=QUEUE).concurrency_limit == 1
+    assert Queue.objects.get(environment_id="dev", name=QUEUE).concurrency_limit == 1
     expect(row.locator(".meter")).to_be_visible()
     screenshot(page, "queues-paused")
 
@@ -67,7 +67,7 @@ def test_queue_counts_update_live_while_it_is_paused_limited_and_resumed(page):
     row.get_by_role("button", name="Save").click()
     expect(page.locator("#toasts")).to_contain_text(f"Queue {QUEUE} is now unlimited.")
     expect(row.locator(".meter")).to_be_hidden()
-    assert Queue.objects.get(name=QUEUE).concurrency_limit is None
+    assert Queue.objects.get(environment_id="dev", name=QUEUE).concurrency_limit is None
 
 
 def test_schedule_is_created_with_field_errors_first_then_shows_its_next_five_runs(page):

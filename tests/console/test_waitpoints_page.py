@@ -48,7 +48,7 @@ def test_rejecting_twice_or_with_bad_json_is_refused_with_a_message(live, signed
 def test_decision_needs_csrf_and_a_signed_in_user(live, client, django_user_model):
     wp = _waiting_token_run()
     assert client.post(f"/waitpoints/{wp.id}/decide/", {"decision": "approve"}).status_code == 302
-    user = django_user_model.objects.create_user("eve", password="pw-123-long-enough", is_staff=True)
+    user = django_user_model.objects.create_user("eve", password="pw-123-long-enough", is_superuser=True)
     csrf_client = Client(enforce_csrf_checks=True)
     csrf_client.force_login(user)
     assert csrf_client.post(f"/waitpoints/{wp.id}/decide/", {"decision": "approve"}).status_code == 403

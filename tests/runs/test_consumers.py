@@ -6,7 +6,7 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client
 
@@ -15,6 +15,7 @@ from runs.models import Run, RunEvent
 from runs.statuses import FINAL_STATUSES
 from runs.triggers import TriggerOptions, run_trigger
 from tests.engine_tasks import CANARY
+from tests.roles import grant
 from tests.waiting import wait_finished, wait_for
 from tests.websockets import WebsocketClient
 
@@ -36,7 +37,7 @@ def _session_cookie(user: User) -> bytes:
 
 @pytest.fixture
 def staff_cookie(transactional_db) -> bytes:
-    return _session_cookie(User.objects.create_user("ops", password="x", is_staff=True))
+    return _session_cookie(User.objects.create_user("ops", password="x", is_superuser=True))
 
 
 def communicator(path: str, cookie: bytes | None = None) -> WebsocketClient:
@@ -91,16 +92,16 @@ async def test_anonymous_websocket_is_refused(transactional_db):
     assert await close_code(communicator("/ws/runs/")) == 4401
 
 
-async def test_user_without_permission_is_refused_and_one_with_it_is_accepted(transactional_db):
+async def test_user_without_a_role_is_refused_and_a_viewer_of_the_run_s_environment_is_accepted(transactional_db):
     run_id = await sync_to_async(trigger)("test-noop")
     plain = await sync_to_async(User.objects.create_user)("guest", password="x")
     assert await close_code(communicator(f"/ws/runs/{run_id}/", await sync_to_async(_session_cookie)(plain))) == 4403
 
-    def grant() -> bytes:
-        plain.user_permissions.add(Permission.objects.get(codename="view_run"))
+    def viewer() -> bytes:
+        grant(plain, "dev", "viewer")
         return _session_cookie(User.objects.get(id=plain.id))
 
-    comm = communicator(f"/ws/runs/{run_id}/?after=0", await sync_to_async(grant)())
+    comm = communicator(f"/ws/runs/{run_id}/?after=0", await sync_to_async(viewer)())
     connected, _ = await comm.connect()
     assert connected
     first = await comm.receive_json_from(timeout=5)
@@ -124,6 +125,27 @@ async def test_a_websocket_from_another_origin_scheme_or_port_is_refused(staff_c
     assert connected is accepted
     if connected:
         await comm.disconnect()
+
+
+async def test_a_viewer_of_dev_cannot_follow_a_prod_run_nor_see_it_on_the_runs_list(transactional_db):
+    def setup() -> tuple[str, bytes]:
+        user = User.objects.create_user("dev-viewer", password="x")
+        grant(user, "dev", "viewer")
+        prod = run_trigger(task_id="test-noop", payload={}, options=TriggerOptions(environment="prod"))[0]
+        return prod.id, _session_cookie(user)
+
+    prod_run_id, cookie = await sync_to_async(setup)()
+    assert await close_code(communicator(f"/ws/runs/{prod_run_id}/?after=0", cookie)) == 4403
+
+    runs_list = communicator("/ws/runs/", cookie)
+    assert (await runs_list.connect())[0]
+    await sync_to_async(run_trigger)(task_id="test-noop", payload={}, options=TriggerOptions(environment="prod"))
+    dev_run_id = await sync_to_async(trigger)("test-noop")
+    received = []
+    while not received or received[-1]["run_id"] != dev_run_id:
+        received.append(await runs_list.receive_json_from(timeout=10))
+    await runs_list.disconnect()
+    assert [(e["run_id"], e["type"]) for e in received] == [(dev_run_id, "run.created")]
 
 
 async def test_unknown_run_and_bad_seq_are_refused(staff_cookie):

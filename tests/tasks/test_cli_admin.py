@@ -85,7 +85,7 @@ def test_apikeys_revoke_of_another_environments_key_is_refused(envs):
 
 
 def test_queues_list_shows_limit_state_and_executing_and_queued_counts(envs):
-    Queue.objects.create(name="cli-emails", concurrency_limit=3)
+    Queue.objects.create(environment_id="dev", name="cli-emails", concurrency_limit=3)
     runs = [run_trigger(task_id="test-noop", payload={}, options=TriggerOptions(queue="cli-emails"))[0]
             for _ in range(3)]
     run_transition(run_id=runs[0].id, to=RunStatus.EXECUTING, expected_from=[RunStatus.QUEUED])
@@ -96,16 +96,16 @@ def test_queues_list_shows_limit_state_and_executing_and_queued_counts(envs):
 
 
 def test_queues_pause_resume_and_limit_change_the_queue(envs):
-    Queue.objects.create(name="cli-reports")
+    Queue.objects.create(environment_id="dev", name="cli-reports")
     assert run_command("queues", "pause", "cli-reports").startswith("queue cli-reports paused")
-    assert Queue.objects.get(name="cli-reports").paused
+    assert Queue.objects.get(environment_id="dev", name="cli-reports").paused
     assert "paused" in run_command("queues", "list")
     assert run_command("queues", "resume", "cli-reports") == "queue cli-reports resumed\n"
-    assert not Queue.objects.get(name="cli-reports").paused
+    assert not Queue.objects.get(environment_id="dev", name="cli-reports").paused
     assert run_command("queues", "limit", "cli-reports", "5") == "queue cli-reports is now limit 5\n"
-    assert Queue.objects.get(name="cli-reports").concurrency_limit == 5
+    assert Queue.objects.get(environment_id="dev", name="cli-reports").concurrency_limit == 5
     assert run_command("queues", "limit", "cli-reports", "none") == "queue cli-reports is now unlimited\n"
-    assert Queue.objects.get(name="cli-reports").concurrency_limit is None
+    assert Queue.objects.get(environment_id="dev", name="cli-reports").concurrency_limit is None
 
 
 @pytest.mark.parametrize(("value", "message"), [
@@ -115,10 +115,10 @@ def test_queues_pause_resume_and_limit_change_the_queue(envs):
     ("lots", "'lots' is not a concurrency limit"),
 ])
 def test_queues_limit_rejects_a_bad_number_and_keeps_the_old_limit(envs, value, message):
-    Queue.objects.create(name="cli-limited", concurrency_limit=4)
+    Queue.objects.create(environment_id="dev", name="cli-limited", concurrency_limit=4)
     with pytest.raises(CommandError, match=message):
         run_command("queues", "limit", "cli-limited", value)
-    assert Queue.objects.get(name="cli-limited").concurrency_limit == 4
+    assert Queue.objects.get(environment_id="dev", name="cli-limited").concurrency_limit == 4
 
 
 def test_queues_unknown_queue_names_it(envs):

@@ -99,7 +99,7 @@ def all_completed(queue: str, total: int):
 def test_500_runs_on_a_queue_limited_to_5_never_exceed_5_executing(transactional_db, processes):
     environments_ensure()
     label, queue = uuid.uuid4().hex, f"limited-{uuid.uuid4().hex[:8]}"
-    Queue.objects.create(name=queue, concurrency_limit=5)
+    Queue.objects.create(environment_id="dev", name=queue, concurrency_limit=5)
     start_workers(processes)
     # Each run must outlast a few claims (they serialise on the queue row) for 5 to overlap.
     items = [{"payload": {"label": label, "i": i, "sleep": 0.5}, "queue": queue} for i in range(500)]
@@ -119,7 +119,7 @@ def test_500_runs_on_a_queue_limited_to_5_never_exceed_5_executing(transactional
 def test_three_concurrency_keys_with_limit_2_each_never_exceed_2_per_key(transactional_db, processes):
     environments_ensure()
     label, queue = uuid.uuid4().hex, f"tenants-{uuid.uuid4().hex[:8]}"
-    Queue.objects.create(name=queue, concurrency_limit=2)
+    Queue.objects.create(environment_id="dev", name=queue, concurrency_limit=2)
     start_workers(processes)
     tenants = ["acme", "globex", "initech"]
     items = [
@@ -146,8 +146,8 @@ def test_pause_holds_runs_and_resume_starts_them_best_priority_first(transaction
     environments_ensure()
     start_workers(processes, count=2)
     label, queue = uuid.uuid4().hex, f"paused-{uuid.uuid4().hex[:8]}"
-    Queue.objects.create(name=queue, concurrency_limit=1)
-    queue_pause(name=queue)
+    Queue.objects.create(environment_id="dev", name=queue, concurrency_limit=1)
+    queue_pause(environment="dev", name=queue)
     low = [run_trigger(task_id="test-interval", payload={"label": label, "key": f"low{i}"},
                        options=TriggerOptions(queue=queue, priority=0))[0] for i in range(3)]
     high = [run_trigger(task_id="test-interval", payload={"label": label, "key": f"high{i}"},
@@ -155,7 +155,7 @@ def test_pause_holds_runs_and_resume_starts_them_best_priority_first(transaction
     time.sleep(1.5)
     assert not Run.objects.filter(queue=queue).exclude(status=RunStatus.QUEUED).exists()
 
-    queue_resume(name=queue)
+    queue_resume(environment="dev", name=queue)
     wait_for(lambda: all_completed(queue, 6), timeout=180, message="six runs to complete")
     order = [r.payload["key"] for r in Run.objects.filter(id__in=[r.id for r in low + high]).order_by("started_at")]
     # Every high-priority run starts before any low-priority one (within a priority, hints race).
@@ -167,14 +167,14 @@ def test_raising_a_limit_takes_effect_at_the_next_claim_without_restart(transact
     environments_ensure()
     start_workers(processes, count=2)
     label, queue = uuid.uuid4().hex, f"raise-{uuid.uuid4().hex[:8]}"
-    Queue.objects.create(name=queue, concurrency_limit=1)
+    Queue.objects.create(environment_id="dev", name=queue, concurrency_limit=1)
     items = [{"payload": {"label": label, "sleep": 0.4}, "queue": queue} for _ in range(8)]
     run_batch_trigger(task_id="test-interval", items=items)
     wait_for(lambda: Run.objects.filter(queue=queue, status=RunStatus.COMPLETED).count() >= 2, timeout=180,
              message="two runs at limit 1")
     assert max_overlap(attempt_intervals(queue)[""]) == 1
     raised_at = time.time()
-    queue_limit_set(name=queue, limit=4)
+    queue_limit_set(environment="dev", name=queue, limit=4)
     wait_for(lambda: all_completed(queue, 8), timeout=180, message="all runs")
     after = [i for i in attempt_intervals(queue)[""] if i[0] >= raised_at]
     assert max_overlap(after) > 1

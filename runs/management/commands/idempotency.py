@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from runs.idempotency import idempotency_key_reset
-from runs.management.base import SubcommandCommand, env_option
+from runs.management.base import SubcommandCommand, audit, env_option
 from runs.statuses import IdempotencyKeyScope
 
 
@@ -25,5 +25,7 @@ class Command(SubcommandCommand):
             task_id=opts["task_id"], key=opts["key"], scope=opts["scope"], parent_run_id=opts["parent_run_id"],
             parent_attempt=opts["parent_attempt"], environment=opts["env"], actor="cli",
         )
+        audit("idempotency_key.reset", environment=opts["env"], target=f"{run.task_id}:{run.idempotency_key}",
+              data={"run_id": run.id})
         self.stdout.write(f"idempotency key {run.idempotency_key!r} ({run.idempotency_key_scope}) reset: "
                           f"run {run.id} no longer holds it; the next trigger with it starts a new run")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from runs.management.base import SubcommandCommand
+from runs.management.base import SubcommandCommand, audit, env_option
 from tasks.queues import MAX_LIMIT, queue_limit_set, queue_list, queue_pause, queue_resume
 
 
@@ -28,30 +28,36 @@ class Command(SubcommandCommand):
 
     def add_arguments(self, parser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
-        sub.add_parser("list", help="every queue with its limit and counts")
+        env_option(sub.add_parser("list", help="every queue of the environment with its limit and counts"))
         for action, helped in (("pause", "no new run starts; executing runs finish"),
                                ("resume", "start queued runs again")):
-            sub.add_parser(action, help=helped).add_argument("name")
+            acting = sub.add_parser(action, help=helped)
+            acting.add_argument("name")
+            env_option(acting)
         limiting = sub.add_parser("limit", help="runs at a time (per concurrency key), or 'none'")
         limiting.add_argument("name")
         limiting.add_argument("limit", type=limit_value, metavar="N|none")
+        env_option(limiting)
 
     def _list(self, opts) -> None:
         self.stdout.write(f"{'QUEUE':<32} {'LIMIT':<12} {'STATE':<7} {'EXECUTING':>9} {'QUEUED':>7}")
-        for q in queue_list():
+        for q in queue_list(environment=opts["env"]):
             state = "paused" if q.paused else "active"
             self.stdout.write(
                 f"{q.name:<32} {_limit_text(q.concurrency_limit):<12} {state:<7} {q.executing:>9} {q.queued:>7}"
             )
 
     def _pause(self, opts) -> None:
-        queue_pause(name=opts["name"])
+        queue_pause(environment=opts["env"], name=opts["name"])
+        audit("queue.pause", environment=opts["env"], target=opts["name"])
         self.stdout.write(f"queue {opts['name']} paused: its queued runs wait until you resume it")
 
     def _resume(self, opts) -> None:
-        queue_resume(name=opts["name"])
+        queue_resume(environment=opts["env"], name=opts["name"])
+        audit("queue.resume", environment=opts["env"], target=opts["name"])
         self.stdout.write(f"queue {opts['name']} resumed")
 
     def _limit(self, opts) -> None:
-        queue = queue_limit_set(name=opts["name"], limit=opts["limit"])
+        queue = queue_limit_set(environment=opts["env"], name=opts["name"], limit=opts["limit"])
+        audit("queue.limit", environment=opts["env"], target=queue.name, data={"concurrency_limit": opts["limit"]})
         self.stdout.write(f"queue {queue.name} is now {_limit_text(queue.concurrency_limit)}")

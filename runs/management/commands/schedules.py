@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.core.management.base import CommandError
 
-from runs.management.base import SubcommandCommand, env_option
+from runs.management.base import SubcommandCommand, audit, env_option
 from runs.triggers import payload_parse
 from tasks.models import Schedule
 from tasks.schedules import (
@@ -70,6 +70,8 @@ class Command(SubcommandCommand):
             environment=opts["env"], task_id=opts["task_id"], cron=opts["cron"], timezone=opts["tz"],
             dedup_key=opts["dedup_key"], payload=payload_parse(opts["payload"]), active=not opts["inactive"],
         )
+        audit("schedule.create" if created else "schedule.update", environment=opts["env"], target=schedule.id,
+              data={"dedup_key": schedule.dedup_key, "task_id": schedule.task_id, "cron": schedule.cron})
         self.stdout.write(f"{'created' if created else 'replaced'} schedule {_summary(schedule)}")
 
     def _update(self, opts) -> None:
@@ -78,10 +80,13 @@ class Command(SubcommandCommand):
         if all(value is None for value in changes.values()):
             raise CommandError("nothing to change: give --task, --cron, --tz, --payload, --activate or --deactivate")
         schedule = schedule_update(environment=opts["env"], schedule_id=opts["schedule_id"], **changes)
+        audit("schedule.update", environment=opts["env"], target=schedule.id,
+              data={"changed": sorted(k for k, v in changes.items() if v is not None)})
         self.stdout.write(f"updated schedule {_summary(schedule)} payload={json.dumps(schedule.payload)}")
 
     def _delete(self, opts) -> None:
         schedule_delete(environment=opts["env"], schedule_id=opts["schedule_id"])
+        audit("schedule.delete", environment=opts["env"], target=opts["schedule_id"])
         self.stdout.write(f"schedule {opts['schedule_id']} deleted from {opts['env']}; runs it triggered stay")
 
     def _next(self, opts) -> None:

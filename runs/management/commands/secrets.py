@@ -4,7 +4,7 @@ from __future__ import annotations
 import getpass
 import sys
 
-from runs.management.base import SubcommandCommand, env_option
+from runs.management.base import SubcommandCommand, audit, env_option
 from tasks.secrets import secret_delete, secret_list, secret_set, secrets_reencrypt
 
 
@@ -30,11 +30,16 @@ class Command(SubcommandCommand):
         # Never from argv: it would land in the shell history and the process list.
         value = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("value: ")
         saved = secret_set(environment=opts["env"], name=opts["name"], value=value)
+        audit("secret.set", environment=opts["env"], target=saved.name)
         self.stdout.write(f"{saved.name} {saved.value} saved in {saved.environment}")
 
     def _delete(self, opts) -> None:
         secret_delete(environment=opts["env"], name=opts["name"])
+        audit("secret.delete", environment=opts["env"], target=opts["name"])
         self.stdout.write(f"{opts['name']} deleted from {opts['env']}")
 
     def _rotate(self, opts) -> None:
-        self.stdout.write(f"re-encrypted {secrets_reencrypt()} secret(s) with the first key")
+        count = secrets_reencrypt()
+        # Every environment's secrets at once: the entry belongs to none (the Django admin shows it).
+        audit("secret.rotate", environment="", data={"secrets": count})
+        self.stdout.write(f"re-encrypted {count} secret(s) with the first key")

@@ -5,7 +5,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from runs.management.base import user_errors
+from runs.management.base import audit, user_errors
 from runs.models import WaitpointStatus
 from runs.selectors import waitpoint_list
 from runs.triggers import payload_parse
@@ -36,6 +36,8 @@ class Command(BaseCommand):
                 wp = waitpoint_reject(waitpoint_id=opts["waitpoint_id"], data=data, by="cli")
             else:
                 wp = waitpoint_complete(waitpoint_id=opts["waitpoint_id"], output=data, by="cli")
+            audit(f"waitpoint.{opts['action']}", environment=wp.run.environment_id, target=wp.id,
+                  data={"run_id": wp.run_id})
         self.stdout.write(f"{wp.id} {wp.status} output={json.dumps(wp.output)}; run {wp.run_id} resumes")
 
     def _list(self, include_resolved: bool) -> None:

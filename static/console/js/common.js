@@ -34,6 +34,19 @@ window.Stepwise = window.Stepwise || {};
     return response.json();
   };
 
+  /* Tell whether an action's answer sends the browser to another page. An answer naming only the
+     environment this page already shows (or the default one, on a page that names none) stays here. */
+  S.leadsElsewhere = function (answer) {
+    if (!(answer.ok && answer.redirect)) return false;
+    const target = new URL(answer.redirect, location.href);
+    const shown = new URLSearchParams(location.search).get("env");
+    const named = target.searchParams.get("env");
+    const sameEnvironment = named !== null && Array.from(target.searchParams.keys()).length === 1 &&
+      (shown === null || shown === named);
+    if (target.pathname === location.pathname && sameEnvironment) return false;
+    return answer.redirect !== location.pathname;
+  };
+
   /* Submit a form with fetch; the server answers {ok, message, redirect}. */
   S.submitAction = async function (form, submitter) {
     const body = new FormData(form);
@@ -48,7 +61,7 @@ window.Stepwise = window.Stepwise || {};
         headers: { Accept: "application/json", "X-CSRFToken": S.csrfToken() },
       });
       const answer = await response.json().catch(function () { return { ok: false, message: "The server answered " + response.status + "." }; });
-      if (!(answer.ok && answer.redirect && answer.redirect !== location.pathname)) {
+      if (!S.leadsElsewhere(answer)) {
         S.toast(answer.message, answer.ok ? "success" : "error");
       }
       return answer;
@@ -79,7 +92,7 @@ window.Stepwise = window.Stepwise || {};
       form.addEventListener("submit", async function (event) {
         event.preventDefault();
         const answer = await S.submitAction(form, event.submitter);
-        if (answer.ok && answer.redirect && answer.redirect !== location.pathname) S.navigate(answer);
+        if (S.leadsElsewhere(answer)) S.navigate(answer);
         document.dispatchEvent(new CustomEvent("stepwise:action", { detail: Object.assign({ form: form }, answer) }));
       });
     });

@@ -55,7 +55,7 @@
       row.querySelector("[data-limit-label]").textContent = queue.concurrency_limit === null ? "" : "/ " + queue.concurrency_limit;
       const input = row.querySelector("input[name=concurrency_limit]");
       // Never overwrite what someone is typing (a value differing from the last one the server gave).
-      if (input.value === input.defaultValue) {
+      if (input && input.value === input.defaultValue) {
         input.value = input.defaultValue = queue.concurrency_limit === null ? "" : String(queue.concurrency_limit);
       }
     }

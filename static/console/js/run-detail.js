@@ -171,7 +171,7 @@
         form.addEventListener("submit", async (event) => {
           event.preventDefault();
           const answer = await S.submitAction(form, event.submitter);
-          if (answer.ok && answer.redirect && answer.redirect !== location.pathname) S.navigate(answer);
+          if (S.leadsElsewhere(answer)) S.navigate(answer);
         });
       });
       S.mountJsonTrees(document.getElementById("result-card"));

@@ -10,12 +10,14 @@ from runs.services import RunAlreadyFinished, run_cancel
 from runs.statuses import RunStatus
 from runs.triggers import TriggerOptions, run_trigger
 from tasks.models import Queue
+from tasks.services import environments_ensure
 from tests.engine_tasks import executions
 from tests.waiting import wait_finished, wait_for
 
 
 def test_cancel_of_a_queued_run_means_it_never_runs(live):
-    Queue.objects.update_or_create(name="task/test-noop", defaults={"paused": True})
+    environments_ensure()  # a queue belongs to an environment, which a flush removed
+    Queue.objects.update_or_create(environment_id="dev", name="task/test-noop", defaults={"paused": True})
     run, _ = run_trigger(task_id="test-noop", payload={})
     canceled = run_cancel(run_id=run.id)
     Queue.objects.filter(name="task/test-noop").update(paused=False)
@@ -74,7 +76,8 @@ def test_delayed_run_waits_then_runs(live):
 
 
 def test_run_not_started_within_its_ttl_expires(live):
-    Queue.objects.update_or_create(name="task/test-noop", defaults={"paused": True})
+    environments_ensure()  # a queue belongs to an environment, which a flush removed
+    Queue.objects.update_or_create(environment_id="dev", name="task/test-noop", defaults={"paused": True})
     run, _ = run_trigger(task_id="test-noop", payload={}, options=TriggerOptions(ttl="1s"))
 
     done = wait_finished(run.id, timeout=20)

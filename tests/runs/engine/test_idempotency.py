@@ -9,10 +9,12 @@ from django.db import connection
 from runs.models import Run
 from runs.triggers import TriggerOptions, run_trigger
 from tasks.models import Queue
+from tasks.services import environments_ensure
 
 
 def _pause(task_queue: str) -> None:
-    Queue.objects.update_or_create(name=task_queue, defaults={"paused": True})
+    environments_ensure()  # a queue belongs to an environment, which a flush removed
+    Queue.objects.update_or_create(environment_id="dev", name=task_queue, defaults={"paused": True})
 
 
 def test_fifty_concurrent_duplicate_triggers_create_exactly_one_run(transactional_db):

@@ -7,6 +7,7 @@ from runs.models import Run, RunEvent, Step
 from runs.statuses import RunStatus
 from runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
 from tasks.models import Queue
+from tasks.services import environments_ensure
 from tests.engine_tasks import idem_echo
 from tests.waiting import wait_finished
 
@@ -26,7 +27,8 @@ def fresh_workers(processes):
 
 
 def _paused(task_id: str) -> None:
-    Queue.objects.update_or_create(name=f"task/{task_id}", defaults={"paused": True})
+    environments_ensure()  # a queue belongs to an environment, which a flush removed
+    Queue.objects.update_or_create(environment_id="dev", name=f"task/{task_id}", defaults={"paused": True})
 
 
 def _finished_children(parent: Run) -> list[Run]:
@@ -131,7 +133,8 @@ def test_ctx_run_tells_the_task_the_key_and_scope_it_was_triggered_with(live, li
     queue = None
     if limited:  # a limited queue's runs are claimed on the ORM path
         queue = "idem-limited"
-        Queue.objects.create(name=queue, concurrency_limit=5)
+        environments_ensure()  # a queue belongs to an environment, which a flush removed
+        Queue.objects.create(environment_id="dev", name=queue, concurrency_limit=5)
     keyed, _ = run_trigger(task_id="test-idem-echo", payload={},
                            options=TriggerOptions(idempotency_key="echo-1", queue=queue))
     plain, _ = run_trigger(task_id="test-idem-echo", payload={}, options=TriggerOptions(queue=queue))

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from runs.models import Run, Step
 from runs.statuses import RunStatus
+from tasks.access import SCOPES
 from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 from tests.engine_tasks import crashable, executions
@@ -164,7 +165,7 @@ def test_broker_crash_and_restart_loses_no_run_and_repeats_no_recorded_step(tran
         processes.scheduler(interval=0.2, **on_broker)
         api = processes.console(**on_broker)
         environments_ensure()
-        key = api_key_create(environment="dev", name="outage").secret
+        key = api_key_create(environment="dev", name="outage", scopes=SCOPES).secret
         with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
             run_ids = [
                 http.post("/api/tasks/test-crashable/trigger", json={"payload": {"steps": STEPS, "sleep": 0.3}})

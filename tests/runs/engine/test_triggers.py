@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def paused():
-    Queue.objects.update_or_create(name="task/test-noop", defaults={"paused": True})
+    Queue.objects.update_or_create(environment_id="dev", name="task/test-noop", defaults={"paused": True})
 
 
 def test_unserialisable_payload_is_refused_and_nothing_is_stored():
