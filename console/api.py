@@ -25,6 +25,7 @@ from runs.services import RunAlreadyFinished, RunNotFound
 from runs.triggers import Throttled
 from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
 from runs.waits_api import router as waits_router
+from tasks.access import Capability
 from tasks.api import router as tasks_router
 from tasks.api import webhooks_router
 from tasks.apikeys import ApiKeyNotFound, ScopeNotAllowed
@@ -52,7 +53,7 @@ def docs_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse
         if settings.STEPWISE_API_DOCS_PUBLIC:
             return view(request, *args, **kwargs)
         try:
-            if ApiKeyAuth()(request) is not None:
+            if ApiKeyAuth(Capability.READ)(request) is not None:
                 return view(request, *args, **kwargs)
         except TooManyFailedAttempts as exc:
             return too_many_failed_attempts(request, exc)

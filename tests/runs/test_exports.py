@@ -17,6 +17,7 @@ from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 from tests.api.conftest import ApiClient
 from tests.commands import run_command
+from tests.roles import grant
 from tests.waiting import run_requeue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -93,7 +94,9 @@ def test_otlp_json_is_a_valid_export_request_with_every_span_and_its_parent(chat
 
 def test_the_api_and_the_console_serve_each_format_as_a_download(chatty_run, django_user_model):
     signed_in = Client()
-    signed_in.force_login(django_user_model.objects.create_user(username="ada", is_staff=True))
+    viewer = django_user_model.objects.create_user(username="ada")
+    grant(viewer, "dev", "viewer")  # reading a run is all an export needs
+    signed_in.force_login(viewer)
     environments_ensure()
     api = ApiClient(api_key_create(environment="dev", name="exports").secret)
 
@@ -109,6 +112,9 @@ def test_the_api_and_the_console_serve_each_format_as_a_download(chatty_run, dja
     assert signed_in.get(f"/runs/{chatty_run.id}/export.pdf").status_code == 404
     detail = signed_in.get(f"/runs/{chatty_run.id}/").content.decode()
     assert f'href="/runs/{chatty_run.id}/export.markdown"' in detail
+    stranger = Client()
+    stranger.force_login(django_user_model.objects.create_user(username="bob"))  # no role anywhere
+    assert stranger.get(f"/runs/{chatty_run.id}/export.markdown").status_code == 403
 
 
 def test_the_cli_writes_an_export_to_a_file_and_names_what_is_wrong(chatty_run, tmp_path):
