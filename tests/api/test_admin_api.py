@@ -93,7 +93,7 @@ def test_openapi_document_and_docs_are_served_to_a_signed_in_user_only(db, djang
         anonymous = Client().get(url)
         assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
     user = Client()
-    user.force_login(django_user_model.objects.create_user("ada", password="x", is_staff=True))
+    user.force_login(django_user_model.objects.create_superuser("ada", password="x"))
     assert user.get("/api/docs").status_code == 200
     document = user.get("/api/openapi.json").json()
     settings.STEPWISE_API_DOCS_PUBLIC = True
