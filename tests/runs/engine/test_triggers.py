@@ -8,6 +8,7 @@ from runs.statuses import RunStatus
 from runs.triggers import InvalidTrigger, TriggerOptions, run_batch_trigger, run_trigger
 from tasks.models import Queue, TaskVersion
 from tasks.registry import UnknownTask
+from tasks.services import environments_ensure
 from tests.engine_tasks import noop
 
 pytestmark = pytest.mark.django_db
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def paused():
+    environments_ensure()  # a flush by an earlier test of this process may have removed them
     Queue.objects.update_or_create(environment_id="dev", name="task/test-noop", defaults={"paused": True})
 
 
