@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
@@ -36,25 +36,6 @@ def _serve_own_versions(sender=None, instance=None, **kwargs) -> None:
     from runs.worker import worker_versions_serve
 
     worker_versions_serve(instance.app)
-
-
-@celeryd_after_setup.connect
-@worker_process_init.connect
-def _keep_run_logs(**kwargs) -> None:
-    """Capture log lines of runs again, after the worker's start set logging up anew.
-
-    The worker runs ``django.setup()`` once more as it starts (and a pool child started by exec
-    does too): that applies LOGGING again, which replaces the root logger's handlers and so
-    drops the one that records log lines of runs. Celery's own setup_logging may replace them
-    as well. celeryd_after_setup comes after both, in every way a worker starts (``celery
-    worker``, ``manage.py up``), and worker_process_init in each pool child.
-    """
-    from django.conf import settings
-
-    from runs.engine.logs import run_logging_install
-
-    if settings.STEPWISE_TRACING:
-        run_logging_install()
 
 
 @worker_shutdown.connect
