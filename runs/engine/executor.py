@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import heapq
-import inspect
 import itertools
 import logging
 import os
@@ -12,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
@@ -24,7 +22,7 @@ from runs.engine.errors import (
     error_describe,
     is_permanent,
 )
-from runs.engine.hooks import ErrorDecision, HookRunner, Hooks, RunResult
+from runs.engine.hooks import ErrorDecision, HookRunner, Hooks, RunResult, user_call
 from runs.engine.redaction import sensitive_forget
 from runs.engine.retry import RetryPolicy
 from runs.engine.spans import attempt_span_end, attempt_span_start
@@ -230,13 +228,6 @@ def _forget_beats() -> None:
 os.register_at_fork(after_in_child=_forget_beats)
 
 
-def _invoke(fn: Callable[..., Any], payload: Any, ctx: RunContext) -> Any:
-    if inspect.iscoroutinefunction(fn):
-        # async_to_sync keeps thread-sensitive ORM calls on this worker thread.
-        return async_to_sync(fn)(payload, ctx)
-    return fn(payload, ctx)
-
-
 def attempt_execute(
     *,
     store: RunStore,
@@ -307,7 +298,7 @@ def attempt_execute(
             try:
                 with hooks.around_attempt():
                     hooks.start()
-                    output = _invoke(executable.fn, claim.payload, ctx)
+                    output = user_call(executable.fn, claim.payload, ctx)
                 ctx.check_all_replayed()
                 output = checkpoint_encode(output, where="the task's return value", max_bytes=max_output_bytes)
                 ctx.check_interrupted()

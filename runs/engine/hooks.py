@@ -127,11 +127,14 @@ class ErrorDecision:
         return self
 
 
-def hook_call(hook: Hook, *args: Any) -> Any:
-    """Call a hook, sync or async, from the attempt's (sync) thread."""
-    if inspect.iscoroutinefunction(hook):
-        return async_to_sync(hook)(*args)
-    return hook(*args)
+def user_call(fn: Hook, *args: Any) -> Any:
+    """Call user code (the task, a hook), sync or async, from the attempt's (sync) thread.
+
+    async_to_sync keeps thread-sensitive ORM calls on this worker thread.
+    """
+    if inspect.iscoroutinefunction(fn):
+        return async_to_sync(fn)(*args)
+    return fn(*args)
 
 
 def hook_name(hook: Hook) -> str:
@@ -166,10 +169,10 @@ class HookRunner:
         payload = self._claim.payload
         with ExitStack() as stack:
             for middleware in self._hooks.middleware:
-                stack.enter_context(hook_call(middleware, payload, self._ctx))
+                stack.enter_context(user_call(middleware, payload, self._ctx))
             for init in self._hooks.init:
                 with self._span("init"):
-                    self._ctx.init = hook_call(init, payload, self._ctx)
+                    self._ctx.init = user_call(init, payload, self._ctx)
             try:
                 yield
             finally:
@@ -182,7 +185,7 @@ class HookRunner:
             return
         for hook in self._hooks.on_start:
             with self._span("on_start"):
-                hook_call(hook, self._claim.payload, self._ctx)
+                user_call(hook, self._claim.payload, self._ctx)
         self._store.hook_note(self._claim, "on_start")
         self._store.run_fields_store(self._claim)
 
@@ -211,7 +214,7 @@ class HookRunner:
         default = ErrorDecision.fail() if permanent or policy_delay is None else ErrorDecision.retry(policy_delay)
         for hook in self._hooks.catch_error:
             with self._span("catch_error"):
-                decision = hook_call(hook, self._claim.payload, self._ctx, error)
+                decision = user_call(hook, self._claim.payload, self._ctx, error)
             if decision is None:
                 continue
             if not isinstance(decision, ErrorDecision):
@@ -231,7 +234,7 @@ class HookRunner:
     def _guarded(self, name: str, hook: Hook, *args: Any) -> None:
         try:
             with self._span(name):
-                hook_call(hook, *args)
+                user_call(hook, *args)
         except Exception as exc:
             logger.exception("hook %s (%s) of run %s failed", name, hook_name(hook), self._claim.run_id)
             try:
