@@ -51,10 +51,15 @@ def queue_has_room(run: Run) -> bool:
         return True
     if queue.paused:
         return False
-    if queue.concurrency_limit is None:
+    if not queue.limited:
         return True
     key = run.concurrency_key or None
-    if Run.objects.executing_in(run.queue, key, environment=run.environment_id).count() >= queue.concurrency_limit:
+    executing = Run.objects.executing_in(run.queue, environment=run.environment_id)
+    if queue.total_limit is not None and executing.count() >= queue.total_limit:
+        return False
+    if queue.concurrency_limit is not None and (
+        (executing.filter(concurrency_key=key) if key is not None else executing).count() >= queue.concurrency_limit
+    ):
         return False
     # A full-enough queue starts its best-priority runs first: hand the slot to a better one.
     better = (
@@ -184,7 +189,7 @@ class OrmRunStore:
                 # Pinned to code this worker lacks: pass the hint on to the workers that hold it.
                 logger.info("run %s is pinned to version %s, which this worker lacks: hint passed on", run_id,
                             pinned[:10])
-                dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, version=pinned)
+                dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, version=pinned, priority=run.priority)
                 return None
             if not queue_has_room(run):
                 return None

@@ -34,7 +34,7 @@ from runs.states import TransitionRefused, run_transition
 from runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
 from runs.timers import TimerListener
 from runs.waits import children_waits_settle, waitpoints_fire_due
-from tasks.models import Queue
+from tasks.models import LIMITED_QUEUE, Queue
 from tasks.schedules import schedules_declared_sync, schedules_fire_due
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def redispatch_stale(now) -> int:
         stale = stale.filter(dispatched_at__isnull=True)
     # Runs of a limited or paused queue get hints only for free slots: re-sending one per
     # waiting run would flood the broker with claims that are refused anyway.
-    held = set(Queue.objects.filter(Q(concurrency_limit__isnull=False) | Q(paused=True))
+    held = set(Queue.objects.filter(LIMITED_QUEUE | Q(paused=True))
                .values_list("environment_id", "name"))
     held_queues = {
         pair for pair in stale.filter(queue__in={name for _, name in held})
@@ -192,7 +192,7 @@ def redispatch_stale(now) -> int:
     def move(run: Run) -> None:
         if not Run.objects.filter(id=run.id, status=RunStatus.QUEUED).update(dispatched_at=now):
             raise TransitionRefused(run.id, RunStatus.QUEUED, None)
-        dispatch_run_on_commit(run.id, resume=run.attempt_count > 0)
+        dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, priority=run.priority)
 
     return _each(qs, move) + hinted
 
@@ -304,10 +304,10 @@ def local_hints_loop(*, interval: float = 0.1, stop: threading.Event) -> None:
         try:
             now = timezone.now()
             fresh = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__gte=since)
-            for run_id, attempts in fresh.values_list("id", "attempt_count")[:BATCH]:
+            for run_id, attempts, priority in fresh.values_list("id", "attempt_count", "priority")[:BATCH]:
                 if run_id not in seen:
                     seen[run_id] = time.monotonic()
-                    dispatch_run(run_id, resume=attempts > 0)
+                    dispatch_run(run_id, resume=attempts > 0, priority=priority)
             since = now - timedelta(seconds=1)  # a commit may land a little after its dispatched_at
             horizon = time.monotonic() - 10
             seen = {k: v for k, v in seen.items() if v > horizon}

@@ -13,7 +13,7 @@ from tasks.access import DEFAULT_SCOPES, Capability, Role, role_grant, role_list
 from tasks.apikeys import api_key_create, api_key_list, api_key_revoke
 from tasks.audit import audit_list
 from tasks.models import ApiKey, AuditEntry, Schedule, WebhookSecret
-from tasks.queues import queue_get, queue_limit_set, queue_list, queue_pause, queue_resume
+from tasks.queues import UNCHANGED, queue_get, queue_limit_set, queue_list, queue_pause, queue_resume
 from tasks.schedules import (
     schedule_delete,
     schedule_get,
@@ -32,13 +32,17 @@ webhooks_router = Router(tags=["webhooks"])
 class QueueOut(Schema):
     name: str
     concurrency_limit: int | None
+    total_limit: int | None
     paused: bool
     executing: int
     queued: int
 
 
 class QueueLimitIn(Schema):
-    concurrency_limit: int | None = Field(..., ge=1, le=10_000)
+    """Limits to set; a field left out keeps its value, null removes the limit."""
+
+    concurrency_limit: int | None = Field(None, ge=1, le=10_000, description="runs at a time per concurrency key")
+    total_limit: int | None = Field(None, ge=1, le=10_000, description="runs at a time in the queue, across keys")
 
 
 @router.get("/queues", response=list[QueueOut], tags=["queues"], auth=READ)
@@ -67,10 +71,12 @@ def resume_queue(request: HttpRequest, name: str):
 
 @router.put("/queues/{path:name}/limit", response=QueueOut, tags=["queues"])
 def set_queue_limit(request: HttpRequest, name: str, body: QueueLimitIn):
-    """Set (or with null remove) a queue's concurrency limit; it holds from the next claim."""
+    """Set (or with null remove) a queue's concurrency limit per key and its total; they hold from the next claim."""
     env = request.auth.environment
-    queue_limit_set(environment=env, name=name, limit=body.concurrency_limit)
-    api_audit(request, "queue.limit", target=name, data={"concurrency_limit": body.concurrency_limit})
+    given = body.model_dump(include=body.model_fields_set)
+    queue_limit_set(environment=env, name=name, limit=given.get("concurrency_limit", UNCHANGED),
+                    total=given.get("total_limit", UNCHANGED))
+    api_audit(request, "queue.limit", target=name, data=given)
     return queue_get(environment=env, name=name)
 
 

@@ -70,11 +70,16 @@ class WorkerVersion(models.Model):
 
 
 class Queue(models.Model):
-    """A named lane of one environment with an optional concurrency limit, split per concurrency key, pausable."""
+    """A named lane of one environment, pausable, with optional limits on how many of its runs execute at once.
+
+    ``concurrency_limit`` holds per concurrency key (a run without a key counts every run of
+    the queue); ``total_limit`` caps the queue as a whole, across keys. Both hold at once.
+    """
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="queues")
     name = models.CharField(max_length=128)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    total_limit = models.PositiveIntegerField(null=True, blank=True)
     paused = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -84,6 +89,14 @@ class Queue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment_id}:{self.name}"
+
+    @property
+    def limited(self) -> bool:
+        """Tell whether a claim must count this queue's executing runs (it has a limit of either kind)."""
+        return self.concurrency_limit is not None or self.total_limit is not None
+
+
+LIMITED_QUEUE = models.Q(concurrency_limit__isnull=False) | models.Q(total_limit__isnull=False)
 
 
 class Schedule(models.Model):

@@ -23,6 +23,9 @@ class InvalidQueueLimit(StepwiseError):
     """A concurrency limit must be a positive integer, or null for no limit."""
 
 
+UNCHANGED = object()  # a limit left as it is
+
+
 @dataclass(frozen=True)
 class QueueStats:
     """A queue with how many of its runs execute and wait right now."""
@@ -32,6 +35,7 @@ class QueueStats:
     paused: bool
     executing: int
     queued: int
+    total_limit: int | None = None
 
 
 def _update(environment: str, name: str, **fields) -> Queue:
@@ -43,7 +47,7 @@ def _update(environment: str, name: str, **fields) -> Queue:
             setattr(queue, attr, value)
         queue.save(update_fields=[*fields, "updated_at"])
         # Queued runs whose hints were refused while the queue was full or paused get new ones.
-        if queue.concurrency_limit is None:
+        if not queue.limited:
             transaction.on_commit(lambda: _hint_all_queued(environment, name))
         else:
             queue_dispatch_on_commit(name, environment=environment)
@@ -53,8 +57,8 @@ def _update(environment: str, name: str, **fields) -> Queue:
 def _hint_all_queued(environment: str, name: str) -> None:
     # An unlimited queue takes every queued run; the sweeper re-sends hints beyond this batch.
     queued = Run.objects.queued_in(name, environment=environment)
-    for run_id, attempts in queued.values_list("id", "attempt_count")[:1000]:
-        dispatch_run(run_id, resume=attempts > 0)
+    for run_id, attempts, priority in queued.values_list("id", "attempt_count", "priority")[:1000]:
+        dispatch_run(run_id, resume=attempts > 0, priority=priority)
 
 
 def queue_pause(*, environment: str, name: str) -> Queue:
@@ -67,11 +71,23 @@ def queue_resume(*, environment: str, name: str) -> Queue:
     return _update(environment, name, paused=False)
 
 
-def queue_limit_set(*, environment: str, name: str, limit: int | None) -> Queue:
-    """Set a queue's concurrency limit (per concurrency key when runs carry one); None removes it."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= MAX_LIMIT):
-        raise InvalidQueueLimit(f"a concurrency limit must be an integer from 1 to {MAX_LIMIT}, or null")
-    return _update(environment, name, concurrency_limit=limit)
+def queue_limit_set(*, environment: str, name: str, limit: int | None | object = UNCHANGED,
+                    total: int | None | object = UNCHANGED) -> Queue:
+    """Set a queue's concurrency limit (per concurrency key when runs carry one) and its total across keys.
+
+    None removes a limit; a limit not given stays as it is. Both hold from the next claim.
+    """
+    fields = {}
+    for field_name, value, what in (("concurrency_limit", limit, "a concurrency limit"),
+                                    ("total_limit", total, "a total limit")):
+        if value is UNCHANGED:
+            continue
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_LIMIT):
+            raise InvalidQueueLimit(f"{what} must be an integer from 1 to {MAX_LIMIT}, or null")
+        fields[field_name] = value
+    if not fields:
+        raise InvalidQueueLimit("give a concurrency limit, a total limit or both")
+    return _update(environment, name, **fields)
 
 
 def queue_list(*, environment: str) -> list[QueueStats]:
@@ -88,6 +104,7 @@ def queue_list(*, environment: str) -> list[QueueStats]:
         QueueStats(
             name=q.name,
             concurrency_limit=q.concurrency_limit,
+            total_limit=q.total_limit,
             paused=q.paused,
             executing=counts.get(q.name, {}).get("executing", 0),
             queued=counts.get(q.name, {}).get("queued", 0),

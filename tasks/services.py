@@ -73,7 +73,8 @@ def task_version_ensure(definition) -> TaskVersion:
     )
     # The task's queue in every environment; a row that exists keeps its limit and pause (changes there win).
     Queue.objects.bulk_create(
-        [Queue(environment_id=slug, name=definition.queue_name, concurrency_limit=definition.concurrency_limit)
+        [Queue(environment_id=slug, name=definition.queue_name, concurrency_limit=definition.concurrency_limit,
+               total_limit=definition.total_limit)
          for slug in Environment.objects.values_list("slug", flat=True)],
         ignore_conflicts=True,
     )

@@ -108,6 +108,21 @@ def test_queues_pause_resume_and_limit_change_the_queue(envs):
     assert Queue.objects.get(environment_id="dev", name="cli-reports").concurrency_limit is None
 
 
+def test_queues_limit_sets_a_total_across_keys_beside_the_per_key_limit(envs):
+    Queue.objects.create(environment_id="dev", name="cli-capped", concurrency_limit=2)
+    said = run_command("queues", "limit", "cli-capped", "--total", "10")
+    assert said == "queue cli-capped is now limit 2, total 10\n"
+    row = next(line for line in run_command("queues", "list").splitlines() if line.startswith("cli-capped "))
+    assert row.split()[:5] == ["cli-capped", "limit", "2,", "total", "10"]
+    assert run_command("queues", "limit", "cli-capped", "none") == "queue cli-capped is now total 10\n"
+    with pytest.raises(CommandError, match="give a concurrency limit, a total limit or both"):
+        run_command("queues", "limit", "cli-capped")
+    with pytest.raises(CommandError, match="a total limit must be an integer from 1 to 10000"):
+        run_command("queues", "limit", "cli-capped", "--total", "0")
+    queue = Queue.objects.get(environment_id="dev", name="cli-capped")
+    assert (queue.concurrency_limit, queue.total_limit) == (None, 10)
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("-2", "must be an integer from 1 to 10000"),
     ("0", "must be an integer from 1 to 10000"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from runs.management.base import SubcommandCommand, audit, env_option
-from tasks.queues import MAX_LIMIT, queue_limit_set, queue_list, queue_pause, queue_resume
+from tasks.queues import MAX_LIMIT, UNCHANGED, queue_limit_set, queue_list, queue_pause, queue_resume
 
 
 def limit_value(text: str) -> int | None:
@@ -19,8 +19,10 @@ def limit_value(text: str) -> int | None:
         ) from None
 
 
-def _limit_text(limit: int | None) -> str:
-    return "unlimited" if limit is None else f"limit {limit}"
+def _limit_text(limit: int | None, total: int | None = None) -> str:
+    """Say a queue's limits: 'limit 2' (per concurrency key), 'total 10', both, or 'unlimited'."""
+    parts = ([] if limit is None else [f"limit {limit}"]) + ([] if total is None else [f"total {total}"])
+    return ", ".join(parts) or "unlimited"
 
 
 class Command(SubcommandCommand):
@@ -36,16 +38,18 @@ class Command(SubcommandCommand):
             env_option(acting)
         limiting = sub.add_parser("limit", help="runs at a time (per concurrency key), or 'none'")
         limiting.add_argument("name")
-        limiting.add_argument("limit", type=limit_value, metavar="N|none")
+        limiting.add_argument("limit", type=limit_value, metavar="N|none", nargs="?", default=UNCHANGED,
+                              help="runs at a time per concurrency key (left as it is if not given)")
+        limiting.add_argument("--total", type=limit_value, metavar="N|none", default=UNCHANGED,
+                              help="runs at a time in the whole queue, across concurrency keys")
         env_option(limiting)
 
     def _list(self, opts) -> None:
-        self.stdout.write(f"{'QUEUE':<32} {'LIMIT':<12} {'STATE':<7} {'EXECUTING':>9} {'QUEUED':>7}")
+        self.stdout.write(f"{'QUEUE':<32} {'LIMIT':<24} {'STATE':<7} {'EXECUTING':>9} {'QUEUED':>7}")
         for q in queue_list(environment=opts["env"]):
             state = "paused" if q.paused else "active"
-            self.stdout.write(
-                f"{q.name:<32} {_limit_text(q.concurrency_limit):<12} {state:<7} {q.executing:>9} {q.queued:>7}"
-            )
+            limits = _limit_text(q.concurrency_limit, q.total_limit)
+            self.stdout.write(f"{q.name:<32} {limits:<24} {state:<7} {q.executing:>9} {q.queued:>7}")
 
     def _pause(self, opts) -> None:
         queue_pause(environment=opts["env"], name=opts["name"])
@@ -58,6 +62,8 @@ class Command(SubcommandCommand):
         self.stdout.write(f"queue {opts['name']} resumed")
 
     def _limit(self, opts) -> None:
-        queue = queue_limit_set(environment=opts["env"], name=opts["name"], limit=opts["limit"])
-        audit("queue.limit", environment=opts["env"], target=queue.name, data={"concurrency_limit": opts["limit"]})
-        self.stdout.write(f"queue {queue.name} is now {_limit_text(queue.concurrency_limit)}")
+        queue = queue_limit_set(environment=opts["env"], name=opts["name"], limit=opts["limit"], total=opts["total"])
+        given = {name: value for name, value in (("concurrency_limit", opts["limit"]), ("total_limit", opts["total"]))
+                 if value is not UNCHANGED}
+        audit("queue.limit", environment=opts["env"], target=queue.name, data=given)
+        self.stdout.write(f"queue {queue.name} is now {_limit_text(queue.concurrency_limit, queue.total_limit)}")
