@@ -130,13 +130,17 @@ def queue_dispatch(queue_name: str, *, environment: str | None = None, run_id: s
     queue = queues.first()
     if queue is None or queue.paused or not queue.limited:
         return 0
+    if queue.rate_next_at is not None and queue.rate_limit is not None and queue.rate_next_at > timezone.now():
+        return 0  # the claim that moved the next start there woke the scheduler for it
     environment = queue.environment_id
     # The per-key limit holds per concurrency key, the total across keys: count free slots of both.
     executing: dict[str, int] = {}
     for key in Run.objects.executing_in(queue_name, environment=environment).values_list("concurrency_key", flat=True):
         executing[key] = executing.get(key, 0) + 1
     total_free = (queue.total_limit - sum(executing.values())) if queue.total_limit is not None else None
-    widest = max(limit for limit in (queue.concurrency_limit, queue.total_limit) if limit is not None)
+    if queue.rate_limit is not None:  # one start is due now; the next comes an interval later
+        total_free = 1 if total_free is None else min(total_free, 1)
+    widest = max([limit for limit in (queue.concurrency_limit, queue.total_limit) if limit is not None] or [1])
     candidates = (
         Run.objects.queued_in(queue_name, environment=environment)
         .values_list("id", "attempt_count", "concurrency_key", "priority")[: widest * 20]

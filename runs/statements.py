@@ -326,7 +326,8 @@ def run_claim(
         "last_event_seq = r.last_event_seq + 1, version_wait_since = NULL "
         f"WHERE r.id = %s AND r.status = %s AND NOT EXISTS (SELECT 1 FROM {_table(Queue)} q "
         f"WHERE q.environment_id = r.environment_id AND q.name = r.queue "
-        f"AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.total_limit IS NOT NULL)){held}{_durability()} "
+        "AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.total_limit IS NOT NULL OR q.rate_limit IS NOT NULL))"
+        f"{held}{_durability()} "
         "RETURNING r.*",
         [RunStatus.EXECUTING.value, token, lease_expires_at, worker_id, now, now, run_id, RunStatus.QUEUED.value,
          *held_params],

@@ -43,8 +43,12 @@ def _lease_expiry():
     return timezone.now() + timedelta(seconds=settings.STEPWISE_LEASE_SECONDS)
 
 
-def queue_has_room(run: Run) -> bool:
-    """Tell whether a run's queue may start it now; locks the queue row to serialise claims."""
+def queue_has_room(run: Run, now: datetime) -> bool:
+    """Tell whether a run's queue may start it at ``now``; locks the queue row to serialise claims.
+
+    Under a rate limit, a run that may start moves the queue's next start one interval on; one
+    that may not yet wakes the scheduler for that time, which hints the queue again.
+    """
     queue = (Queue.objects.select_for_update(no_key=True)
              .filter(environment_id=run.environment_id, name=run.queue).first())
     if queue is None:
@@ -71,6 +75,11 @@ def queue_has_room(run: Run) -> bool:
     if better is not None:
         dispatch_run_on_commit(better[0], resume=better[1] > 0)
         return False
+    if queue.rate_limit is not None:
+        if queue.rate_next_at is not None and queue.rate_next_at > now:
+            timer_notify(queue.rate_next_at)
+            return False
+        Queue.objects.filter(pk=queue.pk).update(rate_next_at=now + timedelta(seconds=queue.rate_interval))
     return True
 
 
@@ -191,11 +200,11 @@ class OrmRunStore:
                             pinned[:10])
                 dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, version=pinned, priority=run.priority)
                 return None
-            if not queue_has_room(run):
+            now = timezone.now()
+            if not queue_has_room(run, now):
                 return None
             token = uuid.uuid4().hex
             number = run.attempt_count + 1
-            now = timezone.now()
             run_transition(
                 run_id=run_id,
                 to=RunStatus.EXECUTING,

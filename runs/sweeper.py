@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import Min, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
 from runs.broker import broker_backlog
@@ -197,6 +197,23 @@ def redispatch_stale(now) -> int:
     return _each(qs, move) + hinted
 
 
+def _rate_limited_with_queued_runs():
+    queued = Run.objects.filter(environment_id=OuterRef("environment_id"), queue=OuterRef("name"),
+                                status=RunStatus.QUEUED)
+    return Queue.objects.filter(Exists(queued), rate_limit__isnull=False, paused=False)
+
+
+def rate_limited_dispatch(now) -> int:
+    """Hint rate-limited queues whose next start is due and that have runs waiting for it.
+
+    A claim refused by the rate wakes the scheduler for the queue's next start; this pass then
+    hints the queue's best runs (as many as may start: one per interval).
+    """
+    due = _rate_limited_with_queued_runs().filter(Q(rate_next_at__isnull=True) | Q(rate_next_at__lte=now))
+    return sum(queue_dispatch(name, environment=environment)
+               for environment, name in due.values_list("environment_id", "name")[:BATCH])
+
+
 def pinned_runs_sweep(now) -> tuple[int, int, int]:
     """Mark pinned runs whose version no running worker holds, hint those whose version came back, fail the overdue.
 
@@ -217,24 +234,29 @@ def sweep_once() -> SweepReport:
     """Run one pass of every sweeper duty."""
     now = timezone.now()
     report = SweepReport()
+    report.redispatched = rate_limited_dispatch(now)  # first: a rate-limited queue's start is due now
     report.queued = fire_due_timers(now)
     report.waits_fired = waitpoints_fire_due(now) + children_waits_settle()
     report.expired = expire_ttls(now)
     report.recovered, report.crashed = recover_lost_leases(now)
     report.queued += fire_due_timers(timezone.now())  # crash-recovered runs retry at once
     report.version_waits, report.version_found, report.version_failed = pinned_runs_sweep(now)
-    report.redispatched = redispatch_stale(now)
+    report.redispatched += redispatch_stale(now)
     report.scheduled = schedules_fire_due(now)
     report.pruned = retention_pass(now)
     return report
 
 
 def next_timer_in(now) -> float | None:
-    """Return the seconds until the earliest stored timer (a wait's deadline, a retry, a delay), or None."""
+    """Return the seconds until the earliest stored timer (a wait's deadline, a retry, a delay,
+    a rate-limited queue's next start), or None."""
     due = [
         Waitpoint.objects.filter(status=WaitpointStatus.PENDING).aggregate(at=Min("resume_at"))["at"],
         Run.objects.filter(status=RunStatus.RETRYING).aggregate(at=Min("next_attempt_at"))["at"],
         Run.objects.filter(status=RunStatus.DELAYED).aggregate(at=Min("delay_until"))["at"],
+        # Only starts still ahead: a queue whose start is due but whose slots are full is hinted
+        # when a slot frees, not by a scheduler spinning on a time already past.
+        _rate_limited_with_queued_runs().filter(rate_next_at__gt=now).aggregate(at=Min("rate_next_at"))["at"],
     ]
     known = [at for at in due if at is not None]
     return max(0.0, (min(known) - now).total_seconds()) if known else None

@@ -74,12 +74,17 @@ class Queue(models.Model):
 
     ``concurrency_limit`` holds per concurrency key (a run without a key counts every run of
     the queue); ``total_limit`` caps the queue as a whole, across keys. Both hold at once.
+    ``rate_limit`` runs may start per ``rate_period`` seconds, evenly spaced: a claim starts a
+    run only at or after ``rate_next_at`` and moves it one interval (period / limit) on.
     """
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="queues")
     name = models.CharField(max_length=128)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     total_limit = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit = models.PositiveIntegerField(null=True, blank=True)
+    rate_period = models.FloatField(null=True, blank=True)
+    rate_next_at = models.DateTimeField(null=True, blank=True)
     paused = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -92,11 +97,18 @@ class Queue(models.Model):
 
     @property
     def limited(self) -> bool:
-        """Tell whether a claim must count this queue's executing runs (it has a limit of either kind)."""
-        return self.concurrency_limit is not None or self.total_limit is not None
+        """Tell whether a claim must lock this queue's row to check a limit (concurrency, total or rate)."""
+        return self.concurrency_limit is not None or self.total_limit is not None or self.rate_limit is not None
+
+    @property
+    def rate_interval(self) -> float | None:
+        """Return the seconds between two starts under the rate limit, or None without one."""
+        return None if self.rate_limit is None else self.rate_period / self.rate_limit
 
 
-LIMITED_QUEUE = models.Q(concurrency_limit__isnull=False) | models.Q(total_limit__isnull=False)
+LIMITED_QUEUE = (
+    models.Q(concurrency_limit__isnull=False) | models.Q(total_limit__isnull=False) | models.Q(rate_limit__isnull=False)
+)
 
 
 class Schedule(models.Model):

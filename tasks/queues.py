@@ -1,12 +1,15 @@
-"""Queues of an environment: pause, resume and concurrency limits, effective at the next claim."""
+"""Queues of an environment: pause, resume, concurrency and rate limits, effective at the next claim."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q
 
 from runs.dispatch import dispatch_run, queue_dispatch_on_commit
+from runs.engine.durations import InvalidDuration, duration_seconds
 from runs.engine.errors import StepwiseError
 from runs.models import Run
 from runs.statuses import RunStatus
@@ -25,6 +28,40 @@ class InvalidQueueLimit(StepwiseError):
 
 UNCHANGED = object()  # a limit left as it is
 
+MAX_RATE_PERIOD = 7 * 24 * 3600.0
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\S+)\s*")
+
+
+def rate_parse(value: Any) -> tuple[int, float] | None:
+    """Read a rate limit: ``"10/s"``, ``"1000/1h"``, ``"5/30s"`` (runs per period), or None for none.
+
+    Returns (runs, period in seconds); raises InvalidQueueLimit naming what is wrong.
+    """
+    if value is None:
+        return None
+    match = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidQueueLimit(
+            f"not a rate limit: {str(value)[:40]!r} (give runs per period, e.g. '10/s' or '1000/1h')"
+        )
+    runs, period_text = int(match.group(1)), match.group(2)
+    if not 0 < runs <= MAX_LIMIT:
+        raise InvalidQueueLimit(f"a rate limit's runs must be an integer from 1 to {MAX_LIMIT}")
+    try:
+        period = duration_seconds(period_text if period_text[0].isdigit() else f"1{period_text}")
+    except InvalidDuration as exc:
+        raise InvalidQueueLimit(f"a rate limit's period: {exc}") from None
+    if not 0.001 <= period <= MAX_RATE_PERIOD:
+        raise InvalidQueueLimit("a rate limit's period must be from 1ms to 7 days")
+    return runs, period
+
+
+def rate_text(runs: int | None, period: float | None) -> str | None:
+    """Say a rate limit the way rate_parse reads it back, e.g. '10/1s'; None without one."""
+    if runs is None or period is None:
+        return None
+    return f"{runs}/{period:g}s"
+
 
 @dataclass(frozen=True)
 class QueueStats:
@@ -36,6 +73,7 @@ class QueueStats:
     executing: int
     queued: int
     total_limit: int | None = None
+    rate_limit: str | None = None
 
 
 def _update(environment: str, name: str, **fields) -> Queue:
@@ -90,6 +128,16 @@ def queue_limit_set(*, environment: str, name: str, limit: int | None | object =
     return _update(environment, name, **fields)
 
 
+def queue_rate_set(*, environment: str, name: str, rate: Any) -> Queue:
+    """Set a queue's rate limit (``"10/s"``: at most 10 starts in any second, evenly spaced); None removes it.
+
+    It holds from the next claim: the next start may come at once.
+    """
+    parsed = rate_parse(rate)
+    runs, period = parsed if parsed is not None else (None, None)
+    return _update(environment, name, rate_limit=runs, rate_period=period, rate_next_at=None)
+
+
 def queue_list(*, environment: str) -> list[QueueStats]:
     """Return every queue of an environment with its executing and queued counts, in two queries."""
     runs = Run.objects.filter(status__in=[RunStatus.EXECUTING, RunStatus.QUEUED], environment_id=environment)
@@ -105,6 +153,7 @@ def queue_list(*, environment: str) -> list[QueueStats]:
             name=q.name,
             concurrency_limit=q.concurrency_limit,
             total_limit=q.total_limit,
+            rate_limit=rate_text(q.rate_limit, q.rate_period),
             paused=q.paused,
             executing=counts.get(q.name, {}).get("executing", 0),
             queued=counts.get(q.name, {}).get("queued", 0),

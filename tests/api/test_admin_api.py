@@ -41,6 +41,19 @@ def test_a_queue_takes_a_total_limit_beside_its_per_key_limit_and_keeps_what_is_
     assert (queue.concurrency_limit, queue.total_limit) == (2, None)
 
 
+def test_a_queue_takes_a_rate_limit_as_runs_per_period_and_refuses_a_bad_one(api):
+    api.post("/api/tasks/test-noop/trigger", {"payload": {}})
+    url = "/api/queues/task/test-noop/rate"
+    set_ = api.put(url, {"rate_limit": "10/s"})
+    assert set_.status_code == 200 and set_.json()["rate_limit"] == "10/1s"
+    listed = {q["name"]: q for q in api.get("/api/queues").json()}
+    assert listed["task/test-noop"]["rate_limit"] == "10/1s"
+    bad = api.put(url, {"rate_limit": "ten per second"})
+    assert bad.status_code == 400 and "not a rate limit" in bad.json()["detail"]
+    assert api.put(url, {"rate_limit": None}).json()["rate_limit"] is None
+    assert Queue.objects.get(environment_id="dev", name="task/test-noop").rate_limit is None
+
+
 def test_schedules_crud_with_next_runs(api):
     created = api.post("/api/schedules", {"task_id": "test-noop", "cron": "0 9 * * 1", "timezone": "Europe/Paris",
                                           "dedup_key": "weekly"})

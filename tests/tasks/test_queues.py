@@ -12,7 +12,7 @@ from runs.models import Attempt, Run
 from runs.statuses import RunStatus
 from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
 from tasks.models import Queue
-from tasks.queues import queue_limit_set, queue_pause, queue_resume
+from tasks.queues import InvalidQueueLimit, queue_limit_set, queue_pause, queue_rate_set, queue_resume, rate_parse
 from tasks.services import environments_ensure
 from tests.engine_tasks import _redis, intervals_key
 from tests.waiting import wait_for
@@ -167,6 +167,44 @@ def test_a_total_limit_of_3_and_2_per_key_hold_at_once(transactional_db, process
     for tenant in tenants:
         assert max_overlap(observed[tenant]) <= 2, tenant
         assert max_overlap(recorded[tenant]) <= 2, tenant
+
+
+def most_starts_in_any_window(starts: list[float], window: float) -> int:
+    """Return the most starts that fall in one half-open window [t, t + window)."""
+    starts = sorted(starts)
+    return max(sum(1 for other in starts[i:] if other < first + window) for i, first in enumerate(starts))
+
+
+@pytest.mark.xdist_group("heavy")
+@pytest.mark.timeout(600)
+def test_a_rate_limit_of_4_per_second_holds_across_4_workers(transactional_db, processes):
+    environments_ensure()
+    label, queue = uuid.uuid4().hex, f"rated-{uuid.uuid4().hex[:8]}"
+    Queue.objects.create(environment_id="dev", name=queue)
+    queue_rate_set(environment="dev", name=queue, rate="4/s")
+    start_workers(processes)  # 8 free slots: only the rate holds the runs back
+    items = [{"payload": {"label": label, "key": f"r{i}", "sleep": 0.01}, "queue": queue} for i in range(14)]
+    run_batch_trigger(task_id="test-interval", items=items)
+    wait_for(lambda: all_completed(queue, 14), timeout=300, interval=0.2, message="14 runs to complete")
+
+    starts = [started.timestamp() for started in Attempt.objects.filter(run__queue=queue).values_list(
+        "started_at", flat=True)]
+    assert len(starts) == 14
+    assert most_starts_in_any_window(starts, 1.0) <= 4
+    gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:], strict=False)]
+    assert min(gaps) >= 0.25  # evenly spaced: one start per interval, never a burst
+
+
+def test_a_rate_limit_is_read_as_runs_per_period_and_a_bad_one_is_refused_naming_it(transactional_db):
+    environments_ensure()
+    Queue.objects.create(environment_id="dev", name="rated")
+    assert rate_parse("10/s") == (10, 1.0) and rate_parse("1000/1h") == (1000, 3600.0)
+    assert rate_parse(" 5 / 30s ") == (5, 30.0) and rate_parse(None) is None
+    for bad, message in (("10", "not a rate limit"), ("0/s", "from 1 to 10000"), ("3/fortnight", "period"),
+                         ("3/0s", "from 1ms to 7 days"), (10, "not a rate limit")):
+        with pytest.raises(InvalidQueueLimit, match=message):
+            queue_rate_set(environment="dev", name="rated", rate=bad)
+    assert Queue.objects.get(environment_id="dev", name="rated").rate_limit is None
 
 
 @pytest.mark.xdist_group("heavy")
