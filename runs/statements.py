@@ -190,7 +190,11 @@ def span_fields(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _span_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in span_fields(row).items()}
+    data = span_fields(row)
+    for name in ("started_at", "ended_at"):  # the only dates of a span row
+        if isinstance(data[name], datetime):
+            data[name] = data[name].isoformat()
+    return data
 
 
 def _durability() -> str:
