@@ -84,11 +84,15 @@ def _json_object(text: str, *, what: str, example: str) -> dict[str, Any]:
 
 
 class QueueLimitForm(forms.Form):
-    """A queue's concurrency limit; empty removes it."""
+    """A queue's limits: per concurrency key, in total, and starts per period; an empty one is removed."""
 
     concurrency_limit = forms.IntegerField(
         required=False, error_messages={"invalid": "a concurrency limit must be a whole number, or empty for none"}
     )
+    total_limit = forms.IntegerField(
+        required=False, error_messages={"invalid": "a total limit must be a whole number, or empty for none"}
+    )
+    rate_limit = forms.CharField(required=False, max_length=40, strip=True)
 
 
 def _checked(check: Callable[[str], object], value: str) -> str:

@@ -33,7 +33,7 @@ class QueueOut(Schema):
     name: str
     concurrency_limit: int | None
     total_limit: int | None
-    rate_limit: str | None = Field(None, description="starts per period, e.g. '10/1s'")
+    rate_limit: str | None = Field(None, description="starts per period, e.g. '10/s' or '1000/h'")
     paused: bool
     executing: int
     queued: int

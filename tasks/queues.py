@@ -57,9 +57,13 @@ def rate_parse(value: Any) -> tuple[int, float] | None:
 
 
 def rate_text(runs: int | None, period: float | None) -> str | None:
-    """Say a rate limit the way rate_parse reads it back, e.g. '10/1s'; None without one."""
+    """Say a rate limit the way rate_parse reads it back: '10/s', '1000/h', '5/30s'; None without one."""
     if runs is None or period is None:
         return None
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count = period / seconds
+        if count >= 1 and count == int(count):
+            return f"{runs}/{unit}" if count == 1 else f"{runs}/{int(count)}{unit}"
     return f"{runs}/{period:g}s"
 
 

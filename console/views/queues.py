@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
@@ -15,10 +16,14 @@ from tasks.queues import (
     MAX_LIMIT,
     InvalidQueueLimit,
     QueueNotFound,
+    queue_get,
     queue_limit_set,
     queue_list,
     queue_pause,
+    queue_rate_set,
     queue_resume,
+    rate_parse,
+    rate_text,
 )
 
 
@@ -41,21 +46,32 @@ def queue_counts_view(request: HttpRequest) -> JsonResponse:
 @login_required
 @require_POST
 def queue_limit_view(request: HttpRequest, name: str) -> HttpResponse:
-    """Set or (with an empty value) remove a queue's concurrency limit."""
+    """Set or (with an empty value) remove a queue's limits: per concurrency key, in total, and its rate."""
     slug = environment_checked(request, Capability.ADMIN)
     back = environment_url("console:queues", slug)
     form = QueueLimitForm(request.POST)
     if not form.is_valid():
-        return action_done(request, message=form.errors["concurrency_limit"][0], to=back, ok=False, status=400)
-    limit = form.cleaned_data["concurrency_limit"]
+        first = next(iter(form.errors.values()))[0]
+        return action_done(request, message=first, to=back, ok=False, status=400)
+    limit, total = form.cleaned_data["concurrency_limit"], form.cleaned_data["total_limit"]
+    rate = form.cleaned_data["rate_limit"] or None
     try:
-        queue_limit_set(environment=slug, name=name, limit=limit)
+        parsed = rate_parse(rate)  # checked before anything changes
+        with transaction.atomic():
+            queue = queue_limit_set(environment=slug, name=name, limit=limit, total=total)
+            if rate_text(*(parsed or (None, None))) != rate_text(queue.rate_limit, queue.rate_period):
+                queue_rate_set(environment=slug, name=name, rate=rate)  # unchanged, its pacing goes on
     except QueueNotFound as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=404)
     except InvalidQueueLimit as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=400)
-    audit(request, "queue.limit", environment=slug, target=name, data={"concurrency_limit": limit})
-    described = f"limited to {limit} at a time" if limit is not None else "unlimited"
+    audit(request, "queue.limit", environment=slug, target=name,
+          data={"concurrency_limit": limit, "total_limit": total, "rate_limit": rate})
+    stats = queue_get(environment=slug, name=name)
+    said = [f"{stats.concurrency_limit} at a time per key" if stats.concurrency_limit is not None else "",
+            f"{stats.total_limit} in all" if stats.total_limit is not None else "",
+            f"rate {stats.rate_limit}" if stats.rate_limit else ""]
+    described = ", ".join(part for part in said if part) or "unlimited"
     return action_done(request, message=f"Queue {name} is now {described}.", to=back)
 
 

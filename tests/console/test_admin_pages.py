@@ -121,18 +121,36 @@ def test_queues_page_shows_limit_paused_state_and_counts(signed_in, queue):
     assert 'name="concurrency_limit"' in row and 'value="4"' in row
 
     counts = signed_in.get("/queues/counts.json").json()["queues"]
-    assert {"name": queue.name, "concurrency_limit": 4, "paused": True, "executing": 0, "queued": 2} in counts
+    assert {"name": queue.name, "concurrency_limit": 4, "paused": True, "executing": 0, "queued": 2,
+            "total_limit": None, "rate_limit": None} in counts
 
 
 def test_queue_limit_is_set_and_removed_from_the_page(signed_in, queue):
     response = csrf_post(signed_in, f"/queues/{queue.name}/limit/", {"concurrency_limit": "5"})
     assert response.status_code == 302 and response["Location"] == "/queues/?env=dev"
     assert Queue.objects.get(environment_id="dev", name=queue.name).concurrency_limit == 5
-    assert "is now limited to 5 at a time" in signed_in.get("/queues/").content.decode()
+    assert "is now 5 at a time per key" in signed_in.get("/queues/").content.decode()
 
     answer = csrf_post(signed_in, f"/queues/{queue.name}/limit/", {"concurrency_limit": ""}, **AS_JSON)
     assert answer.status_code == 200 and answer.json()["message"] == "Queue task/test-noop is now unlimited."
     assert Queue.objects.get(environment_id="dev", name=queue.name).concurrency_limit is None
+
+
+def test_a_total_and_a_rate_limit_are_set_from_the_page_and_a_bad_rate_changes_nothing(signed_in, queue):
+    answer = csrf_post(signed_in, f"/queues/{queue.name}/limit/",
+                       {"concurrency_limit": "2", "total_limit": "10", "rate_limit": "5/s"}, **AS_JSON)
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["message"] == f"Queue {queue.name} is now 2 at a time per key, 10 in all, rate 5/s."
+    stored = Queue.objects.get(environment_id="dev", name=queue.name)
+    assert (stored.concurrency_limit, stored.total_limit, stored.rate_limit, stored.rate_period) == (2, 10, 5, 1.0)
+    row = signed_in.get("/queues/").content.decode()
+    assert 'name="total_limit"' in row and 'value="10"' in row and 'value="5/s"' in row
+
+    refused = csrf_post(signed_in, f"/queues/{queue.name}/limit/",
+                        {"concurrency_limit": "3", "total_limit": "", "rate_limit": "fast"}, **AS_JSON)
+    assert refused.status_code == 400 and "not a rate limit: 'fast'" in refused.json()["message"]
+    kept = Queue.objects.get(environment_id="dev", name=queue.name)
+    assert (kept.concurrency_limit, kept.total_limit, kept.rate_limit) == (2, 10, 5)
 
 
 @pytest.mark.parametrize(("value", "message"), [("0", "from 1 to 10000"), ("10001", "from 1 to 10000"),

@@ -125,8 +125,8 @@ def test_queues_limit_sets_a_total_across_keys_beside_the_per_key_limit(envs):
 
 def test_queues_rate_sets_and_removes_a_rate_limit_and_names_a_bad_one(envs):
     Queue.objects.create(environment_id="dev", name="cli-rated", concurrency_limit=3)
-    assert run_command("queues", "rate", "cli-rated", "1000/1h") == "queue cli-rated is now limit 3, rate 1000/3600s\n"
-    assert "rate 1000/3600s" in run_command("queues", "list")
+    assert run_command("queues", "rate", "cli-rated", "1000/1h") == "queue cli-rated is now limit 3, rate 1000/h\n"
+    assert "rate 1000/h" in run_command("queues", "list")
     with pytest.raises(CommandError, match="not a rate limit: 'fast'"):
         run_command("queues", "rate", "cli-rated", "fast")
     assert run_command("queues", "rate", "cli-rated", "none") == "queue cli-rated is now limit 3\n"

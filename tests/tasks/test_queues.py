@@ -12,7 +12,15 @@ from runs.models import Attempt, Run
 from runs.statuses import RunStatus
 from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
 from tasks.models import Queue
-from tasks.queues import InvalidQueueLimit, queue_limit_set, queue_pause, queue_rate_set, queue_resume, rate_parse
+from tasks.queues import (
+    InvalidQueueLimit,
+    queue_limit_set,
+    queue_pause,
+    queue_rate_set,
+    queue_resume,
+    rate_parse,
+    rate_text,
+)
 from tasks.services import environments_ensure
 from tests.engine_tasks import _redis, intervals_key
 from tests.waiting import wait_for
@@ -200,6 +208,8 @@ def test_a_rate_limit_is_read_as_runs_per_period_and_a_bad_one_is_refused_naming
     Queue.objects.create(environment_id="dev", name="rated")
     assert rate_parse("10/s") == (10, 1.0) and rate_parse("1000/1h") == (1000, 3600.0)
     assert rate_parse(" 5 / 30s ") == (5, 30.0) and rate_parse(None) is None
+    for shown in ("10/s", "1000/h", "5/30s", "3/90s", "7/2d", "2/1.5s"):  # as listed, and read back the same
+        assert rate_text(*rate_parse(shown)) == shown
     for bad, message in (("10", "not a rate limit"), ("0/s", "from 1 to 10000"), ("3/fortnight", "period"),
                          ("3/0s", "from 1ms to 7 days"), (10, "not a rate limit")):
         with pytest.raises(InvalidQueueLimit, match=message):

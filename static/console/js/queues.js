@@ -18,10 +18,12 @@
       setInterval(() => this.refresh(), POLL_MS);
       // An action (limit, pause, resume) shows its effect at once, not at the next tick.
       document.addEventListener("stepwise:action", (event) => {
-        const input = event.detail.form && event.detail.form.querySelector("input[name=concurrency_limit]");
-        // Saved: the typed value is now the server's. Refused: show the server's value again.
-        if (input && event.detail.ok) input.defaultValue = input.value;
-        else if (input) input.value = input.defaultValue;
+        const inputs = event.detail.form ? event.detail.form.querySelectorAll("input[name$=_limit]") : [];
+        // Saved: the typed values are now the server's. Refused: show the server's values again.
+        inputs.forEach((input) => {
+          if (event.detail.ok) input.defaultValue = input.value;
+          else input.value = input.defaultValue;
+        });
         this.refresh();
       });
     }
@@ -49,15 +51,18 @@
       row.querySelector('[data-count="executing"]').textContent = queue.executing;
       row.querySelector('[data-count="queued"]').textContent = queue.queued;
       const meter = row.querySelector(".meter");
-      meter.hidden = queue.concurrency_limit === null;
-      meter.max = queue.concurrency_limit || 1;
+      const cap = queue.total_limit !== null ? queue.total_limit : queue.concurrency_limit;
+      meter.hidden = cap === null;
+      meter.max = cap || 1;
       meter.value = queue.executing;
-      row.querySelector("[data-limit-label]").textContent = queue.concurrency_limit === null ? "" : "/ " + queue.concurrency_limit;
-      const input = row.querySelector("input[name=concurrency_limit]");
-      // Never overwrite what someone is typing (a value differing from the last one the server gave).
-      if (input && input.value === input.defaultValue) {
-        input.value = input.defaultValue = queue.concurrency_limit === null ? "" : String(queue.concurrency_limit);
-      }
+      row.querySelector("[data-limit-label]").textContent = cap === null ? "" : "/ " + cap;
+      ["concurrency_limit", "total_limit", "rate_limit"].forEach((name) => {
+        const input = row.querySelector("input[name=" + name + "]");
+        // Never overwrite what someone is typing (a value differing from the last one the server gave).
+        if (input && input.value === input.defaultValue) {
+          input.value = input.defaultValue = queue[name] === null ? "" : String(queue[name]);
+        }
+      });
     }
 
     setState(state) {
