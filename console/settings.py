@@ -251,6 +251,8 @@ STEPWISE_LEASE_SECONDS = float(os.environ.get("STEPWISE_LEASE_SECONDS", "30"))
 STEPWISE_HEARTBEAT_SECONDS = float(
     os.environ.get("STEPWISE_HEARTBEAT_SECONDS", str(STEPWISE_LEASE_SECONDS / 3))
 )
+# A comment line on idle server-sent event streams, so proxies keep them open.
+STEPWISE_SSE_HEARTBEAT_SECONDS = float(os.environ.get("STEPWISE_SSE_HEARTBEAT_SECONDS", "15"))
 STEPWISE_MAX_CRASHES = int(os.environ.get("STEPWISE_MAX_CRASHES", "5"))
 STEPWISE_MAX_PAYLOAD_BYTES = int(os.environ.get("STEPWISE_MAX_PAYLOAD_BYTES", str(512 * 1024)))
 # A run's metadata (``ctx.metadata``): its size limit, and how soon a change made during a long
