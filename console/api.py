@@ -24,7 +24,7 @@ from runs.idempotency import IdempotencyKeyNotFound
 from runs.realtime.tokens import OutOfScope, PublicTokenRefused
 from runs.services import RunAlreadyFinished, RunNotFound
 from runs.triggers import Throttled
-from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
+from runs.waits import CallbackRefused, WaitpointAlreadyResolved, WaitpointNotFound
 from runs.waits_api import router as waits_router
 from tasks.access import Capability
 from tasks.api import router as tasks_router
@@ -100,7 +100,7 @@ def error_status(exc: Exception) -> int:
         return 429
     if isinstance(exc, ScopeNotAllowed | OutOfScope):
         return 403
-    if isinstance(exc, PublicTokenRefused):
+    if isinstance(exc, PublicTokenRefused | CallbackRefused):
         return 401
     return 400
 

@@ -1,10 +1,10 @@
-"""Tasks that stream from inside a run, for the realtime tests (a fake LLM among them)."""
+"""Tasks of the realtime tests: streaming from inside a run (a fake LLM among them), token callback URLs."""
 from __future__ import annotations
 
 import asyncio
 import time
 
-from tasks.sdk import Retry, task
+from tasks.sdk import Retry, task, wait
 from tests.engine_tasks import _redis, log_execution
 
 FAST_RETRY = Retry(max_attempts=3, factor=1, min_timeout=0.1, max_timeout=0.1, jitter=False)
@@ -69,3 +69,11 @@ def progress_metadata(payload, ctx):
         ctx.step(f"part-{done}", lambda: None)
         ctx.metadata.set("progress", done / payload["steps"])
     return {"done": True}
+
+
+@task(id="test-callback-token", retry=FAST_RETRY)
+def callback_token(payload, ctx):
+    token = wait.create_token(timeout=payload.get("timeout"), description="a service calls back")
+    ctx.step("announce", lambda: {"id": token.id, "url": token.url})
+    result = wait.for_token(token)
+    return {"ok": result.ok, "output": result.output}
