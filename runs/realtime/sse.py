@@ -3,7 +3,8 @@
 ``GET /api/runs/<id>/events/stream?after=<seq>`` sends a ``run`` snapshot (status, metadata,
 output), then the run's stored events after ``seq`` (or after ``Last-Event-ID`` on a
 reconnect), then live ones, each once and in seq order, with its seq as the event id; it
-ends with an ``end`` event once the run has finished and every event is sent.
+ends with a last ``run`` snapshot (its output or error) and an ``end`` event once the run has
+finished and every event is sent.
 ``GET /api/runs/stream?tag=<tag>`` sends a ``run`` snapshot of each run carrying the tag and
 a new one whenever one of them changes (created, status, metadata).
 
@@ -256,6 +257,7 @@ async def _run_frames(reader: Reader, run_id: str, after: int) -> AsyncIterator[
                 if event["type"] == "run.status" and event["data"].get("to") in FINAL:
                     async for stored in feed.stored():  # anything stored with or just after the end
                         yield _event_frame(stored)
+                    yield sse_frame(await _snapshot(run_id), event="run")  # with its output or error
                     yield sse_frame({"status": event["data"]["to"]}, event="end")
                     return
     finally:

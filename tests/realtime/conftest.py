@@ -13,7 +13,7 @@ from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 from tests.processes import TASK_MODULES
 
-MODULES = f"{TASK_MODULES},tests.realtime.stream_tasks"
+MODULES = f"{TASK_MODULES},examples.realtime,tests.realtime.stream_tasks"
 
 
 @pytest.fixture
