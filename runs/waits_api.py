@@ -8,7 +8,6 @@ from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema
 
 from console.api_auth import OPERATE, READ, TRIGGER, api_audit
-from runs.engine.checkpoints import json_parse
 from runs.engine.waits import EVENT_NAME_MAX_LENGTH, EVENT_NAME_PATTERN
 from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
 from runs.selectors import waitpoint_detail_get, waitpoint_list
@@ -16,7 +15,6 @@ from runs.waits import (
     WaitpointNotFound,
     event_send,
     waitpoint_approve,
-    waitpoint_callback_complete,
     waitpoint_complete,
     waitpoint_reject,
     waitpoint_skip,
@@ -162,15 +160,3 @@ def skip_waitpoint(request: HttpRequest, waitpoint_id: str):
         waitpoint_id=waitpoint_id, by=request.auth.actor, environment=request.auth.environment,
     ))
 
-
-class CallbackOut(Schema):
-    id: str
-    status: str
-
-
-@router.post("/waitpoints/{waitpoint_id}/callback/{signature}", response=CallbackOut, auth=None)
-def complete_waitpoint_by_callback(request: HttpRequest, waitpoint_id: str, signature: str):
-    """Complete a token with the request's JSON body; the URL's signature is the credential (single use)."""
-    output = json_parse(request.body, what="the callback body") if request.body else None
-    waitpoint = waitpoint_callback_complete(waitpoint_id=waitpoint_id, signature=signature, output=output)
-    return CallbackOut(id=waitpoint.id, status=waitpoint.status)

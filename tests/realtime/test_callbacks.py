@@ -28,7 +28,11 @@ def _callback_path(run_id: str) -> str:
     return url.path
 
 
-def test_a_service_completes_a_token_once_by_posting_json_to_its_url(realtime):
+def _logs(processes) -> str:
+    return "".join(proc.log_path.read_text(errors="replace") for proc in processes.procs)
+
+
+def test_a_service_completes_a_token_once_by_posting_json_to_its_url(realtime, processes):
     run_id, waitpoint = _waiting_token()
     path = _callback_path(run_id)
     assert path == f"/api/waitpoints/{waitpoint.id}/callback/{waitpoint_callback_signature(waitpoint.id)}"
@@ -52,6 +56,11 @@ def test_a_service_completes_a_token_once_by_posting_json_to_its_url(realtime):
                           content=b"{not json", headers={"Content-Type": "application/json"})
     assert bad_json.status_code == 400
     assert Waitpoint.objects.get(id=other.id).status == "PENDING"
+    # Refusals are logged by waitpoint id, never with the URL: its signature is a credential.
+    logs = _logs(processes)
+    assert f"token callback for waitpoint {other.id} refused (400)" in logs
+    assert waitpoint_callback_signature(other.id) not in logs
+    assert waitpoint_callback_signature(waitpoint.id) not in logs
 
 
 def test_a_callback_url_expires_with_its_token(realtime):

@@ -64,7 +64,7 @@ def test_public_tokens_are_made_by_a_read_key_and_refused_anywhere_but_their_sco
 
 
 @pytest.mark.parametrize("endpoint", ["run", "tag"])
-def test_stream_endpoints_refuse_missing_bad_expired_revoked_and_unscoped_credentials(realtime, endpoint):
+def test_stream_endpoints_refuse_missing_bad_expired_revoked_and_unscoped_credentials(realtime, processes, endpoint):
     run_id = _run(tags=["vip"])
     url = f"{realtime}/api/runs/{run_id}/events/stream" if endpoint == "run" else f"{realtime}/api/runs/stream?tag=vip"
     trigger_only = api_key_create(environment="dev", name="t", scopes=["trigger"]).secret
@@ -88,6 +88,9 @@ def test_stream_endpoints_refuse_missing_bad_expired_revoked_and_unscoped_creden
         assert answer.status_code == status, (credential, answer.text)
         assert detail in answer.json()["detail"]
         assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    logs = "".join(proc.log_path.read_text(errors="replace") for proc in processes.procs)
+    for credential in filter(None, cases):
+        assert credential not in logs  # no token or key is ever written to a log
     if endpoint == "run":  # a token of another environment never sees this one's runs
         prod = public_token_create(environment="prod", scopes={"runs": [run_id]})[0]
         assert _get(url, prod).status_code == 404
