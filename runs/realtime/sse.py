@@ -6,7 +6,8 @@ reconnect), then live ones, each once and in seq order, with its seq as the even
 ends with a last ``run`` snapshot (its output or error) and an ``end`` event once the run has
 finished and every event is sent.
 ``GET /api/runs/stream?tag=<tag>`` sends a ``run`` snapshot of each run carrying the tag and
-a new one whenever one of them changes (created, status, metadata).
+a new one whenever one of them changes (created, status, metadata); ``?runs=<id>,<id>`` does the
+same for the runs it names (a batch).
 
 The credential is an API key with the read scope or a public token, always in the
 ``Authorization: Bearer`` header (never in the URL, so it stays out of access logs). A comment
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -43,6 +44,8 @@ from runs.statuses import FINAL_STATUSES
 
 FINAL = frozenset(str(s) for s in FINAL_STATUSES)
 TAG_SNAPSHOT_LIMIT = 100
+MAX_BATCH_RUNS = 100
+RUNS_REMEMBERED = 10_000  # per tag stream: whether a run carries the tag
 RECONNECT_MS = 2000
 CORS_HEADERS = {
     # The credential is a bearer header, never a cookie: any site may read with a token it was given.
@@ -197,8 +200,8 @@ def _seconds_left(reader: Reader) -> float | None:
 
 
 async def _live(subscription: _Subscription, reader: Reader,
-                on_quiet: Callable[[], AsyncIterator[str]]) -> AsyncIterator[dict[str, Any] | str]:
-    """Yield live messages, and a heartbeat (then ``on_quiet``'s frames) after each quiet interval.
+                on_quiet: Callable[[], AsyncIterator[str]] | None = None) -> AsyncIterator[dict[str, Any] | str]:
+    """Yield live messages, and a heartbeat (then any of ``on_quiet``'s frames) after each quiet interval.
 
     Ends with an ``end`` frame when the reader's token expires.
     """
@@ -213,8 +216,9 @@ async def _live(subscription: _Subscription, reader: Reader,
             yield message
             continue
         yield ": heartbeat\n\n"
-        async for frame in on_quiet():
-            yield frame
+        if on_quiet is not None:
+            async for frame in on_quiet():
+                yield frame
 
 
 def _event_frame(event: dict[str, Any]) -> str:
@@ -230,6 +234,9 @@ async def _run_frames(reader: Reader, run_id: str, after: int) -> AsyncIterator[
         # and the feed's seq check drops whichever copy comes second.
         await subscription.join(run_group_name(run_id))
         snapshot = await _snapshot(run_id)
+        if snapshot is None:  # deleted (retention) since the request was let in
+            yield sse_frame({"status": None, "reason": f"run '{run_id}' no longer exists"}, event="end")
+            return
         yield sse_frame(snapshot, event="run")
         finished = snapshot["status"] in FINAL
         async for event in feed.stored():
@@ -257,7 +264,9 @@ async def _run_frames(reader: Reader, run_id: str, after: int) -> AsyncIterator[
                 if event["type"] == "run.status" and event["data"].get("to") in FINAL:
                     async for stored in feed.stored():  # anything stored with or just after the end
                         yield _event_frame(stored)
-                    yield sse_frame(await _snapshot(run_id), event="run")  # with its output or error
+                    last = await _snapshot(run_id)
+                    if last is not None:
+                        yield sse_frame(last, event="run")  # with its output or error
                     yield sse_frame({"status": event["data"]["to"]}, event="end")
                     return
     finally:
@@ -284,32 +293,48 @@ def _run_access(run_id: str) -> tuple[str, list[str]] | None:
     return Run.objects.filter(id=run_id).values_list("environment_id", "tags").first()
 
 
-async def _tag_frames(reader: Reader, environment: str, tag: str) -> AsyncIterator[str]:
+async def _runs_frames(reader: Reader, load: Callable[[], Awaitable[list[dict[str, Any]]]], run_ids: list[str],
+                       belongs: Callable[[str], Awaitable[bool]] | None) -> AsyncIterator[str]:
+    """Send the snapshots ``load`` reads, then a new snapshot of a run whenever it changes.
+
+    With ``belongs``, runs created later join when it says they do (a tag); without, the runs
+    are ``run_ids`` (a batch).
+    """
     subscription = _Subscription()
     sent: dict[str, str] = {}
-    tagged: dict[str, bool] = {}
+    member: dict[str, bool] = {}
+    finished: set[str] = set()
+
+    def frame_of(snapshot: dict[str, Any]) -> str:
+        if snapshot["status"] in FINAL:
+            finished.add(snapshot["id"])
+        sent[snapshot["id"]] = sse_frame(snapshot, event="run")
+        return sent[snapshot["id"]]
 
     async def snapshot_frame(run_id: str) -> str | None:
         snapshot = await _snapshot(run_id)
-        frame = None if snapshot is None else sse_frame(snapshot, event="run")
-        if frame is None or sent.get(run_id) == frame:  # a status event reaches us by two groups
-            return None
-        sent[run_id] = frame
-        return frame
+        if snapshot is None or sent.get(run_id) == sse_frame(snapshot, event="run"):
+            return None  # gone, or unchanged: a status event reaches us by two groups
+        return frame_of(snapshot)
 
-    async def nothing() -> AsyncIterator[str]:
-        return
-        yield
+    def batch_done() -> bool:
+        return belongs is None and len(finished) == len(run_ids)
 
     try:
         yield f"retry: {RECONNECT_MS}\n\n"
-        await subscription.join(RUNS_GROUP)
-        for snapshot in await _tagged_snapshots(environment, tag):
-            tagged[snapshot["id"]] = True
+        # Join first, read next: a change made meanwhile then comes live as well.
+        if belongs is not None:
+            await subscription.join(RUNS_GROUP)  # runs created from now on, and status changes
+        for run_id in run_ids:
+            await subscription.join(run_group_name(run_id))
+        for snapshot in await load():
+            member[snapshot["id"]] = True
             await subscription.join(run_group_name(snapshot["id"]))  # for its metadata changes
-            sent[snapshot["id"]] = sse_frame(snapshot, event="run")
-            yield sent[snapshot["id"]]
-        async for message in _live(subscription, reader, nothing):
+            yield frame_of(snapshot)
+        if batch_done():
+            yield sse_frame({"status": "finished"}, event="end")
+            return
+        async for message in _live(subscription, reader):
             if isinstance(message, str):
                 yield message
                 if message.startswith("event: end"):
@@ -319,21 +344,44 @@ async def _tag_frames(reader: Reader, environment: str, tag: str) -> AsyncIterat
             if event["type"] not in ("run.created", "run.status", "metadata.updated"):
                 continue
             run_id = event["run_id"]
-            if run_id not in tagged:
-                access = await _run_access(run_id)
-                tagged[run_id] = access is not None and access[0] == environment and tag in access[1]
-                if tagged[run_id]:
+            if len(member) >= RUNS_REMEMBERED:  # what is forgotten is read again when it changes
+                member = {r: True for r, yes in member.items() if yes}
+            if run_id not in member:
+                member[run_id] = belongs is not None and await belongs(run_id)
+                if member[run_id]:
                     await subscription.join(run_group_name(run_id))
-            if tagged[run_id]:
+            if member[run_id]:
                 frame = await snapshot_frame(run_id)
                 if frame is not None:
                     yield frame
+                if batch_done():  # every run of the batch has finished: nothing more will change
+                    yield sse_frame({"status": "finished"}, event="end")
+                    return
     finally:
         await subscription.close()
 
 
-async def tagged_runs_stream(request: HttpRequest) -> HttpResponse:
-    """Stream a snapshot of each run carrying ``?tag=`` whenever one changes (see the module docstring)."""
+@database_sync_to_async
+def _batch_snapshots(reader: Reader, run_ids: list[str]) -> list[dict[str, Any]]:
+    runs = {run.id: run for run in Run.objects.filter(id__in=run_ids, environment_id=reader.environment)}
+    missing = [run_id for run_id in run_ids if run_id not in runs]
+    if missing:
+        raise StreamRefused(404, f"no run with id '{missing[0]}' in environment '{reader.environment}'")
+    for run in runs.values():
+        if not reader.may_read_run(environment=run.environment_id, run_id=run.id, tags=run.tags):
+            raise StreamRefused(403, f"this token may not read run '{run.id}': it is outside the token's scopes")
+    return [run_snapshot(runs[run_id]) for run_id in run_ids]
+
+
+def _run_ids(text: str) -> list[str]:
+    run_ids = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not run_ids or len(run_ids) > MAX_BATCH_RUNS or any(len(r) > 40 for r in run_ids):
+        raise StreamRefused(400, f"give 1 to {MAX_BATCH_RUNS} run ids, comma-separated, as ?runs=<id>,<id>")
+    return run_ids
+
+
+async def runs_stream(request: HttpRequest) -> HttpResponse:
+    """Stream snapshots of the runs carrying ``?tag=``, or of the runs ``?runs=`` names (a batch), as they change."""
     if request.method == "OPTIONS":
         return _preflight()
     if request.method != "GET":
@@ -341,11 +389,22 @@ async def tagged_runs_stream(request: HttpRequest) -> HttpResponse:
     tag = request.GET.get("tag", "")
     try:
         reader = await _reader(request)
+        environment = reader.environment
+        if request.GET.get("runs") is not None and not tag:
+            run_ids = _run_ids(request.GET["runs"])
+            await _batch_snapshots(reader, run_ids)  # refused here, before streaming, if any is not readable
+            return _streaming(_runs_frames(reader, lambda: _batch_snapshots(reader, run_ids), run_ids, None))
         if not tag or len(tag) > 255:
-            raise StreamRefused(400, "give the runs' tag as ?tag=<tag> (255 characters at most)")
-        if not await database_sync_to_async(reader.may_read_tag)(environment=reader.environment, tag=tag):
+            raise StreamRefused(400, "give the runs' tag as ?tag=<tag> (255 characters at most), "
+                                     "or their ids as ?runs=<id>,<id>")
+        if not await database_sync_to_async(reader.may_read_tag)(environment=environment, tag=tag):
             raise StreamRefused(403, f"this token may not read the runs tagged '{tag}': it is outside the "
                                      "token's scopes")
     except StreamRefused as exc:
         return _refused(exc)
-    return _streaming(_tag_frames(reader, reader.environment, tag))
+
+    async def tagged(run_id: str) -> bool:
+        access = await _run_access(run_id)
+        return access is not None and access[0] == environment and tag in access[1]
+
+    return _streaming(_runs_frames(reader, lambda: _tagged_snapshots(environment, tag), [], tagged))

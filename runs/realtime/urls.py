@@ -6,7 +6,7 @@ from django.urls import path
 from runs.realtime import callbacks, sse
 
 urlpatterns = [
-    path("runs/stream", sse.tagged_runs_stream, name="runs-stream"),
+    path("runs/stream", sse.runs_stream, name="runs-stream"),
     path("runs/<str:run_id>/events/stream", sse.run_events_stream, name="run-events-stream"),
     path("waitpoints/<str:waitpoint_id>/callback/<str:signature>", callbacks.waitpoint_callback,
          name="waitpoint-callback"),

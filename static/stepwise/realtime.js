@@ -13,6 +13,7 @@
  *   sub.stop();
  *
  *   Stepwise.subscribeToRunsWithTag({baseUrl, tag: "user-42", token, onUpdate: function (run) { ... }});
+ *   Stepwise.subscribeToRuns({baseUrl, runIds: [...], token, onUpdate: function (run) { ... }});  // a batch
  *
  * The token goes in the Authorization header (never in the URL). A dropped connection is opened
  * again after the last event received (Last-Event-ID): every event arrives once and in order.
@@ -155,7 +156,16 @@
     });
   }
 
+  /* A batch: the runs named by id, each sent again whenever it changes. */
+  function subscribeToRuns(options) {
+    var url = base(options) + "/api/runs/stream?runs=" + options.runIds.map(encodeURIComponent).join(",");
+    return follow(url, options, function (type, data) {
+      if (type === "run" && options.onUpdate) options.onUpdate(data);
+    });
+  }
+
   root.Stepwise = root.Stepwise || {};
+  root.Stepwise.subscribeToRuns = subscribeToRuns;
   root.Stepwise.subscribeToRun = subscribeToRun;
   root.Stepwise.subscribeToRunsWithTag = subscribeToRunsWithTag;
   root.Stepwise.StreamError = StreamError;

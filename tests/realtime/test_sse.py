@@ -48,6 +48,10 @@ def test_public_tokens_are_made_by_a_read_key_and_refused_anywhere_but_their_sco
             client.create_public_token({"runs": [run_id]}, expires_in="30d")
         with pytest.raises(StepwiseApiError, match="unknown scope kind 'batches'"):
             client.create_public_token({"batches": ["b"]})
+    with Client(realtime, api_key=api_key_create(environment="dev", name="t", scopes=["trigger"]).secret) as writer:
+        with pytest.raises(StepwiseApiError, match="needs the 'read' scope") as refused:
+            writer.create_public_token({"runs": [run_id]})
+        assert refused.value.status_code == 403
     token = made["token"]
     assert token.startswith("pt_") and made["scopes"] == {"runs": [run_id], "tags": []}
     stream = f"{realtime}/api/runs/{{}}/events/stream"
@@ -164,3 +168,25 @@ def test_a_tag_stream_sends_each_tagged_run_as_it_changes_and_no_other(realtime)
     assert set(statuses) == {before, after}
     assert statuses[before] == ["COMPLETED"]
     assert statuses[after][-1] == "COMPLETED" and len(statuses[after]) == len(set(statuses[after]))
+
+
+def test_a_batch_stream_follows_the_runs_it_names_until_all_have_finished(realtime, all_key):
+    with Client(realtime, api_key=all_key) as client:
+        batch = [r["id"] for r in client.batch_trigger("test-noop", [{"payload": {"n": 1}}, {"payload": {"n": 2}}])]
+        token = client.create_public_token({"runs": batch})["token"]
+        half = client.create_public_token({"runs": batch[:1]})["token"]
+    url = f"{realtime}/api/runs/stream?runs={','.join(batch)}"
+    latest: dict[str, str] = {}
+    for event, _, data in sse_events(url, token):
+        if event == "run":
+            latest[data["id"]] = data["status"]
+        if event == "end":
+            assert data == {"status": "finished"}
+            break
+    assert latest == {batch[0]: "COMPLETED", batch[1]: "COMPLETED"}
+    refused = _get(url, half)
+    assert refused.status_code == 403 and batch[1] in refused.json()["detail"]
+    assert _get(f"{realtime}/api/runs/stream?runs={batch[0]},run_nope", token).status_code == 404
+    too_many = _get(f"{realtime}/api/runs/stream?runs={','.join(f'run_{i}' for i in range(101))}", token)
+    assert too_many.status_code == 400 and "1 to 100 run ids" in too_many.json()["detail"]
+    assert _get(f"{realtime}/api/runs/stream", token).status_code == 400
