@@ -21,9 +21,10 @@ from runs.api import router as runs_router
 from runs.engine.checkpoints import json_parse
 from runs.engine.errors import InvalidJson, PayloadTooLarge, StepwiseError
 from runs.idempotency import IdempotencyKeyNotFound
+from runs.realtime.tokens import OutOfScope, PublicTokenRefused
 from runs.services import RunAlreadyFinished, RunNotFound
 from runs.triggers import Throttled
-from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
+from runs.waits import CallbackRefused, WaitpointAlreadyResolved, WaitpointNotFound
 from runs.waits_api import router as waits_router
 from tasks.access import Capability
 from tasks.api import router as tasks_router
@@ -97,8 +98,10 @@ def error_status(exc: Exception) -> int:
         return 401
     if isinstance(exc, Throttled):
         return 429
-    if isinstance(exc, ScopeNotAllowed):
+    if isinstance(exc, ScopeNotAllowed | OutOfScope):
         return 403
+    if isinstance(exc, PublicTokenRefused | CallbackRefused):
+        return 401
     return 400
 
 

@@ -63,9 +63,10 @@ class BulkActionForm(forms.Form):
 
 
 class DecisionForm(forms.Form):
-    """Approve or reject a token waitpoint, with an optional JSON object as the answer."""
+    """Approve or reject a token waitpoint (an optional JSON object as the answer), time it out now or skip it."""
 
-    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject")])
+    decision = forms.ChoiceField(choices=[("approve", "Approve"), ("reject", "Reject"), ("timeout", "Time out now"),
+                                          ("skip", "Skip")])
     data = forms.CharField(required=False, widget=forms.Textarea)
 
     def clean_data(self) -> dict[str, Any] | None:

@@ -246,13 +246,17 @@ else:
 # Stepwise engine settings.
 STEPWISE_TASK_MODULES = env_list(
     "STEPWISE_TASK_MODULES",
-    ["examples.orders", "examples.videos", "examples.batch", "examples.approvals"],
+    ["examples.orders", "examples.videos", "examples.batch", "examples.approvals", "examples.realtime"],
 )
 STEPWISE_DEPLOY_LABEL = os.environ.get("STEPWISE_DEPLOY_LABEL", "")
 STEPWISE_LEASE_SECONDS = float(os.environ.get("STEPWISE_LEASE_SECONDS", "30"))
 STEPWISE_HEARTBEAT_SECONDS = float(
     os.environ.get("STEPWISE_HEARTBEAT_SECONDS", str(STEPWISE_LEASE_SECONDS / 3))
 )
+# The address outside services reach the API at: token callback URLs start with it.
+STEPWISE_PUBLIC_URL = os.environ.get("STEPWISE_PUBLIC_URL", "http://localhost:8000")
+# A comment line on idle server-sent event streams, so proxies keep them open.
+STEPWISE_SSE_HEARTBEAT_SECONDS = float(os.environ.get("STEPWISE_SSE_HEARTBEAT_SECONDS", "15"))
 STEPWISE_MAX_CRASHES = int(os.environ.get("STEPWISE_MAX_CRASHES", "5"))
 STEPWISE_MAX_PAYLOAD_BYTES = int(os.environ.get("STEPWISE_MAX_PAYLOAD_BYTES", str(512 * 1024)))
 # A run's metadata (``ctx.metadata``): its size limit, and how soon a change made during a long

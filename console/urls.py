@@ -53,5 +53,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("", include((console_patterns, "console"))),
+    path("api/", include("runs.realtime.urls")),  # streams first: they are not django-ninja operations
     path("api/", api.urls),
 ]

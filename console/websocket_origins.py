@@ -51,6 +51,9 @@ class SameOriginValidator:
         self.application = application
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if scope["type"] == "websocket" and not websocket_origin_allowed(scope):
+        # A bearer credential (API key, public token) is sent on purpose, never by a browser on its own:
+        # such a socket is authenticated by it alone (the consumer ignores cookies then), from any origin.
+        bearer = b"authorization" in dict(scope.get("headers") or [])
+        if scope["type"] == "websocket" and not bearer and not websocket_origin_allowed(scope):
             return await WebsocketDenier()(scope, receive, send)
         return await self.application(scope, receive, send)

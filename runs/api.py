@@ -11,6 +11,7 @@ from console.api_auth import OPERATE, READ, TRIGGER, api_audit
 from runs.exports import run_export_response
 from runs.idempotency import idempotency_key_reset
 from runs.models import Attempt, Run, Step
+from runs.realtime.tokens import public_token_create
 from runs.selectors import RunFilters, run_api_page, run_detail_get
 from runs.services import RunNotFound, run_cancel, run_replay
 from runs.statuses import IdempotencyKeyScope, RunStatus
@@ -284,3 +285,32 @@ def replay_run(request: HttpRequest, run_id: str, body: ReplayIn | None = None):
     run = run_replay(run_id=run_id, payload=body.payload if edited else ...)
     api_audit(request, "run.replay", target=run_id, data={"new_run_id": run.id, "payload_edited": edited})
     return 201, _triggered(run, True)
+
+
+class PublicTokenIn(Schema):
+    """What a public token may read, and for how long."""
+
+    scopes: dict[str, list[str]] = Field(
+        ..., description='{"runs": [run ids], "tags": [tags]}: the runs it may follow, by id or by tag'
+    )
+    expires_in: float | str | None = Field(
+        None, description='seconds or a duration ("15m", "2h"); default 15 minutes, at most 7 days'
+    )
+
+
+class PublicTokenOut(Schema):
+    token: str = Field(..., description="send as 'Authorization: Bearer <token>' to the realtime endpoints")
+    environment: str
+    scopes: dict[str, list[str]]
+    expires_at: datetime
+
+
+@router.post("/auth/public-tokens", response={201: PublicTokenOut}, auth=READ)
+def create_public_token(request: HttpRequest, body: PublicTokenIn):
+    """Make a signed, expiring, read-only token for a browser: it may follow only the runs and tags it names."""
+    text, token = public_token_create(environment=request.auth.environment, scopes=body.scopes,
+                                      expires_in=body.expires_in, api_key_id=request.auth.api_key_id)
+    api_audit(request, "public_token.create", target=",".join([*token.runs, *token.tags])[:200],
+              data={**token.scopes(), "expires_at": token.expires_at.isoformat()})
+    return 201, PublicTokenOut(token=text, environment=token.environment, scopes=token.scopes(),
+                               expires_at=token.expires_at)

@@ -1,23 +1,30 @@
-"""Websocket consumers streaming RunEvents: stored events after the client's seq first, then live ones."""
+"""Websocket consumers streaming RunEvents: stored events after the client's seq first, then live ones.
+
+A console user is known by the session cookie; any other client sends an API key (read scope)
+or a public token as ``Authorization: Bearer ...``, as on the REST API.
+"""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.utils import timezone
 
 from runs.events import RUNS_GROUP, RUNS_GROUP_EVENT_TYPES, run_group_name
 from runs.models import Run
-from runs.selectors import run_events_after
-from tasks.access import Capability, environments_where, may
+from runs.realtime.feeds import RunEventFeed
+from runs.realtime.readers import Reader, reader_from_authorization
+from runs.realtime.tokens import OutOfScope, PublicToken, PublicTokenRefused
+from tasks.access import Capability, environments_where
 
 # Close codes a browser can act on: log in again, or ask for access.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_BAD_REQUEST = 4400
-PAGE = 500
 
 
 # What the runs list remembers of runs' environments, for a user who may see only some of them.
@@ -30,37 +37,67 @@ def _readable_environments(user) -> list[str] | None:
 
 
 @database_sync_to_async
-def _may_read(user, environment: str) -> bool:
-    return may(user, environment, Capability.READ)
+def _may_read_run(reader: Reader, environment: str, run_id: str, tags: list[str]) -> bool:
+    return reader.may_read_run(environment=environment, run_id=run_id, tags=tags)
 
 
 @database_sync_to_async
-def _run_environment(run_id: str) -> str | None:
-    return Run.objects.filter(id=run_id).values_list("environment_id", flat=True).first()
+def _run_access(run_id: str) -> tuple[str, list[str]] | None:
+    """Return a run's environment and tags (what decides who may read it), or None if there is no such run."""
+    return Run.objects.filter(id=run_id).values_list("environment_id", "tags").first()
 
 
 @database_sync_to_async
-def _events_after(run_id: str, after: int, upto: int | None = None) -> list[dict[str, Any]]:
-    events = run_events_after(run_id=run_id, after=after, limit=PAGE)
-    return [e.as_message() for e in events if upto is None or e.seq <= upto]
+def _bearer_reader(authorization: str) -> Reader:
+    return reader_from_authorization(authorization)
+
+
+def _authorization(scope: dict[str, Any]) -> str:
+    return dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
 
 
 class _RunsAuthMixin:
     async def _refuse_unless_allowed(self) -> bool:
-        """Accept the socket; close it with a code and return False unless the user may watch runs somewhere.
+        """Accept the socket; close it with a code and return False unless the caller may watch runs somewhere.
 
-        Sets ``self.readable``: the environments whose runs the user may watch (None: every one).
+        Sets ``self.reader`` (the credential) and ``self.readable``: the environments whose runs
+        the caller may watch (None: every one). A public token closes the socket when it expires.
         """
         await self.accept()
+        authorization = _authorization(self.scope)
+        if authorization:
+            try:
+                self.reader = await _bearer_reader(authorization)
+            except OutOfScope:
+                await self.close(code=CLOSE_FORBIDDEN)
+                return False
+            except PublicTokenRefused:
+                await self.close(code=CLOSE_UNAUTHENTICATED)
+                return False
+            self.readable = [self.reader.environment]
+            self._close_at_expiry()
+            return True
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return False
+        self.reader = Reader(user)
         self.readable = await _readable_environments(user)
         if self.readable == []:
             await self.close(code=CLOSE_FORBIDDEN)
             return False
         return True
+
+    def _close_at_expiry(self) -> None:
+        if self.reader.expires_at is None:
+            return
+        seconds = max(0.0, (self.reader.expires_at - timezone.now()).total_seconds())
+        self.expiry = asyncio.get_running_loop().call_later(
+            seconds, lambda: asyncio.ensure_future(self.close(code=CLOSE_UNAUTHENTICATED)))
+
+    def _stop_expiry(self) -> None:
+        if getattr(self, "expiry", None) is not None:
+            self.expiry.cancel()
 
 
 class RunEventsConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
@@ -68,59 +105,41 @@ class RunEventsConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.run_id = self.scope["url_route"]["kwargs"]["run_id"]
-        self.last_seq = 0
         self.joined = False
         if not await self._refuse_unless_allowed():
             return
         try:
-            self.last_seq = int(parse_qs(self.scope.get("query_string", b"").decode()).get("after", ["0"])[0])
+            after = int(parse_qs(self.scope.get("query_string", b"").decode()).get("after", ["0"])[0])
         except ValueError:
             await self.close(code=CLOSE_BAD_REQUEST)
             return
-        if self.last_seq < 0:
+        if after < 0:
             await self.close(code=CLOSE_BAD_REQUEST)
             return
-        environment = await _run_environment(self.run_id)
-        if environment is None:
+        self.feed = RunEventFeed(self.run_id, after)
+        access = await _run_access(self.run_id)
+        if access is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        if not await _may_read(self.scope["user"], environment):
+        if not await _may_read_run(self.reader, access[0], self.run_id, access[1]):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         # Join first: an event committed while we read the database is then delivered live too,
-        # and the seq check below drops whichever copy comes second.
+        # and the feed's seq check drops whichever copy comes second.
         await self.channel_layer.group_add(run_group_name(self.run_id), self.channel_name)
         self.joined = True
-        await self._send_stored(upto=None)
+        async for event in self.feed.stored():
+            await self.send_json(event)
 
     async def disconnect(self, code: int) -> None:
+        self._stop_expiry()
         if getattr(self, "joined", False):
             await self.channel_layer.group_discard(run_group_name(self.run_id), self.channel_name)
 
-    async def _send_stored(self, *, upto: int | None) -> None:
-        """Send stored events after the last one sent, up to ``upto`` (all if None)."""
-        while True:
-            events = await _events_after(self.run_id, self.last_seq, upto)
-            for event in events:
-                await self.send_json(event)
-                self.last_seq = event["seq"]
-            if len(events) < PAGE:
-                return
-
     async def run_event(self, message: dict[str, Any]) -> None:
         """Forward a live event; fetch any missed ones from the database first, drop duplicates."""
-        event = message["event"]
-        if event.get("transient"):  # live only (a step started): never stored, so no seq to check
+        async for event in self.feed.live(message["event"]):
             await self.send_json(event)
-            return
-        seq = event["seq"]
-        if seq <= self.last_seq:
-            return
-        if seq > self.last_seq + 1:
-            await self._send_stored(upto=seq - 1)
-        if seq == self.last_seq + 1:
-            await self.send_json(event)
-            self.last_seq = seq
 
 
 class RunsListConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
@@ -128,28 +147,36 @@ class RunsListConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.joined = False
-        self.environments: dict[str, str | None] = {}
+        self.runs: dict[str, tuple[str, list[str]] | None] = {}
         if not await self._refuse_unless_allowed():
             return
         await self.channel_layer.group_add(RUNS_GROUP, self.channel_name)
         self.joined = True
 
     async def disconnect(self, code: int) -> None:
+        self._stop_expiry()
         if getattr(self, "joined", False):
             await self.channel_layer.group_discard(RUNS_GROUP, self.channel_name)
 
     async def run_event(self, message: dict[str, Any]) -> None:
-        """Forward one run's status event, if the user may see the run's environment."""
+        """Forward one run's status event, if the caller may see the run (its environment, a token's scope)."""
         event = message["event"]
         if event["type"] not in RUNS_GROUP_EVENT_TYPES:
             return
-        if self.readable is not None and await self._environment_of(event["run_id"]) not in self.readable:
-            return
+        if self.readable is not None or isinstance(self.reader.holder, PublicToken):
+            access = await self._access_of(event["run_id"])
+            if access is None or (self.readable is not None and access[0] not in self.readable):
+                return
+            if isinstance(self.reader.holder, PublicToken) and not self.reader.holder.covers_run(
+                event["run_id"], access[1]
+            ):
+                return
         await self.send_json(event)
 
-    async def _environment_of(self, run_id: str) -> str | None:
-        if run_id not in self.environments:
-            if len(self.environments) >= ENVIRONMENTS_REMEMBERED:
-                self.environments.clear()
-            self.environments[run_id] = await _run_environment(run_id)
-        return self.environments[run_id]
+    async def _access_of(self, run_id: str) -> tuple[str, list[str]] | None:
+        # A run's environment and tags never change: remembered, up to a bound.
+        if run_id not in self.runs:
+            if len(self.runs) >= ENVIRONMENTS_REMEMBERED:
+                self.runs.clear()
+            self.runs[run_id] = await _run_access(run_id)
+        return self.runs[run_id]

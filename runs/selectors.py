@@ -34,6 +34,32 @@ def run_events_after(*, run_id: str, after: int = 0, limit: int = 1000) -> list[
     return list(RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[:limit])
 
 
+def run_stream_chunks(*, run_id: str, key: str, attempt: int) -> list[Any]:
+    """Return the chunks one attempt sent on one stream of a run (``ctx.stream``), in order."""
+    data = (RunEvent.objects.filter(run_id=run_id, type="stream.chunk", data__key=key, data__attempt=attempt)
+            .order_by("seq").values_list("data", flat=True))
+    return [d.get("chunk") for d in data]
+
+
+def run_streams(*, run_id: str, limit: int = 2000) -> list[dict[str, Any]]:
+    """Return a run's streams by name, each with its chunks in order (the newest attempt's, per call)."""
+    streams: dict[str, dict[str, Any]] = {}
+    attempts: dict[str, int] = {}
+    events = (RunEvent.objects.filter(run_id=run_id, type__in=("stream.chunk", "stream.completed"))
+              .order_by("seq").values_list("type", "data")[:limit])
+    for type_, data in events:
+        stream = streams.setdefault(data["stream"], {"name": data["stream"], "chunks": [], "completed": False})
+        if attempts.setdefault(data["key"], data["attempt"]) < data["attempt"]:
+            # A newer attempt sent this call's stream again from its start: its chunks replace the old ones.
+            attempts[data["key"]] = data["attempt"]
+            stream["chunks"] = [c for c in stream["chunks"] if c["key"] != data["key"]]
+        if type_ == "stream.completed":
+            stream["completed"] = True
+        else:
+            stream["chunks"].append({"key": data["key"], "chunk": data.get("chunk")})
+    return list(streams.values())
+
+
 def waitpoint_list(
     *,
     status: str | None = WaitpointStatus.PENDING,

@@ -25,6 +25,7 @@ from runs.engine.waits import WaitpointState, WaitSpec
 from runs.events import event_append, events_append_fenced, publish_run_event_now, publish_run_event_on_commit
 from runs.lifecycle import run_settle, run_span_export_on_commit
 from runs.models import Attempt, Run, RunEvent, Step
+from runs.selectors import run_stream_chunks
 from runs.statements import Outcome, is_postgresql, run_claim, run_outcome, status_event_data
 from runs.states import TransitionRefused, finished_fields, run_transition
 from runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, run_span_result
@@ -506,6 +507,30 @@ class OrmRunStore:
     def run_suspend(self, claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
         self._noted_store(claim)  # a wait resolved before this one: its step is stored before the run waits again
         return waits.run_suspend(claim, waitpoint_id=waitpoint_id, elapsed=elapsed, spans=self._spans(claim.run_id))
+
+    def stream_write(
+        self, claim: Claim, *, stream: str, key: str, first_index: int, chunks: list[Any], completed: bool = False,
+        step: RecordedStep | None = None,
+    ) -> None:
+        # Fenced like every write of the attempt; the noted metadata rides along (a progress bar
+        # moves with the chunks), and a finished top-level stream's step row with its last chunk.
+        common = {"stream": stream, "key": key, "attempt": claim.attempt_number}
+        events = [("stream.chunk", {**common, "index": index, "chunk": chunk})
+                  for index, chunk in enumerate(chunks, start=first_index)]
+        if completed:
+            events.append(("stream.completed", {**common, "chunks": first_index + len(chunks)}))
+        with self._run_fields_write(claim) as (metadata_events, run_fields):
+            steps = [*self._noted.pop(claim.run_id, []), step] if step is not None else []
+            step_events, rows = self._step_writes(claim, steps)
+            try:
+                events_append_fenced(run_id=claim.run_id, lease_token=claim.lease_token,
+                                     events=[*metadata_events, *events, *step_events], rows=rows,
+                                     run_fields=run_fields)
+            except IntegrityError as exc:
+                raise RunInterrupted(f"stream {key} of run {claim.run_id} was recorded by another attempt") from exc
+
+    def stream_read(self, claim: Claim, *, key: str, attempt: int) -> list[Any]:
+        return run_stream_chunks(run_id=claim.run_id, key=key, attempt=attempt)
 
     def log_append(self, claim: Claim, entry: LogEntry) -> None:
         # Fenced like every write of the attempt: a worker that lost its lease (paused past

@@ -1,6 +1,7 @@
 """Waitpoints and events: create, resolve, match, time out, and wake the waiting run."""
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 from typing import Any
 
@@ -8,6 +9,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from runs.attempts import attempt_end
 from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
@@ -203,32 +205,89 @@ def run_suspend(claim: Claim, *, waitpoint_id: str, elapsed: float, spans: list[
     return True
 
 
+def _lock_pending(waitpoint_id: str, *, environment: str | None, kinds: tuple[str, ...], refusal: str) -> Waitpoint:
+    """Lock a PENDING waitpoint of a run not finished; raise saying why not (``refusal``: other kinds)."""
+    qs = Waitpoint.objects.select_for_update(no_key=True).select_related("run").filter(id=waitpoint_id)
+    if environment is not None:
+        qs = qs.filter(run__environment_id=environment)
+    wp = qs.first()
+    if wp is None:
+        where = f" in environment '{environment}'" if environment is not None else ""
+        raise WaitpointNotFound(f"no waitpoint with id '{waitpoint_id}'{where}")
+    if wp.kind not in kinds:
+        kind = wp.get_kind_display().lower()
+        raise WaitpointError(f"waitpoint {waitpoint_id} waits for {kind}; {refusal}")
+    if wp.status == WaitpointStatus.TIMED_OUT:
+        raise WaitpointAlreadyResolved(
+            f"waitpoint {waitpoint_id} timed out at {wp.completed_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    if wp.status != WaitpointStatus.PENDING:
+        raise WaitpointAlreadyResolved(f"waitpoint {waitpoint_id} is already {wp.status.lower()}")
+    if wp.run.status in FINAL_STATUSES:
+        raise WaitpointAlreadyResolved(
+            f"waitpoint {waitpoint_id} belongs to run {wp.run_id}, which is {wp.run.status}"
+        )
+    return wp
+
+
 def _complete_token(waitpoint_id: str, *, output: Any, by: str, environment: str | None) -> Waitpoint:
     output = checkpoint_encode(
         output, where="the waitpoint output", max_bytes=settings.STEPWISE_MAX_PAYLOAD_BYTES
     )
     with transaction.atomic():
-        qs = Waitpoint.objects.select_for_update(no_key=True).select_related("run").filter(id=waitpoint_id)
-        if environment is not None:
-            qs = qs.filter(run__environment_id=environment)
-        wp = qs.first()
-        if wp is None:
-            where = f" in environment '{environment}'" if environment is not None else ""
-            raise WaitpointNotFound(f"no waitpoint with id '{waitpoint_id}'{where}")
-        if wp.kind != WaitpointKind.TOKEN:
-            kind = wp.get_kind_display().lower()
-            raise WaitpointError(f"waitpoint {waitpoint_id} waits for {kind}; only tokens can be completed")
-        if wp.status == WaitpointStatus.TIMED_OUT:
-            raise WaitpointAlreadyResolved(
-                f"waitpoint {waitpoint_id} timed out at {wp.completed_at:%Y-%m-%d %H:%M:%S} UTC"
-            )
-        if wp.status != WaitpointStatus.PENDING:
-            raise WaitpointAlreadyResolved(f"waitpoint {waitpoint_id} is already {wp.status.lower()}")
-        if wp.run.status in FINAL_STATUSES:
-            raise WaitpointAlreadyResolved(
-                f"waitpoint {waitpoint_id} belongs to run {wp.run_id}, which is {wp.run.status}"
-            )
+        wp = _lock_pending(waitpoint_id, environment=environment, kinds=(WaitpointKind.TOKEN,),
+                           refusal="only tokens can be completed")
         return _resolve(wp, status=WaitpointStatus.COMPLETED, output=output, by=by)
+
+
+def waitpoint_time_out(*, waitpoint_id: str, by: str = "", environment: str | None = None) -> Waitpoint:
+    """Time a pending token or event wait out now: its run resumes with ``ok`` False, as at its timeout."""
+    with transaction.atomic():
+        wp = _lock_pending(waitpoint_id, environment=environment, kinds=(WaitpointKind.TOKEN, WaitpointKind.EVENT),
+                           refusal="only token and event waits can be timed out (skip a timer instead)")
+        return _resolve(wp, status=WaitpointStatus.TIMED_OUT, output=None, by=by)
+
+
+def waitpoint_skip(*, waitpoint_id: str, by: str = "", environment: str | None = None) -> Waitpoint:
+    """Resolve a pending wait now as if it was over: a timer resumes early, a token or an event resumes
+    with ``{"skipped": true}``. Child runs cannot be skipped (their results are the wait's output)."""
+    with transaction.atomic():
+        wp = _lock_pending(
+            waitpoint_id, environment=environment,
+            kinds=(WaitpointKind.DURATION, WaitpointKind.DATE, WaitpointKind.TOKEN, WaitpointKind.EVENT),
+            refusal="a wait for child runs cannot be skipped: cancel the children instead",
+        )
+        output = {"skipped": True}
+        if wp.kind in (WaitpointKind.DURATION, WaitpointKind.DATE):
+            output["resumed_at"] = timezone.now().isoformat()
+        return _resolve(wp, status=WaitpointStatus.COMPLETED, output=output, by=by)
+
+
+CALLBACK_SALT = "stepwise.waitpoint-callback"
+
+
+class CallbackRefused(WaitpointError):
+    """A callback URL's signature does not match its waitpoint (HTTP 401)."""
+
+
+def waitpoint_callback_signature(waitpoint_id: str, *, secret: str | None = None) -> str:
+    """Return the signature that makes a token's callback URL its own credential (HMAC-SHA256, SECRET_KEY)."""
+    return salted_hmac(CALLBACK_SALT, waitpoint_id, secret=secret, algorithm="sha256").hexdigest()
+
+
+def waitpoint_callback_url(waitpoint_id: str) -> str:
+    """Return the URL an outside service POSTs JSON to, to complete a token (no API key: the URL is the key)."""
+    signature = waitpoint_callback_signature(waitpoint_id)
+    return f"{settings.STEPWISE_PUBLIC_URL.rstrip('/')}/api/waitpoints/{waitpoint_id}/callback/{signature}"
+
+
+def waitpoint_callback_complete(*, waitpoint_id: str, signature: str, output: Any) -> Waitpoint:
+    """Complete a token through its callback URL: once, before it times out, with the URL's signature."""
+    candidates = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]  # a rotated SECRET_KEY keeps old URLs
+    if not any(hmac.compare_digest(waitpoint_callback_signature(waitpoint_id, secret=key), signature)
+               for key in candidates):
+        raise CallbackRefused("the callback URL's signature does not match: use the url wait.create_token returned")
+    return _complete_token(waitpoint_id, output=output, by="callback", environment=None)
 
 
 def _decision(data: dict[str, Any] | None, *, approved: bool) -> dict[str, Any]:

@@ -11,7 +11,15 @@ from console.api_auth import OPERATE, READ, TRIGGER, api_audit
 from runs.engine.waits import EVENT_NAME_MAX_LENGTH, EVENT_NAME_PATTERN
 from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
 from runs.selectors import waitpoint_detail_get, waitpoint_list
-from runs.waits import WaitpointNotFound, event_send, waitpoint_approve, waitpoint_complete, waitpoint_reject
+from runs.waits import (
+    WaitpointNotFound,
+    event_send,
+    waitpoint_approve,
+    waitpoint_complete,
+    waitpoint_reject,
+    waitpoint_skip,
+    waitpoint_time_out,
+)
 
 router = Router(tags=["waits"])
 
@@ -135,3 +143,20 @@ def reject_waitpoint(request: HttpRequest, waitpoint_id: str, body: DecisionIn |
         waitpoint_id=waitpoint_id, data=body.data if body else None, by=request.auth.actor,
         environment=request.auth.environment,
     ))
+
+
+@router.post("/waitpoints/{waitpoint_id}/timeout", response=WaitpointOut, auth=OPERATE)
+def time_out_waitpoint(request: HttpRequest, waitpoint_id: str):
+    """Time a pending token or event wait out now; its run resumes with ``ok`` false."""
+    return _audited(request, "time_out", waitpoint_time_out(
+        waitpoint_id=waitpoint_id, by=request.auth.actor, environment=request.auth.environment,
+    ))
+
+
+@router.post("/waitpoints/{waitpoint_id}/skip", response=WaitpointOut, auth=OPERATE)
+def skip_waitpoint(request: HttpRequest, waitpoint_id: str):
+    """Resolve a pending wait now: a timer resumes early, a token or event wait with ``{"skipped": true}``."""
+    return _audited(request, "skip", waitpoint_skip(
+        waitpoint_id=waitpoint_id, by=request.auth.actor, environment=request.auth.environment,
+    ))
+

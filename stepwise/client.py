@@ -11,6 +11,7 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -34,7 +35,10 @@ class RunTimeout(TimeoutError):
 
 
 class Client:
-    """Talk to one Stepwise environment with one API key (sent as a bearer header)."""
+    """Talk to one Stepwise environment with one API key (sent as a bearer header).
+
+    A public token works in its place for what it may read (``events``, ``follow``).
+    """
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -55,14 +59,17 @@ class Client:
         """Close the connection pool."""
         self._http.close()
 
+    def _raise_for(self, response: httpx.Response) -> None:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise StepwiseApiError(response.status_code, detail)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise StepwiseApiError(response.status_code, detail)
+            self._raise_for(response)
         return response.json() if response.content else None
 
     def trigger(self, task_id: str, payload: Any = None, **options: Any) -> dict[str, Any]:
@@ -137,20 +144,81 @@ class Client:
         """Reject a pending token; its run resumes with ``{"approved": False, **data}``."""
         return self._call("POST", f"/waitpoints/{waitpoint_id}/reject", json={"data": data})
 
-    def follow(self, run_id: str, *, timeout: float = 300, interval: float = 0.5) -> Iterator[dict[str, Any]]:
-        """Yield the run each time its status changes, until it finishes."""
+    def create_public_token(self, scopes: dict[str, list[str]], expires_in: float | str | None = None
+                            ) -> dict[str, Any]:
+        """Make a read-only token for a browser, scoped to runs and tags; return ``token`` and ``expires_at``.
+
+        Example: ``client.create_public_token({"runs": [run["id"]]}, expires_in="1h")["token"]``
+        """
+        return self._call("POST", "/auth/public-tokens", json={"scopes": scopes, "expires_in": expires_in})
+
+    def events(self, run_id: str, *, after: int = 0, timeout: float = 300, reconnect_delay: float = 0.5
+               ) -> Iterator[dict[str, Any]]:
+        """Yield a run's events (stored ones after ``after``, then live ones) until it finishes.
+
+        Server-sent events: a dropped connection is opened again where it stopped (``Last-Event-ID``),
+        so every event comes once and in order. Raise RunTimeout after ``timeout`` seconds.
+
+        Example: ``for event in client.events(run["id"]): print(event["seq"], event["type"])``
+        """
         deadline = time.monotonic() + timeout
-        last = None
+        last = after
         while True:
+            try:
+                for kind, data in self._stream(f"/runs/{run_id}/events/stream", last, deadline):
+                    if kind == "end":
+                        return
+                    if kind != "run" and data.get("seq") is not None:
+                        last = data["seq"]
+                        yield data
+                    elif kind != "run":
+                        yield data  # live only (a step started): no seq
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                pass  # the connection dropped: open it again after the last event received
+            if time.monotonic() > deadline:
+                raise RunTimeout(f"run {run_id} did not finish within {timeout:g}s")
+            time.sleep(reconnect_delay)
+
+    def _stream(self, path: str, after: int, deadline: float) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (event name, data) of one server-sent event stream until the server ends it."""
+        timeout = httpx.Timeout(10.0, read=max(1.0, min(60.0, deadline - time.monotonic())))
+        with self._http.stream("GET", path, headers={"Last-Event-ID": str(after), "Accept": "text/event-stream"},
+                               timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._raise_for(response)
+            kind, data = "message", []
+            for line in response.iter_lines():
+                if time.monotonic() > deadline:
+                    return
+                if not line:
+                    if data:
+                        yield kind, json.loads("\n".join(data))
+                    kind, data = "message", []
+                elif line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+
+    def follow(self, run_id: str, *, timeout: float = 300, interval: float = 0.5) -> Iterator[dict[str, Any]]:
+        """Yield the run each time its status changes, until it finishes (live, over server-sent events).
+
+        ``interval`` is how long to wait before opening a dropped stream again.
+        """
+        run = self.get_run(run_id)
+        yield run
+        if run["status"] in FINAL_STATUSES:
+            return
+        last = run["status"]
+        for event in self.events(run_id, timeout=timeout, reconnect_delay=interval):
+            if event["type"] != "run.status" or event["data"].get("to") == last:
+                continue
             run = self.get_run(run_id)
             if run["status"] != last:
                 last = run["status"]
                 yield run
-            if run["status"] in FINAL_STATUSES:
+            if last in FINAL_STATUSES:
                 return
-            if time.monotonic() > deadline:
-                raise RunTimeout(f"run {run_id} is still {run['status']} after {timeout:g}s")
-            time.sleep(interval)
 
     def wait(self, run_id: str, timeout: float = 300, *, interval: float = 0.5) -> dict[str, Any]:
         """Wait for a run to finish and return it; raise RunTimeout after ``timeout`` seconds."""

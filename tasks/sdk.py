@@ -31,6 +31,7 @@ from runs.engine.hooks import ErrorDecision, Hooks, RunResult
 from runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
 from runs.statuses import VersionPolicy
 from tasks.idempotency_keys import idempotency_keys
+from tasks.realtime import auth
 from tasks.registry import code_hash, task_register, version_policy_parse
 from tasks.waiting import send_event, wait  # noqa: E402
 
@@ -38,7 +39,7 @@ Retry = RetryPolicy
 
 __all__ = [
     "AbortRun", "ErrorDecision", "PermanentError", "Retry", "RunHandle", "RunResult", "TaskDefinition", "current_run",
-    "idempotency_keys", "metadata", "send_event", "step", "task", "wait",
+    "idempotency_keys", "metadata", "send_event", "step", "task", "wait", "auth",
 ]
 
 

@@ -21,6 +21,7 @@ from runs.engine.context import RunContext, current_context
 from runs.engine.durations import duration_seconds
 from runs.engine.errors import StepwiseError
 from runs.engine.waits import ChildSpec, WaitResult, WaitSpec, event_name_check
+from runs.waits import waitpoint_callback_url
 
 
 class NotInRun(StepwiseError):
@@ -69,6 +70,19 @@ def _token_spec(token: str | None, timeout, description: str) -> WaitSpec:
     return WaitSpec(kind="TOKEN", waitpoint_id=token, resume_at=_deadline(timeout), description=description)
 
 
+class WaitToken(str):
+    """A token's waitpoint id (use it as the string it is), with its callback ``url``."""
+
+    @property
+    def id(self) -> str:
+        return str(self)
+
+    @property
+    def url(self) -> str:
+        """The URL a POST of JSON completes this token at (no API key needed; once; until it times out)."""
+        return waitpoint_callback_url(str(self))
+
+
 class Wait:
     """Durable waits; each returns a WaitResult (``ok`` is False when it timed out)."""
 
@@ -93,16 +107,21 @@ class Wait:
         """
         return _ctx().wait(f"wait.event:{name}", _event_spec(name, filter, timeout, lookback))
 
-    def create_token(self, *, timeout=None, description: str = "") -> str:
+    def create_token(self, *, timeout=None, description: str = "") -> WaitToken:
         """Create a token (waitpoint id) to hand to a person or a system before waiting on it.
+
+        ``token.url`` is its callback URL: a POST of JSON to it completes the token with that
+        JSON, with no API key (the URL's signature is the credential; it works once, until the
+        token times out).
 
         Example::
 
             token = wait.create_token(timeout="2d", description="approve refund")
             send_email(approver, link=f"/waitpoints/{token}")
+            payments.refund(order, on_done=token.url)   # or a service calls back
             result = wait.for_token(token)
         """
-        return _ctx().create_token("wait.token", _token_spec(None, timeout, description))
+        return WaitToken(_ctx().create_token("wait.token", _token_spec(None, timeout, description)))
 
     def for_token(self, token: str | None = None, *, timeout=None, description: str = "") -> WaitResult:
         """Pause until a token is completed (approve/reject or any JSON); creates one when none is given."""

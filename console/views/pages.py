@@ -11,7 +11,7 @@ from console.views.access import audit, login_required, readable_environments, r
 from console.views.feedback import action_done, next_url
 from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
 from runs.selectors import waitpoint_list as waitpoints_pending
-from runs.waits import WaitpointError, waitpoint_approve, waitpoint_reject
+from runs.waits import WaitpointError, waitpoint_approve, waitpoint_reject, waitpoint_skip, waitpoint_time_out
 from tasks.access import Capability
 
 
@@ -26,7 +26,7 @@ def waitpoint_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def waitpoint_decide(request: HttpRequest, waitpoint_id: str) -> HttpResponse:
-    """Approve or reject a token waitpoint; its run resumes with the answer."""
+    """Approve or reject a token waitpoint, time it out now or skip it; its run resumes."""
     back = next_url(request, reverse("console:waitpoints"))
     form = DecisionForm(request.POST)
     if not form.is_valid():
@@ -35,12 +35,19 @@ def waitpoint_decide(request: HttpRequest, waitpoint_id: str) -> HttpResponse:
     environment = Waitpoint.objects.filter(id=waitpoint_id).values_list("run__environment_id", flat=True).first()
     if environment is not None:  # an unknown one is reported by the decision below
         require(request, environment, Capability.OPERATE)
-    decide = waitpoint_approve if form.cleaned_data["decision"] == "approve" else waitpoint_reject
+    decision = form.cleaned_data["decision"]
+    by = request.user.get_username()
+    act = {
+        "approve": lambda: waitpoint_approve(waitpoint_id=waitpoint_id, data=form.cleaned_data["data"], by=by),
+        "reject": lambda: waitpoint_reject(waitpoint_id=waitpoint_id, data=form.cleaned_data["data"], by=by),
+        "timeout": lambda: waitpoint_time_out(waitpoint_id=waitpoint_id, by=by),
+        "skip": lambda: waitpoint_skip(waitpoint_id=waitpoint_id, by=by),
+    }[decision]
     try:
-        wp = decide(waitpoint_id=waitpoint_id, data=form.cleaned_data["data"], by=request.user.get_username())
+        wp = act()
     except WaitpointError as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=409)
-    verb = "Approved" if form.cleaned_data["decision"] == "approve" else "Rejected"
-    audit(request, f"waitpoint.{form.cleaned_data['decision']}", environment=environment, target=wp.id,
-          data={"run_id": wp.run_id})
+    verb, action = {"approve": ("Approved", "approve"), "reject": ("Rejected", "reject"),
+                    "timeout": ("Timed out", "time_out"), "skip": ("Skipped", "skip")}[decision]
+    audit(request, f"waitpoint.{action}", environment=environment, target=wp.id, data={"run_id": wp.run_id})
     return action_done(request, message=f"{verb} {wp.id}; run {wp.run_id} resumes.", to=back)

@@ -1,4 +1,4 @@
-"""Measure what observability costs: tracing overhead per step, and event latency to a websocket client.
+"""Measure what observability costs: tracing overhead per step, and event latency to websocket and SSE clients.
 
 Both run attempts in this process (so no worker can take the runs) against the configured
 database and channel layer; ``manage.py bench`` can call them and print the figures.
@@ -142,6 +142,66 @@ async def _latencies(run_id: str, after: int, user, dispatch: Callable[[str], No
     await client.wait(5)
     await sync_to_async(close_old_connections)()
     return samples
+
+
+async def _sse_latencies(run_id: str, after: int, api_key: str, dispatch: Callable[[str], None] | None) -> list[float]:
+    from console.asgi import django_asgi_app
+
+    host = next((h for h in settings.ALLOWED_HOSTS if h not in ("*", "") and not h.startswith(".")), "localhost")
+    scope = {
+        "type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "root_path": "",
+        "path": f"/api/runs/{run_id}/events/stream", "query_string": f"after={after}".encode(),
+        "headers": [(b"host", host.encode()), (b"authorization", f"Bearer {api_key}".encode())],
+        "client": ("127.0.0.1", 1), "server": (host, 80),
+    }
+    client = ApplicationCommunicator(django_asgi_app, scope)
+    await client.send_input({"type": "http.request", "body": b"", "more_body": False})
+    start = await client.receive_output(30)
+    assert start["type"] == "http.response.start" and start["status"] == 200, start
+    worker = (asyncio.get_running_loop().run_in_executor(None, _execute, run_id) if dispatch is None
+              else await sync_to_async(dispatch)(run_id))
+    samples: list[float] = []
+    buffer = ""
+    while True:
+        message = await client.receive_output(30)
+        received = time.time()
+        buffer += message.get("body", b"").decode()
+        ended = not message.get("more_body", False)
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line and line[0] != ":")
+            if fields.get("event") == "end":
+                ended = True
+            elif "id" in fields:  # a stored event (a snapshot or a live-only one has no id)
+                event = json.loads(fields["data"])
+                samples.append((received - datetime.fromisoformat(event["at"]).timestamp()) * 1000)
+        if ended:
+            break
+    if dispatch is None:
+        await worker
+    await client.wait(5)
+    await sync_to_async(close_old_connections)()
+    return samples
+
+
+def measure_sse_latency(*, steps: int = 100, dispatch: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Return p50/p99 ms from an event's insert by a worker to its arrival at a server-sent events client."""
+    from runs.models import Run
+    from tasks.apikeys import api_key_create
+
+    key = api_key_create(environment="dev", name="stepwise-bench-sse", scopes=["read"])
+    try:
+        run_id = _queued_run(steps)
+        after = Run.objects.filter(id=run_id).values_list("last_event_seq", flat=True).get()
+        samples = async_to_sync(_sse_latencies)(run_id, after, key.secret, dispatch)
+    finally:
+        key.key.delete()
+    return {
+        "events": len(samples),
+        "p50_ms": round(_percentile(samples, 50), 3),
+        "p99_ms": round(_percentile(samples, 99), 3),
+        "max_ms": round(max(samples), 3),
+    }
 
 
 def measure_event_latency(*, steps: int = 100, dispatch: Callable[[str], None] | None = None) -> dict[str, float]:

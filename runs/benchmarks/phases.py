@@ -158,14 +158,17 @@ def tracing_phase(state: BenchState) -> list[Row]:
 
 
 def events_phase(state: BenchState) -> list[Row]:
-    """Time run events from a worker's commit to a websocket client."""
+    """Time run events from a worker's commit to a websocket client, and to a server-sent events client."""
     try:
         latency = _observability().measure_event_latency(steps=state.opts["steps"], dispatch=dispatch_run)
+        sse = _observability().measure_sse_latency(steps=state.opts["steps"], dispatch=dispatch_run)
     finally:
         Run.objects.filter(task_id=OBSERVABILITY_TASK_ID).delete()
     return [
         Row(f"event latency, worker commit -> websocket p50 ({latency['events']})", latency["p50_ms"], "ms"),
         Row(f"event latency, worker commit -> websocket p99 ({latency['events']})", latency["p99_ms"], "ms"),
+        Row(f"event latency, worker commit -> SSE p50 ({sse['events']})", sse["p50_ms"], "ms"),
+        Row(f"event latency, worker commit -> SSE p99 ({sse['events']})", sse["p99_ms"], "ms"),
     ]
 
 
@@ -310,7 +313,7 @@ PHASES: tuple[Phase, ...] = (
     Phase("ten-step", lambda o: f"{o['ten_step_runs']} x {TEN_STEPS}-step runs", ten_step_phase),
     Phase("tracing", lambda o: "tracing overhead: traced and untraced attempts in this process",
           tracing_phase, needs_workers=False),
-    Phase("events", lambda o: "event latency from a worker to a websocket client", events_phase),
+    Phase("events", lambda o: "event latency from a worker to a websocket and an SSE client", events_phase),
     Phase("waits", lambda o: f"wait lateness: {o['wait_runs']} waits, {o['wait_burst']} no-op runs queued",
           waits_phase),
     Phase("waiting-table", lambda o: f"{o['dispatch_runs']} no-op runs batch-triggered, then again beside "

@@ -6,7 +6,7 @@ import inspect
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -367,6 +367,64 @@ class RunContext:
         )
         return state.id
 
+    def stream(self, name: str, source: Iterable[Any] | AsyncIterable[Any]) -> Any:
+        """Send each item of ``source`` to the run's subscribers as a chunk of stream ``name``; return them all.
+
+        Chunks must be JSON; each is stored as it comes (a late subscriber replays them) under
+        the attempt's lease. A finished stream is recorded like a step: a later attempt does not
+        iterate ``source`` again and gets the stored chunks back. Returns an awaitable for an
+        async iterable.
+
+        Example::
+
+            tokens = ctx.stream("tokens", llm.complete(prompt, stream=True))
+            answer = "".join(tokens)
+        """
+        if isinstance(source, AsyncIterable):
+            return self._astream(name, source)
+        writer = self._stream_open(name)
+        if writer.recorded is not None:
+            return self._stream_replay(writer)
+        for item in source:
+            writer.append(item)
+        return writer.finish()
+
+    async def _astream(self, name: str, source: AsyncIterable[Any]) -> list[Any]:
+        writer = self._stream_open(name)
+        if writer.recorded is not None:
+            return await sync_to_async(self._stream_replay)(writer)
+        async for item in source:
+            await sync_to_async(writer.append)(item)
+        return await sync_to_async(writer.finish)()
+
+    def stream_append(self, name: str, chunk: Any) -> None:
+        """Send one chunk to the subscribers of stream ``name``; a replay of the run does not send it again.
+
+        Example: ``ctx.stream_append("progress", {"done": 3, "of": 10})``
+        """
+        writer = self._stream_open(name)
+        if writer.recorded is None:
+            writer.append(chunk, last=True)
+
+    def _stream_open(self, name: str) -> _StreamWriter:
+        if not isinstance(name, str) or not name or len(name) > 100:
+            raise ValueError("a stream needs a name of 1 to 100 characters, e.g. ctx.stream(\"tokens\", ...)")
+        inside = _inside_step.get()
+        if inside is not None:  # part of the step: sent again only if the step runs again, never recorded
+            step_key, calls = inside
+            calls[f"stream:{name}"] += 1
+            count = calls[f"stream:{name}"]
+            key = f"{step_key}:stream:{name}" + (f"#{count}" if count > 1 else "")
+            return _StreamWriter(self, name, key, None, None)
+        key, position, recorded = self._next_call(f"stream:{name}")
+        if recorded is None:
+            self.check_interrupted()
+        return _StreamWriter(self, name, key, position, recorded)
+
+    def _stream_replay(self, writer: _StreamWriter) -> list[Any]:
+        recorded = self._replay(writer.recorded)
+        return self._store.stream_read(self._claim, key=writer.key, attempt=recorded["attempt"])
+
     def check_all_replayed(self) -> None:
         """Raise if the task returned before reaching steps the run had recorded."""
         missing = [s for pos, s in sorted(self._recorded.items()) if pos > self._position]
@@ -375,3 +433,39 @@ class RunContext:
                 f"non-deterministic step order at position {missing[0].position}: the run recorded "
                 f"step '{missing[0].key}' but the code now returns without calling it"
             )
+
+
+class _StreamWriter:
+    """One call of ``ctx.stream`` (or ``stream_append``): numbers its chunks and stores each as it comes."""
+
+    def __init__(self, ctx: RunContext, name: str, key: str, position: int | None,
+                 recorded: RecordedStep | None) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.key = key
+        self.position = position  # None inside a step: the step records the outcome
+        self.recorded = recorded
+        self.chunks: list[Any] = []
+        self.started = _now()
+
+    def append(self, item: Any, *, last: bool = False) -> None:
+        self.ctx.check_interrupted()
+        chunk = checkpoint_encode(item, where=f"chunk {len(self.chunks)} of stream '{self.name}'")
+        index = len(self.chunks)
+        self.chunks.append(chunk)
+        self.ctx.store.stream_write(self.ctx.claim, stream=self.name, key=self.key, first_index=index,
+                                    chunks=[chunk], step=self._step() if last else None)
+
+    def finish(self) -> list[Any]:
+        """Mark the stream complete (recording its step outside a step's code); return its chunks."""
+        self.ctx.check_interrupted()
+        self.ctx.store.stream_write(self.ctx.claim, stream=self.name, key=self.key, first_index=len(self.chunks),
+                                    chunks=[], completed=True, step=self._step())
+        return list(self.chunks)
+
+    def _step(self) -> RecordedStep | None:
+        if self.position is None:
+            return None
+        output = {"stream": self.name, "chunks": len(self.chunks), "attempt": self.ctx.attempt}
+        return RecordedStep(self.position, self.key, f"stream:{self.name}", "COMPLETED", output, None, "stream",
+                            self.started, _now())

@@ -32,6 +32,7 @@ class MemoryRunStore:
         self.output: Any = None
         self.error: dict[str, Any] | None = None
         self.metadata: dict[str, Any] = dict(claim.metadata)
+        self._streams: dict[str, list[Any]] = {}
 
     def claim(self, run_id: str, worker_id: str) -> Claim | None:
         claim, self._claim = self._claim, None  # one attempt
@@ -59,6 +60,19 @@ class MemoryRunStore:
 
     def run_fields_store(self, claim: Claim) -> None:
         pass
+
+    def stream_write(
+        self, claim: Claim, *, stream: str, key: str, first_index: int, chunks: list[Any], completed: bool = False,
+        step: RecordedStep | None = None,
+    ) -> None:
+        self._streams.setdefault(key, []).extend(chunks)
+        for index, chunk in enumerate(chunks, start=first_index):
+            self._report("stream.chunk", {"stream": stream, "key": key, "index": index, "chunk": chunk})
+        if step is not None:
+            self.step_record(claim, step)
+
+    def stream_read(self, claim: Claim, *, key: str, attempt: int) -> list[Any]:
+        return list(self._streams.get(key, []))
 
     def run_status(self, claim: Claim) -> str | None:
         return self.status

@@ -140,5 +140,18 @@ class RunStore(Protocol):
 
     def run_suspend(self, claim: Claim, *, waitpoint_id: str, elapsed: float) -> bool:
         """Move the run to WAITING on a pending waitpoint; False if it was resolved meanwhile."""
+
+    def stream_write(
+        self, claim: Claim, *, stream: str, key: str, first_index: int, chunks: list[Any], completed: bool = False,
+        step: RecordedStep | None = None,
+    ) -> None:
+        """Store chunks of a run's stream as "stream.chunk" events (and its end, and its step); fenced.
+
+        Raises RunInterrupted if the claim is no longer valid; nothing is stored then.
+        """
+
+    def stream_read(self, claim: Claim, *, key: str, attempt: int) -> list[Any]:
+        """Return the chunks an attempt stored for a stream, in order (a recorded stream's replay)."""
+
     def log_append(self, claim: Claim, entry: LogEntry) -> None:
         """Store a log line of the run as a "log" event; raise RunInterrupted if the claim is no longer valid."""

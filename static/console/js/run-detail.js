@@ -121,6 +121,7 @@
         if (event.seq <= this.lastSeq) continue;
         this.lastSeq = event.seq;
         this.timeline.apply(event);
+        document.dispatchEvent(new CustomEvent("stepwise:run-event", { detail: event }));  // for cards of their own
         if (event.type === "metadata.updated") this.showMetadata(event);
         if (event.type === "run.status") {
           this.showStatus(event.data.to);

@@ -1,0 +1,1 @@
+"""Realtime for any client: server-sent events, scoped public tokens, and who may read what."""
