@@ -223,14 +223,19 @@ def _span_logs(spans: list[Span], ids: dict[str, str]) -> dict[str, list[dict[st
     return logs
 
 
-def run_timeline(*, run: Run) -> dict[str, Any]:
-    """Return the spans of a run in display order (each attempt followed by its steps), in three queries."""
+def run_timeline(*, run: Run, first: int | None = None) -> dict[str, Any]:
+    """Return the spans of a run in display order (each attempt followed by its steps), in three queries.
+
+    With ``first``, a run with more recorded steps than that gets only the first ones and none of its
+    stored OpenTelemetry spans: a quick first screen, marked ``partial``, that the whole timeline replaces.
+    """
     attempts = list(Attempt.objects.filter(run_id=run.id).select_related("version").order_by("number"))
-    steps = list(
+    recorded_steps = (
         Step.objects.filter(run_id=run.id, kind="step")
         .order_by("position")
         .only("position", "key", "name", "kind", "status", "error", "attempt_number", "started_at", "finished_at")
     )
+    steps = list(recorded_steps[:first] if first else recorded_steps)
     noted = RunEvent.objects.filter(run_id=run.id, type__in=["step.started", *NOTED_EVENTS])
     started = []
     run_span = _run_span(run)
@@ -248,7 +253,8 @@ def run_timeline(*, run: Run) -> dict[str, Any]:
                       kind=step.kind)
         )
     ends = {a.number: a for a in attempts}
-    traced = list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
+    partial = bool(first) and len(steps) == first
+    traced = [] if partial else list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
     # Steps that left no record: running now, or cut short by a failed attempt. Their stored span
     # says so (older runs stored a "step.started" event instead).
     unrecorded: dict[tuple[Any, Any], tuple[int, str, datetime, datetime | None]] = {}
@@ -303,6 +309,7 @@ def run_timeline(*, run: Run) -> dict[str, Any]:
         "run": {"id": run.id, "status": run.status, "is_finished": run.is_finished},
         "last_seq": run.last_event_seq,
         "now": epoch_ms(timezone.now()),
+        "partial": partial,
         "spans": [_compact(span) for span in spans],
     }
 

@@ -146,12 +146,13 @@ def _pretty(value: object) -> str:
 @login_required
 @require_GET
 def run_timeline_json(request: HttpRequest, run_id: str) -> JsonResponse:
-    """Return the run's timeline spans."""
+    """Return the run's timeline spans (``?first=N``: a quick first screen with the first N steps)."""
     run = run_detail(run_id=run_id)
     if run is None:
         raise Http404(f"no run with id '{run_id}'")
     require(request, run.environment_id, Capability.READ)
-    return JsonResponse(run_timeline(run=run))
+    first = _int(request.GET.get("first"))
+    return JsonResponse(run_timeline(run=run, first=max(1, min(first, 1000)) if first else None))
 
 
 @login_required

@@ -48,6 +48,18 @@ def test_a_2000_step_timeline_is_small_and_names_each_step_by_its_key(signed_in)
     assert json.loads(gzip.decompress(packed.content))["spans"] == plain.json()["spans"]
 
 
+def test_the_first_screen_of_a_long_run_comes_alone_and_says_the_rest_follows(signed_in):
+    long, short = run_build(steps=500), run_build(steps=5)
+
+    quick = signed_in.get(f"/runs/{long.id}/timeline.json?first=200").json()
+    whole = signed_in.get(f"/runs/{short.id}/timeline.json?first=200").json()
+
+    assert quick["partial"] is True
+    assert [s["attributes"]["position"] for s in quick["spans"] if s["kind"] == "step"] == list(range(1, 201))
+    assert whole["partial"] is False and sum(s["kind"] == "step" for s in whole["spans"]) == 5
+    assert signed_in.get(f"/runs/{long.id}/timeline.json").json()["partial"] is False
+
+
 def test_the_time_a_run_sat_in_its_queue_is_its_own_segment_before_the_attempt(signed_in):
     run = run_build(steps=1)
     attempt = Attempt.objects.get(run=run, number=1)

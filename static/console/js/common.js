@@ -169,7 +169,7 @@ window.Stepwise = window.Stepwise || {};
     document.addEventListener("toggle", function (event) {
       const pop = event.target;
       if (!(pop instanceof HTMLDetailsElement) || !pop.matches(".pop") || !pop.open) return;
-      const first = pop.querySelector(".pop-panel button, .pop-panel a, .pop-panel input");
+      const first = pop.querySelector(".pop-panel button, .pop-panel a[href], .pop-panel input:not([type=hidden])");
       if (first) first.focus();
     }, true);
     function closeAll(except) {

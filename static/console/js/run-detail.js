@@ -2,6 +2,8 @@
 "use strict";
 
 (function (S) {
+  const FIRST_SCREEN = 200;
+
   function fact(list, label, value, mono) {
     const row = document.createElement("div");
     const dt = document.createElement("dt");
@@ -138,7 +140,10 @@
 
     async start() {
       const rendered = document.querySelector("#run-status .badge").dataset.status;
-      await this.reload();
+      // A long run: the first screen of rows comes first, the whole timeline right after.
+      const quick = await S.getJSON(this.root.dataset.timelineUrl + "?first=" + FIRST_SCREEN);
+      this.show(quick);
+      if (quick.partial) await this.reload();
       // The run moved on between rendering the page and reading its timeline (a Queued page of a run
       // that started meanwhile): the events that said so are older than the timeline's seq, so show
       // the status the timeline read.
@@ -162,7 +167,10 @@
     }
 
     async reload() {
-      const timeline = await S.getJSON(this.root.dataset.timelineUrl);
+      this.show(await S.getJSON(this.root.dataset.timelineUrl));
+    }
+
+    show(timeline) {
       this.lastSeq = timeline.last_seq;
       this.timeline.load(timeline);
       this.runStart = timeline.spans[0] && timeline.spans[0].start;

@@ -105,6 +105,7 @@ window.Stepwise = window.Stepwise || {};
     /* Replace everything with the server's timeline (the authoritative picture). */
     load(timeline) {
       this.run = timeline.run;
+      this.partial = Boolean(timeline.partial);
       this.spans = timeline.spans;
       this.spans.forEach(function (s) { s.logs = s.logs || []; s.attributes = s.attributes || {}; s.error = s.error || null; });
       this.byId = new Map(this.spans.map(function (s) { return [s.id, s]; }));
@@ -296,8 +297,8 @@ window.Stepwise = window.Stepwise || {};
       this.dirty = false;
       this.spacer.style.height = this.rows.length * ROW + "px";
       if (this.countNote) {
-        this.countNote.textContent = this.filtering() ? this.rows.filter((s) => this.matches(s)).length + " of " + this.spans.length + " spans"
-          : this.spans.length + " spans";
+        this.countNote.textContent = this.partial ? "loading every span…" : this.filtering()
+          ? this.rows.filter((s) => this.matches(s)).length + " of " + this.spans.length + " spans" : this.spans.length + " spans";
       }
       this.root.setAttribute("aria-rowcount", String(this.rows.length));
     }
@@ -401,6 +402,8 @@ window.Stepwise = window.Stepwise || {};
       this.rowEls.forEach((row, id) => {
         if (!keep.has(id)) { row.remove(); this.rowEls.delete(id); }
       });
+      // The moment the first row shows, for the browser's own timing (performance.getEntriesByName).
+      if (!this.marked && this.rowEls.size) { this.marked = true; performance.mark("stepwise:timeline-first-row"); }
     }
 
     createRow(span) {
