@@ -191,7 +191,7 @@ def run_statuses(*, run_ids: list[str], environments: list[str] | None = None) -
     qs = Run.objects.filter(id__in=run_ids[:500])
     if environments is not None:
         qs = qs.filter(environment_id__in=environments)
-    return list(qs.only("id", "status", "started_at", "finished_at"))
+    return list(qs.only("id", "status", "started_at", "finished_at", "attempt_count"))
 
 
 def run_detail(*, run_id: str) -> Run | None:

@@ -113,7 +113,7 @@ def run_list_updates(request: HttpRequest) -> JsonResponse:
         {
             "rows": [{"id": r.id, "html": render_to_string("console/runs/_row.html", {"run": r})} for r in rows],
             "statuses": {
-                r.id: {"status": r.status, "label": r.get_status_display(),
+                r.id: {"status": r.status, "label": r.get_status_display(), "attempts": r.attempt_count,
                        "duration": duration_between(r.started_at, r.finished_at)}
                 for r in run_statuses(run_ids=ids, environments=readable)
             },

@@ -94,13 +94,14 @@ def test_keyset_pages_walk_every_run_once_and_back(signed_in):
 def test_live_updates_return_new_rows_and_changed_statuses(signed_in):
     old = trigger()
     new = trigger(tags=["vip"])
-    Run.objects.filter(id=old.id).update(status="EXECUTING")
+    Run.objects.filter(id=old.id).update(status="EXECUTING", attempt_count=2)
 
     answer = signed_in.get(f"/runs/updates.json?newest={old.id}&ids={old.id}").json()
 
     assert [row["id"] for row in answer["rows"]] == [new.id]
     assert f'data-run-id="{new.id}"' in answer["rows"][0]["html"]
-    assert answer["statuses"] == {old.id: {"status": "EXECUTING", "label": "Executing", "duration": "—"}}
+    assert answer["statuses"] == {old.id: {"status": "EXECUTING", "label": "Executing", "attempts": 2,
+                                           "duration": "—"}}
 
 
 @pytest.mark.django_db

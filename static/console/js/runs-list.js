@@ -81,7 +81,9 @@
       Object.entries(statuses).forEach(([id, state]) => {
         const row = this.rows.querySelector('tr[data-run-id="' + CSS.escape(id) + '"]');
         const badge = row && row.querySelector(".badge");
-        if (!badge || badge.dataset.status === state.status) return;
+        if (!badge) return;
+        row.querySelector(".col-attempts").textContent = state.attempts;
+        if (badge.dataset.status === state.status) return;
         badge.className = "badge status-" + state.status.toLowerCase();
         badge.dataset.status = state.status;
         badge.textContent = state.label;
