@@ -74,6 +74,21 @@ class DecisionForm(forms.Form):
         return _json_object(text, what="answer", example='{"note": "looks good"}') if text else None
 
 
+class EventSendForm(forms.Form):
+    """An event to send from the console: its name, environment and JSON payload."""
+
+    name = forms.CharField(max_length=255)
+    environment = forms.CharField(max_length=64)
+    payload = forms.CharField(required=False, widget=forms.Textarea)
+
+    def clean_payload(self) -> Any:
+        text = (self.cleaned_data.get("payload") or "").strip()
+        try:
+            return payload_parse(text) if text else {}
+        except InvalidTrigger as exc:
+            raise forms.ValidationError(str(exc).replace("payload", "event payload")) from None
+
+
 def _json_object(text: str, *, what: str, example: str) -> dict[str, Any]:
     try:
         value = payload_parse(text)

@@ -27,6 +27,7 @@ console_patterns = [
     path("tasks/<str:task_id>/test/", tasks.task_test, name="task-test"),
     path("waitpoints/", pages.waitpoint_list, name="waitpoints"),
     path("waitpoints/<str:waitpoint_id>/decide/", pages.waitpoint_decide, name="waitpoint-decide"),
+    path("events/send/", pages.event_send_view, name="event-send"),
     path("queues/", queues.queue_list_view, name="queues"),
     path("queues/counts.json", queues.queue_counts_view, name="queue-counts"),
     # Queue names hold slashes ("task/<id>"): the path converter takes them whole.

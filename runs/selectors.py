@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from runs.ids import encode_millis
-from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint, WaitpointKind, WaitpointStatus
+from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint, WaitpointStatus
 from tasks.models import TaskVersion
 
 
@@ -201,6 +201,12 @@ def run_page(*, filters: RunFilters, before: str = "", after: str = "", size: in
     )
 
 
+def run_status_counts(*, filters: RunFilters) -> dict[str, int]:
+    """Return how many runs match the filters (all but the status filter) per status, in one query."""
+    qs = runs_filtered(replace(filters, status=""))
+    return dict(qs.order_by().values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+
+
 def runs_newer_than(*, filters: RunFilters, newest_id: str, limit: int = 50) -> list[Run]:
     """Return runs matching the filters created after ``newest_id``, newest first."""
     return list(runs_filtered(filters).filter(id__gt=newest_id).order_by("-id")[:limit])
@@ -211,7 +217,7 @@ def run_statuses(*, run_ids: list[str], environments: list[str] | None = None) -
     qs = Run.objects.filter(id__in=run_ids[:500])
     if environments is not None:
         qs = qs.filter(environment_id__in=environments)
-    return list(qs.only("id", "status", "started_at", "finished_at"))
+    return list(qs.only("id", "status", "started_at", "finished_at", "attempt_count"))
 
 
 def run_detail(*, run_id: str) -> Run | None:
@@ -228,9 +234,9 @@ def run_step(*, run_id: str, position: int) -> Step | None:
     return Step.objects.filter(run_id=run_id, position=position).first()
 
 
-def run_pending_approvals(*, run_id: str) -> list[Waitpoint]:
-    """Return a run's pending token waitpoints (what a person may approve or reject)."""
-    return waitpoint_list(kind=WaitpointKind.TOKEN, run_id=run_id)
+def run_pending_waits(*, run_id: str) -> list[Waitpoint]:
+    """Return every pending waitpoint of a run (approvals, event waits, timers, child runs), oldest first."""
+    return waitpoint_list(run_id=run_id)
 
 
 def run_checkpoint_state(*, run_id: str, as_of_position: int | None = None) -> dict[str, Any]:

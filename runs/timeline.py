@@ -109,6 +109,45 @@ def step_span(*, position: int, key: str, name: str, attempt: int, status: str, 
     }
 
 
+def _unrecorded_status(attempt: Attempt) -> str:
+    """Return the status of a step its attempt left unrecorded: running, canceled with it, or cut short."""
+    if attempt.finished_at is None:
+        return "EXECUTING"
+    return "CANCELED" if attempt.status == "CANCELED" else "INTERRUPTED"
+
+
+def _queued_span(run: Run, previous: Attempt | None, waits: list[Waitpoint], *, until: datetime | None,
+                 number: int) -> dict[str, Any] | None:
+    """Return the time the run sat in its queue before attempt ``number`` (open while it still does).
+
+    It starts when the run became ready: created (or its delay ended) before the first attempt; the
+    retry delay's end, or the last wait's completion, before a later one.
+    """
+    if previous is None:
+        ready = max(run.created_at, run.delay_until) if run.delay_until else run.created_at
+    else:
+        if previous.finished_at is None:
+            return None
+        ready = previous.finished_at + timedelta(seconds=previous.retry_delay or 0)
+        done = [wp.completed_at for wp in waits if wp.completed_at and wp.created_at >= previous.started_at
+                and (until is None or wp.completed_at <= until)]
+        ready = max([ready, *done])
+    if until is not None and (until - ready).total_seconds() < 0.001:
+        return None
+    return {
+        "id": f"queued-{number}",
+        "parent": "run",
+        "kind": "queued",
+        "name": "Queued" if number == 1 else f"Queued for attempt {number}",
+        "status": "QUEUED" if until is None else "COMPLETED",
+        "start": epoch_ms(ready),
+        "end": epoch_ms(until),
+        "error": None,
+        "attributes": {"attempt": number, "queue": run.queue},
+        "logs": [],
+    }
+
+
 WAIT_STATUS = {"PENDING": "WAITING", "COMPLETED": "COMPLETED", "TIMED_OUT": "TIMED_OUT", "CANCELED": "CANCELED"}
 
 
@@ -184,14 +223,19 @@ def _span_logs(spans: list[Span], ids: dict[str, str]) -> dict[str, list[dict[st
     return logs
 
 
-def run_timeline(*, run: Run) -> dict[str, Any]:
-    """Return the spans of a run in display order (each attempt followed by its steps), in three queries."""
+def run_timeline(*, run: Run, first: int | None = None) -> dict[str, Any]:
+    """Return the spans of a run in display order (each attempt followed by its steps), in three queries.
+
+    With ``first``, a run with more recorded steps than that gets only the first ones and none of its
+    stored OpenTelemetry spans: a quick first screen, marked ``partial``, that the whole timeline replaces.
+    """
     attempts = list(Attempt.objects.filter(run_id=run.id).select_related("version").order_by("number"))
-    steps = list(
+    recorded_steps = (
         Step.objects.filter(run_id=run.id, kind="step")
         .order_by("position")
         .only("position", "key", "name", "kind", "status", "error", "attempt_number", "started_at", "finished_at")
     )
+    steps = list(recorded_steps[:first] if first else recorded_steps)
     noted = RunEvent.objects.filter(run_id=run.id, type__in=["step.started", *NOTED_EVENTS])
     started = []
     run_span = _run_span(run)
@@ -209,7 +253,8 @@ def run_timeline(*, run: Run) -> dict[str, Any]:
                       kind=step.kind)
         )
     ends = {a.number: a for a in attempts}
-    traced = list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
+    partial = bool(first) and len(steps) == first
+    traced = [] if partial else list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
     # Steps that left no record: running now, or cut short by a failed attempt. Their stored span
     # says so (older runs stored a "step.started" event instead).
     unrecorded: dict[tuple[Any, Any], tuple[int, str, datetime, datetime | None]] = {}
@@ -225,7 +270,7 @@ def run_timeline(*, run: Run) -> dict[str, Any]:
         if (number, key) in recorded or number not in ends:
             continue
         attempt = ends[number]
-        status = "EXECUTING" if attempt.finished_at is None else "INTERRUPTED"
+        status = _unrecorded_status(attempt)
         by_attempt[number].append(
             step_span(position=position, key=key or "", name=name, attempt=number, status=status, start=start,
                       end=end or attempt.finished_at, error=attempt.error if status == "INTERRUPTED" else None)
@@ -243,6 +288,9 @@ def run_timeline(*, run: Run) -> dict[str, Any]:
     for index, attempt in enumerate(attempts):
         own = sorted(by_attempt.get(attempt.number, []), key=lambda span: span["attributes"]["position"])
         head, *retry = _attempt_spans(attempt)
+        queued = _queued_span(run, attempts[index - 1] if index else None, waits, until=attempt.started_at,
+                              number=attempt.number)
+        spans += [queued] if queued else []
         spans += with_children(head)
         for step_row in own:
             spans += with_children(step_row)
@@ -250,6 +298,10 @@ def run_timeline(*, run: Run) -> dict[str, Any]:
         later = attempts[index + 1].started_at if index + 1 < len(attempts) else None
         spans += [_wait_span(wp) for wp in waits if wp.created_at >= attempt.started_at
                   and (later is None or wp.created_at < later)]
+    if run.status == "QUEUED":
+        queued = _queued_span(run, attempts[-1] if attempts else None, waits, until=None,
+                              number=len(attempts) + 1)
+        spans += [queued] if queued else []
     logs = _span_logs(traced, ids)
     for span in spans:
         span["logs"] = sorted(span["logs"] + logs.get(span["id"], []), key=lambda line: line["at"] or 0)
@@ -257,5 +309,11 @@ def run_timeline(*, run: Run) -> dict[str, Any]:
         "run": {"id": run.id, "status": run.status, "is_finished": run.is_finished},
         "last_seq": run.last_event_seq,
         "now": epoch_ms(timezone.now()),
-        "spans": spans,
+        "partial": partial,
+        "spans": [_compact(span) for span in spans],
     }
+
+
+def _compact(span: dict[str, Any]) -> dict[str, Any]:
+    """Leave out what a span does not have (no error, no logs): a 5,000-step timeline stays small."""
+    return {k: v for k, v in span.items() if k not in ("error", "logs") or v}

@@ -55,3 +55,18 @@ def time_ago(moment: datetime | None) -> str:
     if (timezone.now() - moment).total_seconds() < 60:
         return "just now"
     return f"{timesince(moment, depth=1)} ago"
+
+
+@register.filter
+def schedule_of(tags: list[str] | None) -> str:
+    """Return the id of the schedule that triggered a run (its ``schedule:<id>`` tag), or ''."""
+    for tag in tags or []:
+        if isinstance(tag, str) and tag.startswith("schedule:"):
+            return tag.removeprefix("schedule:")
+    return ""
+
+
+@register.filter
+def pretty_json_inline(value: object) -> str:
+    """Format a value as JSON on one line."""
+    return json.dumps(value)

@@ -1,4 +1,4 @@
-"""Pages beside the runs: pending approvals (queues, schedules, secrets and API keys have their own modules)."""
+"""Pages beside the runs: pending waits and sending events (queues, schedules, secrets, keys: their own modules)."""
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
@@ -6,21 +6,56 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from console.forms import DecisionForm
+from console.forms import DecisionForm, EventSendForm
 from console.views.access import audit, login_required, readable_environments, require
 from console.views.feedback import action_done, next_url
+from runs.engine.errors import StepwiseError
 from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
 from runs.selectors import waitpoint_list as waitpoints_pending
-from runs.waits import WaitpointError, waitpoint_approve, waitpoint_reject, waitpoint_skip, waitpoint_time_out
+from runs.waits import (
+    WaitpointError,
+    event_send,
+    waitpoint_approve,
+    waitpoint_reject,
+    waitpoint_skip,
+    waitpoint_time_out,
+)
 from tasks.access import Capability
+
+TIMERS = (WaitpointKind.DURATION, WaitpointKind.DATE, WaitpointKind.CHILDREN)
 
 
 @login_required
 def waitpoint_list(request: HttpRequest) -> HttpResponse:
-    """Show pending human approvals (token waitpoints), oldest first, to approve or reject in place."""
-    waitpoints = waitpoints_pending(status=WaitpointStatus.PENDING, kind=WaitpointKind.TOKEN,
-                                    environments=readable_environments(request))
-    return render(request, "console/waitpoints/list.html", {"nav": "waitpoints", "waitpoints": waitpoints})
+    """Show pending waits, oldest first: approvals to decide, event waits to send an event to, and timers."""
+    waitpoints = waitpoints_pending(status=WaitpointStatus.PENDING, environments=readable_environments(request),
+                                    limit=500)
+    return render(request, "console/waitpoints/list.html", {
+        "nav": "waitpoints",
+        "approvals": [wp for wp in waitpoints if wp.kind == WaitpointKind.TOKEN],
+        "event_waits": [wp for wp in waitpoints if wp.kind == WaitpointKind.EVENT],
+        "timer_waits": [wp for wp in waitpoints if wp.kind in TIMERS],
+    })
+
+
+@login_required
+@require_POST
+def event_send_view(request: HttpRequest) -> HttpResponse:
+    """Send an event from the console: every pending wait on it (in that environment) that matches resumes."""
+    back = next_url(request, reverse("console:waitpoints"))
+    form = EventSendForm(request.POST)
+    if not form.is_valid():
+        problem = next(iter(form.errors.values()))[0]
+        return action_done(request, message=problem, to=back, ok=False, status=400)
+    name, environment = form.cleaned_data["name"], form.cleaned_data["environment"]
+    require(request, environment, Capability.TRIGGER)
+    try:
+        event, matched = event_send(name=name, payload=form.cleaned_data["payload"], environment=environment)
+    except StepwiseError as exc:
+        return action_done(request, message=str(exc), to=back, ok=False, status=400)
+    audit(request, "event.send", environment=environment, target=name, data={"event_id": event.id, "matched": matched})
+    waits = "no wait matched it" if not matched else ("1 wait resumes" if matched == 1 else f"{matched} waits resume")
+    return action_done(request, message=f"Sent event {name}: {waits}.", to=back)
 
 
 @login_required

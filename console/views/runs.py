@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import timedelta
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
+from django.utils import timezone
+from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 
 from console.forms import PayloadForm, RunFilterForm
@@ -15,20 +18,26 @@ from console.views.access import login_required, readable_environments, require,
 from runs.exports import FORMATS, run_export_response
 from runs.pinning import version_wait_deadline
 from runs.selectors import (
+    RunFilters,
     run_checkpoint_state,
     run_detail,
     run_events_after,
     run_page,
-    run_pending_approvals,
+    run_pending_waits,
+    run_status_counts,
     run_statuses,
     run_step,
     runs_newer_than,
 )
+from runs.statuses import RunStatus
 from runs.timeline import epoch_ms, run_timeline
 from tasks.access import Capability
-from tasks.selectors import task_ids
+from tasks.selectors import environment_list, task_ids
 
 PAGE_SIZE = 50
+# The runs list's time presets: ?period=1h shows the runs created in the last hour.
+PERIODS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24),
+           "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
 def _int(value: str | None, default: int | None = None) -> int | None:
@@ -38,12 +47,25 @@ def _int(value: str | None, default: int | None = None) -> int | None:
         return default
 
 
+def _list_filters(request: HttpRequest, form: RunFilterForm) -> RunFilters:
+    """Return the list's filters: the form's, the time preset, the environment shown and those the user may read."""
+    filters = replace(form.filters(), environments=readable_environments(request))
+    period = PERIODS.get(request.GET.get("period", ""))
+    if period and not filters.created_after:
+        filters = replace(filters, created_after=timezone.now() - period)
+    env = request.GET.get("env", "")
+    if env and (filters.environments is None or env in filters.environments):
+        filters = replace(filters, environment=env)
+    return filters
+
+
 @login_required
 @require_GET
 def run_list(request: HttpRequest) -> HttpResponse:
-    """Show one page of runs, filtered, newest first."""
+    """Show one page of runs, filtered, newest first, with the count of each status."""
     form = RunFilterForm(request.GET)
-    filters = replace(form.filters(), environments=readable_environments(request))
+    filters = _list_filters(request, form)
+    readable = filters.environments
     page = run_page(
         filters=filters, before=request.GET.get("before", ""), after=request.GET.get("after", ""), size=PAGE_SIZE
     )
@@ -53,20 +75,37 @@ def run_list(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "page": page,
-            "query": filters.as_query(),
+            "query": _query(request, form),
             "is_first_page": not request.GET.get("before") and not page.newer_cursor,
             "task_ids": task_ids(),
             "nav": "runs",
+            "status_counts": _status_counts(filters),
+            "periods": list(PERIODS),
+            "period": request.GET.get("period", ""),
+            "env": filters.environment,
+            "environments": [e.slug for e in environment_list() if readable is None or e.slug in readable],
         },
     )
+
+
+def _query(request: HttpRequest, form: RunFilterForm) -> dict[str, str]:
+    """Return the list's query-string values (filters, time preset, environment) that links keep."""
+    values = {**form.filters().as_query(), "period": request.GET.get("period", ""), "env": request.GET.get("env", "")}
+    return {k: v for k, v in values.items() if v and not (k == "period" and v not in PERIODS)}
+
+
+def _status_counts(filters: RunFilters) -> list[tuple[str, str, int]]:
+    """Return (status, label, count) for each status some run has, in the state machine's order, with the total."""
+    counts = run_status_counts(filters=filters)
+    return [(status, label, counts[status]) for status, label in RunStatus.choices if counts.get(status)]
 
 
 @login_required
 @require_GET
 def run_list_updates(request: HttpRequest) -> JsonResponse:
     """Return rows of runs newer than ``newest`` and the statuses of the runs in ``ids``."""
-    readable = readable_environments(request)
-    filters = replace(RunFilterForm(request.GET).filters(), environments=readable)
+    filters = _list_filters(request, RunFilterForm(request.GET))
+    readable = filters.environments
     newest = request.GET.get("newest", "")
     rows = runs_newer_than(filters=filters, newest_id=newest) if newest else []
     ids = [i for i in request.GET.get("ids", "").split(",") if i]
@@ -74,7 +113,7 @@ def run_list_updates(request: HttpRequest) -> JsonResponse:
         {
             "rows": [{"id": r.id, "html": render_to_string("console/runs/_row.html", {"run": r})} for r in rows],
             "statuses": {
-                r.id: {"status": r.status, "label": r.get_status_display(),
+                r.id: {"status": r.status, "label": r.get_status_display(), "attempts": r.attempt_count,
                        "duration": duration_between(r.started_at, r.finished_at)}
                 for r in run_statuses(run_ids=ids, environments=readable)
             },
@@ -91,12 +130,11 @@ def run_show(request: HttpRequest, run_id: str) -> HttpResponse:
         raise Http404(f"no run with id '{run_id}'")
     require(request, run.environment_id, Capability.READ)
     replay_form = PayloadForm(initial={"payload": _pretty(run.payload)})
-    approvals = run_pending_approvals(run_id=run.id)
     return render(
         request,
         "console/runs/detail.html",
         {"run": run, "replay_form": replay_form, "nav": "runs", "created_ms": epoch_ms(run.created_at),
-         "approvals": approvals, "version_wait_until": version_wait_deadline(run)},
+         "pending_waits": run_pending_waits(run_id=run.id), "version_wait_until": version_wait_deadline(run)},
     )
 
 
@@ -104,15 +142,17 @@ def _pretty(value: object) -> str:
     return json.dumps(value, indent=2, sort_keys=False)
 
 
+@gzip_page  # a 5,000-step timeline is ~1 MB of repetitive JSON, and ~60 KB compressed
 @login_required
 @require_GET
 def run_timeline_json(request: HttpRequest, run_id: str) -> JsonResponse:
-    """Return the run's timeline spans."""
+    """Return the run's timeline spans (``?first=N``: a quick first screen with the first N steps)."""
     run = run_detail(run_id=run_id)
     if run is None:
         raise Http404(f"no run with id '{run_id}'")
     require(request, run.environment_id, Capability.READ)
-    return JsonResponse(run_timeline(run=run))
+    first = _int(request.GET.get("first"))
+    return JsonResponse(run_timeline(run=run, first=max(1, min(first, 1000)) if first else None))
 
 
 @login_required

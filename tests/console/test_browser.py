@@ -28,6 +28,12 @@ def step_rows(tab):
     return tab.locator('.tl-row[data-span-id^="step-"]')
 
 
+def cancel_run(tab):
+    """Cancel the run of the page: the button, then its confirmation."""
+    tab.locator("#cancel-confirm summary").click()
+    tab.locator("#cancel-form button").click()
+
+
 def test_a_run_triggered_from_the_test_form_completes_live_on_its_timeline(page):
     page.goto("/tasks/")
     page.fill("#payload-test-sleepy-steps", '{"steps": 4, "sleep": 0.5}')
@@ -65,6 +71,7 @@ def test_a_run_with_retries_shows_failed_attempts_and_retry_delays(page):
     page.locator('.tl-row[data-span-id="attempt-1"]').click()
     expect(page.locator("#inspector-body")).to_contain_text("third step fails on attempt 1")
     expect(page.locator("#inspector-body .traceback")).to_contain_text("Traceback")
+    page.locator("#checkpoint summary").click()  # folded until opened
     page.fill("#checkpoint-position", "2")
     page.locator("#checkpoint-form button").click()
     expect(page.locator("#checkpoint-tree")).to_contain_text("second")
@@ -77,7 +84,7 @@ def test_cancel_from_the_run_page_stops_the_run_and_the_page_shows_it(page):
     page.goto(f"/runs/{run.id}/")
     expect(step_rows(page).first).to_be_visible(timeout=30_000)
 
-    page.locator("#cancel-form button").click()
+    cancel_run(page)
 
     expect(page.locator("#toasts")).to_contain_text(f"Run {run.id} canceled.")
     expect(status_badge(page)).to_have_attribute("data-status", "CANCELED", timeout=10_000)
@@ -135,6 +142,8 @@ def test_bulk_cancel_from_the_runs_list(page):
         page.locator(f'tr[data-run-id="{run.id}"] input[type=checkbox]').check()
     expect(page.locator("#bulk-count")).to_have_text("2 selected")
 
+    page.locator("#bulk-cancel-confirm summary").click()
+    expect(page.locator("#bulk-cancel-count")).to_have_text("2 selected runs")
     page.locator("#bulk-bar button[value=cancel]").click()
 
     expect(page.locator("#toasts")).to_contain_text("Canceled 2 runs.")
@@ -151,7 +160,8 @@ def test_a_run_with_5000_steps_renders_without_freezing_the_page(page):
     expect(step_rows(page).first).to_be_visible(timeout=30_000)
     interactive_after = time.monotonic() - started
 
-    # Only the visible rows exist in the DOM; scrolling renders the rest.
+    # Only the visible rows exist in the DOM; scrolling renders the rest (once every span arrived).
+    expect(page.locator("#timeline-count")).to_have_text("5003 spans")
     assert page.locator(".tl-row").count() < 100
     page.locator("#timeline-viewport").evaluate("el => { el.scrollTop = el.scrollHeight; }")
     last = page.locator('.tl-row[data-span-id="step-1-5000"]')
@@ -185,6 +195,7 @@ def test_approving_a_waitpoint_from_the_run_page_resumes_the_run_live(page):
 def test_the_metadata_card_follows_a_long_steps_progress_live(page):
     run = run_trigger(task_id="test-metadata-progress", payload={"sleep": 2})[0]
     page.goto(f"/runs/{run.id}/")
+    page.locator("#tab-metadata").click()
     card = page.locator("#metadata-card")
 
     # Progress arrives while the step still runs, without reloading the page.
@@ -259,7 +270,7 @@ def test_a_pinned_run_that_no_running_worker_can_take_says_so_live_on_its_page(p
     expect(status_badge(page)).to_have_attribute("data-status", "QUEUED")
     screenshot(page, "run-detail-waiting-for-version")
 
-    page.locator("#cancel-form button").click()
+    cancel_run(page)
     expect(status_badge(page)).to_have_attribute("data-status", "CANCELED", timeout=10_000)
     expect(notice).to_have_count(0)
 

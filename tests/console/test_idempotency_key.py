@@ -30,8 +30,8 @@ def test_an_active_key_shows_its_scope_expiry_and_a_reset_button(signed_in):
     page = signed_in.get(f"/runs/{run.id}/").content.decode()
 
     expires = Run.objects.get(id=run.id).idempotency_expires_at
-    assert _key_fact(page) == (f"Idempotency key order-1 global scope Active until "
-                               f"{timezone.localtime(expires).strftime('%b %-d, %H:%M')} Reset key")
+    assert _key_fact(page).startswith(f"Idempotency key order-1 global scope Active until "
+                                      f"{timezone.localtime(expires).strftime('%b %-d, %H:%M')} Reset key")
     assert f'action="/runs/{run.id}/idempotency-key/reset/"' in page
 
 

@@ -24,6 +24,8 @@ def test_the_reset_key_button_frees_the_key_and_the_page_shows_it_reset(page):
     expect(fact.locator(".badge")).to_have_text("Active")
     screenshot(page, "run-idempotency-key-active")
 
+    fact.locator("summary", has_text="Reset key").click()  # it asks first
+    expect(fact.locator(".pop-panel")).to_contain_text("The next trigger with it starts a new run")
     fact.get_by_role("button", name="Reset key").click()
 
     expect(page.locator("#toasts")).to_contain_text("Idempotency key 'order-A-17' reset")

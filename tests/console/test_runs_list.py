@@ -35,12 +35,13 @@ def test_runs_list_shows_newest_runs_first(signed_in):
 @pytest.mark.django_db
 def test_runs_list_takes_the_same_queries_for_a_full_page_as_for_one_run(signed_in, django_assert_num_queries):
     trigger(task_id="test-abort", tags=["vip"])
-    # session, user, tasks for the filter, one page of runs (with their versions)
-    with django_assert_num_queries(4):
+    # session, user, tasks for the filter, one page of runs (with their versions), the count per status,
+    # the environments to switch between
+    with django_assert_num_queries(6):
         assert len(shown_ids(signed_in.get("/"))) == 1
     for i in range(60):
         trigger(task_id="test-noop" if i % 2 else "test-abort", tags=["vip"])
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(6):
         assert len(shown_ids(signed_in.get("/?tag=vip"))) == 50
 
 
@@ -93,13 +94,14 @@ def test_keyset_pages_walk_every_run_once_and_back(signed_in):
 def test_live_updates_return_new_rows_and_changed_statuses(signed_in):
     old = trigger()
     new = trigger(tags=["vip"])
-    Run.objects.filter(id=old.id).update(status="EXECUTING")
+    Run.objects.filter(id=old.id).update(status="EXECUTING", attempt_count=2)
 
     answer = signed_in.get(f"/runs/updates.json?newest={old.id}&ids={old.id}").json()
 
     assert [row["id"] for row in answer["rows"]] == [new.id]
     assert f'data-run-id="{new.id}"' in answer["rows"][0]["html"]
-    assert answer["statuses"] == {old.id: {"status": "EXECUTING", "label": "Executing", "duration": "—"}}
+    assert answer["statuses"] == {old.id: {"status": "EXECUTING", "label": "Executing", "attempts": 2,
+                                           "duration": "—"}}
 
 
 @pytest.mark.django_db

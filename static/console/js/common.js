@@ -87,15 +87,31 @@ window.Stepwise = window.Stepwise || {};
     S.toast(toast.message, toast.kind);
   }
 
-  function wireActionForms() {
-    document.querySelectorAll("form[data-action-form]").forEach(function (form) {
-      form.addEventListener("submit", async function (event) {
-        event.preventDefault();
-        const answer = await S.submitAction(form, event.submitter);
-        if (S.leadsElsewhere(answer)) S.navigate(answer);
-        document.dispatchEvent(new CustomEvent("stepwise:action", { detail: Object.assign({ form: form }, answer) }));
-      });
+  /* Send a form with fetch, show its answer, and tell the page (which may follow the answer elsewhere). */
+  S.wireActionForm = function (form) {
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      const answer = await S.submitAction(form, event.submitter);
+      if (S.leadsElsewhere(answer)) S.navigate(answer);
+      if (answer.ok && form.matches("[data-decision]")) decided(form, event.submitter, answer);
+      document.dispatchEvent(new CustomEvent("stepwise:action", { detail: Object.assign({ form: form }, answer) }));
     });
+  };
+
+  /* A waitpoint was decided (or its event sent): its buttons go, a line says what was done. */
+  function decided(form, submitter, answer) {
+    const item = form.closest(".decision");
+    const verb = submitter && submitter.value === "reject" ? "Rejected" : submitter && submitter.value === "approve" ? "Approved" : "Event sent";
+    const note = document.createElement("p");
+    note.className = "decided-note " + (verb === "Rejected" ? "is-rejected" : "is-approved");
+    note.setAttribute("role", "status");
+    note.textContent = verb === "Event sent" ? answer.message : verb + " by you at " + new Date().toLocaleTimeString() + ". The run resumes.";
+    form.replaceWith(note);
+    if (item) item.classList.add("decided");
+  }
+
+  function wireActionForms() {
+    document.querySelectorAll("form[data-action-form]").forEach(S.wireActionForm);
   }
 
   function wireCopyButtons() {
@@ -114,33 +130,105 @@ window.Stepwise = window.Stepwise || {};
     });
   }
 
-  /* Validate a JSON textarea as the user types; block its form's submit while invalid. */
+  /* Validate a JSON textarea as the user types; block its form's submit while invalid.
+     data-json-optional: empty is fine too. */
   S.wireJsonEditor = function (textarea) {
+    if (textarea.dataset.wired) return;
+    textarea.dataset.wired = "1";
     const note = document.getElementById(textarea.getAttribute("aria-describedby"));
-    const submit = textarea.form && textarea.form.querySelector("button[type=submit]");
+    const submits = textarea.form ? textarea.form.querySelectorAll("button[type=submit]") : [];
+    const optional = textarea.hasAttribute("data-json-optional");
     function check() {
       let message = "Valid JSON";
       let valid = true;
-      try { JSON.parse(textarea.value); } catch (err) { valid = false; message = err.message; }
+      if (optional && textarea.value.trim() === "") message = "";
+      else try { JSON.parse(textarea.value); } catch (err) { valid = false; message = err.message; }
       textarea.classList.toggle("invalid", !valid);
       textarea.setAttribute("aria-invalid", String(!valid));
       if (note) { note.textContent = message; note.classList.toggle("invalid", !valid); }
-      if (submit) submit.disabled = !valid;
+      submits.forEach(function (submit) { submit.disabled = !valid; });
     }
     textarea.addEventListener("input", check);
     check();
   };
 
+  S.wireJsonEditors = function (root) {
+    if (root) root.querySelectorAll("textarea[data-json-editor]").forEach(S.wireJsonEditor);
+  };
+
   /* Popovers (<details class="pop">): Cancel closes them, and so do Escape and a click elsewhere. */
   function wirePopovers() {
-    document.querySelectorAll("[data-close-pop]").forEach(function (button) {
-      button.addEventListener("click", function () { button.closest("details").open = false; });
+    document.addEventListener("click", function (event) {
+      const button = event.target.closest("[data-close-pop]");
+      if (!button) return;
+      const pop = button.closest("details");
+      pop.open = false;
+      pop.querySelector("summary").focus();
     });
+    // An opened confirmation takes the focus to its first button, so Enter confirms and Escape backs out.
+    document.addEventListener("toggle", function (event) {
+      const pop = event.target;
+      if (!(pop instanceof HTMLDetailsElement) || !pop.matches(".pop") || !pop.open) return;
+      const first = pop.querySelector(".pop-panel button, .pop-panel a[href], .pop-panel input:not([type=hidden])");
+      if (first) first.focus();
+    }, true);
     function closeAll(except) {
       document.querySelectorAll("details.pop[open]").forEach(function (pop) { if (pop !== except) pop.open = false; });
     }
     document.addEventListener("click", function (event) { closeAll(event.target.closest("details.pop")); });
     document.addEventListener("keydown", function (event) { if (event.key === "Escape") closeAll(null); });
+  }
+
+  /* "5 min ago" for every <time data-relative>, kept current; the exact moment stays in its title. */
+  S.relativeTime = function (moment, now) {
+    const seconds = Math.round((now - moment) / 1000);
+    const future = seconds < 0;
+    const s = Math.abs(seconds);
+    let text;
+    if (s < 45) text = future ? "in a few seconds" : "just now";
+    else {
+      const units = [[60, "s", 1], [3600, "min", 60], [86400, "h", 3600], [86400 * 30, "d", 86400], [Infinity, "mo", 86400 * 30]];
+      const unit = units.find(function (u) { return s < u[0]; });
+      const n = Math.round(s / unit[2]);
+      text = future ? "in " + n + " " + unit[1] : n + " " + unit[1] + " ago";
+    }
+    return text;
+  };
+
+  S.refreshRelativeTimes = function (root) {
+    const now = Date.now();
+    (root || document).querySelectorAll("time[data-relative]").forEach(function (el) {
+      const moment = Date.parse(el.getAttribute("datetime"));
+      if (isNaN(moment)) return;
+      if (!el.title) el.title = new Date(moment).toLocaleString();
+      el.textContent = S.relativeTime(moment, now);
+    });
+  };
+
+  /* Tabs (role=tablist): a click or the arrow keys show one panel and hide the others. */
+  function wireTabs() {
+    document.querySelectorAll("[role=tablist]").forEach(function (list) {
+      const tabs = Array.from(list.querySelectorAll("[role=tab]"));
+      function show(tab) {
+        tabs.forEach(function (t) {
+          const on = t === tab;
+          t.setAttribute("aria-selected", String(on));
+          t.tabIndex = on ? 0 : -1;
+          document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
+        });
+      }
+      tabs.forEach(function (tab, index) {
+        tab.addEventListener("click", function () { show(tab); });
+        tab.addEventListener("keydown", function (event) {
+          const step = event.key === "ArrowRight" ? 1 : event.key === "ArrowLeft" ? -1 : 0;
+          if (!step) return;
+          const next = tabs[(index + step + tabs.length) % tabs.length];
+          show(next);
+          next.focus();
+          event.preventDefault();
+        });
+      });
+    });
   }
 
   /* A page shown in answer to a POST (a one-time secret) swaps its URL so reloading does not post again. */
@@ -156,6 +244,9 @@ window.Stepwise = window.Stepwise || {};
     showCarriedToast();
     wireActionForms();
     wireCopyButtons();
-    document.querySelectorAll("textarea[data-json-editor]").forEach(S.wireJsonEditor);
+    S.wireJsonEditors(document);
+    wireTabs();
+    S.refreshRelativeTimes(document);
+    setInterval(function () { S.refreshRelativeTimes(document); }, 30000);
   });
 })(window.Stepwise);

@@ -22,7 +22,7 @@ window.Stepwise = window.Stepwise || {};
     return el("span", "jt-meta", String(value));
   }
 
-  function node(key, value, depth) {
+  function node(key, value, depth, openDepth) {
     const isArray = Array.isArray(value);
     if (value === null || typeof value !== "object") {
       const row = el("div", "jt-row");
@@ -32,18 +32,19 @@ window.Stepwise = window.Stepwise || {};
     }
     const entries = isArray ? value.map(function (v, i) { return [String(i), v]; }) : Object.entries(value);
     const details = el("details");
-    details.open = depth < OPEN_DEPTH;
+    details.open = depth < openDepth;
     const summary = el("summary");
     if (key !== null) summary.append(el("span", "jt-key", key + ": "));
     summary.append(el("span", "jt-meta", isArray ? "[" + entries.length + " items]" : "{" + entries.length + " keys}"));
     details.append(summary);
-    entries.slice(0, MAX_CHILDREN).forEach(function (pair) { details.append(node(pair[0], pair[1], depth + 1)); });
+    entries.slice(0, MAX_CHILDREN).forEach(function (pair) { details.append(node(pair[0], pair[1], depth + 1, openDepth)); });
     if (entries.length > MAX_CHILDREN) details.append(el("div", "jt-row jt-meta", "… " + (entries.length - MAX_CHILDREN) + " more"));
     return details;
   }
 
-  S.renderJson = function (container, value) {
-    container.replaceChildren(node(null, value, 0));
+  S.renderJson = function (container, value, options) {
+    const openDepth = options && options.openDepth !== undefined ? options.openDepth : OPEN_DEPTH;
+    container.replaceChildren(node(null, value, 0, openDepth));
   };
 
   S.mountJsonTrees = function (root) {

@@ -2,6 +2,8 @@
 "use strict";
 
 (function (S) {
+  const FIRST_SCREEN = 200;
+
   function fact(list, label, value, mono) {
     const row = document.createElement("div");
     const dt = document.createElement("dt");
@@ -68,25 +70,86 @@
       this.root = root;
       this.runStart = null;
       this.inspector = document.getElementById("inspector");
+      this.split = document.getElementById("timeline-split");
       this.timeline = new S.Timeline(document.getElementById("timeline"), (span) => this.inspect(span));
       this.liveIndicator = document.getElementById("live-indicator");
-      document.getElementById("inspector-close").addEventListener("click", () => { this.inspector.hidden = true; });
+      this.checkpoint = document.getElementById("checkpoint");
+      this.logs = new S.RunLogs(this.timeline, (id) => this.reveal(id));
+      document.getElementById("inspector-close").addEventListener("click", () => this.closeInspector());
+      document.getElementById("inspector-zoom").addEventListener("click", () => {
+        const span = this.timeline.byId.get(this.timeline.selected);
+        if (span) this.timeline.zoomTo(span.start, span.end === null ? Date.now() - (this.timeline.clockSkew || 0) : span.end);
+      });
+      document.addEventListener("keydown", (event) => {
+        if (event.key !== "Escape" || this.inspector.hidden || document.querySelector("details.pop[open]")) return;
+        if (event.target.closest("input, textarea, select")) return;
+        this.closeInspector();
+      });
       document.getElementById("checkpoint-form").addEventListener("submit", (event) => {
         event.preventDefault();
         this.showCheckpoint(document.getElementById("checkpoint-position").value);
       });
+      // The checkpoint panel starts folded (a long run has thousands of keys): its state loads when opened.
+      this.checkpoint.addEventListener("toggle", () => { if (this.checkpoint.open) this.showCheckpoint(document.getElementById("checkpoint-position").value); });
+      this.wireToolbar();
       document.addEventListener("stepwise:action", () => this.stream && this.stream.catchUp());
     }
 
+    wireToolbar() {
+      const search = document.getElementById("timeline-search");
+      const kind = document.getElementById("timeline-kind");
+      const status = document.getElementById("timeline-status");
+      const collapse = document.getElementById("timeline-collapse");
+      const reset = document.getElementById("timeline-zoom-reset");
+      let typing = null;
+      search.addEventListener("input", () => {
+        clearTimeout(typing);
+        typing = setTimeout(() => this.timeline.setFilter({ text: search.value.trim() }), 120);
+      });
+      kind.addEventListener("change", () => this.timeline.setFilter({ kind: kind.value }));
+      status.addEventListener("change", () => this.timeline.setFilter({ status: status.value }));
+      collapse.addEventListener("click", () => {
+        const collapsing = collapse.getAttribute("aria-pressed") !== "true";
+        this.timeline.collapseAttempts(collapsing);
+        collapse.setAttribute("aria-pressed", String(collapsing));
+        collapse.textContent = collapsing ? "Expand attempts" : "Collapse attempts";
+      });
+      reset.addEventListener("click", () => this.timeline.resetZoom());
+      document.addEventListener("stepwise:zoom", (event) => { reset.hidden = !event.detail.zoomed; });
+    }
+
+    closeInspector() {
+      this.inspector.hidden = true;
+      this.split.classList.remove("inspecting");
+      document.getElementById("timeline").focus();
+    }
+
+    /* Show a span picked elsewhere (a log line): clear what hides it, select it, scroll to it. */
+    reveal(id) {
+      const span = this.timeline.byId.get(id);
+      if (!span) return;
+      this.timeline.collapsed.clear();
+      this.timeline.setFilter({ text: "", kind: "", status: "" });
+      ["timeline-search", "timeline-kind", "timeline-status"].forEach(function (name) { document.getElementById(name).value = ""; });
+      this.timeline.buildRows();
+      const index = this.timeline.rows.indexOf(span);
+      this.timeline.scrollToRow(index);
+      this.timeline.select(id);
+      document.getElementById("timeline").scrollIntoView({ block: "nearest" });
+    }
+
     async start() {
-      await this.reload();
-      this.showCheckpoint("");
+      const rendered = document.querySelector("#run-status .badge").dataset.status;
+      // A long run: the first screen of rows comes first, the whole timeline right after.
+      const quick = await S.getJSON(this.root.dataset.timelineUrl + "?first=" + FIRST_SCREEN);
+      this.show(quick);
+      if (quick.partial) await this.reload();
+      // The run moved on between rendering the page and reading its timeline (a Queued page of a run
+      // that started meanwhile): the events that said so are older than the timeline's seq, so show
+      // the status the timeline read.
+      if (rendered !== this.timeline.run.status) this.showStatus(this.timeline.run.status);
       if (this.timeline.run.is_finished) {
-        // The run may have finished between rendering the page and reading its timeline.
-        if (document.querySelector("#run-status .badge").dataset.status !== this.timeline.run.status) {
-          this.showStatus(this.timeline.run.status);
-          await this.refreshRendered();
-        }
+        if (rendered !== this.timeline.run.status) await this.refreshRendered();
         return this.setLive("done");
       }
       this.stream = new S.RunStream({
@@ -94,16 +157,24 @@
         eventsUrl: this.root.dataset.eventsUrl,
         after: this.lastSeq,
         onEvents: (events) => this.receive(events),
-        onState: (state) => this.setLive(state),
+        onState: (state) => {
+          this.setLive(state);
+          // Connected (again): fetch whatever was stored while the socket was not listening.
+          if (state === "live") this.stream.catchUp();
+        },
       });
       this.stream.start();
     }
 
     async reload() {
-      const timeline = await S.getJSON(this.root.dataset.timelineUrl);
+      this.show(await S.getJSON(this.root.dataset.timelineUrl));
+    }
+
+    show(timeline) {
       this.lastSeq = timeline.last_seq;
       this.timeline.load(timeline);
       this.runStart = timeline.spans[0] && timeline.spans[0].start;
+      this.logs.render();
     }
 
     setLive(state) {
@@ -123,6 +194,8 @@
         this.timeline.apply(event);
         document.dispatchEvent(new CustomEvent("stepwise:run-event", { detail: event }));  // for cards of their own
         if (event.type === "metadata.updated") this.showMetadata(event);
+        if (event.type === "step.completed" || event.type === "step.failed") this.checkpointSoon();
+        if (event.type === "log") this.logs.renderSoon();
         if (event.type === "run.status") {
           this.showStatus(event.data.to);
           if (S.isFinal(event.data.to)) finished = true;
@@ -130,6 +203,8 @@
           if (event.data.from === "QUEUED" && document.querySelector("#version-wait .callout")) versionWait = true;
         }
         if (event.type === "version.waiting") versionWait = true;
+        // A wait began or ended: the "Waiting for" card (send the event, approve) follows.
+        if (event.type.indexOf("wait.") === 0) versionWait = true;
       }
       if (finished) this.finish();
       else if (versionWait) this.refreshRendered();
@@ -163,30 +238,35 @@
     /* Replace the server-rendered parts that change when a run ends (result, actions, facts). */
     async refreshRendered() {
       const page = new DOMParser().parseFromString(await (await fetch(location.href, { credentials: "same-origin" })).text(), "text/html");
-      for (const selector of ["#result-card", ".page-actions", "#fact-attempts", "#fact-duration", "#version-wait"]) {
+      for (const selector of ["#result-card", ".page-actions", "#fact-attempts", "#fact-duration", "#version-wait",
+        "#waiting-for-slot", "#run-context"]) {
         const fresh = page.querySelector(selector);
         const current = document.querySelector(selector);
         if (fresh && current) current.replaceWith(document.adoptNode(fresh));
       }
-      document.querySelectorAll(".page-actions form[data-action-form]").forEach((form) => {
-        form.addEventListener("submit", async (event) => {
-          event.preventDefault();
-          const answer = await S.submitAction(form, event.submitter);
-          if (S.leadsElsewhere(answer)) S.navigate(answer);
-        });
-      });
+      S.wireJsonEditors(document.getElementById("waiting-for-slot"));
+      document.querySelectorAll("#waiting-for-slot form[data-action-form]").forEach(S.wireActionForm);
+      document.querySelectorAll(".page-actions form[data-action-form]").forEach(S.wireActionForm);
       S.mountJsonTrees(document.getElementById("result-card"));
       this.showCheckpoint(document.getElementById("checkpoint-position").value);
     }
 
+    /* A step was recorded: an open checkpoint panel showing the latest state follows it. */
+    checkpointSoon() {
+      if (!this.checkpoint.open || document.getElementById("checkpoint-position").value !== "") return;
+      clearTimeout(this.checkpointTimer);
+      this.checkpointTimer = setTimeout(() => this.showCheckpoint(""), 400);
+    }
+
     async inspect(span) {
       this.inspector.hidden = false;
+      this.split.classList.add("inspecting");
       if (span.kind === "attempt" && span.error && !("traceback" in span.error)) {
         // It failed while this page watched: its event named only the error; the timeline has it in full.
         await this.reload();
         span = this.timeline.byId.get(span.id) || span;
       }
-      document.getElementById("inspector-title").textContent = span.name;
+      document.getElementById("inspector-title").textContent = S.spanLabel(span);
       const facts = document.getElementById("inspector-facts");
       const body = document.getElementById("inspector-body");
       facts.replaceChildren();
@@ -231,6 +311,7 @@
       link.textContent = "Checkpoint state as of this step";
       link.addEventListener("click", () => {
         document.getElementById("checkpoint-position").value = position;
+        this.checkpoint.open = true;
         this.showCheckpoint(position);
         document.getElementById("checkpoint").scrollIntoView({ behavior: "smooth", block: "center" });
       });
@@ -238,9 +319,14 @@
     }
 
     async showCheckpoint(position) {
+      if (!this.checkpoint.open) return;
       const url = this.root.dataset.checkpointUrl + (position === "" ? "" : "?position=" + encodeURIComponent(position));
       const answer = await S.getJSON(url);
-      S.renderJson(document.getElementById("checkpoint-tree"), answer.state);
+      const keys = Object.keys(answer.state).length;
+      // Keys folded past the first level: a run of thousands of steps opens as one line per key.
+      S.renderJson(document.getElementById("checkpoint-tree"), answer.state, { openDepth: 1 });
+      document.getElementById("checkpoint-note").textContent = keys + " recorded step" + (keys === 1 ? "" : "s") +
+        (position === "" ? ", latest" : " up to position " + position);
     }
   }
 

@@ -73,6 +73,7 @@
       const template = document.createElement("template");
       template.innerHTML = rows.map(function (r) { return r.html; }).join("");
       template.content.querySelectorAll("tr").forEach(function (tr) { tr.classList.add("is-new"); });
+      S.refreshRelativeTimes(template.content);
       this.rows.prepend(template.content);
     }
 
@@ -80,7 +81,9 @@
       Object.entries(statuses).forEach(([id, state]) => {
         const row = this.rows.querySelector('tr[data-run-id="' + CSS.escape(id) + '"]');
         const badge = row && row.querySelector(".badge");
-        if (!badge || badge.dataset.status === state.status) return;
+        if (!badge) return;
+        row.querySelector(".col-attempts").textContent = state.attempts;
+        if (badge.dataset.status === state.status) return;
         badge.className = "badge status-" + state.status.toLowerCase();
         badge.dataset.status = state.status;
         badge.textContent = state.label;
@@ -92,10 +95,12 @@
       const all = document.getElementById("select-all");
       const bar = document.getElementById("bulk-bar");
       const count = document.getElementById("bulk-count");
+      const cancelCount = document.getElementById("bulk-cancel-count");
       const update = () => {
         const checked = this.rows.querySelectorAll("input[name=run_ids]:checked").length;
         bar.hidden = checked === 0;
         count.textContent = checked + " selected";
+        if (cancelCount) cancelCount.textContent = checked + " selected run" + (checked === 1 ? "" : "s");
       };
       all.addEventListener("change", () => {
         this.rows.querySelectorAll("input[name=run_ids]").forEach(function (box) { box.checked = all.checked; });
@@ -105,6 +110,8 @@
       this.form.addEventListener("submit", async (event) => {
         event.preventDefault();
         const answer = await S.submitAction(this.form, event.submitter);
+        const confirm = document.getElementById("bulk-cancel-confirm");
+        if (confirm) confirm.open = false;
         if (answer.ok) {
           this.rows.querySelectorAll("input[name=run_ids]:checked").forEach(function (box) { box.checked = false; });
           all.checked = false;
@@ -115,8 +122,105 @@
     }
   }
 
+  /* j/k or the arrow keys move through the runs, Enter opens the focused one, x selects it. */
+  function wireKeys(rows) {
+    function current() { return rows.querySelector("tr.focused"); }
+    function focus(row) {
+      if (!row) return;
+      const before = current();
+      if (before) { before.classList.remove("focused"); before.removeAttribute("aria-current"); }
+      row.classList.add("focused");
+      row.setAttribute("aria-current", "true");
+      const link = row.querySelector("a");
+      if (link) link.focus({ preventScroll: true });
+      row.scrollIntoView({ block: "nearest" });
+    }
+    document.addEventListener("keydown", function (event) {
+      if (event.ctrlKey || event.metaKey || event.altKey) return;
+      if (event.target.closest("input, select, textarea, [contenteditable], details.pop[open]")) return;
+      const all = Array.from(rows.querySelectorAll("tr[data-run-id]"));
+      if (!all.length) return;
+      const at = all.indexOf(current());
+      const down = event.key === "j" || event.key === "ArrowDown";
+      const up = event.key === "k" || event.key === "ArrowUp";
+      if (down || up) {
+        event.preventDefault();
+        focus(all[at < 0 ? 0 : Math.max(0, Math.min(all.length - 1, at + (down ? 1 : -1)))]);
+      } else if (event.key === "Enter" && at >= 0 && event.target.tagName !== "BUTTON") {
+        event.preventDefault();
+        location.assign(all[at].dataset.href);
+      } else if (event.key === "x" && at >= 0) {
+        const box = all[at].querySelector("input[name=run_ids]");
+        box.checked = !box.checked;
+        box.dispatchEvent(new Event("change", { bubbles: true }));
+      }
+    });
+    rows.addEventListener("focusin", function (event) {
+      const row = event.target.closest("tr[data-run-id]");
+      if (row && row !== current()) {
+        const before = current();
+        if (before) { before.classList.remove("focused"); before.removeAttribute("aria-current"); }
+        row.classList.add("focused");
+      }
+    });
+  }
+
+  /* Saved views: the list's query string under a name, kept in this browser. */
+  const SAVED_KEY = "stepwise:saved-run-filters";
+
+  function savedViews() {
+    try { return JSON.parse(localStorage.getItem(SAVED_KEY) || "[]"); } catch (err) { return []; }
+  }
+
+  function renderSaved(list) {
+    const views = savedViews();
+    list.replaceChildren.apply(list, views.map(function (view, index) {
+      const item = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = location.pathname + view.query;
+      link.textContent = view.name;
+      if (view.query === location.search) link.setAttribute("aria-current", "true");
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "saved-remove";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", "Forget the saved view " + view.name);
+      remove.addEventListener("click", function () {
+        const kept = savedViews();
+        kept.splice(index, 1);
+        localStorage.setItem(SAVED_KEY, JSON.stringify(kept));
+        renderSaved(list);
+      });
+      item.append(link, remove);
+      return item;
+    }));
+    document.getElementById("saved-filters-label").hidden = views.length === 0;
+  }
+
+  function wireSaved() {
+    const list = document.getElementById("saved-list");
+    const form = document.getElementById("save-filter-form");
+    if (!list || !form) return;
+    renderSaved(list);
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const name = document.getElementById("save-filter-name").value.trim();
+      if (!name) return;
+      const views = savedViews().filter(function (v) { return v.name !== name; });
+      views.push({ name: name, query: location.search });
+      localStorage.setItem(SAVED_KEY, JSON.stringify(views));
+      renderSaved(list);
+      form.closest("details").open = false;
+      S.toast("Saved this view as \u201c" + name + "\u201d.", "success");
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     const form = document.getElementById("bulk-form");
-    if (form) new RunsList(form).start();
+    if (form) {
+      new RunsList(form).start();
+      wireKeys(document.getElementById("run-rows"));
+      wireSaved();
+    }
   });
 })(window.Stepwise);
