@@ -26,3 +26,27 @@ def broker_backlog() -> int | None:
     except Exception:
         logger.warning("could not read the broker backlog")
         return None
+
+
+def broker_lost_messages() -> bool:
+    """Tell whether the broker lost the messages it held since the last look: it restarted empty, or was flushed.
+
+    A marker key lives in the broker beside the hints, so it shares their fate: when it is gone,
+    so are they. This process's first look only sets it (it cannot tell what came before).
+    """
+    global _marker_seen
+    if not settings.REDIS_URL:
+        return False
+    from console.celery import app
+
+    marker = f"stepwise:broker-marker:{app.conf['CELERY_TASK_DEFAULT_QUEUE']}"
+    try:
+        with app.connection_for_write() as conn:
+            missing = bool(conn.default_channel.client.set(marker, "1", nx=True))
+    except Exception:  # the broker is down: nothing can be re-sent now anyway
+        return False
+    lost, _marker_seen = missing and _marker_seen, True
+    return lost
+
+
+_marker_seen = False
