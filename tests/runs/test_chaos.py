@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
@@ -58,7 +62,7 @@ def test_the_quick_chaos_profile_loses_no_run_and_repeats_no_recorded_step(trans
     assert not Run.objects.exists(), "the scenarios' runs are deleted afterwards"
 
 
-def test_chaos_prints_a_table_with_bounds_and_targets(transactional_db):
+def test_chaos_names_the_scenarios_when_given_an_unknown_one(transactional_db):
     with pytest.raises(CommandError, match="unknown scenario nope; the scenarios are kill, pause"):
         call_command("chaos", "--quick", "--only", "nope")
 
@@ -67,3 +71,17 @@ def test_chaos_prints_a_table_with_bounds_and_targets(transactional_db):
 def test_chaos_refuses_the_embedded_database_with_a_clear_error(transactional_db):
     with pytest.raises(CommandError, match="DATABASE_URL must point at PostgreSQL"):
         call_command("chaos", "--quick")
+
+
+def test_store_fault_injection_is_refused_without_debug():
+    env = {
+        "PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "console.settings",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/stepwise", "DEBUG": "0",
+        "SECRET_KEY": "x" * 50, "STEPWISE_SECRET_KEYS": "dGVzdC1vbmx5LWtleS1mb3Itc3RlcHdpc2UtdGVzdHM=",
+        "STEPWISE_STORE_FAULT_RATE": "0.01",
+    }
+    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=settings.BASE_DIR, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "STEPWISE_STORE_FAULT_RATE makes database calls fail on purpose" in result.stderr
+    assert "refused unless DEBUG=1" in result.stderr
