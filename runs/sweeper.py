@@ -162,20 +162,26 @@ def recover_lost_leases(now) -> tuple[int, int]:
     return recovered - crashed, crashed
 
 
-def redispatch_stale(now) -> int:
+def redispatch_stale(now, *, worker_lost: bool = False) -> int:
     """Re-send hints for QUEUED runs whose message was lost or whose queue was full.
 
     A hint that could not be sent (the broker was down) is re-sent at once, and so is every
     QUEUED run's when the broker lost what it held (it restarted empty). Hints older than
     the redispatch delay are re-sent unless the broker holds at least as many messages as
     there are such runs: then workers are behind, not short of hints, and duplicates would
-    only slow them down. A re-sent hint goes ahead of new work: its run has waited longest.
+    only slow them down. When this pass found a dead worker (``worker_lost``), the hints it
+    had taken from the broker died with it: each was sent before it died, at most a heartbeat
+    after its last renewal, so the delay is then the lease less a heartbeat instead of the
+    redispatch delay. A re-sent hint goes ahead of new work: its run has waited longest.
     """
     if broker_lost_messages():
         lost = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=False).update(dispatched_at=None)
         if lost:
             logger.warning("sweeper: the broker lost its messages; re-sending the hints of %d queued runs", lost)
-    cutoff = now - timedelta(seconds=settings.STEPWISE_REDISPATCH_SECONDS)
+    delay = settings.STEPWISE_REDISPATCH_SECONDS
+    if worker_lost:
+        delay = min(delay, settings.STEPWISE_LEASE_SECONDS - settings.STEPWISE_HEARTBEAT_SECONDS)
+    cutoff = now - timedelta(seconds=delay)
     stale = Run.objects.filter(Q(dispatched_at__lt=cutoff) | Q(dispatched_at__isnull=True), status=RunStatus.QUEUED)
     # A run waiting for its version has no worker to hint: a hint would only pile up unread.
     stale = stale.filter(version_wait_since__isnull=True)
@@ -237,7 +243,7 @@ def sweep_once() -> SweepReport:
     report.recovered, report.crashed = recover_lost_leases(now)
     report.queued += fire_due_timers(timezone.now())  # crash-recovered runs retry at once
     report.version_waits, report.version_found, report.version_failed = pinned_runs_sweep(now)
-    report.redispatched = redispatch_stale(now)
+    report.redispatched = redispatch_stale(now, worker_lost=bool(report.recovered or report.crashed))
     report.scheduled = schedules_fire_due(now)
     report.pruned = retention_pass(now)
     return report
