@@ -35,10 +35,12 @@ class ClusterShape:
 
 
 class ChaosCluster:
-    """Workers and a scheduler on a private queue and broker, reaching PostgreSQL through a proxy.
+    """Workers and a scheduler on a private queue and broker; through a database proxy when a scenario asks.
 
     The command's own process sends its hints to the same private broker and reads the
-    database directly, so it keeps measuring while the proxy is down.
+    database directly, so it keeps measuring while the proxy is down. Workers and the scheduler
+    reach PostgreSQL directly too unless ``setup`` routes them through the proxy (a proxy in
+    Python adds to every statement, so only the scenarios that break the database pay for it).
     """
 
     def __init__(self, *, queue: str, log_dir: Path, shape: ClusterShape) -> None:
@@ -47,18 +49,17 @@ class ChaosCluster:
         db = connection.settings_dict
         self.proxy = DatabaseProxy(target_host=db.get("HOST") or "127.0.0.1", target_port=int(db.get("PORT") or 5432))
         env = {
-            "DATABASE_URL": _with_port(database_url(), self.proxy.port),
             "REDIS_URL": self.broker.url,
             RECORDS_URL_VARIABLE: settings.REDIS_URL,
             "STEPWISE_LEASE_SECONDS": f"{shape.lease_seconds:g}",
             "STEPWISE_HEARTBEAT_SECONDS": f"{shape.lease_seconds / 4:g}",
             "STEPWISE_MAX_CRASHES": str(shape.max_crashes),
-            "CONN_MAX_AGE": "0",
         }
         self.procs = BenchProcesses(queue=queue, log_dir=log_dir, loglevel=shape.loglevel, env=env,
                                     modules=CHAOS_TASK_MODULES)
         self.workers: list[subprocess.Popen] = []
         self.scheduler: subprocess.Popen | None = None
+        self.via_proxy = False
         self.fault_rate = 0.0
         self.kills = 0
 
@@ -80,11 +81,28 @@ class ChaosCluster:
             self.proxy.stop()
             self.broker.kill()
 
+    def setup(self, *, via_proxy: bool, fault_rate: float, timeout: float) -> None:
+        """Restart the workers and the scheduler if they must reach the database otherwise, or inject other faults."""
+        if (via_proxy, fault_rate) == (self.via_proxy, self.fault_rate):
+            return
+        for proc in [*self.workers, *([self.scheduler] if self.scheduler else [])]:
+            self.procs.kill(proc, sig=signal.SIGTERM)
+        self.workers, self.scheduler = [], None
+        self.via_proxy, self.fault_rate = via_proxy, fault_rate
+        for _ in range(self.shape.workers):
+            self.worker_start()
+        self.scheduler_start()
+        self.procs.wait_ready(timeout=timeout)
+
+    def _database_env(self) -> dict[str, str]:
+        return {"DATABASE_URL": _with_port(database_url(), self.proxy.port)} if self.via_proxy else {}
+
     def _worker_env(self) -> dict[str, str]:
-        if not self.fault_rate:
-            return {}
-        # The store refuses fault injection unless DEBUG is on: these workers only ever serve the chaos queue.
-        return {FAULT_RATE_VARIABLE: f"{self.fault_rate:g}", "DEBUG": "1"}
+        env = self._database_env()
+        if self.fault_rate:
+            # The store refuses fault injection unless DEBUG is on: these workers only ever serve the chaos queue.
+            env.update({FAULT_RATE_VARIABLE: f"{self.fault_rate:g}", "DEBUG": "1"})
+        return env
 
     def worker_start(self) -> subprocess.Popen:
         """Start one more worker (prefork, as in production)."""
@@ -100,28 +118,15 @@ class ChaosCluster:
         self.kills += 1
         self.worker_start()
 
-    def workers_replace(self, *, fault_rate: float, timeout: float) -> None:
-        """Stop every worker and start as many anew, injecting ``fault_rate`` store faults."""
-        for proc in list(self.workers):
-            self.workers.remove(proc)
-            self.procs.kill(proc, sig=signal.SIGTERM)
-        self.fault_rate = fault_rate
-        for _ in range(self.shape.workers):
-            self.worker_start()
-        self.procs.wait_ready(timeout=timeout)
-
     def scheduler_start(self) -> None:
-        self.scheduler = self.procs.start_scheduler(interval=settings.STEPWISE_SWEEP_INTERVAL_SECONDS)
+        self.scheduler = self.procs.start_scheduler(interval=settings.STEPWISE_SWEEP_INTERVAL_SECONDS,
+                                                    env=self._database_env())
 
     def scheduler_kill(self) -> None:
         """SIGKILL the scheduler: no goodbye, its row and its LISTEN connection just vanish."""
         if self.scheduler is not None:
             self.procs.kill(self.scheduler)
             self.scheduler = None
-
-    def workers_ready(self, *, timeout: float) -> float:
-        """Wait until every worker answers a ping; return the seconds it took."""
-        return self.procs.wait_ready(timeout=timeout)
 
 
 def _with_port(url: str, port: int) -> str:

@@ -89,7 +89,6 @@ def store_faults(state: ChaosState) -> list[Figure]:
     """Scenario 7: a share of the engine's database calls fail at random (injected in the store)."""
     n, steps, rate = state.sizes["fault_runs"], state.sizes["fault_steps"], state.sizes["fault_rate"]
     cluster = state.cluster
-    cluster.workers_replace(fault_rate=rate, timeout=state.timeout)  # for good: this scenario runs last
     started = timezone.now()
     run_ids = _steps_burst(state, n, steps)
     statuses = runs_settle(run_ids, timeout=state.timeout)

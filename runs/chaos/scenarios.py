@@ -15,14 +15,19 @@ from runs.chaos.outages import broker_outage, database_outage, store_faults
 class Scenario:
     """One fault scenario: its number and name (for --only/--skip), its progress line and its measurement.
 
-    A scenario that ``breaks_workers`` leaves them injecting faults: it runs after the others.
+    ``setup`` says how the workers and the scheduler run: ``direct`` to the database,
+    ``proxy`` through the proxy a scenario takes down, ``faults`` through it with the store
+    failing the profile's share of calls. Scenarios run in that order (a change restarts them).
     """
 
     number: int
     name: str
     title: Callable[[dict[str, Any]], str]
     run: Callable[[ChaosState], list[Figure]]
-    breaks_workers: bool = False
+    setup: str = "direct"
+
+
+SETUPS = ("direct", "proxy", "faults")
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -30,7 +35,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                                   f"{s['kill_steps']} steps", killed_workers),
     Scenario(2, "pause", lambda s: "SIGSTOP a worker past its lease, takeover, SIGCONT", paused_worker),
     Scenario(3, "database", lambda s: f"PostgreSQL refuses and drops connections for {s['db_outage']:g}s under "
-                                      f"{s['db_runs']} runs", database_outage),
+                                      f"{s['db_runs']} runs", database_outage, setup="proxy"),
     Scenario(4, "broker", lambda s: f"the broker killed for {s['broker_outage']:g}s and restarted empty, "
                                     f"{s['broker_runs']} runs before and {s['broker_runs']} during", broker_outage),
     Scenario(5, "crash-loop", lambda s: "a step that kills its worker on every attempt", crash_loop),
@@ -38,7 +43,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                                        "deadline, then the scheduler killed and restarted", deadlines),
     Scenario(7, "faults", lambda s: f"{s['fault_rate']:.0%} of the store's database calls fail, "
                                     f"{s['fault_runs']} runs x {s['fault_steps']} steps", store_faults,
-             breaks_workers=True),
+             setup="faults"),
     Scenario(8, "limited", lambda s: f"a queue limited to 5, {s['limited_runs']} runs, workers SIGKILLed",
              limited_queue),
 )

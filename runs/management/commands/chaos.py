@@ -23,7 +23,7 @@ from runs.chaos.cluster import ChaosCluster, ClusterShape
 from runs.chaos.figures import ChaosState, Figure
 from runs.chaos.records import executions_forget
 from runs.chaos.redis_server import RedisServerMissing
-from runs.chaos.scenarios import PROFILES, SCENARIO_NAMES, SCENARIOS, Scenario
+from runs.chaos.scenarios import PROFILES, SCENARIO_NAMES, SCENARIOS, SETUPS, Scenario
 
 
 class Command(BaseCommand):
@@ -70,9 +70,12 @@ class Command(BaseCommand):
         previous_sigterm = sigterm_raises()
         try:
             with cluster.running(timeout=sizes["timeout"]):
-                for index, scenario in enumerate(sorted(scenarios, key=lambda s: s.breaks_workers), 1):
+                for index, scenario in enumerate(sorted(scenarios, key=lambda s: SETUPS.index(s.setup)), 1):
                     self.stderr.write(f"[{index}/{len(scenarios)}] {scenario.number}. {scenario.name}: "
                                       f"{scenario.title(sizes)}...")
+                    cluster.setup(via_proxy=scenario.setup != "direct",
+                                  fault_rate=sizes["fault_rate"] if scenario.setup == "faults" else 0.0,
+                                  timeout=sizes["timeout"])
                     results.append(self._scenario_run(scenario, state, log_dir))
             results.sort(key=lambda result: result[0].number)
         except KeyboardInterrupt:
