@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Max
 from django.utils import timezone
@@ -23,6 +23,7 @@ from runs.chaos.tasks import chaos_steps, chaos_timer
 from runs.models import Attempt, Step, Waitpoint
 
 INJECTED_FAULT_LOG = "injected store fault"
+OUTAGE_LEAD_SECONDS = 3.0
 
 
 def _steps_burst(state: ChaosState, count: int, steps: int, *, sleep: float | None = None) -> list[str]:
@@ -34,11 +35,15 @@ def _steps_burst(state: ChaosState, count: int, steps: int, *, sleep: float | No
 def database_outage(state: ChaosState) -> list[Figure]:
     """Scenario 3: the database refuses new connections and drops open ones for a while, mid-run."""
     n, steps, outage = state.sizes["db_runs"], state.sizes["db_steps"], state.sizes["db_outage"]
-    # Waits meant to fall due while the database is away: their resume needs the scheduler's first good pass.
-    timers = state.triggered([chaos_timer.trigger({"seconds": 2 + outage / 2}).id for _ in range(3)])
+    # The outage starts a few seconds from now, once the runs are under way; waits fall due in
+    # its middle, and their resume needs the scheduler's first good pass after it.
+    planned = timezone.now() + timedelta(seconds=OUTAGE_LEAD_SECONDS)
+    due = (planned + timedelta(seconds=outage / 2)).isoformat()
+    timers = state.triggered([chaos_timer.trigger({"until": due}).id for _ in range(3)])
     run_ids = _steps_burst(state, n, steps, sleep=state.sizes["db_sleep"])
     wait_until(lambda: Step.objects.filter(run_id__in=run_ids).count() >= 2, timeout=state.timeout,
                what="the runs to record their first steps")
+    time.sleep(max(0.0, (planned - timezone.now()).total_seconds()))
     down = timezone.now()
     state.cluster.proxy.down()
     time.sleep(outage)

@@ -64,12 +64,12 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "quick": {
         "workers": 2, "concurrency": 4, "lease_seconds": 2.0, "max_crashes": 3, "timeout": 60.0, "step_sleep": 0.05,
-        "kill_runs": 24, "kill_steps": 5, "kill_sleep": 0.2, "kill_window": 4.0,
-        "pause_steps": 10,
-        "db_runs": 8, "db_steps": 10, "db_sleep": 0.5, "db_outage": 3.0,
+        "kill_runs": 16, "kill_steps": 5, "kill_sleep": 0.2, "kill_window": 3.0,
+        "pause_steps": 8,
+        "db_runs": 6, "db_steps": 10, "db_sleep": 0.5, "db_outage": 2.0,
         "broker_runs": 12, "broker_steps": 3, "broker_outage": 2.0,
-        "deadline_waits": 100, "deadline_seconds": 2.0,
-        "fault_runs": 10, "fault_steps": 5, "fault_rate": 0.05,
-        "limited_runs": 16, "limited_steps": 3,
+        "deadline_waits": 60, "deadline_seconds": 2.0,
+        "fault_runs": 8, "fault_steps": 5, "fault_rate": 0.05,
+        "limited_runs": 12, "limited_steps": 3,
     },
 }

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
@@ -71,8 +72,11 @@ def chaos_crash_loop(payload: dict[str, Any], ctx: Any) -> None:
 
 @task(id=TIMER_TASK_ID, retry=ONE_ATTEMPT)
 def chaos_timer(payload: dict[str, Any], ctx: Any) -> None:
-    """Wait ``payload["seconds"]`` seconds without holding a worker."""
-    wait.for_(seconds=float(payload["seconds"]))
+    """Wait ``payload["seconds"]`` seconds, or until ``payload["until"]`` (ISO date), without holding a worker."""
+    if "until" in payload:
+        wait.until(datetime.fromisoformat(payload["until"]))
+    else:
+        wait.for_(seconds=float(payload["seconds"]))
 
 
 @task(id=TOKEN_TASK_ID, retry=ONE_ATTEMPT)
