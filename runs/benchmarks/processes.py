@@ -198,12 +198,12 @@ class BenchProcesses:
                 pending -= set(reply)
         return time.monotonic() - started
 
-    def stop(self) -> None:
-        """Stop every process (SIGTERM, then SIGKILL after a grace period)."""
+    def stop(self, *, grace: float = 10) -> None:
+        """Stop every process (SIGTERM, then SIGKILL after ``grace`` seconds)."""
         for proc in self._procs:
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + grace
         for proc in self._procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))

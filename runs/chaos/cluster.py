@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from runs.chaos.redis_server import PrivateRedis
 CHAOS_TASK_MODULES = ("runs.chaos.tasks",)
 # The one switch of the store's fault injection; its settings refuse it unless DEBUG is on.
 FAULT_RATE_VARIABLE = "STEPWISE_STORE_FAULT_RATE"
+# The chaos processes get a short warm stop at the end: their runs are final (or deliberately left).
+STOP_GRACE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class ChaosCluster:
                 self.procs.wait_ready(timeout=timeout)
                 yield self
         finally:
-            self.procs.stop()
+            self.procs.stop(grace=STOP_GRACE_SECONDS)
             self.proxy.stop()
             self.broker.kill()
 
@@ -85,8 +86,9 @@ class ChaosCluster:
         """Restart the workers and the scheduler if they must reach the database otherwise, or inject other faults."""
         if (via_proxy, fault_rate) == (self.via_proxy, self.fault_rate):
             return
+        # Every run of the scenarios before is final: nothing is lost by not waiting for a warm stop.
         for proc in [*self.workers, *([self.scheduler] if self.scheduler else [])]:
-            self.procs.kill(proc, sig=signal.SIGTERM)
+            self.procs.kill(proc)
         self.workers, self.scheduler = [], None
         self.via_proxy, self.fault_rate = via_proxy, fault_rate
         for _ in range(self.shape.workers):
