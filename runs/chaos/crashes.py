@@ -15,6 +15,7 @@ from runs.chaos.figures import (
     Figure,
     executions_of,
     last_finished,
+    not_final,
     outcome_figures,
     reexecuted_steps,
     runs_settle,
@@ -102,7 +103,7 @@ def paused_worker(state: ChaosState) -> list[Figure]:
         *(Figure(f"paused worker: {table} written by the paused attempt after the takeover",
                  after[table] - before[table], "rows", bound=0) for table in before),
         Figure("paused worker: run not completed with the right output",
-               len([run_id]) - statuses.get(RunStatus.COMPLETED, 0) + wrong_outputs([run_id], _expected_total(steps)),
+               1 - statuses.get(RunStatus.COMPLETED, 0) + wrong_outputs([run_id], _expected_total(steps)),
                "runs", bound=0),
         Figure("paused worker: steps re-executed after they were recorded", reexecuted_steps(state.session, [run_id]),
                "steps", bound=0),
@@ -120,8 +121,7 @@ def crash_loop(state: ChaosState) -> list[Figure]:
     right_end = run.status == RunStatus.CRASHED and "gave up after" in reason and "stopped renewing" in reason
     return [
         Figure("crash loop: run not ended CRASHED with its reason", 0 if right_end else 1, "runs", bound=0),
-        Figure("crash loop: runs stranded (not final at the end)", sum(statuses.values()) - sum(
-            n for status, n in statuses.items() if status in FINAL_STATUSES), "runs", bound=0),
+        Figure("crash loop: runs stranded (not final at the end)", not_final(statuses), "runs", bound=0),
         Figure(f"crash loop: attempts before CRASHED (cap {run.crash_count} crashes)", run.attempt_count, "attempts"),
         Figure("crash loop: time from trigger to CRASHED", elapsed, "s"),
     ]
