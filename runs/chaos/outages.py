@@ -24,6 +24,7 @@ from runs.models import Attempt, Step, Waitpoint
 
 INJECTED_FAULT_LOG = "injected store fault"
 OUTAGE_LEAD_SECONDS = 3.0
+DROPPED_HINT_LOG = "the scheduler will resume it"  # what a worker logs when it gives a hint up
 
 
 def _steps_burst(state: ChaosState, count: int, steps: int, *, sleep: float | None = None) -> list[str]:
@@ -57,6 +58,8 @@ def database_outage(state: ChaosState) -> list[Figure]:
         Figure("database back: waits due during the outage resumed, the last after",
                seconds_after(_last_resumed_of_due(timers, down, back), back), "s"),
         Figure("database back: every run completed after", seconds_after(last_finished(run_ids), back), "s"),
+        Figure("database away: hints dropped by workers (instead of kept until it is back)",
+               state.cluster.procs.log_count(DROPPED_HINT_LOG), "hints", bound=0),
     ]
 
 

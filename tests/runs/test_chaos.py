@@ -27,6 +27,7 @@ MUST_BE_ZERO = [
     "database away 2s: runs stranded (not final at the end)",
     "database away 2s: runs ended in another final state",
     "database away 2s: steps re-executed after they were recorded",
+    "database away: hints dropped by workers (instead of kept until it is back)",
     "broker away 2s: runs stranded (not final at the end)",
     "broker away 2s: runs ended in another final state",
     "broker away 2s: steps re-executed after they were recorded",
