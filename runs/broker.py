@@ -6,8 +6,9 @@ import logging
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-# kombu's Redis transport keeps one list per priority step, named "<queue>\x06\x16<step>".
-_PRIORITY_STEPS = (0, 3, 6, 9)
+# kombu's Redis transport keeps one list per priority step (its default steps, or the
+# transport's "priority_steps" option), named "<queue>\x06\x16<step>" (step 0: "<queue>").
+_DEFAULT_PRIORITY_STEPS = (0, 3, 6, 9)
 _SEPARATOR = "\x06\x16"
 
 
@@ -18,7 +19,8 @@ def broker_backlog() -> int | None:
     from console.celery import app
 
     queue = app.conf["CELERY_TASK_DEFAULT_QUEUE"]
-    keys = [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in _PRIORITY_STEPS]
+    steps = (app.conf.broker_transport_options or {}).get("priority_steps") or _DEFAULT_PRIORITY_STEPS
+    keys = [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in steps]
     try:
         with app.connection_for_write() as conn:
             client = conn.default_channel.client

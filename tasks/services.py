@@ -54,6 +54,11 @@ def environment_require(slug: str) -> str:
     return slug
 
 
+def _rate_fields(rate: tuple[int, float] | None) -> dict[str, int | float | None]:
+    runs, period = rate if rate is not None else (None, None)
+    return {"rate_limit": runs, "rate_period": period}
+
+
 def task_version_ensure(definition) -> TaskVersion:
     """Return the TaskVersion row of a task's current code, creating task, queue and version rows."""
     cache_key = (definition.id, definition.version_hash, definition.deploy_label)
@@ -73,7 +78,8 @@ def task_version_ensure(definition) -> TaskVersion:
     )
     # The task's queue in every environment; a row that exists keeps its limit and pause (changes there win).
     Queue.objects.bulk_create(
-        [Queue(environment_id=slug, name=definition.queue_name, concurrency_limit=definition.concurrency_limit)
+        [Queue(environment_id=slug, name=definition.queue_name, concurrency_limit=definition.concurrency_limit,
+               total_limit=definition.total_limit, **_rate_fields(definition.rate_limit))
          for slug in Environment.objects.values_list("slug", flat=True)],
         ignore_conflicts=True,
     )

@@ -1,6 +1,7 @@
 """Keep secrets out of spans, logs and events: sensitive values and keys are masked."""
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from typing import Any
@@ -12,6 +13,12 @@ SENSITIVE_KEY = re.compile(
     r"passw(or)?d|passphrase|secret|token|api[-_]?key|authorization|cookie|credential|private[-_]?key",
     re.IGNORECASE,
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def key_is_sensitive(key: str) -> bool:
+    """Tell whether a key names a secret (its value is hidden); the same few keys come back on every span."""
+    return SENSITIVE_KEY.search(key) is not None
 
 
 class Redactor:
@@ -39,7 +46,7 @@ class Redactor:
 
     def value(self, value: Any, key: str | None = None) -> Any:
         """Return a JSON-like value with sensitive values masked, and values of secret-named keys hidden."""
-        if key is not None and SENSITIVE_KEY.search(key) and value not in (None, ""):
+        if key is not None and key_is_sensitive(key) and value not in (None, ""):
             return MASK
         if isinstance(value, str):
             return self.text(value) if self._values else value
