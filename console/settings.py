@@ -298,6 +298,16 @@ STEPWISE_SWEEP_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_SWEEP_INTERVAL_
 STEPWISE_SCHEDULER_STALE_SECONDS = float(os.environ.get("STEPWISE_SCHEDULER_STALE_SECONDS", "60"))
 # /metrics answers a request carrying "Authorization: Bearer <this token>", or a signed-in staff user.
 STEPWISE_METRICS_TOKEN = os.environ.get("STEPWISE_METRICS_TOKEN", "")
+# Fault injection for `manage.py chaos`: this share of the engine store's database calls fail at
+# random in this process. Never in production: a process with it set and DEBUG off refuses to start.
+STEPWISE_STORE_FAULT_RATE = float(os.environ.get("STEPWISE_STORE_FAULT_RATE") or 0)
+if STEPWISE_STORE_FAULT_RATE and not DEBUG:
+    raise ImproperlyConfigured(
+        "STEPWISE_STORE_FAULT_RATE makes database calls fail on purpose, for fault-injection tests only; "
+        "it is refused unless DEBUG=1. Unset it."
+    )
+if not 0 <= STEPWISE_STORE_FAULT_RATE < 1:
+    raise ImproperlyConfigured(f"STEPWISE_STORE_FAULT_RATE must be from 0 to below 1, not {STEPWISE_STORE_FAULT_RATE}")
 
 LOGGING = {
     "version": 1,

@@ -6,8 +6,9 @@ import logging
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-# kombu's Redis transport keeps one list per priority step, named "<queue>\x06\x16<step>".
-_PRIORITY_STEPS = (0, 3, 6, 9)
+# kombu's Redis transport keeps one list per priority step (its default steps, or the
+# transport's "priority_steps" option), named "<queue>\x06\x16<step>" (step 0: "<queue>").
+_DEFAULT_PRIORITY_STEPS = (0, 3, 6, 9)
 _SEPARATOR = "\x06\x16"
 
 
@@ -18,7 +19,8 @@ def broker_backlog() -> int | None:
     from console.celery import app
 
     queue = app.conf["CELERY_TASK_DEFAULT_QUEUE"]
-    keys = [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in _PRIORITY_STEPS]
+    steps = (app.conf.broker_transport_options or {}).get("priority_steps") or _DEFAULT_PRIORITY_STEPS
+    keys = [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in steps]
     try:
         with app.connection_for_write() as conn:
             client = conn.default_channel.client
@@ -26,3 +28,27 @@ def broker_backlog() -> int | None:
     except Exception:
         logger.warning("could not read the broker backlog")
         return None
+
+
+def broker_lost_messages() -> bool:
+    """Tell whether the broker lost the messages it held since the last look: it restarted empty, or was flushed.
+
+    A marker key lives in the broker beside the hints, so it shares their fate: when it is gone,
+    so are they. This process's first look only sets it (it cannot tell what came before).
+    """
+    global _marker_seen
+    if not settings.REDIS_URL:
+        return False
+    from console.celery import app
+
+    marker = f"stepwise:broker-marker:{app.conf['CELERY_TASK_DEFAULT_QUEUE']}"
+    try:
+        with app.connection_for_write() as conn:
+            missing = bool(conn.default_channel.client.set(marker, "1", nx=True))
+    except Exception:  # the broker is down: nothing can be re-sent now anyway
+        return False
+    lost, _marker_seen = missing and _marker_seen, True
+    return lost
+
+
+_marker_seen = False

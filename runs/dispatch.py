@@ -70,28 +70,47 @@ def dispatch_run(
     ``hint_priority``. A hint with a ``version`` goes to that version's queue, straight onto its
     list: no worker without the version ever reads it.
     """
+    if not _hint_send(run_id, resume=resume, producer=producer, version=version, priority=priority):
+        logger.warning("broker unavailable; run %s will be re-dispatched by the sweeper", run_id)
+        _hints_lost([run_id])
+
+
+def _hint_send(run_id: str, *, resume: bool, producer: Any = None, version: str | None = None,
+               priority: int = 0) -> bool:
+    """Publish one hint; tell whether the broker took it."""
     route = {} if version is None else {"queue": BrokerQueue(version_queue(version))}
     try:
         current_app.send_task(EXECUTE_RUN, args=[run_id], priority=hint_priority(priority, resume=resume),
                               producer=producer, **route)
     except Exception:
-        logger.warning("broker unavailable; run %s will be re-dispatched by the sweeper", run_id)
-        _hint_lost(run_id)
+        return False
+    return True
 
 
 def _hints_send(batch: list[tuple[str, bool, str | None, int]]) -> None:
-    """Send a batch of hints over one broker connection; without a broker each is marked lost."""
+    """Send a batch of hints over one broker connection; once one fails, the rest are marked lost at once.
+
+    Each failed send costs the publish retries (about half a second): trying every hint of a
+    backlog against a broker that is down would keep the re-sends of the scheduler waiting
+    behind minutes of failures.
+    """
     from django.db import connection
 
+    sent = 0
     try:
         with current_app.producer_or_acquire() as producer:
             for run_id, resume, version, priority in batch:
-                dispatch_run(run_id, resume=resume, producer=producer, version=version, priority=priority)
-    except Exception:  # no connection to the broker at all: each hint is marked lost
-        for run_id, resume, version, priority in batch:
-            dispatch_run(run_id, resume=resume, version=version, priority=priority)
+                if not _hint_send(run_id, resume=resume, producer=producer, version=version, priority=priority):
+                    break
+                sent += 1
+    except Exception:  # no connection to the broker at all
+        pass
+    try:
+        if sent < len(batch):
+            logger.warning("broker unavailable; %d hints will be re-sent by the scheduler", len(batch) - sent)
+            _hints_lost([run_id for run_id, *_ in batch[sent:]])
     finally:
-        connection.close()  # a lost hint was marked in the database from this thread
+        connection.close()  # lost hints were marked in the database from this thread
 
 
 # A trigger returns once its run is committed: the database is the truth, and the hint only
@@ -103,12 +122,13 @@ _hints: BatchThread[tuple[str, bool, str | None, int]] = BatchThread(
 atexit.register(_hints.flush, 2.0)
 
 
-def _hint_lost(run_id: str) -> None:
-    """Mark a run's hint as never sent, so the sweeper re-sends it as soon as the broker is back."""
+def _hints_lost(run_ids: list[str]) -> None:
+    """Mark runs' hints as never sent, so the sweeper re-sends them as soon as the broker is back."""
     try:
-        Run.objects.filter(id=run_id, status=RunStatus.QUEUED).update(dispatched_at=None)
-    except Exception:  # the database may be gone too; the sweeper's age rule still finds the run
-        logger.warning("could not mark run %s for re-dispatch", run_id)
+        for start in range(0, len(run_ids), 500):
+            Run.objects.filter(id__in=run_ids[start:start + 500], status=RunStatus.QUEUED).update(dispatched_at=None)
+    except Exception:  # the database may be gone too; the sweeper's age rule still finds the runs
+        logger.warning("could not mark %d runs for re-dispatch", len(run_ids))
 
 
 def queue_dispatch_on_commit(queue_name: str, *, environment: str | None = None, run_id: str | None = None) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -104,6 +105,8 @@ def _database_errors_interrupt(cls: StoreClass) -> StoreClass:
         @functools.wraps(method)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
+                if settings.STEPWISE_STORE_FAULT_RATE:
+                    return _with_injected_faults(method, args, kwargs)
                 return method(*args, **kwargs)
             except (OperationalError, InterfaceError) as exc:
                 raise StoreUnavailable(f"the database is unavailable: {exc}".strip()) from exc
@@ -114,6 +117,22 @@ def _database_errors_interrupt(cls: StoreClass) -> StoreClass:
         if callable(member) and not name.startswith("_"):
             setattr(cls, name, wrap(member))
     return cls
+
+
+def _with_injected_faults(method: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+    """Fail a share of calls as a lost connection would: before the call, or after it committed (its answer lost).
+
+    Only with STEPWISE_STORE_FAULT_RATE, which the settings refuse unless DEBUG is on (manage.py chaos).
+    """
+    draw = random.random()
+    if draw < settings.STEPWISE_STORE_FAULT_RATE / 2:
+        logger.warning("injected store fault before %s", method.__name__)
+        raise OperationalError(f"injected store fault: {method.__name__} did not reach the database")
+    result = method(*args, **kwargs)
+    if draw < settings.STEPWISE_STORE_FAULT_RATE:
+        logger.warning("injected store fault after %s", method.__name__)
+        raise OperationalError(f"injected store fault: the answer to {method.__name__} was lost")
+    return result
 
 
 @_database_errors_interrupt

@@ -16,7 +16,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
-from runs.broker import broker_backlog
+from runs.broker import broker_backlog, broker_lost_messages
 from runs.dispatch import dispatch_run, dispatch_run_on_commit, queue_dispatch
 from runs.health import SchedulerHeartbeat
 from runs.lifecycle import run_settle
@@ -39,6 +39,7 @@ from tasks.schedules import schedules_declared_sync, schedules_fire_due
 
 logger = logging.getLogger(__name__)
 BATCH = 200
+LOST_HINT_BATCHES = 25  # at most 5,000 lost hints re-sent per pass
 
 
 @dataclass
@@ -161,15 +162,26 @@ def recover_lost_leases(now) -> tuple[int, int]:
     return recovered - crashed, crashed
 
 
-def redispatch_stale(now) -> int:
+def redispatch_stale(now, *, worker_lost: bool = False) -> int:
     """Re-send hints for QUEUED runs whose message was lost or whose queue was full.
 
-    A hint that could not be sent (the broker was down) is re-sent at once. Hints older than
+    A hint that could not be sent (the broker was down) is re-sent at once, and so is every
+    QUEUED run's when the broker lost what it held (it restarted empty). Hints older than
     the redispatch delay are re-sent unless the broker holds at least as many messages as
     there are such runs: then workers are behind, not short of hints, and duplicates would
-    only slow them down. A broker that came back empty thus gets its hints within a pass.
+    only slow them down. When this pass found a dead worker (``worker_lost``), the hints it
+    had taken from the broker died with it: each was sent before it died, at most a heartbeat
+    after its last renewal, so the delay is then the lease less a heartbeat instead of the
+    redispatch delay. A re-sent hint goes ahead of new work: its run has waited longest.
     """
-    cutoff = now - timedelta(seconds=settings.STEPWISE_REDISPATCH_SECONDS)
+    if broker_lost_messages():
+        lost = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=False).update(dispatched_at=None)
+        if lost:
+            logger.warning("sweeper: the broker lost its messages; re-sending the hints of %d queued runs", lost)
+    delay = settings.STEPWISE_REDISPATCH_SECONDS
+    if worker_lost:
+        delay = min(delay, settings.STEPWISE_LEASE_SECONDS - settings.STEPWISE_HEARTBEAT_SECONDS)
+    cutoff = now - timedelta(seconds=delay)
     stale = Run.objects.filter(Q(dispatched_at__lt=cutoff) | Q(dispatched_at__isnull=True), status=RunStatus.QUEUED)
     # A run waiting for its version has no worker to hint: a hint would only pile up unread.
     stale = stale.filter(version_wait_since__isnull=True)
@@ -192,8 +204,16 @@ def redispatch_stale(now) -> int:
     def move(run: Run) -> None:
         if not Run.objects.filter(id=run.id, status=RunStatus.QUEUED).update(dispatched_at=now):
             raise TransitionRefused(run.id, RunStatus.QUEUED, None)
-        dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, priority=run.priority)
+        dispatch_run_on_commit(run.id, resume=True, priority=run.priority)
 
+    # Lost hints first and all of them (a broker back from an outage gets every one within a
+    # pass), then a batch of the stale ones.
+    lost = qs.filter(dispatched_at__isnull=True)
+    for _ in range(LOST_HINT_BATCHES):
+        moved = _each(lost, move)
+        hinted += moved
+        if moved < BATCH:
+            break
     return _each(qs, move) + hinted
 
 
@@ -241,7 +261,7 @@ def sweep_once() -> SweepReport:
     report.recovered, report.crashed = recover_lost_leases(now)
     report.queued += fire_due_timers(timezone.now())  # crash-recovered runs retry at once
     report.version_waits, report.version_found, report.version_failed = pinned_runs_sweep(now)
-    report.redispatched += redispatch_stale(now)
+    report.redispatched += redispatch_stale(now, worker_lost=bool(report.recovered or report.crashed))
     report.scheduled = schedules_fire_due(now)
     report.pruned = retention_pass(now)
     return report
@@ -262,16 +282,28 @@ def next_timer_in(now) -> float | None:
     return max(0.0, (min(known) - now).total_seconds()) if known else None
 
 
-def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_passes: int | None = None) -> None:
-    """Sweep every ``interval`` seconds until stopped, sooner when a timer falls due; outages are waited out.
+def timers_fire(now) -> int:
+    """Fire only what a deadline waits for: delays, retries, waits whose time or timeout came, rate-limited starts."""
+    return rate_limited_dispatch(now) + fire_due_timers(now) + waitpoints_fire_due(now)
 
-    Sleeping until the next stored deadline (not a whole interval past it) keeps a wait's
-    resume close to its deadline without sweeping more often.
+
+# After a database error the scheduler tries again after the first pause, doubling up to the
+# last: a database back from an outage (or a failover) is used within a second, at the cost of
+# one failed connection attempt a second while it is away.
+OUTAGE_PAUSES = (0.25, 1.0)
+
+
+def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_passes: int | None = None) -> None:
+    """Sweep every ``interval`` seconds until stopped, fire timers as they fall due; outages are waited out.
+
+    Between full passes the loop sleeps until the next stored deadline and then fires only the
+    timers (two statements), so a burst of deadlines is not slowed by the other duties of a pass.
     """
     stop = stop or threading.Event()
     passes = 0
-    backoff = interval
+    backoff = OUTAGE_PAUSES[0]
     declared_synced = False
+    full_pass_at = 0.0  # monotonic time of the next full pass: the first pass is one
     listener = TimerListener()
     heartbeat = SchedulerHeartbeat()
     try:
@@ -281,18 +313,23 @@ def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_pa
                 if not declared_synced:
                     schedules_declared_sync()
                     declared_synced = True
-                report = sweep_once()
-                if report.total:
-                    logger.debug("sweeper: %s", report)
-                backoff = interval
-                heartbeat.beat(timezone.now(), time.monotonic())
+                if time.monotonic() >= full_pass_at:
+                    report = sweep_once()
+                    if report.total:
+                        logger.debug("sweeper: %s", report)
+                    heartbeat.beat(timezone.now(), time.monotonic())
+                    full_pass_at = time.monotonic() + interval
+                else:
+                    timers_fire(timezone.now())
+                backoff = OUTAGE_PAUSES[0]
                 due_in = next_timer_in(timezone.now())
-                pause = interval if due_in is None else min(interval, max(0.01, due_in))
+                until_full = max(0.0, full_pass_at - time.monotonic())
+                pause = until_full if due_in is None else min(until_full, max(0.01, due_in))
             except DatabaseError as exc:
-                logger.warning("sweeper: database unavailable (%s); retrying in %.1fs", exc, backoff)
+                logger.warning("sweeper: database unavailable (%s); retrying in %.2fs", exc, backoff)
                 connection.close()
-                backoff = min(backoff * 2, 2.0)  # a database back from an outage is used within two seconds
-                pause = backoff
+                pause, backoff = backoff, min(backoff * 2, OUTAGE_PAUSES[-1])
+                full_pass_at = 0.0  # the first pass after an outage is a full one
             passes += 1
             if max_passes is not None and passes >= max_passes:
                 break

@@ -1,16 +1,18 @@
 """Celery tasks of the engine: thin wrappers that load by id and call the engine."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
 from billiard.process import current_process
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from runs.dispatch import EXECUTE_RUN, version_queue
@@ -85,15 +87,36 @@ def run_attempt(run_id: str) -> AttemptOutcome | None:
         close_old_connections()
 
 
+# How long a worker keeps a hint it could not act on because the database was unreachable,
+# trying again with these pauses (the last repeats): dropped, the run would wait for the
+# scheduler's redispatch delay after the database is back.
+HINT_KEEP_SECONDS = 60.0
+HINT_RETRY_PAUSES = (0.25, 0.5, 1.0)
+
+
 @shared_task(name=EXECUTE_RUN, ignore_result=True)
 def execute_run(run_id: str) -> None:
     """Execute one attempt of a run; the message is a hint, the claim decides."""
-    try:
-        _execute_and_drain(run_id)
-    except (StoreUnavailable, DatabaseError) as exc:
-        # Runs stay as the database last saw them; the scheduler re-sends or recovers them.
-        logger.warning("run %s: the database is unavailable (%s); the scheduler will resume it", run_id, exc)
-        close_old_connections()
+    deadline = time.monotonic() + HINT_KEEP_SECONDS
+    for tries in itertools.count():
+        try:
+            _execute_and_drain(run_id)
+            return
+        except (StoreUnavailable, OperationalError, InterfaceError) as exc:
+            # A second claim of a run this hint already started is refused: trying again is safe.
+            pause = HINT_RETRY_PAUSES[min(tries, len(HINT_RETRY_PAUSES) - 1)]
+            close_old_connections()
+            if time.monotonic() + pause > deadline:
+                logger.warning("run %s: the database is unavailable (%s); the scheduler will resume it", run_id, exc)
+                return
+            if tries == 0:
+                logger.warning("run %s: the database is unavailable (%s); keeping the hint", run_id, exc)
+            time.sleep(pause)
+        except DatabaseError as exc:
+            # Runs stay as the database last saw them; the scheduler re-sends or recovers them.
+            logger.warning("run %s: database error (%s); the scheduler will resume it", run_id, exc)
+            close_old_connections()
+            return
 
 
 def _execute_and_drain(run_id: str) -> None:

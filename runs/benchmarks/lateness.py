@@ -35,7 +35,7 @@ def wait_lateness(*, waiters: int, burst: int, lead: float, created: list[str], 
     burst_ids = noop_runs_batch_trigger(burst, created)
     runs_wait(wait_ids + burst_ids, timeout=timeout)
     queued = Attempt.objects.filter(run_id__in=burst_ids, number=1, started_at__gt=deadline).count()
-    return WaitLateness(_lateness(wait_ids), burst, queued)
+    return WaitLateness(resume_lateness(wait_ids), burst, queued)
 
 
 def _until_all_waiting(run_ids: list[str], *, by: datetime, lead: float) -> None:
@@ -52,7 +52,7 @@ def _until_all_waiting(run_ids: list[str], *, by: datetime, lead: float) -> None
         time.sleep(POLL_SECONDS)
 
 
-def _lateness(run_ids: list[str]) -> Latencies:
+def resume_lateness(run_ids: list[str]) -> Latencies:
     """Return, per run, the start of its first attempt after the wait minus the waitpoint's resume_at."""
     due = dict(Waitpoint.objects.filter(run_id__in=run_ids).values_list("run_id", "resume_at"))
     resumed = dict(

@@ -18,6 +18,7 @@ from runs.benchmarks.lateness import wait_lateness
 from runs.benchmarks.listing import list_page_timings
 from runs.benchmarks.measure import BenchUnavailable, Latencies
 from runs.benchmarks.report import Row
+from runs.benchmarks.selection import named_select
 from runs.benchmarks.tasks import NOOP_TASK_ID, OBSERVABILITY_TASK_ID, STEPS_TASK_ID, WAIT_TASK_ID
 from runs.dispatch import dispatch_run
 from runs.models import Run
@@ -330,7 +331,4 @@ PHASE_NAMES = tuple(phase.name for phase in PHASES)
 
 def phases_select(only: list[str], skip: list[str]) -> list[Phase]:
     """Return the phases to run, in their order: ``only`` those (all when empty), minus ``skip``."""
-    unknown = sorted(set(only + skip) - set(PHASE_NAMES))
-    if unknown:
-        raise ValueError(f"unknown phase {', '.join(unknown)}; the phases are {', '.join(PHASE_NAMES)}")
-    return [p for p in PHASES if (not only or p.name in only) and p.name not in skip]
+    return named_select(PHASES, only, skip, kind="phase")

@@ -7,13 +7,32 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
 
 # The bench tasks (no-op, steps, wait and observability tasks); they need nothing but the SDK.
 BENCH_TASK_MODULES = ("runs.benchmarks.tasks",)
+
+
+def shared_services_missing(who: str) -> str | None:
+    """Say why worker subprocesses cannot run here (no PostgreSQL or no Redis configured), or None."""
+    problems = []
+    if not settings.USES_POSTGRES:
+        problems.append("DATABASE_URL must point at PostgreSQL")
+    if not settings.REDIS_URL:
+        problems.append("REDIS_URL must point at Redis")
+    if not problems:
+        return None
+    return (
+        f"{who} runs worker processes, which cannot share the embedded SQLite/memory default: "
+        + "; ".join(problems)
+        + " (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/stepwise REDIS_URL=redis://127.0.0.1:6379/0)"
+    )
 
 
 class WorkersNotReady(RuntimeError):
@@ -28,35 +47,74 @@ def database_url() -> str:
     return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
-def task_modules() -> str:
-    """Return the task modules the workers load: the configured ones plus the bench tasks."""
-    modules = [m for m in settings.STEPWISE_TASK_MODULES if m not in BENCH_TASK_MODULES]
-    return ",".join([*modules, *BENCH_TASK_MODULES])
+def task_modules(extra: Sequence[str] = BENCH_TASK_MODULES) -> str:
+    """Return the task modules the workers load: the configured ones plus ``extra`` (the bench tasks)."""
+    modules = [m for m in settings.STEPWISE_TASK_MODULES if m not in extra]
+    return ",".join([*modules, *extra])
+
+
+def free_port() -> int:
+    """Return a TCP port of 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def celery_conf_overridden(**keys: Any) -> Iterator[None]:
+    """Point this process's Celery app elsewhere (``CELERY_``-prefixed setting names), restored afterwards.
+
+    The prefixed keys shadow Celery's own names once the Django settings are loaded. The app's
+    broker connection pools are dropped on the way in and out, so a changed broker URL is used
+    by the next message sent, and the old one again afterwards.
+    """
+    from console.celery import app
+
+    previous = {key: app.conf[key] for key in keys}
+
+    def apply(values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            app.conf[key] = value
+        app._pool = None  # rebuilt from the conf at the next send (kombu keeps one pool per URL)
+        app.amqp._producer_pool = None
+
+    apply(keys)
+    try:
+        yield
+    finally:
+        apply(previous)
 
 
 class BenchProcesses:
-    """Owns the worker and scheduler subprocesses of one benchmark; ``stop`` kills them all."""
+    """Owns the worker and scheduler subprocesses of one benchmark; ``stop`` kills them all.
+
+    ``env`` is added to every process's environment (after the defaults: it may point them at
+    another database or broker); ``modules`` are the task modules loaded besides the configured ones.
+    """
 
     def __init__(
         self, *, queue: str, log_dir: Path, loglevel: str = "WARNING", wake_interval: float = 0,
-        durability: str = "strict",
+        durability: str = "strict", env: dict[str, str] | None = None, modules: Sequence[str] = BENCH_TASK_MODULES,
     ) -> None:
         self.queue = queue
         self.wake_interval = wake_interval
         self.durability = durability
         self.log_dir = log_dir
         self.loglevel = loglevel
+        self.env = dict(env or {})
+        self.modules = tuple(modules)
         self.hostnames: list[str] = []
+        self._started = 0
         self._procs: list[subprocess.Popen] = []
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             DATABASE_URL=database_url(),
             REDIS_URL=settings.REDIS_URL,
             STEPWISE_CELERY_QUEUE=self.queue,
             STEPWISE_CHANNEL_PREFIX=settings.CHANNEL_PREFIX,
-            STEPWISE_TASK_MODULES=task_modules(),
+            STEPWISE_TASK_MODULES=task_modules(self.modules),
             PYTHONPATH=str(settings.BASE_DIR),
             DJANGO_SETTINGS_MODULE="console.settings",
             LOG_LEVEL=self.loglevel,
@@ -68,15 +126,17 @@ class BenchProcesses:
             SECRET_KEY=settings.SECRET_KEY,
             STEPWISE_SECRET_KEYS=",".join(settings.STEPWISE_SECRET_KEYS),
         )
+        env.update(self.env)
+        env.update(extra)
         return env
 
-    def _spawn(self, args: list[str], name: str) -> subprocess.Popen:
+    def _spawn(self, args: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"{name}.log", "wb") as log:
+        with open(self.log_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, *args],
                 cwd=settings.BASE_DIR,
-                env=self._env(),
+                env=self._env(env or {}),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopping it takes its pool children too
@@ -84,21 +144,47 @@ class BenchProcesses:
         self._procs.append(proc)
         return proc
 
-    def start_worker(self, *, pool: str, concurrency: int) -> None:
+    def start_worker(self, *, pool: str, concurrency: int, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start one ``celery worker`` process consuming only the bench queue."""
-        index = len(self.hostnames)
+        index = self._started
+        self._started += 1
         hostname = f"{self.queue}-{index}@{socket.gethostname()}"
         self.hostnames.append(hostname)
-        self._spawn(
+        proc = self._spawn(
             ["-m", "celery", "-A", "console", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
              "--without-mingle", "--without-gossip", "--without-heartbeat", "-Q", self.queue,
              f"--loglevel={self.loglevel}", f"--hostname={hostname}"],
             f"worker-{index}",
+            env,
         )
+        proc.hostname = hostname
+        return proc
 
-    def start_scheduler(self, *, interval: float) -> None:
+    def start_scheduler(self, *, interval: float, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start ``manage.py scheduler``, which re-sends lost hints and recovers lost leases."""
-        self._spawn([str(settings.BASE_DIR / "manage.py"), "scheduler", f"--interval={interval}"], "scheduler")
+        return self._spawn([str(settings.BASE_DIR / "manage.py"), "scheduler", f"--interval={interval}"],
+                           "scheduler", env)
+
+    def kill(self, proc: subprocess.Popen, *, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to a process's group (SIGKILL by default, as an OOM kill or a lost machine) and forget it.
+
+        SIGTERM asks for a warm stop and falls back to SIGKILL after a grace period.
+        """
+        if sig == signal.SIGTERM:
+            process_group_stop(proc)
+        else:
+            _signal_group(proc, sig)
+            proc.wait(timeout=10)
+        self._procs.remove(proc)
+        if getattr(proc, "hostname", None) in self.hostnames:
+            self.hostnames.remove(proc.hostname)
+
+    def log_count(self, text: str, *, prefix: str = "worker-") -> int:
+        """Count the lines holding ``text`` in the logs of the processes whose log name starts with ``prefix``."""
+        return sum(
+            sum(1 for line in path.read_text(errors="replace").splitlines() if text in line)
+            for path in sorted(self.log_dir.glob(f"{prefix}*.log"))
+        )
 
     def wait_ready(self, *, timeout: float) -> float:
         """Ping the workers until every one answers; return the seconds it took."""
@@ -119,12 +205,12 @@ class BenchProcesses:
                 pending -= set(reply)
         return time.monotonic() - started
 
-    def stop(self) -> None:
-        """Stop every process (SIGTERM, then SIGKILL after a grace period)."""
+    def stop(self, *, grace: float = 10) -> None:
+        """Stop every process (SIGTERM, then SIGKILL after ``grace`` seconds)."""
         for proc in self._procs:
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + grace
         for proc in self._procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -150,3 +236,14 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def sigterm_raises() -> Any:
+    """Turn SIGTERM into SystemExit so the child processes are stopped; return the previous handler."""
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        return None

@@ -32,13 +32,18 @@ def parameters_table(parameters: list[tuple[str, str]]) -> str:
 
 def figures_table(rows: list[Row]) -> str:
     """Return the figures as a table with a header: metric, value (right-aligned), unit."""
-    values = [figure(row.value) for row in rows]
-    metric_w = max(len("metric"), *(len(row.metric) for row in rows))
-    value_w = max(len("value"), *(len(v) for v in values))
-    unit_w = max(len("unit"), *(len(row.unit) for row in rows))
-    lines = [
-        f"{'metric'.ljust(metric_w)}  {'value'.rjust(value_w)}  {'unit'.ljust(unit_w)}",
-        f"{'-' * metric_w}  {'-' * value_w}  {'-' * unit_w}",
-    ]
-    lines += [f"{r.metric.ljust(metric_w)}  {v.rjust(value_w)}  {r.unit}" for r, v in zip(rows, values, strict=True)]
-    return "\n".join(line.rstrip() for line in lines)
+    return text_table(("metric", "value", "unit"), [(r.metric, figure(r.value), r.unit) for r in rows], right=(1,))
+
+
+def text_table(header: tuple[str, ...], rows: list[tuple[str, ...]], *, right: tuple[int, ...] = ()) -> str:
+    """Return rows as aligned columns under ``header`` and a rule; the columns in ``right`` are right-aligned."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        padded = (
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(header), line(tuple("-" * width for width in widths)), *(line(row) for row in rows)])

@@ -16,8 +16,16 @@ from django.utils import timezone
 import runs.benchmarks.tasks  # noqa: F401  (registers the bench tasks in this process)
 from runs.benchmarks import measure
 from runs.benchmarks.phases import PHASE_NAMES, BenchState, Phase, phases_select
-from runs.benchmarks.processes import BenchProcesses, WorkersNotReady, database_url
+from runs.benchmarks.processes import (
+    BenchProcesses,
+    WorkersNotReady,
+    celery_conf_overridden,
+    database_url,
+    shared_services_missing,
+    sigterm_raises,
+)
 from runs.benchmarks.report import Row, figures_table, parameters_table
+from runs.benchmarks.selection import names_parse
 
 # Size flags: (option, default, help). Each must be at least 1; --skip leaves a phase out.
 SIZES: tuple[tuple[str, int, str], ...] = (
@@ -51,8 +59,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--only", type=_names, default=[], help="comma-separated phases to run (default: all)")
-        parser.add_argument("--skip", type=_names, default=[], help="comma-separated phases to leave out")
+        parser.add_argument("--only", type=names_parse, default=[], help="comma-separated phases to run (default: all)")
+        parser.add_argument("--skip", type=names_parse, default=[], help="comma-separated phases to leave out")
         for option, default, text in SIZES:
             parser.add_argument(f"--{option}", type=int, default=default, help=f"{text} (default {default:,})")
         parser.add_argument(
@@ -104,7 +112,7 @@ class Command(BaseCommand):
         )
         self._done, self._total = 0, len(phases)
         self._missing: list[tuple[str, str, bool]] = []  # (phase, reason, failed rather than n/a)
-        previous_sigterm = _sigterm_raises()
+        previous_sigterm = sigterm_raises()
         try:
             ready, rows = self._phases_with_workers([p for p in phases if not p.after_workers], state, queue)
             for phase in (p for p in phases if p.after_workers):
@@ -122,17 +130,9 @@ class Command(BaseCommand):
         self._report_missing()
 
     def _check_services(self) -> None:
-        problems = []
-        if not settings.USES_POSTGRES:
-            problems.append("DATABASE_URL must point at PostgreSQL")
-        if not settings.REDIS_URL:
-            problems.append("REDIS_URL must point at Redis")
-        if problems:
-            raise CommandError(
-                "the benchmark runs worker processes, which cannot share the embedded SQLite/memory default: "
-                + "; ".join(problems)
-                + " (e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/stepwise REDIS_URL=redis://127.0.0.1:6379/0)"
-            )
+        problem = shared_services_missing("the benchmark")
+        if problem:
+            raise CommandError(problem)
 
     def _progress(self, text: str) -> None:
         """Say on stderr what is being measured, so a long bench shows where it is."""
@@ -145,26 +145,21 @@ class Command(BaseCommand):
         """Start the workers if a phase needs them, run the phases, and always stop the workers."""
         if not any(phase.needs_workers for phase in phases):
             return None, [row for phase in phases for row in self._phase_run(phase, state)]
-        from console.celery import app
-
         self._total += 1  # the warm-up
         opts = state.opts
         procs = BenchProcesses(
             queue=queue, log_dir=state.log_dir, loglevel=opts["worker_loglevel"], wake_interval=opts["wake_interval"],
             durability=opts["durability"],
         )
-        previous_queue = app.conf.task_default_queue
         try:
-            # The CELERY_-prefixed key shadows ``task_default_queue`` once the Django settings are loaded.
-            app.conf["CELERY_TASK_DEFAULT_QUEUE"] = queue
-            ready, no_workers = self._workers_start(procs, state)
-            rows: list[Row] = []
-            for phase in phases:
-                rows += self._phase_run(phase, state, no_workers=no_workers if phase.needs_workers else "")
-            return ready, rows
+            with celery_conf_overridden(CELERY_TASK_DEFAULT_QUEUE=queue):
+                ready, no_workers = self._workers_start(procs, state)
+                rows: list[Row] = []
+                for phase in phases:
+                    rows += self._phase_run(phase, state, no_workers=no_workers if phase.needs_workers else "")
+                return ready, rows
         finally:
             procs.stop()
-            app.conf["CELERY_TASK_DEFAULT_QUEUE"] = previous_queue
 
     def _workers_start(self, procs: BenchProcesses, state: BenchState) -> tuple[float | None, str]:
         """Start and warm up the workers; return the seconds they took to answer, or why they did not."""
@@ -241,19 +236,3 @@ class Command(BaseCommand):
              + f", wait-lead {opts['wait_lead']:g}s"),
             ("host", f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min) before the bench"),
         ]
-
-
-def _names(value: str) -> list[str]:
-    """Parse a comma-separated list of phase names."""
-    return [name.strip() for name in value.split(",") if name.strip()]
-
-
-def _sigterm_raises() -> Any:
-    """Turn SIGTERM into SystemExit so the workers are stopped; return the previous handler."""
-    def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    try:
-        return signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread: leave signals alone
-        return None

@@ -5,25 +5,23 @@ outage runs again afterwards.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from contextlib import contextmanager
 
 import httpx
 import psycopg
 import pytest
-import redis
 from django.db import connection
 from psycopg import sql
 
+from runs.chaos.redis_server import PrivateRedis
 from runs.models import Run, Step
 from runs.statuses import RunStatus
 from tasks.access import SCOPES
 from tasks.apikeys import api_key_create
 from tasks.services import environments_ensure
 from tests.engine_tasks import crashable, executions
-from tests.processes import LOG_DIR, database_url, free_port
+from tests.processes import LOG_DIR, database_url
 from tests.waiting import wait_finished, wait_for
 
 STEPS = 5
@@ -123,40 +121,9 @@ def test_a_database_error_in_the_engines_own_write_never_fails_the_run(transacti
     assert_recorded_steps_never_ran_again(run_id)
 
 
-class PrivateRedis:
-    """A redis-server of this test's own, so that stopping it disturbs no other test."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: the broker outage test needs it")
-        log = open(LOG_DIR / "outage-redis.log", "ab")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._answers, timeout=10, message="the private redis-server to answer")
-
-    def _answers(self) -> bool:
-        try:
-            return redis.Redis.from_url(self.url).ping()
-        except redis.ConnectionError:
-            return False
-
-    def kill(self) -> None:
-        """Stop it at once, as a crash would: every message it held is gone."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-
 @pytest.mark.xdist_group("crash")
 def test_broker_crash_and_restart_loses_no_run_and_repeats_no_recorded_step(transactional_db, processes):
-    broker = PrivateRedis()
+    broker = PrivateRedis(log_dir=LOG_DIR)
     broker.start()
     try:
         on_broker = {"REDIS_URL": broker.url}

@@ -6,25 +6,12 @@ import signal
 import time
 
 import pytest
-from django.db.models import Q
 
-from runs.models import Run, RunEvent, Span, Step
+from runs.chaos.crashes import rows_of_attempt
+from runs.models import Run, Step
 from runs.statuses import RunStatus
 from tests.engine_tasks import chatty_steps
 from tests.waiting import wait_finished, wait_for
-
-
-def _rows_of_attempt(run_id: str, number: int) -> dict[str, int]:
-    """Count every row the given attempt wrote: steps, events, log lines and spans."""
-    events = RunEvent.objects.filter(run_id=run_id, data__attempt=number)
-    return {
-        "steps": Step.objects.filter(run_id=run_id, attempt_number=number).count(),
-        "events": events.count(),
-        "log lines": events.filter(type="log").count(),
-        "spans": Span.objects.filter(run_id=run_id).filter(
-            Q(name=f"work a{number}") | Q(attributes__contains={"stepwise.attempt": number})
-        ).count(),
-    }
 
 
 @pytest.mark.xdist_group("crash")
@@ -42,12 +29,12 @@ def test_a_paused_worker_resumed_after_a_takeover_adds_no_row(transactional_db, 
                  message="another worker to take the run over")
         if resume_when == "the run completed":
             assert wait_finished(run_id, timeout=60).status == RunStatus.COMPLETED
-        written = _rows_of_attempt(run_id, 1)
+        written = rows_of_attempt(run_id, 1)
     finally:
         os.killpg(paused.pid, signal.SIGCONT)
     time.sleep(4)  # the resumed worker finishes its step, tries its writes, flushes its held spans
 
-    assert _rows_of_attempt(run_id, 1) == written
+    assert rows_of_attempt(run_id, 1) == written
     assert written["steps"] >= 3 and written["log lines"] >= 3 and written["spans"] >= 3
     run = wait_finished(run_id, timeout=60)
     assert run.status == RunStatus.COMPLETED and run.output == {"sum": 66}

@@ -1,0 +1,1 @@
+"""``manage.py chaos``: fault scenarios against real worker and scheduler processes, and their figures."""
