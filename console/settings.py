@@ -104,6 +104,8 @@ INSTALLED_APPS = [
     "channels",
     # Serves /api/docs from its own static files, never from a CDN.
     "ninja",
+    # Django's Tasks framework (built into Django 6.0+; its backport on Django 5.2).
+    "django_tasks",
     "tasks",
     "runs",
     "console",
@@ -240,6 +242,9 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Django's Tasks framework: @task functions enqueued with .enqueue() become Stepwise runs (README).
+TASKS = {"default": {"BACKEND": "tasks.django_backend.StepwiseBackend"}}
 
 # Stepwise engine settings.
 STEPWISE_TASK_MODULES = env_list(

@@ -4,6 +4,7 @@ from importlib import import_module
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 
 class TasksConfig(AppConfig):
@@ -17,3 +18,6 @@ class TasksConfig(AppConfig):
         from tasks.hooks import global_hooks
 
         global_hooks()  # a wrong hook name or path in settings stops the process with a clear message
+        # Import the Django task backends now: Stepwise's lets every process (workers too) find Django tasks.
+        for params in getattr(settings, "TASKS", {}).values():
+            import_string(params["BACKEND"])
