@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from celery import current_app as app
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -15,9 +16,7 @@ def broker_backlog() -> int | None:
     """Return how many messages wait in the default Celery queue, or None if it cannot tell."""
     if not settings.REDIS_URL:
         return None
-    from console.celery import app
-
-    queue = app.conf["CELERY_TASK_DEFAULT_QUEUE"]
+    queue = app.conf.task_default_queue
     keys = [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in _PRIORITY_STEPS]
     try:
         with app.connection_for_write() as conn:

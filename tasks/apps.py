@@ -4,7 +4,12 @@ from importlib import import_module
 
 from django.apps import AppConfig
 from django.conf import settings
-from django.utils.module_loading import import_string
+from django.core import checks
+from django.utils.module_loading import autodiscover_modules, import_string
+
+from tasks.app_settings import app_settings_apply, secret_keys_check
+
+app_settings_apply()  # before any module of the apps reads a setting
 
 
 class TasksConfig(AppConfig):
@@ -12,9 +17,11 @@ class TasksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        checks.register(secret_keys_check)
         # Importing a task module registers its @task functions; no database access here.
         for module in settings.STEPWISE_TASK_MODULES:
             import_module(module)
+        autodiscover_modules("stepwise_tasks")  # each installed app's own tasks
         from tasks.hooks import global_hooks
 
         global_hooks()  # a wrong hook name or path in settings stops the process with a clear message
