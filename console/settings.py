@@ -282,8 +282,18 @@ STEPWISE_TRACING = env_bool("STEPWISE_TRACING", True)
 STEPWISE_DURABILITY = os.environ.get("STEPWISE_DURABILITY", "strict")
 if STEPWISE_DURABILITY not in ("strict", "relaxed"):
     raise ImproperlyConfigured(f"STEPWISE_DURABILITY must be 'strict' or 'relaxed', not {STEPWISE_DURABILITY!r}")
+# DATABASE_POOLING=transaction: DATABASE_URL reaches PostgreSQL through PgBouncer in transaction-pooling
+# mode, where a session outlives no transaction: no server-side cursors, no prepared statements, and the
+# scheduler does not LISTEN through the pooler (README, Scaling).
+DATABASE_POOLING = os.environ.get("DATABASE_POOLING", "session")
+if DATABASE_POOLING not in ("session", "transaction"):
+    raise ImproperlyConfigured(f"DATABASE_POOLING must be 'session' or 'transaction', not {DATABASE_POOLING!r}")
+if DATABASE_POOLING == "transaction":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 # Prepare the engine's hot statements (off behind a pooler that cannot keep prepared statements).
-STEPWISE_PREPARED_STATEMENTS = env_bool("STEPWISE_PREPARED_STATEMENTS", True)
+STEPWISE_PREPARED_STATEMENTS = env_bool("STEPWISE_PREPARED_STATEMENTS", DATABASE_POOLING != "transaction")
+# The scheduler LISTENs for timers set while it sleeps; without it, its sweep interval bounds their delay.
+STEPWISE_TIMERS_LISTEN = env_bool("STEPWISE_TIMERS_LISTEN", DATABASE_POOLING != "transaction")
 # Where a run executes once workers hold different code (see README, Deploying new code):
 # "latest" on any worker with its own code, "pin" only on a worker holding the version it was
 # triggered on. A task's own @task(version_policy=...) wins over this default.
