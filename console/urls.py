@@ -47,7 +47,8 @@ console_patterns = [
 
 
 urlpatterns = [
-    path("login/", sign_in_throttled(auth_views.LoginView.as_view(redirect_authenticated_user=True)), name="login"),
+    path("login/", sign_in_throttled(auth_views.LoginView.as_view(
+        template_name="console/login.html", redirect_authenticated_user=True)), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("metrics", metrics_view, name="metrics"),
     path("", include((console_patterns, "console"))),
