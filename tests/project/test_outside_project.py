@@ -120,7 +120,8 @@ def _console_signed_in(base: str) -> httpx.Client:
             assert time.monotonic() < deadline, "the shop's console did not start"
             time.sleep(0.3)
     assert page.status_code == 302 and page.headers["location"].startswith("/stepwise/login/")
-    client.get("/stepwise/login/")
+    sign_in = client.get("/stepwise/login/")
+    assert "Stepwise" in sign_in.text and "The shop's own" not in sign_in.text  # its own templates, not the shop's
     signed_in = client.post("/stepwise/login/", data={
         "username": "admin", "password": "shop-admin-password", "csrfmiddlewaretoken": client.cookies["csrftoken"],
     })
@@ -157,6 +158,7 @@ def test_a_project_of_its_own_installs_stepwise_with_pip_and_runs_tasks_on_its_m
     runs_page = console.get("/stepwise/")
     assert runs_page.status_code == 200
     assert run_id in runs_page.text and "shop.tasks.mark_paid" in runs_page.text
+    assert "The shop's own layout" not in runs_page.text  # the shop's own base.html does not replace the console's
     run_page = console.get(f"/stepwise/runs/{run_id}/")
     assert run_page.status_code == 200 and "parcel-express" in run_page.text
     stylesheet = re.search(r'href="(/static/[^"]+\.css)"', run_page.text).group(1)
