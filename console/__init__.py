@@ -1,5 +1,1 @@
-from __future__ import annotations
-
-from console.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The web console (an app), and this repository's own Django project: settings, URLs, ASGI and Celery app."""

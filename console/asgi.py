@@ -9,6 +9,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
+import console.celery  # noqa: E402, F401  (the project's Celery app: triggers send their hints through it)
+
 django_asgi_app = get_asgi_application()
 
 from console.websocket_origins import SameOriginValidator  # noqa: E402

@@ -104,6 +104,8 @@ INSTALLED_APPS = [
     "channels",
     # Serves /api/docs from its own static files, never from a CDN.
     "ninja",
+    # Django's Tasks framework (built into Django 6.0+; its backport on Django 5.2).
+    "django_tasks",
     "tasks",
     "runs",
     "console",
@@ -123,7 +125,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "console.urls"
+ROOT_URLCONF = "console.root_urls"
 ASGI_APPLICATION = "console.asgi.application"
 WSGI_APPLICATION = None
 
@@ -192,8 +194,8 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "/login/"
-LOGIN_REDIRECT_URL = "/"
+LOGIN_URL = "login"  # a URL name: the sign-in page wherever the console is mounted
+LOGIN_REDIRECT_URL = "console:runs"
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG=0.
 # The embedded default serves http://127.0.0.1 on one machine: HTTPS only once a DATABASE_URL is set.
@@ -243,6 +245,9 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Django's Tasks framework: @task functions enqueued with .enqueue() become Stepwise runs (README).
+TASKS = {"default": {"BACKEND": "tasks.django_backend.StepwiseBackend"}}
+
 # Stepwise engine settings.
 STEPWISE_TASK_MODULES = env_list(
     "STEPWISE_TASK_MODULES",
@@ -283,8 +288,18 @@ STEPWISE_TRACING = env_bool("STEPWISE_TRACING", True)
 STEPWISE_DURABILITY = os.environ.get("STEPWISE_DURABILITY", "strict")
 if STEPWISE_DURABILITY not in ("strict", "relaxed"):
     raise ImproperlyConfigured(f"STEPWISE_DURABILITY must be 'strict' or 'relaxed', not {STEPWISE_DURABILITY!r}")
+# DATABASE_POOLING=transaction: DATABASE_URL reaches PostgreSQL through PgBouncer in transaction-pooling
+# mode, where a session outlives no transaction: no server-side cursors, no prepared statements, and the
+# scheduler does not LISTEN through the pooler (README, Scaling).
+DATABASE_POOLING = os.environ.get("DATABASE_POOLING", "session")
+if DATABASE_POOLING not in ("session", "transaction"):
+    raise ImproperlyConfigured(f"DATABASE_POOLING must be 'session' or 'transaction', not {DATABASE_POOLING!r}")
+if DATABASE_POOLING == "transaction":
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 # Prepare the engine's hot statements (off behind a pooler that cannot keep prepared statements).
-STEPWISE_PREPARED_STATEMENTS = env_bool("STEPWISE_PREPARED_STATEMENTS", True)
+STEPWISE_PREPARED_STATEMENTS = env_bool("STEPWISE_PREPARED_STATEMENTS", DATABASE_POOLING != "transaction")
+# The scheduler LISTENs for timers set while it sleeps; without it, its sweep interval bounds their delay.
+STEPWISE_TIMERS_LISTEN = env_bool("STEPWISE_TIMERS_LISTEN", DATABASE_POOLING != "transaction")
 # Where a run executes once workers hold different code (see README, Deploying new code):
 # "latest" on any worker with its own code, "pin" only on a worker holding the version it was
 # triggered on. A task's own @task(version_policy=...) wins over this default.

@@ -1,6 +1,6 @@
+"""The console, its sign-in and the REST API, to include under any prefix: ``include("console.urls")``."""
 from __future__ import annotations
 
-from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
@@ -48,10 +48,9 @@ console_patterns = [
 
 
 urlpatterns = [
-    path("login/", sign_in_throttled(auth_views.LoginView.as_view(redirect_authenticated_user=True)), name="login"),
+    path("login/", sign_in_throttled(auth_views.LoginView.as_view(
+        template_name="console/login.html", redirect_authenticated_user=True)), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("admin/login/", sign_in_throttled(admin.site.login)),
-    path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("", include((console_patterns, "console"))),
     path("api/", include("runs.realtime.urls")),  # streams first: they are not django-ninja operations

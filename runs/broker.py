@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from celery import current_app as app
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -16,9 +17,9 @@ def broker_backlog() -> int | None:
     """Return how many messages wait in the default Celery queue, or None if it cannot tell."""
     if not settings.REDIS_URL:
         return None
-    from console.celery import app
-
-    queue = app.conf["CELERY_TASK_DEFAULT_QUEUE"]
+    # The CELERY_-prefixed key shadows task_default_queue once Django's settings are loaded (and
+    # the bench and chaos commands set it for their private queue).
+    queue = app.conf.get("CELERY_TASK_DEFAULT_QUEUE") or app.conf.task_default_queue
     steps = (app.conf.broker_transport_options or {}).get("priority_steps") or _DEFAULT_PRIORITY_STEPS
     keys = [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in steps]
     try:

@@ -51,7 +51,8 @@ class TimerListener:
         self._next_try = 0.0
 
     def _connected(self) -> psycopg.Connection | None:
-        if connection.vendor != "postgresql":
+        # Behind a transaction-pooling PgBouncer a LISTEN would stay on a server connection others then use.
+        if connection.vendor != "postgresql" or not settings.STEPWISE_TIMERS_LISTEN:
             return None
         if (self._conn is None or self._conn.closed) and time.monotonic() >= self._next_try:
             params = connection.get_connection_params()

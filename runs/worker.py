@@ -11,6 +11,7 @@ import uuid
 
 from billiard.process import current_process
 from celery import shared_task
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
@@ -223,3 +224,33 @@ def worker_versions_leave() -> None:
     if _announcer is not None:
         _announcer.stop()
         _announcer = None
+
+
+# Worker signals: whichever Celery app runs the worker (this project's or a user's own).
+@worker_ready.connect
+def _wake_thread_pool(sender=None, **kwargs) -> None:
+    """Tick the threads pool's event loop often, so a freed thread takes the next message at once.
+
+    The threads pool otherwise notices a finished task only on the next network event,
+    seconds later (celery/celery#6941); the embedded default runs that pool.
+    """
+    from celery.concurrency.thread import TaskPool as ThreadTaskPool
+
+    if sender is not None and isinstance(getattr(sender, "pool", None), ThreadTaskPool):
+        sender.timer.call_repeatedly(0.05, _noop)
+
+
+def _noop() -> None:
+    """Do nothing: the timer entry itself is what wakes the loop."""
+
+
+@celeryd_after_setup.connect
+def _serve_own_versions(sender=None, instance=None, **kwargs) -> None:
+    """Before the first hint: consume the queues of the versions of task code this worker holds, and announce them."""
+    worker_versions_serve(instance.app)
+
+
+@worker_shutdown.connect
+def _leave(sender=None, **kwargs) -> None:
+    """Say that this worker's versions are no longer running here."""
+    worker_versions_leave()

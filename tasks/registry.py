@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import sys
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from runs.engine.errors import StepwiseError
@@ -22,6 +23,8 @@ class Registered(Protocol):
 
 
 _TASKS: dict[str, Any] = {}
+# Find a task that no module registered at import (a Django task, named by its module path).
+_resolvers: list[Callable[[str], Any]] = []
 _held: tuple[str, ...] | None = None
 
 
@@ -62,12 +65,23 @@ def task_register(definition: Registered) -> None:
     _held = None
 
 
+def task_resolver_add(resolver: Callable[[str], Any]) -> None:
+    """Ask ``resolver(task_id)`` for a definition (or None) when a task id is not registered."""
+    if resolver not in _resolvers:
+        _resolvers.append(resolver)
+
+
 def task_get(task_id: str) -> Any:
-    """Return the definition of a task id, or raise UnknownTask."""
-    try:
-        return _TASKS[task_id]
-    except KeyError:
-        raise UnknownTask(task_id) from None
+    """Return the definition of a task id (registering what a resolver finds), or raise UnknownTask."""
+    definition = _TASKS.get(task_id)
+    if definition is not None:
+        return definition
+    for resolve in _resolvers:
+        definition = resolve(task_id)
+        if definition is not None:
+            task_register(definition)
+            return definition
+    raise UnknownTask(task_id)
 
 
 def task_all() -> list[Any]:

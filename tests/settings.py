@@ -17,3 +17,13 @@ from console.settings import *  # noqa: E402, F403
 
 # Failed-attempt counts per test process, so a test cannot lock out the next one through Redis.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# The Django tasks of the backend's tests live in an app of their own, as a user's would.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.project"]  # noqa: F405
+TASKS = {
+    "default": {"BACKEND": "tasks.django_backend.StepwiseBackend", "QUEUES": ["default", "emails"]},
+    "retrying": {
+        "BACKEND": "tasks.django_backend.StepwiseBackend",
+        "OPTIONS": {"retry": {"max_attempts": 2, "min_timeout": 0.1, "max_timeout": 0.1, "jitter": False}},
+    },
+}

@@ -29,7 +29,7 @@ def sign_in_throttled(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
         try:
             failed_attempts_check(SIGN_IN, who)
         except TooManyFailedAttempts as exc:
-            response = render(request, "registration/login.html", {
+            response = render(request, "console/login.html", {
                 "form": AuthenticationForm(request), "next": request.POST.get("next", ""),
                 "locked_out": f"Too many failed sign-ins: try again in {exc.retry_after} seconds.",
             }, status=429)

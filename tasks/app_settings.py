@@ -1,0 +1,68 @@
+"""Defaults of Stepwise's settings, so the apps work in any Django project that sets none of them.
+
+A project overrides any of them in its own settings (this repository's project reads them from the
+environment: ``console/settings.py``); ``app_settings_apply()`` fills in only what is missing.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+DEFAULTS: dict[str, Any] = {
+    # Modules whose @task functions register at start, beside each installed app's `stepwise_tasks` module.
+    "STEPWISE_TASK_MODULES": [],
+    "STEPWISE_DEPLOY_LABEL": "",
+    "STEPWISE_ENVIRONMENT": "dev",
+    "STEPWISE_LEASE_SECONDS": 30.0,
+    "STEPWISE_HEARTBEAT_SECONDS": 10.0,
+    "STEPWISE_MAX_CRASHES": 5,
+    "STEPWISE_MAX_PAYLOAD_BYTES": 512 * 1024,
+    "STEPWISE_MAX_METADATA_BYTES": 64 * 1024,
+    "STEPWISE_METADATA_FLUSH_SECONDS": 1.0,
+    "STEPWISE_RETENTION": {},
+    "STEPWISE_PRUNE_INTERVAL_SECONDS": 600.0,
+    "STEPWISE_IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    "STEPWISE_REDISPATCH_SECONDS": 15.0,
+    "STEPWISE_TRACING": True,
+    "STEPWISE_DURABILITY": "strict",
+    "STEPWISE_PREPARED_STATEMENTS": True,
+    "STEPWISE_TIMERS_LISTEN": True,
+    "STEPWISE_VERSION_POLICY": "latest",
+    "STEPWISE_VERSION_GRACE_SECONDS": 600.0,
+    "STEPWISE_SWEEP_INTERVAL_SECONDS": 1.0,
+    "STEPWISE_SCHEDULER_STALE_SECONDS": 60.0,
+    "STEPWISE_METRICS_TOKEN": "",
+    "STEPWISE_WEBHOOK_TOLERANCE_SECONDS": 300,
+    "STEPWISE_CONTENT_SECURITY_POLICY": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "STEPWISE_FAILED_ATTEMPTS_LIMIT": 10,
+    "STEPWISE_FAILED_ATTEMPTS_WINDOW_SECONDS": 300,
+    "STEPWISE_API_DOCS_PUBLIC": False,
+    # Required: Fernet keys for secrets at rest (a system check names it when it is missing).
+    "STEPWISE_SECRET_KEYS": [],
+    # Redis of the broker and channel layer, for the broker backlog metric and health checks ("": none).
+    "REDIS_URL": "",
+}
+
+
+def app_settings_apply() -> None:
+    """Give every Stepwise setting the project did not set its default."""
+    for name, value in DEFAULTS.items():
+        if not hasattr(settings, name):
+            setattr(settings, name, value)
+
+
+def secret_keys_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Refuse to start without a key for secrets at rest: none is ever derived or made up."""
+    if settings.STEPWISE_SECRET_KEYS:
+        return []
+    return [checks.Error(
+        "STEPWISE_SECRET_KEYS is not set: Stepwise encrypts secrets at rest with it.",
+        hint="Set it to a list of Fernet keys, e.g. the output of: "
+             "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
+        id="stepwise.E001",
+    )]

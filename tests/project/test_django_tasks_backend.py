@@ -1,0 +1,171 @@
+"""Django's Tasks framework on the Stepwise backend: the contract Django documents, on real workers.
+
+Modelled on Django's own tests of its task backends (enqueue, get_result, refresh, errors,
+priority, run_after, queue_name, takes_context, async), with Stepwise's workers running the tasks.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from runs.models import Run
+from runs.statuses import RunStatus
+from tasks.django_backend import StepwiseBackend
+from tasks.registry import UnknownTask, task_get
+from tests.engine_tasks import third_step_flaky
+from tests.project import jobs
+from tests.waiting import wait_finished
+
+try:
+    from django.tasks import TaskResultStatus, default_task_backend, task_backends
+    from django.tasks.exceptions import InvalidTask as InvalidTaskError
+    from django.tasks.exceptions import TaskResultDoesNotExist, TaskResultMismatch
+except ImportError:  # Django 5.2: the backport
+    from django_tasks import TaskResultStatus, default_task_backend, task_backends
+    from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist, TaskResultMismatch
+
+
+def finished(result):
+    wait_finished(result.id)
+    result.refresh()
+    return result
+
+
+def test_the_configured_backend_is_stepwise():
+    assert isinstance(task_backends["default"], StepwiseBackend)
+    assert isinstance(task_backends["retrying"], StepwiseBackend)
+    backend = task_backends["default"]
+    assert backend.supports_defer and backend.supports_async_task
+    assert backend.supports_get_result and backend.supports_priority
+
+
+def test_an_enqueued_task_is_a_run_that_a_worker_completes(live):
+    result = jobs.add.enqueue(1, 2)
+
+    assert result.status == TaskResultStatus.READY and not result.is_finished
+    assert result.args == [1, 2] and result.kwargs == {} and result.backend == "default"
+    run = Run.objects.get(id=result.id)
+    assert run.task_id == "tests.project.jobs.add" and run.payload == {"args": [1, 2], "kwargs": {}}
+
+    finished(result)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.is_finished
+    assert result.return_value == 3
+    assert result.errors == [] and result.attempts == 1 and len(result.worker_ids) == 1
+    assert result.enqueued_at <= result.started_at <= result.last_attempted_at <= result.finished_at
+    assert Run.objects.get(id=result.id).status == RunStatus.COMPLETED
+
+
+def test_keyword_arguments_and_return_values_come_back_as_json(live):
+    result = finished(jobs.pair.enqueue(a=(1, 2), b={"k": "v"}))
+
+    assert result.kwargs == {"a": [1, 2], "b": {"k": "v"}}
+    assert result.return_value == [[1, 2], {"k": "v"}]
+
+
+def test_get_result_from_the_task_and_the_backend_find_the_same_run(live):
+    result = jobs.add.enqueue(2, 3)
+    wait_finished(result.id)
+
+    by_task = jobs.add.get_result(result.id)
+    by_backend = default_task_backend.get_result(result.id)
+    assert by_task.id == by_backend.id == result.id
+    assert by_task.return_value == by_backend.return_value == 5
+    assert by_task.task.func is jobs.add.func
+
+
+def test_a_failing_task_is_failed_with_its_exception_class_and_traceback(live):
+    result = finished(jobs.fail.enqueue("the order is gone"))
+
+    assert result.status == TaskResultStatus.FAILED and result.is_finished
+    assert len(result.errors) == 1
+    assert result.errors[0].exception_class is ValueError
+    assert "the order is gone" in result.errors[0].traceback and "raise ValueError" in result.errors[0].traceback
+    with pytest.raises(ValueError, match="Task failed"):
+        _ = result.return_value
+    assert result.attempts == 1  # Django's contract: no retry unless the backend's options ask for one
+
+
+def test_the_retry_option_retries_and_replays_finished_steps(live):
+    key = uuid.uuid4().hex
+    result = finished(jobs.fail_once_after_a_step.enqueue(key))
+
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {"step_ran": 1, "tries": 2}  # the step ran once, its result replayed
+    assert result.attempts == 2 and result.backend == "retrying"
+    assert [e.exception_class for e in result.errors] == [ConnectionError]
+
+
+def test_takes_context_gives_the_task_its_result_and_attempt(live):
+    result = finished(jobs.who_am_i.enqueue("me"))
+
+    assert result.return_value == {"id": result.id, "attempt": 1, "label": "me"}
+
+
+def test_priority_orders_runs_and_is_kept_on_the_result(db):
+    result = jobs.add.using(priority=7).enqueue(1, 1)
+
+    assert Run.objects.get(id=result.id).priority == 7
+    assert jobs.add.get_result(result.id).task.priority == 7
+    with pytest.raises(InvalidTaskError, match="priority"):
+        jobs.add.using(priority=101)
+
+
+def test_run_after_delays_the_run_until_then(db):
+    later = timezone.now() + timedelta(hours=1)
+    result = jobs.add.using(run_after=later).enqueue(1, 1)
+
+    run = Run.objects.get(id=result.id)
+    assert run.status == RunStatus.DELAYED and run.delay_until == later
+    fetched = jobs.add.get_result(result.id)
+    assert fetched.status == TaskResultStatus.READY and fetched.task.run_after == later
+    with pytest.raises(ValueError, match="not finished"):
+        _ = fetched.return_value
+
+
+def test_queue_name_sends_the_run_to_that_queue(db):
+    result = jobs.add.using(queue_name="emails").enqueue(1, 1)
+
+    assert Run.objects.get(id=result.id).queue == "emails"
+    assert jobs.add.get_result(result.id).task.queue_name == "emails"
+    with pytest.raises(InvalidTaskError, match="not valid"):
+        jobs.add.using(queue_name="nowhere")
+
+
+def test_arguments_that_are_not_json_are_refused_and_nothing_is_stored(db):
+    with pytest.raises(TypeError, match="Unsupported type"):
+        jobs.add.enqueue(object(), 1)
+    assert not Run.objects.exists()
+
+
+def test_an_unknown_id_or_a_run_of_another_kind_has_no_result(db):
+    with pytest.raises(TaskResultDoesNotExist):
+        default_task_backend.get_result("run_does_not_exist")
+    native = third_step_flaky.trigger({})  # a Stepwise task, not a Django one
+    with pytest.raises(TaskResultDoesNotExist):
+        default_task_backend.get_result(native.id)
+    other = jobs.pair.enqueue(1, 2)
+    with pytest.raises(TaskResultMismatch):
+        jobs.add.get_result(other.id)
+
+
+def test_only_tasks_of_installed_apps_are_found_by_name(db):
+    assert task_get("tests.project.jobs.add").id == "tests.project.jobs.add"
+    with pytest.raises(UnknownTask):
+        task_get("os.system")
+    with pytest.raises(UnknownTask):
+        task_get("tests.engine_tasks.executions")  # not an installed app's module
+
+
+async def test_async_tasks_enqueue_and_results_load_asynchronously(live):
+    from asgiref.sync import sync_to_async
+
+    result = await jobs.double_later.aenqueue(21)
+    await sync_to_async(wait_finished)(result.id)
+
+    fetched = await jobs.double_later.aget_result(result.id)
+    assert fetched.status == TaskResultStatus.SUCCESSFUL and fetched.return_value == 42
+    await result.arefresh()
+    assert result.return_value == 42
