@@ -332,6 +332,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # One line per HTTP request of the client (manage.py trigger --server ...) is noise on a terminal.
+        "httpx": {"level": "WARNING"},
         # Django's own console handler would print each request warning a second time beside root's.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
     },
