@@ -26,6 +26,8 @@ from runs.triggers import Throttled
 from runs.waits import WaitpointAlreadyResolved, WaitpointNotFound
 from runs.waits_api import router as waits_router
 from tasks.access import Capability
+from tasks.alerts import AlertRuleNotFound
+from tasks.alerts_api import router as alerts_router
 from tasks.api import router as tasks_router
 from tasks.api import webhooks_router
 from tasks.apikeys import ApiKeyNotFound, ScopeNotAllowed
@@ -78,10 +80,11 @@ api = NinjaAPI(
 api.add_router("/", runs_router)
 api.add_router("/", waits_router)
 api.add_router("/", tasks_router)
+api.add_router("/", alerts_router)
 api.add_router("/webhooks", webhooks_router)
 
 NOT_FOUND = (RunNotFound, UnknownTask, QueueNotFound, ScheduleNotFound, SecretNotFound, ApiKeyNotFound,
-             WebhookSecretNotFound, WaitpointNotFound, IdempotencyKeyNotFound)
+             WebhookSecretNotFound, WaitpointNotFound, IdempotencyKeyNotFound, AlertRuleNotFound)
 ALREADY_FINAL = (RunAlreadyFinished, WaitpointAlreadyResolved)
 
 

@@ -1,0 +1,4 @@
+"""Fixtures of the operations tests: the API tests' clients and environments."""
+from __future__ import annotations
+
+from tests.api.conftest import api, environments, live_api, prod_api  # noqa: F401  (fixtures)
