@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from console.api import api
-from console.views import apikeys, audit, members, pages, queues, run_actions, runs, schedules, secrets, tasks
+from console.views import alerts, apikeys, audit, members, pages, queues, run_actions, runs, schedules, secrets, tasks
 from console.views.metrics import metrics_view
 from console.views.signin import sign_in_throttled
 
@@ -43,6 +43,9 @@ console_patterns = [
     path("members/", members.member_list_view, name="members"),
     path("members/<str:username>/remove/", members.member_remove_view, name="member-remove"),
     path("audit/", audit.audit_list_view, name="audit"),
+    path("alerts/", alerts.alert_list_view, name="alerts"),
+    path("alerts/<int:rule_id>/delete/", alerts.alert_delete_view, name="alert-delete"),
+    path("alerts/<int:rule_id>/test/", alerts.alert_test_view, name="alert-test"),
 ]
 
 

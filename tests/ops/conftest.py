@@ -2,3 +2,4 @@
 from __future__ import annotations
 
 from tests.api.conftest import api, environments, live_api, prod_api  # noqa: F401  (fixtures)
+from tests.console.conftest import signed_in, user  # noqa: E402, F401  (fixtures)
