@@ -65,6 +65,7 @@ class TriggeredOut(Schema):
 
 
 class BatchTriggeredOut(Schema):
+    batch_id: str | None = Field(None, description="the batch's id: filter runs with ?batch=<id>")
     runs: list[TriggeredOut]
 
 
@@ -162,6 +163,9 @@ class RunListQuery(Schema):
     status: RunStatus | None = None
     tag: str | None = None
     idempotency_key: str | None = None
+    queue: str | None = Field(None, max_length=128)
+    batch: str | None = Field(None, max_length=64, description="a batch_trigger's batch_id")
+    schedule: int | None = Field(None, ge=1, description="the id of the schedule that triggered the runs")
     cursor: str | None = Field(None, max_length=40)
     limit: int = Field(50, ge=1, le=200)
 
@@ -221,7 +225,8 @@ def batch_trigger(request: HttpRequest, task_id: str, body: BatchTriggerIn):
         for item in body.items
     ]
     results = run_batch_trigger(task_id=task_id, items=items)
-    return 201, BatchTriggeredOut(runs=[_triggered(r, c) for r, c in results])
+    batch_id = next((t.removeprefix("batch:") for t in results[0][0].tags if t.startswith("batch:")), None)
+    return 201, BatchTriggeredOut(batch_id=batch_id, runs=[_triggered(r, c) for r, c in results])
 
 
 @router.post("/tasks/{task_id}/idempotency-keys/reset", response=IdempotencyKeyResetOut, auth=OPERATE)
@@ -247,6 +252,9 @@ def list_runs(request: HttpRequest, filters: Query[RunListQuery]):
             status=filters.status or "",
             tag=filters.tag or "",
             idempotency_key=filters.idempotency_key or "",
+            queue=filters.queue or "",
+            batch=filters.batch or "",
+            schedule=str(filters.schedule or ""),
         ),
         cursor=filters.cursor,
         limit=filters.limit,

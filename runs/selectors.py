@@ -90,17 +90,26 @@ class RunFilters:
     idempotency_key: str = ""
     run_id: str = ""
     environment: str = ""
+    queue: str = ""
+    batch: str = ""  # a batch_trigger's id: its runs carry the tag "batch:<id>"
+    schedule: str = ""  # a schedule's id: the runs it triggered carry the tag "schedule:<id>"
     # The environments the viewer may see (None: every one); the console sets it from the user's roles.
     environments: tuple[str, ...] | None = None
 
     def as_query(self) -> dict[str, str]:
         """Return the non-empty filters as query-string values."""
-        values = {k: getattr(self, k) for k in ("task", "status", "tag", "version", "idempotency_key", "run_id")}
+        values = {k: getattr(self, k) for k in ("task", "status", "tag", "version", "idempotency_key", "run_id",
+                                                "environment", "queue", "batch", "schedule")}
         for name in ("created_after", "created_before"):
             moment = getattr(self, name)
             if moment is not None:
                 values[name] = moment.strftime("%Y-%m-%dT%H:%M")
         return {k: v for k, v in values.items() if v}
+
+    def required_tags(self) -> list[str]:
+        """Return the tags a run must carry: the tag filter's, its batch's and its schedule's."""
+        return [t for t in (self.tag, self.batch and f"batch:{self.batch}",
+                            self.schedule and f"schedule:{self.schedule}") if t]
 
 
 @dataclass(frozen=True)
@@ -128,11 +137,15 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
         qs = qs.for_task(filters.task)
     if filters.status:
         qs = qs.filter(status=filters.status)
-    if filters.tag:
+    tags = filters.required_tags()
+    if tags:
         if connection.vendor == "postgresql":
-            qs = qs.filter(tags__contains=[filters.tag])  # jsonb @>, served by the GIN index
+            qs = qs.filter(tags__contains=tags)  # jsonb @>, served by the GIN index
         else:
-            qs = qs.filter(tags__icontains=json.dumps(filters.tag))
+            for tag in tags:
+                qs = qs.filter(tags__icontains=json.dumps(tag))
+    if filters.queue:
+        qs = qs.filter(queue=filters.queue)
     if filters.version:
         versions = TaskVersion.objects.filter(
             Q(content_hash__startswith=filters.version) | Q(deploy_label=filters.version)

@@ -11,7 +11,13 @@ from django.views.decorators.http import require_GET
 
 from console.forms import PayloadForm, RunFilterForm
 from console.templatetags.console_format import duration_between
-from console.views.access import login_required, readable_environments, require, run_require
+from console.views.access import (
+    environment_slugs_readable,
+    login_required,
+    readable_environments,
+    require,
+    run_require,
+)
 from runs.exports import FORMATS, run_export_response
 from runs.pinning import version_wait_deadline
 from runs.selectors import (
@@ -56,6 +62,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "query": filters.as_query(),
             "is_first_page": not request.GET.get("before") and not page.newer_cursor,
             "task_ids": task_ids(),
+            "filter_environments": environment_slugs_readable(request),
             "nav": "runs",
         },
     )

@@ -35,12 +35,12 @@ def test_runs_list_shows_newest_runs_first(signed_in):
 @pytest.mark.django_db
 def test_runs_list_takes_the_same_queries_for_a_full_page_as_for_one_run(signed_in, django_assert_num_queries):
     trigger(task_id="test-abort", tags=["vip"])
-    # session, user, tasks for the filter, one page of runs (with their versions)
-    with django_assert_num_queries(4):
+    # session, user, tasks and environments for the filters, one page of runs (with their versions)
+    with django_assert_num_queries(5):
         assert len(shown_ids(signed_in.get("/"))) == 1
     for i in range(60):
         trigger(task_id="test-noop" if i % 2 else "test-abort", tags=["vip"])
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         assert len(shown_ids(signed_in.get("/?tag=vip"))) == 50
 
 
