@@ -18,6 +18,7 @@ from console.api_auth import ADMIN, ApiKeyAuth
 from console.failed_attempts import TooManyFailedAttempts
 from console.views.access import login_required
 from runs.api import router as runs_router
+from runs.bulk import BulkActionNotFound
 from runs.engine.checkpoints import json_parse
 from runs.engine.errors import InvalidJson, PayloadTooLarge, StepwiseError
 from runs.idempotency import IdempotencyKeyNotFound
@@ -84,7 +85,8 @@ api.add_router("/", alerts_router)
 api.add_router("/webhooks", webhooks_router)
 
 NOT_FOUND = (RunNotFound, UnknownTask, QueueNotFound, ScheduleNotFound, SecretNotFound, ApiKeyNotFound,
-             WebhookSecretNotFound, WaitpointNotFound, IdempotencyKeyNotFound, AlertRuleNotFound)
+             WebhookSecretNotFound, WaitpointNotFound, IdempotencyKeyNotFound, AlertRuleNotFound,
+             BulkActionNotFound)
 ALREADY_FINAL = (RunAlreadyFinished, WaitpointAlreadyResolved)
 
 

@@ -5,7 +5,20 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from console.api import api
-from console.views import alerts, apikeys, audit, members, pages, queues, run_actions, runs, schedules, secrets, tasks
+from console.views import (
+    alerts,
+    apikeys,
+    audit,
+    bulk_actions,
+    members,
+    pages,
+    queues,
+    run_actions,
+    runs,
+    schedules,
+    secrets,
+    tasks,
+)
 from console.views.metrics import metrics_view
 from console.views.signin import sign_in_throttled
 
@@ -13,6 +26,8 @@ console_patterns = [
     path("", runs.run_list, name="runs"),
     path("runs/updates.json", runs.run_list_updates, name="runs-updates"),
     path("runs/bulk/", run_actions.run_bulk_view, name="runs-bulk"),
+    path("runs/bulk/by-filter/", bulk_actions.bulk_by_filter_view, name="runs-bulk-by-filter"),
+    path("runs/bulk/progress/", bulk_actions.bulk_progress_view, name="runs-bulk-progress"),
     path("runs/<str:run_id>/", runs.run_show, name="run"),
     path("runs/<str:run_id>/timeline.json", runs.run_timeline_json, name="run-timeline"),
     path("runs/<str:run_id>/events.json", runs.run_events_json, name="run-events"),

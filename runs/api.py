@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema
 
 from console.api_auth import OPERATE, READ, TRIGGER, api_audit
+from runs.bulk import ACTIONS, bulk_action_count, bulk_action_get, bulk_action_start
 from runs.exports import run_export_response
 from runs.idempotency import idempotency_key_reset
 from runs.models import Attempt, Run, Step
@@ -15,6 +16,7 @@ from runs.selectors import RunFilters, run_api_page, run_detail_get
 from runs.services import RunNotFound, run_cancel, run_replay
 from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
+from tasks.models import BulkAction
 
 router = Router(tags=["runs"])
 
@@ -170,6 +172,53 @@ class RunListQuery(Schema):
     limit: int = Field(50, ge=1, le=200)
 
 
+class RunFilterIn(Schema):
+    """The runs-list filters, as GET /api/runs takes them (the environment is the caller's)."""
+
+    task: str | None = Field(None, max_length=128)
+    status: RunStatus | None = None
+    tag: str | None = Field(None, max_length=128)
+    version: str | None = Field(None, max_length=128)
+    idempotency_key: str | None = Field(None, max_length=255)
+    queue: str | None = Field(None, max_length=128)
+    batch: str | None = Field(None, max_length=64)
+    schedule: int | None = Field(None, ge=1)
+    run_id: str | None = Field(None, max_length=40)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def filters(self, environment: str) -> RunFilters:
+        values = {k: v for k, v in self.model_dump().items() if v is not None}
+        if "schedule" in values:
+            values["schedule"] = str(values["schedule"])
+        return RunFilters(**values, environment=environment)
+
+
+class BulkIn(Schema):
+    """Cancel or replay every run of this environment matching ``filters`` (all runs when empty)."""
+
+    action: Literal[ACTIONS]
+    filters: RunFilterIn = Field(default_factory=RunFilterIn)
+
+
+class BulkCountOut(Schema):
+    action: str
+    count: int = Field(..., description="how many runs the action would touch now (cancel: unfinished ones)")
+
+
+class BulkActionOut(ModelSchema):
+    environment: str
+
+    @staticmethod
+    def resolve_environment(obj) -> str:
+        return obj.environment_id
+
+    class Meta:
+        model = BulkAction
+        fields = ["id", "action", "filters", "actor", "total", "done", "skipped", "status", "problems", "created_at",
+                  "finished_at"]
+
+
 class IdempotencyKeyResetIn(Schema):
     """The key to free: as given to the trigger, with its scope (and the parent run for "run" and "attempt")."""
 
@@ -292,3 +341,24 @@ def replay_run(request: HttpRequest, run_id: str, body: ReplayIn | None = None):
     run = run_replay(run_id=run_id, payload=body.payload if edited else ...)
     api_audit(request, "run.replay", target=run_id, data={"new_run_id": run.id, "payload_edited": edited})
     return 201, _triggered(run, True)
+
+
+@router.post("/bulk-actions/count", response=BulkCountOut, auth=OPERATE)
+def count_bulk(request: HttpRequest, body: BulkIn):
+    """Say how many runs a bulk action would touch, before confirming it."""
+    filters = body.filters.filters(request.auth.environment)
+    return BulkCountOut(action=body.action, count=bulk_action_count(filters=filters, action=body.action))
+
+
+@router.post("/bulk-actions", response={202: BulkActionOut}, auth=OPERATE)
+def start_bulk(request: HttpRequest, body: BulkIn):
+    """Cancel or replay every matching run (not only a page): done in batches by the scheduler; poll its progress."""
+    bulk = bulk_action_start(environment=request.auth.environment, action=body.action,
+                             filters=body.filters.filters(request.auth.environment), actor=request.auth.audit_actor)
+    return 202, bulk
+
+
+@router.get("/bulk-actions/{bulk_id}", response=BulkActionOut, auth=READ)
+def get_bulk(request: HttpRequest, bulk_id: int):
+    """Return a bulk action's progress: how many runs it matched, did and skipped (with the first reasons)."""
+    return bulk_action_get(environment=request.auth.environment, bulk_id=bulk_id)

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from runs.alerts import AlertPass, alert_sender_loop
 from runs.broker import broker_backlog
+from runs.bulk import bulk_actions_advance
 from runs.dispatch import dispatch_run, dispatch_run_on_commit, queue_dispatch
 from runs.health import SchedulerHeartbeat
 from runs.lifecycle import run_settle
@@ -234,6 +235,7 @@ def sweep_once() -> SweepReport:
     report.scheduled = schedules_fire_due(now)
     report.pruned = retention_pass(now)
     report.alerts = _alert_pass(timezone.now())
+    report.bulk = bulk_actions_advance()
     return report
 
 
