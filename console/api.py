@@ -32,7 +32,8 @@ from tasks.alerts_api import router as alerts_router
 from tasks.api import router as tasks_router
 from tasks.api import webhooks_router
 from tasks.apikeys import ApiKeyNotFound, ScopeNotAllowed
-from tasks.queues import QueueNotFound
+from tasks.environments import EnvironmentPauseRefused
+from tasks.queues import QueueChangeRefused, QueueNotFound
 from tasks.registry import UnknownTask
 from tasks.schedules import ScheduleNotFound
 from tasks.secrets import SecretNotFound
@@ -87,7 +88,7 @@ api.add_router("/webhooks", webhooks_router)
 NOT_FOUND = (RunNotFound, UnknownTask, QueueNotFound, ScheduleNotFound, SecretNotFound, ApiKeyNotFound,
              WebhookSecretNotFound, WaitpointNotFound, IdempotencyKeyNotFound, AlertRuleNotFound,
              BulkActionNotFound)
-ALREADY_FINAL = (RunAlreadyFinished, WaitpointAlreadyResolved)
+ALREADY_FINAL = (RunAlreadyFinished, WaitpointAlreadyResolved, QueueChangeRefused, EnvironmentPauseRefused)
 
 
 def error_status(exc: Exception) -> int:

@@ -10,6 +10,7 @@ from console.views import (
     apikeys,
     audit,
     bulk_actions,
+    environment_pause,
     members,
     pages,
     queues,
@@ -43,6 +44,9 @@ console_patterns = [
     path("waitpoints/", pages.waitpoint_list, name="waitpoints"),
     path("waitpoints/<str:waitpoint_id>/decide/", pages.waitpoint_decide, name="waitpoint-decide"),
     path("queues/", queues.queue_list_view, name="queues"),
+    path("environment/pause/", environment_pause.environment_paused_view, {"paused": True}, name="environment-pause"),
+    path("environment/resume/", environment_pause.environment_paused_view, {"paused": False},
+         name="environment-resume"),
     path("queues/counts.json", queues.queue_counts_view, name="queue-counts"),
     # Queue names hold slashes ("task/<id>"): the path converter takes them whole.
     path("queues/<path:name>/limit/", queues.queue_limit_view, name="queue-limit"),

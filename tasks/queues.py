@@ -10,13 +10,17 @@ from runs.dispatch import dispatch_run, queue_dispatch_on_commit
 from runs.engine.errors import StepwiseError
 from runs.models import Run
 from runs.statuses import RunStatus
-from tasks.models import Queue
+from tasks.models import Environment, Queue
 
 MAX_LIMIT = 10_000
 
 
 class QueueNotFound(StepwiseError):
     """No queue has this name in this environment."""
+
+
+class QueueChangeRefused(StepwiseError):
+    """A queue of a paused environment cannot be resumed on its own; the environment is resumed instead."""
 
 
 class InvalidQueueLimit(StepwiseError):
@@ -39,15 +43,36 @@ def _update(environment: str, name: str, **fields) -> Queue:
         queue = Queue.objects.select_for_update().filter(environment_id=environment, name=name).first()
         if queue is None:
             raise QueueNotFound(f"no queue named '{name}' in environment '{environment}'")
+        env = Environment.objects.select_for_update().get(slug=environment)
+        if "paused" in fields and env.paused_at is not None:
+            # The environment holds every queue paused; this changes what its resume restores.
+            _paused_environment_queue_change(env, name, fields.pop("paused"))
         for attr, value in fields.items():
             setattr(queue, attr, value)
         queue.save(update_fields=[*fields, "updated_at"])
-        # Queued runs whose hints were refused while the queue was full or paused get new ones.
-        if queue.concurrency_limit is None:
-            transaction.on_commit(lambda: _hint_all_queued(environment, name))
-        else:
-            queue_dispatch_on_commit(name, environment=environment)
+        queues_released_on_commit(environment, [name], limited=queue.concurrency_limit is not None)
     return queue
+
+
+def queues_released_on_commit(environment: str, names: list[str], *, limited: bool | None = None) -> None:
+    """After commit, hint the queued runs of queues that were resumed or given room (refused hints get new ones)."""
+    for name in names:
+        has_limit = limited if limited is not None else Queue.objects.filter(
+            environment_id=environment, name=name, concurrency_limit__isnull=False).exists()
+        if has_limit:
+            queue_dispatch_on_commit(name, environment=environment)
+        else:
+            transaction.on_commit(lambda name=name: _hint_all_queued(environment, name))
+
+
+def _paused_environment_queue_change(env: Environment, name: str, paused: bool) -> None:
+    """Record a pause of one queue of a paused environment as the state its resume restores; refuse a resume."""
+    if not paused:
+        raise QueueChangeRefused(f"environment '{env.slug}' is paused: resume the environment first "
+                                 f"(queue '{name}' then resumes unless it was paused before)")
+    if name not in env.queues_paused_before:
+        env.queues_paused_before = sorted([*env.queues_paused_before, name])
+        env.save(update_fields=["queues_paused_before"])
 
 
 def _hint_all_queued(environment: str, name: str) -> None:
