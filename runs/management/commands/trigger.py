@@ -1,4 +1,4 @@
-"""manage.py trigger TASK_ID 'JSON' [--follow]: start a run from the command line."""
+"""manage.py trigger TASK_ID 'JSON' [--follow] [--server URL --api-key KEY]: start a run from the command line."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from runs.engine.errors import error_text
 from runs.management.base import user_errors
+from runs.management.remote import follow_remote, is_remote, remote_client, run_ended, server_options
 from runs.selectors import run_events_after, run_get
 from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.triggers import InvalidTrigger, TriggerOptions, payload_parse, run_trigger
@@ -82,18 +83,23 @@ class Command(BaseCommand):
         parser.add_argument("--queue")
         parser.add_argument("--concurrency-key")
         parser.add_argument("--priority", type=int, default=0)
-        parser.add_argument("--environment", default="dev")
+        parser.add_argument("--environment", help="default dev; with --server the API key decides it")
         parser.add_argument("--metadata", help="the run's starting metadata, a JSON object")
         parser.add_argument("--retry", help='this run\'s retry policy instead of the task\'s, as JSON, e.g. '
                                             '\'{"max_attempts": 1}\'')
         parser.add_argument("--follow", action="store_true", help="print progress until the run ends")
         parser.add_argument("--timeout", type=float, help="with --follow: give up after this many seconds")
+        server_options(parser)
 
     def handle(self, *args, **opts) -> None:
         with user_errors():
             payload = payload_parse(opts["payload"])
             metadata = _json_option(opts["metadata"], "--metadata", {})
             retry = _json_option(opts["retry"], "--retry", None)
+        if is_remote(opts):
+            self._remote(opts, payload, metadata, retry)
+            return
+        with user_errors():
             options = TriggerOptions(
                 metadata=metadata,
                 retry=retry,
@@ -105,7 +111,7 @@ class Command(BaseCommand):
                 queue=opts["queue"],
                 concurrency_key=opts["concurrency_key"],
                 priority=opts["priority"],
-                environment=opts["environment"],
+                environment=opts["environment"] or "dev",
             )
             run, created = run_trigger(task_id=opts["task_id"], payload=payload, options=options)
         note = "" if created else " (existing run for this idempotency key)"
@@ -119,3 +125,19 @@ class Command(BaseCommand):
             return
         reason = error_text(final.error) if final.error else "no error recorded"
         raise CommandError(f"run {run.id} ended {status}: {reason}")
+
+    def _remote(self, opts, payload, metadata, retry) -> None:
+        if opts["environment"]:
+            raise CommandError("with --server the API key decides the environment: leave out --environment "
+                               "(or use a key of that environment)")
+        options = {k: opts[k] for k in ("idempotency_key", "idempotency_key_scope", "delay", "ttl", "queue",
+                                        "concurrency_key") if opts[k] is not None}
+        options.update(tags=opts["tags"], priority=opts["priority"], metadata=metadata)
+        if retry is not None:
+            options["retry"] = retry
+        with remote_client(opts["server"], opts["api_key"]) as client:
+            run = client.trigger(opts["task_id"], payload, **options)
+            note = "" if run["created"] else " (existing run for this idempotency key)"
+            self.stdout.write(f"{run['id']} {run['status']}{note}")
+            if opts["follow"]:
+                run_ended(self, follow_remote(self, client, run["id"], timeout=opts["timeout"]))
