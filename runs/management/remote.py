@@ -22,8 +22,9 @@ from runs.management.base import user_errors
 from runs.triggers import payload_parse
 from stepwise.client import FINAL_STATUSES, Client, StepwiseApiError
 
+# What the statuses whose detail does not say it mean for a CLI user.
 WHY = {401: "the API key was refused (revoked, mistyped, or for another server)",
-       403: "the API key may not do this", 404: "not found", 429: "too many requests"}
+       403: "the API key may not do this"}
 
 
 def server_options(parser, *, flag: str = "--server") -> None:
