@@ -344,3 +344,7 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+# PII redaction (README: PII redaction): a dotted path to a function redact(value) -> value applied,
+# before each task's own redact=, to what is stored of runs' logs, spans, events and errors and to
+# what is shown of their payloads, outputs, metadata and step results.
+STEPWISE_REDACT = os.environ.get("STEPWISE_REDACT", "")
