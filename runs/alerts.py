@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.mail import get_connection, send_mail
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import Count, F, Min
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -196,12 +196,17 @@ def alerts_evaluate(now: datetime | None = None) -> int:
     now = now or timezone.now()
     stored = 0
     for rule_id in AlertRule.objects.filter(active=True).values_list("id", flat=True):
-        with transaction.atomic():
-            rule = (AlertRule.objects.select_for_update(skip_locked=True)
-                    .filter(id=rule_id, active=True).first())
-            if rule is None:
-                continue  # another scheduler is looking at it
-            stored += _ended_badly(rule, now) + _follow_up(rule, now) + _backed_up(rule, now)
+        try:
+            with transaction.atomic():
+                rule = (AlertRule.objects.select_for_update(skip_locked=True)
+                        .filter(id=rule_id, active=True).first())
+                if rule is None:
+                    continue  # another scheduler is looking at it
+                stored += _ended_badly(rule, now) + _follow_up(rule, now) + _backed_up(rule, now)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the scheduler waits it out
+        except Exception:  # one rule's trouble must not stop the scheduler, nor the other rules
+            logger.exception("alert rule %s could not be evaluated; it is tried again next pass", rule_id)
     return stored
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -113,7 +113,7 @@ def bulk_action_step(bulk_id: int) -> bool:
                 with transaction.atomic():
                     _apply(bulk, run_id)
                 bulk.done += 1
-            except StepwiseError as exc:  # finished meanwhile, or refused: counted, and the first reasons kept
+            except (StepwiseError, IntegrityError) as exc:  # finished meanwhile, or refused: counted, reasons kept
                 bulk.skipped += 1
                 if len(bulk.problems) < PROBLEMS_KEPT:
                     bulk.problems = [*bulk.problems, f"{run_id}: {exc}"]

@@ -158,6 +158,8 @@ def alert_rule_update(*, environment: str, rule_id: int, rotate_secret: bool = F
         secret, rule.webhook_secret = _new_secret()
     if not values["webhook_url"]:
         rule.webhook_secret = None
+    if not rule.active or not set(rule.conditions) & set(RUN_CONDITIONS):
+        rule.checked_until = timezone.now()  # turned on or given run conditions: from now, not over history
     for field, value in values.items():
         setattr(rule, field, value)
     try:

@@ -40,10 +40,11 @@ class QueueStats:
 
 def _update(environment: str, name: str, **fields) -> Queue:
     with transaction.atomic():
+        # The environment's row first, then the queue's: the order pausing the environment takes.
+        env = Environment.objects.select_for_update().filter(slug=environment).first()
         queue = Queue.objects.select_for_update().filter(environment_id=environment, name=name).first()
-        if queue is None:
+        if env is None or queue is None:
             raise QueueNotFound(f"no queue named '{name}' in environment '{environment}'")
-        env = Environment.objects.select_for_update().get(slug=environment)
         if "paused" in fields and env.paused_at is not None:
             # The environment holds every queue paused; this changes what its resume restores.
             _paused_environment_queue_change(env, name, fields.pop("paused"))
