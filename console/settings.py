@@ -223,8 +223,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("STEPWISE_CELERY_QUEUE", "stepwise")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Ten message priorities (one Redis list each; 0 and 9 keep the list names of Redis's default
+# four, so hints sent before an upgrade are still read): resumes first, then runs by priority bands.
 CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {"visibility_timeout": 3600}
+    {"visibility_timeout": 3600, "priority_steps": list(range(10))}
     if REDIS_URL
     # The in-memory broker is polled: every 50 ms instead of every second, so a run starts at once.
     else {"polling_interval": 0.05}

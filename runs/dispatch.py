@@ -19,18 +19,37 @@ from tasks.models import Queue
 logger = logging.getLogger(__name__)
 
 
-# Redis keeps one list per message priority and workers empty the lower numbers first: a run
-# that resumes (its wait resolved, its retry due) goes ahead of every new run in the queue.
+# Redis keeps one list per message priority (0-9, BROKER_PRIORITY_STEPS in the settings) and a
+# worker takes from the lowest number that holds a message: a run that resumes (its wait resolved,
+# its retry due) goes ahead of every new run, and new runs go by bands of their own priority.
 RESUME_PRIORITY = 0
-NEW_WORK_PRIORITY = 9
+# (lowest run priority of the band, broker priority), best band first; run priority 0 is band 5.
+NEW_WORK_BANDS = ((1000, 1), (100, 2), (10, 3), (1, 4), (0, 5), (-9, 6), (-99, 7), (-999, 8))
+LOWEST_PRIORITY = 9
 
 
-def dispatch_run_on_commit(run_id: str, *, resume: bool = False, version: str | None = None) -> None:
+def hint_priority(priority: int, *, resume: bool) -> int:
+    """Return the broker priority of a run's hint: resumes first, then new runs by their priority's band.
+
+    A limited queue orders its runs exactly in the database at claim time; an unlimited one
+    takes whatever its hints bring, so the bands decide which of the hints waiting in the broker
+    a free worker takes first (10, 100 and 1,000 are each a band above the last).
+    """
+    if resume:
+        return RESUME_PRIORITY
+    for lowest, band in NEW_WORK_BANDS:
+        if priority >= lowest:
+            return band
+    return LOWEST_PRIORITY
+
+
+def dispatch_run_on_commit(run_id: str, *, resume: bool = False, version: str | None = None, priority: int = 0) -> None:
     """Hint a QUEUED run to the workers once the transaction commits, from the hint thread.
 
-    ``version`` (a content hash) sends the hint to the workers holding that version of the code only.
+    ``version`` (a content hash) sends the hint to the workers holding that version of the code
+    only; ``priority`` is the run's, which places its hint among the waiting ones.
     """
-    transaction.on_commit(lambda: _hints.submit((run_id, resume, version)))
+    transaction.on_commit(lambda: _hints.submit((run_id, resume, version, priority)))
 
 
 EXECUTE_RUN = "stepwise.execute_run"  # the Celery task in runs.worker, named so no import points up
@@ -41,33 +60,36 @@ def version_queue(content_hash: str) -> str:
     return f"{current_app.conf.task_default_queue}@{content_hash[:16]}"
 
 
-def dispatch_run(run_id: str, *, resume: bool = False, producer: Any = None, version: str | None = None) -> None:
+def dispatch_run(
+    run_id: str, *, resume: bool = False, producer: Any = None, version: str | None = None, priority: int = 0
+) -> None:
     """Enqueue a Celery message for a run; a lost message is re-sent by the sweeper.
 
-    A run's own priority is decided in the database at claim time (runs.store.queue_has_room);
-    the broker only puts resumes ahead of new work. A hint with a ``version`` goes to that
-    version's queue, straight onto its list: no worker without the version ever reads it.
+    In a limited queue a run's priority is decided in the database at claim time
+    (runs.store.queue_has_room); the broker puts resumes ahead of new work, and new work by
+    ``hint_priority``. A hint with a ``version`` goes to that version's queue, straight onto its
+    list: no worker without the version ever reads it.
     """
     route = {} if version is None else {"queue": BrokerQueue(version_queue(version))}
     try:
-        current_app.send_task(EXECUTE_RUN, args=[run_id], priority=RESUME_PRIORITY if resume else NEW_WORK_PRIORITY,
+        current_app.send_task(EXECUTE_RUN, args=[run_id], priority=hint_priority(priority, resume=resume),
                               producer=producer, **route)
     except Exception:
         logger.warning("broker unavailable; run %s will be re-dispatched by the sweeper", run_id)
         _hint_lost(run_id)
 
 
-def _hints_send(batch: list[tuple[str, bool, str | None]]) -> None:
+def _hints_send(batch: list[tuple[str, bool, str | None, int]]) -> None:
     """Send a batch of hints over one broker connection; without a broker each is marked lost."""
     from django.db import connection
 
     try:
         with current_app.producer_or_acquire() as producer:
-            for run_id, resume, version in batch:
-                dispatch_run(run_id, resume=resume, producer=producer, version=version)
+            for run_id, resume, version, priority in batch:
+                dispatch_run(run_id, resume=resume, producer=producer, version=version, priority=priority)
     except Exception:  # no connection to the broker at all: each hint is marked lost
-        for run_id, resume, version in batch:
-            dispatch_run(run_id, resume=resume, version=version)
+        for run_id, resume, version, priority in batch:
+            dispatch_run(run_id, resume=resume, version=version, priority=priority)
     finally:
         connection.close()  # a lost hint was marked in the database from this thread
 
@@ -75,7 +97,7 @@ def _hints_send(batch: list[tuple[str, bool, str | None]]) -> None:
 # A trigger returns once its run is committed: the database is the truth, and the hint only
 # says "look now". A hint that never leaves (the process died, the broker is down) is re-sent
 # by the scheduler; at exit the thread is given a moment to send what is left.
-_hints: BatchThread[tuple[str, bool, str | None]] = BatchThread(
+_hints: BatchThread[tuple[str, bool, str | None, int]] = BatchThread(
     name="stepwise-hints", start=lambda: _hints_send, max_batch=500
 )
 atexit.register(_hints.flush, 2.0)
@@ -106,27 +128,36 @@ def queue_dispatch(queue_name: str, *, environment: str | None = None, run_id: s
     else:
         queues = queues.filter(environment_id=environment)
     queue = queues.first()
-    if queue is None or queue.paused or queue.concurrency_limit is None:
+    if queue is None or queue.paused or not queue.limited:
         return 0
+    if queue.rate_next_at is not None and queue.rate_limit is not None and queue.rate_next_at > timezone.now():
+        return 0  # the claim that moved the next start there woke the scheduler for it
     environment = queue.environment_id
-    limit = queue.concurrency_limit
-    # Limits hold per concurrency key: count the free slots of each key separately.
+    # The per-key limit holds per concurrency key, the total across keys: count free slots of both.
     executing: dict[str, int] = {}
     for key in Run.objects.executing_in(queue_name, environment=environment).values_list("concurrency_key", flat=True):
         executing[key] = executing.get(key, 0) + 1
+    total_free = (queue.total_limit - sum(executing.values())) if queue.total_limit is not None else None
+    if queue.rate_limit is not None:  # one start is due now; the next comes an interval later
+        total_free = 1 if total_free is None else min(total_free, 1)
+    widest = max([limit for limit in (queue.concurrency_limit, queue.total_limit) if limit is not None] or [1])
     candidates = (
         Run.objects.queued_in(queue_name, environment=environment)
-        .values_list("id", "attempt_count", "concurrency_key")[: limit * 20]
+        .values_list("id", "attempt_count", "concurrency_key", "priority")[: widest * 20]
     )
-    picked: list[tuple[str, int]] = []
+    picked: list[tuple[str, bool, int]] = []
     hinted: dict[str, int] = {}
-    for run_id, attempts, key in candidates:
-        busy = executing.get(key, 0) if key else sum(executing.values())
+    for run_id, attempts, key, priority in candidates:
         # Twice the free slots: a hint may lose its claim to a concurrent one.
-        if hinted.get(key, 0) < (limit - busy) * 2:
-            hinted[key] = hinted.get(key, 0) + 1
-            picked.append((run_id, attempts > 0))
-    Run.objects.filter(id__in=[i for i, _ in picked]).update(dispatched_at=timezone.now())
-    for run_id, resume in picked:
-        dispatch_run(run_id, resume=resume)
+        if total_free is not None and len(picked) >= total_free * 2:
+            break
+        if queue.concurrency_limit is not None:
+            busy = executing.get(key, 0) if key else sum(executing.values())
+            if hinted.get(key, 0) >= (queue.concurrency_limit - busy) * 2:
+                continue
+        hinted[key] = hinted.get(key, 0) + 1
+        picked.append((run_id, attempts > 0, priority))
+    Run.objects.filter(id__in=[i for i, _, _ in picked]).update(dispatched_at=timezone.now())
+    for run_id, resume, priority in picked:
+        dispatch_run(run_id, resume=resume, priority=priority)
     return len(picked)

@@ -186,8 +186,12 @@ async def _groups_watched(layer, groups: set[str]) -> set[str]:
 
 # One background thread per process sends events to the channel layer in batches: the caller
 # never waits for Redis; an event the layer loses is recovered by the browser from the database by seq.
+# A batch waits PUBLISH_LINGER_SECONDS for more events: a worker recording a step every
+# millisecond then pays one Redis round trip (and one turn of the thread's event loop) per
+# batch of steps, not per step, for a few milliseconds more between its commit and the browser.
+PUBLISH_LINGER_SECONDS = 0.01
 _publisher: BatchThread[dict[str, Any]] = BatchThread(
-    name="stepwise-event-publisher", start=_publisher_start, max_batch=200
+    name="stepwise-event-publisher", start=_publisher_start, max_batch=200, linger=PUBLISH_LINGER_SECONDS
 )
 
 

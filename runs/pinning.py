@@ -66,7 +66,7 @@ def version_wait_end(run: Run, now: datetime) -> None:
     ):
         raise TransitionRefused(run.id, RunStatus.QUEUED, None)
     content_hash = TaskVersion.objects.filter(id=run.version_id).values_list("content_hash", flat=True).get()
-    dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, version=content_hash)
+    dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, version=content_hash, priority=run.priority)
 
 
 def version_unavailable_error(*, task_id: str, version: TaskVersion, waited: float) -> dict[str, str]:

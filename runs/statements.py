@@ -190,7 +190,11 @@ def span_fields(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _span_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in span_fields(row).items()}
+    data = span_fields(row)
+    for name in ("started_at", "ended_at"):  # the only dates of a span row
+        if isinstance(data[name], datetime):
+            data[name] = data[name].isoformat()
+    return data
 
 
 def _durability() -> str:
@@ -326,7 +330,8 @@ def run_claim(
         "last_event_seq = r.last_event_seq + 1, version_wait_since = NULL "
         f"WHERE r.id = %s AND r.status = %s AND NOT EXISTS (SELECT 1 FROM {_table(Queue)} q "
         f"WHERE q.environment_id = r.environment_id AND q.name = r.queue "
-        f"AND (q.paused OR q.concurrency_limit IS NOT NULL)){held}{_durability()} "
+        "AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.total_limit IS NOT NULL OR q.rate_limit IS NOT NULL))"
+        f"{held}{_durability()} "
         "RETURNING r.*",
         [RunStatus.EXECUTING.value, token, lease_expires_at, worker_id, now, now, run_id, RunStatus.QUEUED.value,
          *held_params],

@@ -43,18 +43,27 @@ def _lease_expiry():
     return timezone.now() + timedelta(seconds=settings.STEPWISE_LEASE_SECONDS)
 
 
-def queue_has_room(run: Run) -> bool:
-    """Tell whether a run's queue may start it now; locks the queue row to serialise claims."""
+def queue_has_room(run: Run, now: datetime) -> bool:
+    """Tell whether a run's queue may start it at ``now``; locks the queue row to serialise claims.
+
+    Under a rate limit, a run that may start moves the queue's next start one interval on; one
+    that may not yet wakes the scheduler for that time, which hints the queue again.
+    """
     queue = (Queue.objects.select_for_update(no_key=True)
              .filter(environment_id=run.environment_id, name=run.queue).first())
     if queue is None:
         return True
     if queue.paused:
         return False
-    if queue.concurrency_limit is None:
+    if not queue.limited:
         return True
     key = run.concurrency_key or None
-    if Run.objects.executing_in(run.queue, key, environment=run.environment_id).count() >= queue.concurrency_limit:
+    executing = Run.objects.executing_in(run.queue, environment=run.environment_id)
+    if queue.total_limit is not None and executing.count() >= queue.total_limit:
+        return False
+    if queue.concurrency_limit is not None and (
+        (executing.filter(concurrency_key=key) if key is not None else executing).count() >= queue.concurrency_limit
+    ):
         return False
     # A full-enough queue starts its best-priority runs first: hand the slot to a better one.
     better = (
@@ -66,6 +75,11 @@ def queue_has_room(run: Run) -> bool:
     if better is not None:
         dispatch_run_on_commit(better[0], resume=better[1] > 0)
         return False
+    if queue.rate_limit is not None:
+        if queue.rate_next_at is not None and queue.rate_next_at > now:
+            timer_notify(queue.rate_next_at)
+            return False
+        Queue.objects.filter(pk=queue.pk).update(rate_next_at=now + timedelta(seconds=queue.rate_interval))
     return True
 
 
@@ -184,13 +198,13 @@ class OrmRunStore:
                 # Pinned to code this worker lacks: pass the hint on to the workers that hold it.
                 logger.info("run %s is pinned to version %s, which this worker lacks: hint passed on", run_id,
                             pinned[:10])
-                dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, version=pinned)
+                dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, version=pinned, priority=run.priority)
                 return None
-            if not queue_has_room(run):
+            now = timezone.now()
+            if not queue_has_room(run, now):
                 return None
             token = uuid.uuid4().hex
             number = run.attempt_count + 1
-            now = timezone.now()
             run_transition(
                 run_id=run_id,
                 to=RunStatus.EXECUTING,

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import Min, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
 from runs.alerts import AlertPass, alert_sender_loop
@@ -36,7 +36,7 @@ from runs.states import TransitionRefused, run_transition
 from runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
 from runs.timers import TimerListener
 from runs.waits import children_waits_settle, waitpoints_fire_due
-from tasks.models import Queue
+from tasks.models import LIMITED_QUEUE, Queue
 from tasks.schedules import schedules_declared_sync, schedules_fire_due
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def redispatch_stale(now) -> int:
         stale = stale.filter(dispatched_at__isnull=True)
     # Runs of a limited or paused queue get hints only for free slots: re-sending one per
     # waiting run would flood the broker with claims that are refused anyway.
-    held = set(Queue.objects.filter(Q(concurrency_limit__isnull=False) | Q(paused=True))
+    held = set(Queue.objects.filter(LIMITED_QUEUE | Q(paused=True))
                .values_list("environment_id", "name"))
     held_queues = {
         pair for pair in stale.filter(queue__in={name for _, name in held})
@@ -197,9 +197,26 @@ def redispatch_stale(now) -> int:
     def move(run: Run) -> None:
         if not Run.objects.filter(id=run.id, status=RunStatus.QUEUED).update(dispatched_at=now):
             raise TransitionRefused(run.id, RunStatus.QUEUED, None)
-        dispatch_run_on_commit(run.id, resume=run.attempt_count > 0)
+        dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, priority=run.priority)
 
     return _each(qs, move) + hinted
+
+
+def _rate_limited_with_queued_runs():
+    queued = Run.objects.filter(environment_id=OuterRef("environment_id"), queue=OuterRef("name"),
+                                status=RunStatus.QUEUED)
+    return Queue.objects.filter(Exists(queued), rate_limit__isnull=False, paused=False)
+
+
+def rate_limited_dispatch(now) -> int:
+    """Hint rate-limited queues whose next start is due and that have runs waiting for it.
+
+    A claim refused by the rate wakes the scheduler for the queue's next start; this pass then
+    hints the queue's best runs (as many as may start: one per interval).
+    """
+    due = _rate_limited_with_queued_runs().filter(Q(rate_next_at__isnull=True) | Q(rate_next_at__lte=now))
+    return sum(queue_dispatch(name, environment=environment)
+               for environment, name in due.values_list("environment_id", "name")[:BATCH])
 
 
 def pinned_runs_sweep(now) -> tuple[int, int, int]:
@@ -225,13 +242,14 @@ def sweep_once() -> SweepReport:
     """Run one pass of every sweeper duty."""
     now = timezone.now()
     report = SweepReport()
+    report.redispatched = rate_limited_dispatch(now)  # first: a rate-limited queue's start is due now
     report.queued = fire_due_timers(now)
     report.waits_fired = waitpoints_fire_due(now) + children_waits_settle()
     report.expired = expire_ttls(now)
     report.recovered, report.crashed = recover_lost_leases(now)
     report.queued += fire_due_timers(timezone.now())  # crash-recovered runs retry at once
     report.version_waits, report.version_found, report.version_failed = pinned_runs_sweep(now)
-    report.redispatched = redispatch_stale(now)
+    report.redispatched += redispatch_stale(now)
     report.scheduled = schedules_fire_due(now)
     report.pruned = retention_pass(now)
     report.alerts = _alert_pass(timezone.now())
@@ -240,11 +258,15 @@ def sweep_once() -> SweepReport:
 
 
 def next_timer_in(now) -> float | None:
-    """Return the seconds until the earliest stored timer (a wait's deadline, a retry, a delay), or None."""
+    """Return the seconds until the earliest stored timer (a wait's deadline, a retry, a delay,
+    a rate-limited queue's next start), or None."""
     due = [
         Waitpoint.objects.filter(status=WaitpointStatus.PENDING).aggregate(at=Min("resume_at"))["at"],
         Run.objects.filter(status=RunStatus.RETRYING).aggregate(at=Min("next_attempt_at"))["at"],
         Run.objects.filter(status=RunStatus.DELAYED).aggregate(at=Min("delay_until"))["at"],
+        # Only starts still ahead: a queue whose start is due but whose slots are full is hinted
+        # when a slot frees, not by a scheduler spinning on a time already past.
+        _rate_limited_with_queued_runs().filter(rate_next_at__gt=now).aggregate(at=Min("rate_next_at"))["at"],
     ]
     known = [at for at in due if at is not None]
     return max(0.0, (min(known) - now).total_seconds()) if known else None
@@ -320,10 +342,10 @@ def local_hints_loop(*, interval: float = 0.1, stop: threading.Event) -> None:
         try:
             now = timezone.now()
             fresh = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__gte=since)
-            for run_id, attempts in fresh.values_list("id", "attempt_count")[:BATCH]:
+            for run_id, attempts, priority in fresh.values_list("id", "attempt_count", "priority")[:BATCH]:
                 if run_id not in seen:
                     seen[run_id] = time.monotonic()
-                    dispatch_run(run_id, resume=attempts > 0)
+                    dispatch_run(run_id, resume=attempts > 0, priority=priority)
             since = now - timedelta(seconds=1)  # a commit may land a little after its dispatched_at
             horizon = time.monotonic() - 10
             seen = {k: v for k, v in seen.items() if v > horizon}

@@ -335,7 +335,7 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
             return winner, False
     publish_run_event_on_commit(event)
     if run.status == RunStatus.QUEUED:
-        dispatch_run_on_commit(run.id, version=run.pinned_hash)
+        dispatch_run_on_commit(run.id, version=run.pinned_hash, priority=run.priority)
     else:
         timer_notify(run.delay_until)
     return run, True

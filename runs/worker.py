@@ -20,7 +20,7 @@ from runs.engine.logs import run_logging_install
 from runs.models import Run
 from runs.store import OrmRunStore
 from runs.tracing.setup import database_processor
-from tasks.models import Queue
+from tasks.models import LIMITED_QUEUE, Queue
 from tasks.registry import UnknownTask, task_get, versions_held
 from tasks.secrets import secrets_for_environment
 from tasks.services import worker_versions_announce, worker_versions_forget
@@ -121,7 +121,7 @@ def next_queued_in_limited_queue(run_id: str, count: int = 5) -> list[str]:
     close_old_connections()
     run = Run.objects.filter(id=run_id).values("queue", "concurrency_key", "environment_id").first()
     if run is None or not Queue.objects.filter(
-        environment_id=run["environment_id"], name=run["queue"], paused=False, concurrency_limit__isnull=False
+        LIMITED_QUEUE, environment_id=run["environment_id"], name=run["queue"], paused=False
     ).exists():
         return []
     environment = run["environment_id"]

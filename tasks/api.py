@@ -14,7 +14,7 @@ from tasks.apikeys import api_key_create, api_key_list, api_key_revoke
 from tasks.audit import audit_list
 from tasks.environments import environment_pause, environment_resume, environment_state
 from tasks.models import ApiKey, AuditEntry, Schedule, WebhookSecret
-from tasks.queues import queue_get, queue_limit_set, queue_list, queue_pause, queue_resume
+from tasks.queues import UNCHANGED, queue_get, queue_limit_set, queue_list, queue_pause, queue_rate_set, queue_resume
 from tasks.schedules import (
     schedule_delete,
     schedule_get,
@@ -33,13 +33,22 @@ webhooks_router = Router(tags=["webhooks"])
 class QueueOut(Schema):
     name: str
     concurrency_limit: int | None
+    total_limit: int | None
+    rate_limit: str | None = Field(None, description="starts per period, e.g. '10/1s'")
     paused: bool
     executing: int
     queued: int
 
 
 class QueueLimitIn(Schema):
-    concurrency_limit: int | None = Field(..., ge=1, le=10_000)
+    """Limits to set; a field left out keeps its value, null removes the limit."""
+
+    concurrency_limit: int | None = Field(None, ge=1, le=10_000, description="runs at a time per concurrency key")
+    total_limit: int | None = Field(None, ge=1, le=10_000, description="runs at a time in the queue, across keys")
+
+
+class QueueRateIn(Schema):
+    rate_limit: str | None = Field(..., max_length=40, description="starts per period ('10/s', '1000/1h'); null: none")
 
 
 @router.get("/queues", response=list[QueueOut], tags=["queues"], auth=READ)
@@ -68,10 +77,21 @@ def resume_queue(request: HttpRequest, name: str):
 
 @router.put("/queues/{path:name}/limit", response=QueueOut, tags=["queues"])
 def set_queue_limit(request: HttpRequest, name: str, body: QueueLimitIn):
-    """Set (or with null remove) a queue's concurrency limit; it holds from the next claim."""
+    """Set (or with null remove) a queue's concurrency limit per key and its total; they hold from the next claim."""
     env = request.auth.environment
-    queue_limit_set(environment=env, name=name, limit=body.concurrency_limit)
-    api_audit(request, "queue.limit", target=name, data={"concurrency_limit": body.concurrency_limit})
+    given = body.model_dump(include=body.model_fields_set)
+    queue_limit_set(environment=env, name=name, limit=given.get("concurrency_limit", UNCHANGED),
+                    total=given.get("total_limit", UNCHANGED))
+    api_audit(request, "queue.limit", target=name, data=given)
+    return queue_get(environment=env, name=name)
+
+
+@router.put("/queues/{path:name}/rate", response=QueueOut, tags=["queues"])
+def set_queue_rate(request: HttpRequest, name: str, body: QueueRateIn):
+    """Set (or with null remove) a queue's rate limit: at most N starts per period, evenly spaced, across workers."""
+    env = request.auth.environment
+    queue_rate_set(environment=env, name=name, rate=body.rate_limit)
+    api_audit(request, "queue.rate", target=name, data={"rate_limit": body.rate_limit})
     return queue_get(environment=env, name=name)
 
 

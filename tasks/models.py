@@ -74,11 +74,21 @@ class WorkerVersion(models.Model):
 
 
 class Queue(models.Model):
-    """A named lane of one environment with an optional concurrency limit, split per concurrency key, pausable."""
+    """A named lane of one environment, pausable, with optional limits on how many of its runs execute at once.
+
+    ``concurrency_limit`` holds per concurrency key (a run without a key counts every run of
+    the queue); ``total_limit`` caps the queue as a whole, across keys. Both hold at once.
+    ``rate_limit`` runs may start per ``rate_period`` seconds, evenly spaced: a claim starts a
+    run only at or after ``rate_next_at`` and moves it one interval (period / limit) on.
+    """
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="queues")
     name = models.CharField(max_length=128)
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
+    total_limit = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit = models.PositiveIntegerField(null=True, blank=True)
+    rate_period = models.FloatField(null=True, blank=True)
+    rate_next_at = models.DateTimeField(null=True, blank=True)
     paused = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -88,6 +98,21 @@ class Queue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment_id}:{self.name}"
+
+    @property
+    def limited(self) -> bool:
+        """Tell whether a claim must lock this queue's row to check a limit (concurrency, total or rate)."""
+        return self.concurrency_limit is not None or self.total_limit is not None or self.rate_limit is not None
+
+    @property
+    def rate_interval(self) -> float | None:
+        """Return the seconds between two starts under the rate limit, or None without one."""
+        return None if self.rate_limit is None else self.rate_period / self.rate_limit
+
+
+LIMITED_QUEUE = (
+    models.Q(concurrency_limit__isnull=False) | models.Q(total_limit__isnull=False) | models.Q(rate_limit__isnull=False)
+)
 
 
 class Schedule(models.Model):

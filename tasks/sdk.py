@@ -81,6 +81,8 @@ class TaskDefinition:
     max_duration: float | None = None
     deploy_label: str = ""
     concurrency_limit: int | None = None
+    total_limit: int | None = None
+    rate_limit: tuple[int, float] | None = None
     cron: str | None = None
     timezone: str = "UTC"
     hooks: Hooks = field(default_factory=Hooks)
@@ -259,6 +261,8 @@ def task(
     queue: str | None = None,
     max_duration: float | str | None = None,
     concurrency_limit: int | None = None,
+    total_limit: int | None = None,
+    rate_limit: str | None = None,
     cron: str | None = None,
     timezone: str = "UTC",
     version_policy: str | None = None,
@@ -268,7 +272,9 @@ def task(
     """Register a function ``fn(payload, ctx)`` as a durable task.
 
     ``queue`` names its queue (default ``task/<id>``); ``concurrency_limit`` is that queue's
-    limit when the queue is first created (later changes through the API or console win).
+    limit (per concurrency key when runs carry one), ``total_limit`` its cap across keys and
+    ``rate_limit`` its starts per period (``"10/s"``, ``"1000/1h"``, evenly spaced), set when the
+    queue is first created (later changes through the API, CLI or console win).
     ``cron`` and ``timezone`` declare a schedule in the STEPWISE_ENVIRONMENT environment.
     ``version_policy`` says where its runs execute once workers hold other code: ``"pin"`` only
     on a worker with the version the run was triggered on, ``"latest"`` on any worker (default:
@@ -301,7 +307,9 @@ def task(
     from django.conf import settings
 
     from runs.engine.durations import duration_seconds
+    from tasks.queues import rate_parse
 
+    rate = rate_parse(rate_limit)
     task_hooks = Hooks.of(hooks, where=f"task '{id}'")
     if redact is not None and not callable(redact):
         raise InvalidHook(f"task '{id}': redact must be a function redact(value) -> value, not {redact!r}")
@@ -318,6 +326,8 @@ def task(
             max_duration=None if max_duration is None else duration_seconds(max_duration),
             deploy_label=settings.STEPWISE_DEPLOY_LABEL,
             concurrency_limit=concurrency_limit,
+            total_limit=total_limit,
+            rate_limit=rate,
             cron=cron,
             timezone=timezone,
             hooks=task_hooks,

@@ -54,6 +54,11 @@ def environment_require(slug: str) -> str:
     return slug
 
 
+def _rate_fields(rate: tuple[int, float] | None) -> dict[str, int | float | None]:
+    runs, period = rate if rate is not None else (None, None)
+    return {"rate_limit": runs, "rate_period": period}
+
+
 def task_version_ensure(definition) -> TaskVersion:
     """Return the TaskVersion row of a task's current code, creating task, queue and version rows."""
     cache_key = (definition.id, definition.version_hash, definition.deploy_label)
@@ -75,7 +80,8 @@ def task_version_ensure(definition) -> TaskVersion:
     # A queue made in a paused environment starts paused (README: Pausing an environment).
     Queue.objects.bulk_create(
         [Queue(environment_id=slug, name=definition.queue_name, concurrency_limit=definition.concurrency_limit,
-               paused=paused_at is not None)
+               total_limit=definition.total_limit, paused=paused_at is not None,
+               **_rate_fields(definition.rate_limit))
          for slug, paused_at in Environment.objects.values_list("slug", "paused_at")],
         ignore_conflicts=True,
     )

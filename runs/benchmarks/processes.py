@@ -37,9 +37,13 @@ def task_modules() -> str:
 class BenchProcesses:
     """Owns the worker and scheduler subprocesses of one benchmark; ``stop`` kills them all."""
 
-    def __init__(self, *, queue: str, log_dir: Path, loglevel: str = "WARNING", wake_interval: float = 0) -> None:
+    def __init__(
+        self, *, queue: str, log_dir: Path, loglevel: str = "WARNING", wake_interval: float = 0,
+        durability: str = "strict",
+    ) -> None:
         self.queue = queue
         self.wake_interval = wake_interval
+        self.durability = durability
         self.log_dir = log_dir
         self.loglevel = loglevel
         self.hostnames: list[str] = []
@@ -57,6 +61,12 @@ class BenchProcesses:
             DJANGO_SETTINGS_MODULE="console.settings",
             LOG_LEVEL=self.loglevel,
             STEPWISE_BENCH_WAKE_INTERVAL=str(self.wake_interval),
+            STEPWISE_DURABILITY=self.durability,
+            # Workers run as in production: with DEBUG on, Django's debug cursor would record and
+            # format every statement. The keys are this process's own, so both read the same secrets.
+            DEBUG="0",
+            SECRET_KEY=settings.SECRET_KEY,
+            STEPWISE_SECRET_KEYS=",".join(settings.STEPWISE_SECRET_KEYS),
         )
         return env
 

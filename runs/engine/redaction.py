@@ -6,6 +6,7 @@ masks, before they are stored.
 """
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable
@@ -18,6 +19,12 @@ SENSITIVE_KEY = re.compile(
     r"passw(or)?d|passphrase|secret|token|api[-_]?key|authorization|cookie|credential|private[-_]?key",
     re.IGNORECASE,
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def key_is_sensitive(key: str) -> bool:
+    """Tell whether a key names a secret (its value is hidden); the same few keys come back on every span."""
+    return SENSITIVE_KEY.search(key) is not None
 
 
 class Redactor:
@@ -51,7 +58,7 @@ class Redactor:
         return self._masked(value, key)
 
     def _masked(self, value: Any, key: str | None = None) -> Any:
-        if key is not None and SENSITIVE_KEY.search(key) and value not in (None, ""):
+        if key is not None and key_is_sensitive(key) and value not in (None, ""):
             return MASK
         if isinstance(value, str):
             return self._secrets_masked(value) if self._values else value

@@ -25,6 +25,35 @@ def test_queues_list_pause_resume_and_limit(api):
     assert api.post("/api/queues/nope/pause").status_code == 404
 
 
+def test_a_queue_takes_a_total_limit_beside_its_per_key_limit_and_keeps_what_is_not_given(api):
+    api.post("/api/tasks/test-noop/trigger", {"payload": {}})  # the task's queue exists once it is used
+    url = "/api/queues/task/test-noop/limit"
+    both = api.put(url, {"concurrency_limit": 2, "total_limit": 10}).json()
+    assert (both["concurrency_limit"], both["total_limit"]) == (2, 10)
+    total_only = api.put(url, {"total_limit": 4}).json()
+    assert (total_only["concurrency_limit"], total_only["total_limit"]) == (2, 4)
+    removed = api.put(url, {"total_limit": None}).json()
+    assert (removed["concurrency_limit"], removed["total_limit"]) == (2, None)
+    empty = api.put(url, {})
+    assert empty.status_code == 400 and "concurrency limit, a total limit or both" in empty.json()["detail"]
+    assert api.put(url, {"total_limit": 0}).status_code == 422
+    queue = Queue.objects.get(environment_id="dev", name="task/test-noop")
+    assert (queue.concurrency_limit, queue.total_limit) == (2, None)
+
+
+def test_a_queue_takes_a_rate_limit_as_runs_per_period_and_refuses_a_bad_one(api):
+    api.post("/api/tasks/test-noop/trigger", {"payload": {}})
+    url = "/api/queues/task/test-noop/rate"
+    set_ = api.put(url, {"rate_limit": "10/s"})
+    assert set_.status_code == 200 and set_.json()["rate_limit"] == "10/1s"
+    listed = {q["name"]: q for q in api.get("/api/queues").json()}
+    assert listed["task/test-noop"]["rate_limit"] == "10/1s"
+    bad = api.put(url, {"rate_limit": "ten per second"})
+    assert bad.status_code == 400 and "not a rate limit" in bad.json()["detail"]
+    assert api.put(url, {"rate_limit": None}).json()["rate_limit"] is None
+    assert Queue.objects.get(environment_id="dev", name="task/test-noop").rate_limit is None
+
+
 def test_schedules_crud_with_next_runs(api):
     created = api.post("/api/schedules", {"task_id": "test-noop", "cron": "0 9 * * 1", "timezone": "Europe/Paris",
                                           "dedup_key": "weekly"})

@@ -58,7 +58,8 @@ def test_bench_prints_every_figure_and_cleans_up(transactional_db):
         "--floor-samples", "50", "--ten-step-runs", "5", "--wait-runs", "5", "--wait-burst", "50",
         "--wait-lead", "5", "--waiting-runs", "2000", "--dispatch-runs", "20", "--list-runs", "2000",
         "--list-repeats", "3", "--prune-runs", "2000", "--embedded-triggers", "2",
-        "--workers", "2", "--concurrency", "2", "--timeout", "90", stdout=out, stderr=progress,
+        "--workers", "2", "--concurrency", "2", "--timeout", "90", "--durability", "relaxed",
+        stdout=out, stderr=progress,
     )
     phases = [line.split("]")[0] + "]" for line in progress.getvalue().splitlines() if line.startswith("[")]
     assert phases == [f"[{i}/14]" for i in range(1, 15)], progress.getvalue()
@@ -66,6 +67,7 @@ def test_bench_prints_every_figure_and_cleans_up(transactional_db):
     for metric in ROWS:
         assert figure_of(table, metric) > 0, f"'{metric}' is not positive in:\n{table}"
     assert "2 x celery worker --pool=prefork --concurrency=2" in table
+    assert "STEPWISE_DURABILITY=relaxed in the workers; DEBUG off in every process" in table
     assert not Run.objects.exists(), "the bench's runs are deleted afterwards"
 
 

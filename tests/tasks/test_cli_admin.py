@@ -108,6 +108,31 @@ def test_queues_pause_resume_and_limit_change_the_queue(envs):
     assert Queue.objects.get(environment_id="dev", name="cli-reports").concurrency_limit is None
 
 
+def test_queues_limit_sets_a_total_across_keys_beside_the_per_key_limit(envs):
+    Queue.objects.create(environment_id="dev", name="cli-capped", concurrency_limit=2)
+    said = run_command("queues", "limit", "cli-capped", "--total", "10")
+    assert said == "queue cli-capped is now limit 2, total 10\n"
+    row = next(line for line in run_command("queues", "list").splitlines() if line.startswith("cli-capped "))
+    assert row.split()[:5] == ["cli-capped", "limit", "2,", "total", "10"]
+    assert run_command("queues", "limit", "cli-capped", "none") == "queue cli-capped is now total 10\n"
+    with pytest.raises(CommandError, match="give a concurrency limit, a total limit or both"):
+        run_command("queues", "limit", "cli-capped")
+    with pytest.raises(CommandError, match="a total limit must be an integer from 1 to 10000"):
+        run_command("queues", "limit", "cli-capped", "--total", "0")
+    queue = Queue.objects.get(environment_id="dev", name="cli-capped")
+    assert (queue.concurrency_limit, queue.total_limit) == (None, 10)
+
+
+def test_queues_rate_sets_and_removes_a_rate_limit_and_names_a_bad_one(envs):
+    Queue.objects.create(environment_id="dev", name="cli-rated", concurrency_limit=3)
+    assert run_command("queues", "rate", "cli-rated", "1000/1h") == "queue cli-rated is now limit 3, rate 1000/3600s\n"
+    assert "rate 1000/3600s" in run_command("queues", "list")
+    with pytest.raises(CommandError, match="not a rate limit: 'fast'"):
+        run_command("queues", "rate", "cli-rated", "fast")
+    assert run_command("queues", "rate", "cli-rated", "none") == "queue cli-rated is now limit 3\n"
+    assert Queue.objects.get(environment_id="dev", name="cli-rated").rate_limit is None
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("-2", "must be an integer from 1 to 10000"),
     ("0", "must be an integer from 1 to 10000"),

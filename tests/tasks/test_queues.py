@@ -12,7 +12,7 @@ from runs.models import Attempt, Run
 from runs.statuses import RunStatus
 from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
 from tasks.models import Queue
-from tasks.queues import queue_limit_set, queue_pause, queue_resume
+from tasks.queues import InvalidQueueLimit, queue_limit_set, queue_pause, queue_rate_set, queue_resume, rate_parse
 from tasks.services import environments_ensure
 from tests.engine_tasks import _redis, intervals_key
 from tests.waiting import wait_for
@@ -142,6 +142,72 @@ def test_three_concurrency_keys_with_limit_2_each_never_exceed_2_per_key(transac
 
 
 @pytest.mark.xdist_group("heavy")
+@pytest.mark.timeout(600)
+def test_a_total_limit_of_3_and_2_per_key_hold_at_once(transactional_db, processes):
+    environments_ensure()
+    label, queue = uuid.uuid4().hex, f"capped-{uuid.uuid4().hex[:8]}"
+    Queue.objects.create(environment_id="dev", name=queue, concurrency_limit=2, total_limit=3)
+    start_workers(processes)  # 8 slots: only the limits hold the runs back
+    tenants = ["acme", "globex", "initech"]
+    items = [
+        {"payload": {"label": label, "key": tenants[i % 3], "sleep": 0.3}, "queue": queue,
+         "concurrency_key": tenants[i % 3]}
+        for i in range(60)
+    ]
+    with ExecutingSampler(queue) as sampler:
+        run_batch_trigger(task_id="test-interval", items=items)
+        wait_for(lambda: all_completed(queue, 60), timeout=300, interval=0.5, message="60 runs to complete")
+
+    observed, recorded = redis_intervals(label), attempt_intervals(queue)
+    everything = [i for t in tenants for i in observed[t]]
+    assert len(everything) == 60
+    assert max_overlap(everything) == 3
+    assert max_overlap([i for t in tenants for i in recorded[t]]) == 3
+    assert sum(sampler.max_by_key.values()) >= 3 and max(sampler.max_by_key.values()) <= 2
+    for tenant in tenants:
+        assert max_overlap(observed[tenant]) <= 2, tenant
+        assert max_overlap(recorded[tenant]) <= 2, tenant
+
+
+def most_starts_in_any_window(starts: list[float], window: float) -> int:
+    """Return the most starts that fall in one half-open window [t, t + window)."""
+    starts = sorted(starts)
+    return max(sum(1 for other in starts[i:] if other < first + window) for i, first in enumerate(starts))
+
+
+@pytest.mark.xdist_group("heavy")
+@pytest.mark.timeout(600)
+def test_a_rate_limit_of_4_per_second_holds_across_4_workers(transactional_db, processes):
+    environments_ensure()
+    label, queue = uuid.uuid4().hex, f"rated-{uuid.uuid4().hex[:8]}"
+    Queue.objects.create(environment_id="dev", name=queue)
+    queue_rate_set(environment="dev", name=queue, rate="4/s")
+    start_workers(processes)  # 8 free slots: only the rate holds the runs back
+    items = [{"payload": {"label": label, "key": f"r{i}", "sleep": 0.01}, "queue": queue} for i in range(14)]
+    run_batch_trigger(task_id="test-interval", items=items)
+    wait_for(lambda: all_completed(queue, 14), timeout=300, interval=0.2, message="14 runs to complete")
+
+    starts = [started.timestamp() for started in Attempt.objects.filter(run__queue=queue).values_list(
+        "started_at", flat=True)]
+    assert len(starts) == 14
+    assert most_starts_in_any_window(starts, 1.0) <= 4
+    gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:], strict=False)]
+    assert min(gaps) >= 0.25  # evenly spaced: one start per interval, never a burst
+
+
+def test_a_rate_limit_is_read_as_runs_per_period_and_a_bad_one_is_refused_naming_it(transactional_db):
+    environments_ensure()
+    Queue.objects.create(environment_id="dev", name="rated")
+    assert rate_parse("10/s") == (10, 1.0) and rate_parse("1000/1h") == (1000, 3600.0)
+    assert rate_parse(" 5 / 30s ") == (5, 30.0) and rate_parse(None) is None
+    for bad, message in (("10", "not a rate limit"), ("0/s", "from 1 to 10000"), ("3/fortnight", "period"),
+                         ("3/0s", "from 1ms to 7 days"), (10, "not a rate limit")):
+        with pytest.raises(InvalidQueueLimit, match=message):
+            queue_rate_set(environment="dev", name="rated", rate=bad)
+    assert Queue.objects.get(environment_id="dev", name="rated").rate_limit is None
+
+
+@pytest.mark.xdist_group("heavy")
 def test_pause_holds_runs_and_resume_starts_them_best_priority_first(transactional_db, processes):
     environments_ensure()
     start_workers(processes, count=2)
@@ -160,6 +226,30 @@ def test_pause_holds_runs_and_resume_starts_them_best_priority_first(transaction
     order = [r.payload["key"] for r in Run.objects.filter(id__in=[r.id for r in low + high]).order_by("started_at")]
     # Every high-priority run starts before any low-priority one (within a priority, hints race).
     assert sorted(order[:3]) == ["high0", "high1", "high2"] and sorted(order[3:]) == ["low0", "low1", "low2"]
+
+
+@pytest.mark.xdist_group("heavy")
+def test_an_unlimited_queue_starts_waiting_runs_best_priority_first(transactional_db, processes):
+    environments_ensure()
+    from runs.dispatch import _hints
+
+    label = uuid.uuid4().hex
+    # No worker yet: every hint waits in the broker, the low ones sent first.
+    low = [run_trigger(task_id="test-interval", payload={"label": label, "key": f"low{i}"},
+                       options=TriggerOptions(priority=0))[0] for i in range(4)]
+    high = [run_trigger(task_id="test-interval", payload={"label": label, "key": f"high{i}"},
+                        options=TriggerOptions(priority=10))[0] for i in range(4)]
+    assert _hints.flush(10)
+    processes.worker(concurrency=1, pool="prefork")
+    ids = [r.id for r in low + high]
+    wait_for(lambda: Run.objects.filter(id__in=ids, status=RunStatus.COMPLETED).count() == 8, timeout=120,
+             message="eight runs to complete")
+    order = [r.payload["key"] for r in Run.objects.filter(id__in=ids).order_by("started_at")]
+    # The worker prefetches one hint as it starts (the first one sent may be it); after that every
+    # high-priority run starts before the remaining low-priority ones.
+    rest = order[1:] if order[0] == "low0" else order
+    kinds = ["high" if key.startswith("high") else "low" for key in rest]
+    assert kinds == sorted(kinds), order  # "high" sorts before "low"
 
 
 @pytest.mark.xdist_group("heavy")

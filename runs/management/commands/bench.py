@@ -67,12 +67,26 @@ class Command(BaseCommand):
             "--wake-interval", type=float, default=0,
             help="seconds between wake-ups of each worker's event loop (a workaround for the threads pool)",
         )
+        parser.add_argument(
+            "--durability", choices=["strict", "relaxed"], default=settings.STEPWISE_DURABILITY,
+            help="STEPWISE_DURABILITY of the worker processes (default: this process's, "
+                 f"{settings.STEPWISE_DURABILITY})",
+        )
         parser.add_argument("--timeout", type=float, default=120, help="seconds a phase may wait for its runs")
         parser.add_argument("--worker-loglevel", default="WARNING", help="log level of the worker processes")
         parser.add_argument("--keep-runs", action="store_true", help="leave the bench's runs in the database")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         self._check_services()
+        # Measure what production runs: with DEBUG=1 (which a DATABASE_URL without keys needs)
+        # Django's debug cursor would record and format every statement this process sends.
+        debug, settings.DEBUG = settings.DEBUG, False
+        try:
+            self._bench(opts)
+        finally:
+            settings.DEBUG = debug
+
+    def _bench(self, opts: dict[str, Any]) -> None:
         for option, _, _ in SIZES:
             if opts[option.replace("-", "_")] < 1:
                 raise CommandError(f"--{option} must be at least 1 (use --skip to leave a phase out)")
@@ -136,7 +150,8 @@ class Command(BaseCommand):
         self._total += 1  # the warm-up
         opts = state.opts
         procs = BenchProcesses(
-            queue=queue, log_dir=state.log_dir, loglevel=opts["worker_loglevel"], wake_interval=opts["wake_interval"]
+            queue=queue, log_dir=state.log_dir, loglevel=opts["worker_loglevel"], wake_interval=opts["wake_interval"],
+            durability=opts["durability"],
         )
         previous_queue = app.conf.task_default_queue
         try:
@@ -220,6 +235,7 @@ class Command(BaseCommand):
             ("database", f"PostgreSQL {db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db['NAME']}"),
             ("broker", f"Redis {broker.hostname}:{broker.port or 6379}{broker.path}"),
             ("workers", workers),
+            ("durability", f"STEPWISE_DURABILITY={opts['durability']} in the workers; DEBUG off in every process"),
             ("phases", ", ".join(phase.name for phase in phases)),
             ("sizes", ", ".join(f"{option} {opts[option.replace('-', '_')]:,}" for option, _, _ in SIZES[:-2])
              + f", wait-lead {opts['wait_lead']:g}s"),

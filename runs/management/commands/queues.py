@@ -1,11 +1,20 @@
-"""manage.py queues list|pause|resume|limit|pause-all|resume-all: queues and pausing a whole environment."""
+"""manage.py queues list|pause|resume|limit|rate|pause-all|resume-all: limits, pausing a queue or an environment."""
 from __future__ import annotations
 
 import argparse
 
 from runs.management.base import SubcommandCommand, audit, env_option
 from tasks.environments import environment_pause, environment_resume, environment_state
-from tasks.queues import MAX_LIMIT, queue_limit_set, queue_list, queue_pause, queue_resume
+from tasks.queues import (
+    MAX_LIMIT,
+    UNCHANGED,
+    queue_limit_set,
+    queue_list,
+    queue_pause,
+    queue_rate_set,
+    queue_resume,
+    rate_text,
+)
 
 
 def limit_value(text: str) -> int | None:
@@ -20,8 +29,15 @@ def limit_value(text: str) -> int | None:
         ) from None
 
 
-def _limit_text(limit: int | None) -> str:
-    return "unlimited" if limit is None else f"limit {limit}"
+def _limit_text(limit: int | None, total: int | None = None, rate: str | None = None) -> str:
+    """Say a queue's limits: 'limit 2' (per concurrency key), 'total 10', 'rate 10/1s', some of them, or 'unlimited'."""
+    parts = [f"{what} {value}" for what, value in (("limit", limit), ("total", total), ("rate", rate))
+             if value is not None]
+    return ", ".join(parts) or "unlimited"
+
+
+def _queue_limits(queue) -> str:
+    return _limit_text(queue.concurrency_limit, queue.total_limit, rate_text(queue.rate_limit, queue.rate_period))
 
 
 class Command(SubcommandCommand):
@@ -37,8 +53,15 @@ class Command(SubcommandCommand):
             env_option(acting)
         limiting = sub.add_parser("limit", help="runs at a time (per concurrency key), or 'none'")
         limiting.add_argument("name")
-        limiting.add_argument("limit", type=limit_value, metavar="N|none")
+        limiting.add_argument("limit", type=limit_value, metavar="N|none", nargs="?", default=UNCHANGED,
+                              help="runs at a time per concurrency key (left as it is if not given)")
+        limiting.add_argument("--total", type=limit_value, metavar="N|none", default=UNCHANGED,
+                              help="runs at a time in the whole queue, across concurrency keys")
         env_option(limiting)
+        rating = sub.add_parser("rate", help="starts per period across all workers ('10/s', '1000/1h'), or 'none'")
+        rating.add_argument("name")
+        rating.add_argument("rate", metavar="N/PERIOD|none")
+        env_option(rating)
         env_option(sub.add_parser("pause-all", help="pause the whole environment: every queue, new ones too"))
         env_option(sub.add_parser("resume-all", help="resume the environment: its queues go back to how they were"))
 
@@ -47,12 +70,11 @@ class Command(SubcommandCommand):
         if state.paused:
             self.stdout.write(f"environment {state.environment} is paused since {state.paused_at:%Y-%m-%d %H:%M:%S} "
                               "UTC: no run of it starts (manage.py queues resume-all)")
-        self.stdout.write(f"{'QUEUE':<32} {'LIMIT':<12} {'STATE':<7} {'EXECUTING':>9} {'QUEUED':>7}")
+        self.stdout.write(f"{'QUEUE':<32} {'LIMIT':<32} {'STATE':<7} {'EXECUTING':>9} {'QUEUED':>7}")
         for q in queue_list(environment=opts["env"]):
             state = "paused" if q.paused else "active"
-            self.stdout.write(
-                f"{q.name:<32} {_limit_text(q.concurrency_limit):<12} {state:<7} {q.executing:>9} {q.queued:>7}"
-            )
+            limits = _limit_text(q.concurrency_limit, q.total_limit, q.rate_limit)
+            self.stdout.write(f"{q.name:<32} {limits:<32} {state:<7} {q.executing:>9} {q.queued:>7}")
 
     def _pause(self, opts) -> None:
         queue_pause(environment=opts["env"], name=opts["name"])
@@ -65,9 +87,17 @@ class Command(SubcommandCommand):
         self.stdout.write(f"queue {opts['name']} resumed")
 
     def _limit(self, opts) -> None:
-        queue = queue_limit_set(environment=opts["env"], name=opts["name"], limit=opts["limit"])
-        audit("queue.limit", environment=opts["env"], target=queue.name, data={"concurrency_limit": opts["limit"]})
-        self.stdout.write(f"queue {queue.name} is now {_limit_text(queue.concurrency_limit)}")
+        queue = queue_limit_set(environment=opts["env"], name=opts["name"], limit=opts["limit"], total=opts["total"])
+        given = {name: value for name, value in (("concurrency_limit", opts["limit"]), ("total_limit", opts["total"]))
+                 if value is not UNCHANGED}
+        audit("queue.limit", environment=opts["env"], target=queue.name, data=given)
+        self.stdout.write(f"queue {queue.name} is now {_queue_limits(queue)}")
+
+    def _rate(self, opts) -> None:
+        rate = None if opts["rate"].strip().lower() == "none" else opts["rate"]
+        queue = queue_rate_set(environment=opts["env"], name=opts["name"], rate=rate)
+        audit("queue.rate", environment=opts["env"], target=queue.name, data={"rate_limit": rate})
+        self.stdout.write(f"queue {queue.name} is now {_queue_limits(queue)}")
 
     def _pause_all(self, opts) -> None:
         state = environment_pause(environment=opts["env"])

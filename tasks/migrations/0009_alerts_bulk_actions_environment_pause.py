@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0006_role_groups'),
+        ('tasks', '0008_queue_rate_limit'),
     ]
 
     operations = [
