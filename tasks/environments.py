@@ -38,7 +38,8 @@ def _state(env: Environment) -> EnvironmentState:
 
 
 def _locked(environment: str) -> Environment:
-    env = Environment.objects.select_for_update().filter(slug=environment).first()
+    # NO KEY: triggers (foreign-key checks on the environment) go on while it is locked.
+    env = Environment.objects.select_for_update(no_key=True).filter(slug=environment).first()
     if env is None:
         raise UnknownEnvironment(f"unknown environment '{environment}'")
     return env

@@ -83,7 +83,8 @@ class QueueStats:
 def _update(environment: str, name: str, **fields) -> Queue:
     with transaction.atomic():
         # The environment's row first, then the queue's: the order pausing the environment takes.
-        env = Environment.objects.select_for_update().filter(slug=environment).first()
+        # NO KEY: runs and queues referencing the environment (foreign-key checks) are not blocked by it.
+        env = Environment.objects.select_for_update(no_key=True).filter(slug=environment).first()
         queue = Queue.objects.select_for_update().filter(environment_id=environment, name=name).first()
         if env is None or queue is None:
             raise QueueNotFound(f"no queue named '{name}' in environment '{environment}'")
