@@ -18,6 +18,7 @@ from console.api_auth import ADMIN, ApiKeyAuth
 from console.failed_attempts import TooManyFailedAttempts
 from console.views.access import login_required
 from runs.api import router as runs_router
+from runs.bulk import BulkActionNotFound
 from runs.engine.checkpoints import json_parse
 from runs.engine.errors import InvalidJson, PayloadTooLarge, StepwiseError
 from runs.idempotency import IdempotencyKeyNotFound
@@ -27,10 +28,13 @@ from runs.triggers import Throttled
 from runs.waits import CallbackRefused, WaitpointAlreadyResolved, WaitpointNotFound
 from runs.waits_api import router as waits_router
 from tasks.access import Capability
+from tasks.alerts import AlertRuleNotFound
+from tasks.alerts_api import router as alerts_router
 from tasks.api import router as tasks_router
 from tasks.api import webhooks_router
 from tasks.apikeys import ApiKeyNotFound, ScopeNotAllowed
-from tasks.queues import QueueNotFound
+from tasks.environments import EnvironmentPauseRefused
+from tasks.queues import QueueChangeRefused, QueueNotFound
 from tasks.registry import UnknownTask
 from tasks.schedules import ScheduleNotFound
 from tasks.secrets import SecretNotFound
@@ -79,11 +83,13 @@ api = NinjaAPI(
 api.add_router("/", runs_router)
 api.add_router("/", waits_router)
 api.add_router("/", tasks_router)
+api.add_router("/", alerts_router)
 api.add_router("/webhooks", webhooks_router)
 
 NOT_FOUND = (RunNotFound, UnknownTask, QueueNotFound, ScheduleNotFound, SecretNotFound, ApiKeyNotFound,
-             WebhookSecretNotFound, WaitpointNotFound, IdempotencyKeyNotFound)
-ALREADY_FINAL = (RunAlreadyFinished, WaitpointAlreadyResolved)
+             WebhookSecretNotFound, WaitpointNotFound, IdempotencyKeyNotFound, AlertRuleNotFound,
+             BulkActionNotFound)
+ALREADY_FINAL = (RunAlreadyFinished, WaitpointAlreadyResolved, QueueChangeRefused, EnvironmentPauseRefused)
 
 
 def error_status(exc: Exception) -> int:

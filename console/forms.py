@@ -25,12 +25,17 @@ class RunFilterForm(forms.Form):
     created_before = forms.DateTimeField(required=False, input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"])
     idempotency_key = forms.CharField(required=False, max_length=255)
     run_id = forms.CharField(required=False, max_length=40)
+    environment = forms.SlugField(required=False, max_length=32)
+    queue = forms.CharField(required=False, max_length=128)
+    batch = forms.CharField(required=False, max_length=64)
+    schedule = forms.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
 
     def filters(self) -> RunFilters:
         """Return the valid filters; invalid fields are ignored (the form shows their errors)."""
         self.is_valid()
         data = getattr(self, "cleaned_data", {})
-        return RunFilters(**{name: data.get(name) or self.fields[name].initial or _empty(name) for name in self.fields})
+        values = {name: data.get(name) or self.fields[name].initial or _empty(name) for name in self.fields}
+        return RunFilters(**{**values, "schedule": str(values["schedule"] or "")})
 
 
 def _empty(name: str) -> Any:

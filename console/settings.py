@@ -362,3 +362,22 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+
+# Alerts (README: Alerts): how often the scheduler looks for runs that ended badly and backed-up
+# queues, the longest pause between tries of an undelivered notification, and when it gives up.
+STEPWISE_ALERT_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_ALERT_INTERVAL_SECONDS", "5"))
+STEPWISE_ALERT_MAX_RETRY_SECONDS = float(os.environ.get("STEPWISE_ALERT_MAX_RETRY_SECONDS", "600"))
+STEPWISE_ALERT_GIVE_UP_SECONDS = float(os.environ.get("STEPWISE_ALERT_GIVE_UP_SECONDS", str(24 * 3600)))
+# The console's public address, for links in alert e-mails (e.g. https://stepwise.example.com).
+STEPWISE_CONSOLE_URL = os.environ.get("STEPWISE_CONSOLE_URL", "")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "stepwise@localhost")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+# PII redaction (README: PII redaction): a dotted path to a function redact(value) -> value applied,
+# before each task's own redact=, to what is stored of runs' logs, spans, events and errors and to
+# what is shown of their payloads, outputs, metadata and step results.
+STEPWISE_REDACT = os.environ.get("STEPWISE_REDACT", "")

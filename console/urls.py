@@ -5,7 +5,21 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from console.api import api
-from console.views import apikeys, audit, members, pages, queues, run_actions, runs, schedules, secrets, tasks
+from console.views import (
+    alerts,
+    apikeys,
+    audit,
+    bulk_actions,
+    environment_pause,
+    members,
+    pages,
+    queues,
+    run_actions,
+    runs,
+    schedules,
+    secrets,
+    tasks,
+)
 from console.views.metrics import metrics_view
 from console.views.signin import sign_in_throttled
 
@@ -13,6 +27,8 @@ console_patterns = [
     path("", runs.run_list, name="runs"),
     path("runs/updates.json", runs.run_list_updates, name="runs-updates"),
     path("runs/bulk/", run_actions.run_bulk_view, name="runs-bulk"),
+    path("runs/bulk/by-filter/", bulk_actions.bulk_by_filter_view, name="runs-bulk-by-filter"),
+    path("runs/bulk/progress/", bulk_actions.bulk_progress_view, name="runs-bulk-progress"),
     path("runs/<str:run_id>/", runs.run_show, name="run"),
     path("runs/<str:run_id>/timeline.json", runs.run_timeline_json, name="run-timeline"),
     path("runs/<str:run_id>/events.json", runs.run_events_json, name="run-events"),
@@ -29,6 +45,9 @@ console_patterns = [
     path("waitpoints/<str:waitpoint_id>/decide/", pages.waitpoint_decide, name="waitpoint-decide"),
     path("events/send/", pages.event_send_view, name="event-send"),
     path("queues/", queues.queue_list_view, name="queues"),
+    path("environment/pause/", environment_pause.environment_paused_view, {"paused": True}, name="environment-pause"),
+    path("environment/resume/", environment_pause.environment_paused_view, {"paused": False},
+         name="environment-resume"),
     path("queues/counts.json", queues.queue_counts_view, name="queue-counts"),
     # Queue names hold slashes ("task/<id>"): the path converter takes them whole.
     path("queues/<path:name>/limit/", queues.queue_limit_view, name="queue-limit"),
@@ -44,6 +63,9 @@ console_patterns = [
     path("members/", members.member_list_view, name="members"),
     path("members/<str:username>/remove/", members.member_remove_view, name="member-remove"),
     path("audit/", audit.audit_list_view, name="audit"),
+    path("alerts/", alerts.alert_list_view, name="alerts"),
+    path("alerts/<int:rule_id>/delete/", alerts.alert_delete_view, name="alert-delete"),
+    path("alerts/<int:rule_id>/test/", alerts.alert_test_view, name="alert-test"),
 ]
 
 

@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema
 
 from console.api_auth import OPERATE, READ, TRIGGER, api_audit
+from runs.bulk import ACTIONS, bulk_action_count, bulk_action_get, bulk_action_start
 from runs.exports import run_export_response
 from runs.idempotency import idempotency_key_reset
 from runs.models import Attempt, Run, Step
@@ -16,6 +17,7 @@ from runs.selectors import RunFilters, run_api_page, run_detail_get
 from runs.services import RunNotFound, run_cancel, run_replay
 from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
+from tasks.models import BulkAction
 
 router = Router(tags=["runs"])
 
@@ -66,6 +68,7 @@ class TriggeredOut(Schema):
 
 
 class BatchTriggeredOut(Schema):
+    batch_id: str | None = Field(None, description="the batch's id: filter runs with ?batch=<id>")
     runs: list[TriggeredOut]
 
 
@@ -163,8 +166,58 @@ class RunListQuery(Schema):
     status: RunStatus | None = None
     tag: str | None = None
     idempotency_key: str | None = None
+    queue: str | None = Field(None, max_length=128)
+    batch: str | None = Field(None, max_length=64, description="a batch_trigger's batch_id")
+    schedule: int | None = Field(None, ge=1, description="the id of the schedule that triggered the runs")
     cursor: str | None = Field(None, max_length=40)
     limit: int = Field(50, ge=1, le=200)
+
+
+class RunFilterIn(Schema):
+    """The runs-list filters, as GET /api/runs takes them (the environment is the caller's)."""
+
+    task: str | None = Field(None, max_length=128)
+    status: RunStatus | None = None
+    tag: str | None = Field(None, max_length=128)
+    version: str | None = Field(None, max_length=128)
+    idempotency_key: str | None = Field(None, max_length=255)
+    queue: str | None = Field(None, max_length=128)
+    batch: str | None = Field(None, max_length=64)
+    schedule: int | None = Field(None, ge=1)
+    run_id: str | None = Field(None, max_length=40)
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def filters(self, environment: str) -> RunFilters:
+        values = {k: v for k, v in self.model_dump().items() if v is not None}
+        if "schedule" in values:
+            values["schedule"] = str(values["schedule"])
+        return RunFilters(**values, environment=environment)
+
+
+class BulkIn(Schema):
+    """Cancel or replay every run of this environment matching ``filters`` (all runs when empty)."""
+
+    action: Literal[ACTIONS]
+    filters: RunFilterIn = Field(default_factory=RunFilterIn)
+
+
+class BulkCountOut(Schema):
+    action: str
+    count: int = Field(..., description="how many runs the action would touch now (cancel: unfinished ones)")
+
+
+class BulkActionOut(ModelSchema):
+    environment: str
+
+    @staticmethod
+    def resolve_environment(obj) -> str:
+        return obj.environment_id
+
+    class Meta:
+        model = BulkAction
+        fields = ["id", "action", "filters", "actor", "total", "done", "skipped", "status", "problems", "created_at",
+                  "finished_at"]
 
 
 class IdempotencyKeyResetIn(Schema):
@@ -222,7 +275,8 @@ def batch_trigger(request: HttpRequest, task_id: str, body: BatchTriggerIn):
         for item in body.items
     ]
     results = run_batch_trigger(task_id=task_id, items=items)
-    return 201, BatchTriggeredOut(runs=[_triggered(r, c) for r, c in results])
+    batch_id = next((t.removeprefix("batch:") for t in results[0][0].tags if t.startswith("batch:")), None)
+    return 201, BatchTriggeredOut(batch_id=batch_id, runs=[_triggered(r, c) for r, c in results])
 
 
 @router.post("/tasks/{task_id}/idempotency-keys/reset", response=IdempotencyKeyResetOut, auth=OPERATE)
@@ -248,6 +302,9 @@ def list_runs(request: HttpRequest, filters: Query[RunListQuery]):
             status=filters.status or "",
             tag=filters.tag or "",
             idempotency_key=filters.idempotency_key or "",
+            queue=filters.queue or "",
+            batch=filters.batch or "",
+            schedule=str(filters.schedule or ""),
         ),
         cursor=filters.cursor,
         limit=filters.limit,
@@ -314,3 +371,24 @@ def create_public_token(request: HttpRequest, body: PublicTokenIn):
               data={**token.scopes(), "expires_at": token.expires_at.isoformat()})
     return 201, PublicTokenOut(token=text, environment=token.environment, scopes=token.scopes(),
                                expires_at=token.expires_at)
+
+
+@router.post("/bulk-actions/count", response=BulkCountOut, auth=OPERATE)
+def count_bulk(request: HttpRequest, body: BulkIn):
+    """Say how many runs a bulk action would touch, before confirming it."""
+    filters = body.filters.filters(request.auth.environment)
+    return BulkCountOut(action=body.action, count=bulk_action_count(filters=filters, action=body.action))
+
+
+@router.post("/bulk-actions", response={202: BulkActionOut}, auth=OPERATE)
+def start_bulk(request: HttpRequest, body: BulkIn):
+    """Cancel or replay every matching run (not only a page): done in batches by the scheduler; poll its progress."""
+    bulk = bulk_action_start(environment=request.auth.environment, action=body.action,
+                             filters=body.filters.filters(request.auth.environment), actor=request.auth.audit_actor)
+    return 202, bulk
+
+
+@router.get("/bulk-actions/{bulk_id}", response=BulkActionOut, auth=READ)
+def get_bulk(request: HttpRequest, bulk_id: int):
+    """Return a bulk action's progress: how many runs it matched, did and skipped (with the first reasons)."""
+    return bulk_action_get(environment=request.auth.environment, bulk_id=bulk_id)

@@ -11,6 +11,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 
 from runs.engine.errors import error_text
 from runs.models import Attempt, Run, RunEvent, Span, Step
+from tasks.redaction import step_shown, task_redaction
 
 FORMATS = {
     # format: (content type, file extension)
@@ -50,7 +51,9 @@ def run_export_jsonl(run: Run) -> Iterator[str]:
             "error": attempt.error, "retry_delay": attempt.retry_delay, "started_at": attempt.started_at,
             "finished_at": attempt.finished_at,
         })
+    hook = task_redaction(run.task_id)
     for step in Step.objects.filter(run_id=run.id).order_by("position"):
+        step_shown(step, hook)
         yield _line("step", {
             "position": step.position, "key": step.key, "name": step.name, "kind": step.kind,
             "status": step.status, "attempt": step.attempt_number, "output": step.output, "error": step.error,

@@ -148,6 +148,10 @@ class Run(models.Model):
                          condition=Q(status=RunStatus.QUEUED, version_policy=VersionPolicy.PIN)),
             models.Index(fields=["version_wait_since"], name="run_version_wait",
                          condition=Q(version_wait_since__isnull=False)),
+            # Alerts look for runs that ended badly since their last pass; finished runs that
+            # completed (most of them) are not in this index.
+            models.Index(fields=["environment", "finished_at"], name="run_ended_badly",
+                         condition=Q(status__in=[RunStatus.FAILED, RunStatus.CRASHED, RunStatus.TIMED_OUT])),
         ]
 
     def __str__(self) -> str:

@@ -12,11 +12,13 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from runs.ids import encode_millis
 from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint, WaitpointStatus
 from tasks.models import TaskVersion
+from tasks.redaction import run_shown, step_shown, task_redaction, value_shown
 
 
 def run_get(*, run_id: str) -> Run | None:
-    """Return a run with its task and version, or None."""
-    return Run.objects.select_related("task", "version").filter(id=run_id).first()
+    """Return a run with its task and version, or None; what is shown of it is redacted (README: PII redaction)."""
+    run = Run.objects.select_related("task", "version").filter(id=run_id).first()
+    return None if run is None else run_shown(run)
 
 
 def run_list(*, task_id: str | None = None, status: str | None = None, limit: int = 50) -> QuerySet[Run]:
@@ -116,17 +118,26 @@ class RunFilters:
     idempotency_key: str = ""
     run_id: str = ""
     environment: str = ""
+    queue: str = ""
+    batch: str = ""  # a batch_trigger's id: its runs carry the tag "batch:<id>"
+    schedule: str = ""  # a schedule's id: the runs it triggered carry the tag "schedule:<id>"
     # The environments the viewer may see (None: every one); the console sets it from the user's roles.
     environments: tuple[str, ...] | None = None
 
     def as_query(self) -> dict[str, str]:
         """Return the non-empty filters as query-string values."""
-        values = {k: getattr(self, k) for k in ("task", "status", "tag", "version", "idempotency_key", "run_id")}
+        values = {k: getattr(self, k) for k in ("task", "status", "tag", "version", "idempotency_key", "run_id",
+                                                "environment", "queue", "batch", "schedule")}
         for name in ("created_after", "created_before"):
             moment = getattr(self, name)
             if moment is not None:
                 values[name] = moment.strftime("%Y-%m-%dT%H:%M")
         return {k: v for k, v in values.items() if v}
+
+    def required_tags(self) -> list[str]:
+        """Return the tags a run must carry: the tag filter's, its batch's and its schedule's."""
+        return [t for t in (self.tag, self.batch and f"batch:{self.batch}",
+                            self.schedule and f"schedule:{self.schedule}") if t]
 
 
 @dataclass(frozen=True)
@@ -154,11 +165,15 @@ def runs_filtered(filters: RunFilters) -> QuerySet[Run]:
         qs = qs.for_task(filters.task)
     if filters.status:
         qs = qs.filter(status=filters.status)
-    if filters.tag:
+    tags = filters.required_tags()
+    if tags:
         if connection.vendor == "postgresql":
-            qs = qs.filter(tags__contains=[filters.tag])  # jsonb @>, served by the GIN index
+            qs = qs.filter(tags__contains=tags)  # jsonb @>, served by the GIN index
         else:
-            qs = qs.filter(tags__icontains=json.dumps(filters.tag))
+            for tag in tags:
+                qs = qs.filter(tags__icontains=json.dumps(tag))
+    if filters.queue:
+        qs = qs.filter(queue=filters.queue)
     if filters.version:
         versions = TaskVersion.objects.filter(
             Q(content_hash__startswith=filters.version) | Q(deploy_label=filters.version)
@@ -222,16 +237,14 @@ def run_statuses(*, run_ids: list[str], environments: list[str] | None = None) -
 
 def run_detail(*, run_id: str) -> Run | None:
     """Return a run with what its detail page shows beside the timeline, in one query."""
-    return (
-        Run.objects.select_related("task", "version", "replayed_from", "parent_run")
-        .filter(id=run_id)
-        .first()
-    )
+    run = Run.objects.select_related("task", "version", "replayed_from", "parent_run").filter(id=run_id).first()
+    return None if run is None else run_shown(run)
 
 
 def run_step(*, run_id: str, position: int) -> Step | None:
-    """Return one recorded step of a run."""
-    return Step.objects.filter(run_id=run_id, position=position).first()
+    """Return one recorded step of a run, its result and error redacted for display."""
+    step = Step.objects.select_related("run").filter(run_id=run_id, position=position).first()
+    return None if step is None else step_shown(step, task_redaction(step.run.task_id))
 
 
 def run_pending_waits(*, run_id: str) -> list[Waitpoint]:
@@ -248,14 +261,16 @@ def run_checkpoint_state(*, run_id: str, as_of_position: int | None = None) -> d
     for key, status, output, error in qs.values_list("key", "status", "output", "error"):
         summary = {k: (error or {}).get(k) for k in ("type", "message")}
         state[key] = output if status == "COMPLETED" else {"error": summary}
-    return state
+    task_id = Run.objects.filter(id=run_id).values_list("task_id", flat=True).first()
+    return value_shown(task_id, state) if task_id else state
 def run_detail_get(*, run_id: str, environment: str | None = None) -> Run | None:
     """Return a run with its attempts and steps prefetched, optionally only within one environment."""
     attempts = Prefetch("attempts", queryset=Attempt.objects.select_related("version"))
     qs = Run.objects.select_related("version").prefetch_related(attempts, "steps").filter(id=run_id)
     if environment is not None:
         qs = qs.filter(environment_id=environment)
-    return qs.first()
+    run = qs.first()
+    return None if run is None else run_shown(run, run.steps.all())
 
 
 def run_api_page(*, filters: RunFilters, cursor: str | None = None, limit: int = 50) -> tuple[list[Run], str | None]:

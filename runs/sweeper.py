@@ -16,7 +16,9 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
+from runs.alerts import AlertPass, alert_sender_loop
 from runs.broker import broker_backlog, broker_lost_messages
+from runs.bulk import bulk_actions_advance
 from runs.dispatch import dispatch_run, dispatch_run_on_commit, queue_dispatch
 from runs.health import SchedulerHeartbeat
 from runs.lifecycle import run_settle
@@ -57,12 +59,15 @@ class SweepReport:
     version_found: int = 0
     version_failed: int = 0
     pruned: int = 0
+    alerts: int = 0
+    bulk: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return (self.queued + self.waits_fired + self.expired + self.recovered + self.crashed + self.redispatched
-                + self.scheduled + self.version_waits + self.version_found + self.version_failed + self.pruned)
+                + self.scheduled + self.version_waits + self.version_found + self.version_failed + self.pruned
+                + self.alerts + self.bulk)
 
 
 def _pick(qs) -> list[Run]:
@@ -250,6 +255,9 @@ def pinned_runs_sweep(now) -> tuple[int, int, int]:
     return started, found, failed
 
 
+_alert_pass = AlertPass()
+
+
 def sweep_once() -> SweepReport:
     """Run one pass of every sweeper duty."""
     now = timezone.now()
@@ -264,6 +272,8 @@ def sweep_once() -> SweepReport:
     report.redispatched += redispatch_stale(now, worker_lost=bool(report.recovered or report.crashed))
     report.scheduled = schedules_fire_due(now)
     report.pruned = retention_pass(now)
+    report.alerts = _alert_pass(timezone.now())
+    report.bulk = bulk_actions_advance()
     return report
 
 
@@ -306,6 +316,11 @@ def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_pa
     full_pass_at = 0.0  # monotonic time of the next full pass: the first pass is one
     listener = TimerListener()
     heartbeat = SchedulerHeartbeat()
+    # Notifications go out from a thread of their own: a receiver that is slow to answer never delays a timer.
+    sender_stop = threading.Event()
+    sender = threading.Thread(target=alert_sender_loop, kwargs={"stop": sender_stop}, name="alert-sender",
+                              daemon=True)
+    sender.start()
     try:
         while not stop.is_set():
             try:
@@ -335,6 +350,7 @@ def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_pa
                 break
             _sleep(pause, stop, listener)
     finally:
+        sender_stop.set()
         listener.close()
         heartbeat.leave()  # a stopped scheduler is gone at once, not after its beats age out
 

@@ -22,6 +22,7 @@ from runs.idempotency import (
     parent_attempt_get,
     scope_check,
 )
+from runs.ids import new_id
 from runs.models import Run, RunEvent, Span, TriggerGate
 from runs.statements import is_postgresql, run_insert
 from runs.statuses import IdempotencyKeyScope, RunStatus
@@ -470,6 +471,10 @@ def run_batch_trigger(
             prepared.append(_validated_fields(task_id, item["payload"], parsed))
         except InvalidTrigger as exc:
             raise InvalidTrigger(f"batch item {index}: {exc}") from None
+    # Every run of the batch carries its id as a tag, so the runs list and the API filter by batch.
+    batch_tag = f"batch:{new_id('batch')}"
+    for fields in prepared:
+        fields["tags"] = [*fields["tags"], batch_tag]
     with transaction.atomic():
         return [_create(fields) for fields in prepared]
 

@@ -12,6 +12,7 @@ from runs.api import TriggeredOut
 from tasks.access import DEFAULT_SCOPES, Capability, Role, role_grant, role_list, role_revoke
 from tasks.apikeys import api_key_create, api_key_list, api_key_revoke
 from tasks.audit import audit_list
+from tasks.environments import environment_pause, environment_resume, environment_state
 from tasks.models import ApiKey, AuditEntry, Schedule, WebhookSecret
 from tasks.queues import UNCHANGED, queue_get, queue_limit_set, queue_list, queue_pause, queue_rate_set, queue_resume
 from tasks.schedules import (
@@ -92,6 +93,36 @@ def set_queue_rate(request: HttpRequest, name: str, body: QueueRateIn):
     queue_rate_set(environment=env, name=name, rate=body.rate_limit)
     api_audit(request, "queue.rate", target=name, data={"rate_limit": body.rate_limit})
     return queue_get(environment=env, name=name)
+
+
+class EnvironmentStateOut(Schema):
+    environment: str
+    paused: bool
+    paused_at: datetime | None
+    queues_paused_before: list[str] = Field(..., description="queues that stay paused when the environment resumes")
+
+
+@router.get("/environment", response=EnvironmentStateOut, tags=["queues"], auth=READ)
+def get_environment(request: HttpRequest):
+    """Say whether this environment is paused (no run of it starts) and since when."""
+    return environment_state(environment=request.auth.environment)
+
+
+@router.post("/environment/pause", response=EnvironmentStateOut, tags=["queues"])
+def pause_environment(request: HttpRequest):
+    """Pause this whole environment: every queue, and queues made while it is paused; executing runs finish."""
+    state = environment_pause(environment=request.auth.environment)
+    api_audit(request, "environment.pause", target=state.environment,
+              data={"queues_paused_before": state.queues_paused_before})
+    return state
+
+
+@router.post("/environment/resume", response=EnvironmentStateOut, tags=["queues"])
+def resume_environment(request: HttpRequest):
+    """Resume this environment: its queues go back to how they were when it was paused."""
+    state = environment_resume(environment=request.auth.environment)
+    api_audit(request, "environment.resume", target=state.environment)
+    return state
 
 
 class ScheduleIn(Schema):

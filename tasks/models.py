@@ -9,6 +9,10 @@ class Environment(models.Model):
 
     slug = models.SlugField(primary_key=True, max_length=32)
     name = models.CharField(max_length=64)
+    # While paused, every queue of the environment is paused and new ones start paused; the queues
+    # that were paused before are kept here, so a resume leaves exactly those paused.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    queues_paused_before = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -251,3 +255,95 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.target}"
+
+
+class AlertRule(models.Model):
+    """When to tell whom about an environment's failing runs or backed-up queues (README: Alerts)."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="alert_rules")
+    name = models.CharField(max_length=128)
+    # What fires it: run.failed, run.crashed, run.timed_out, queue.backlog, queue.age (tasks.alerts.CONDITIONS).
+    conditions = models.JSONField(default=list)
+    # Task ids (shell patterns: "billing-*") whose runs it watches; empty: every task.
+    tasks = models.JSONField(default=list, blank=True)
+    # Queue names (shell patterns) whose backlog it watches; empty: every queue.
+    queues = models.JSONField(default=list, blank=True)
+    backlog_threshold = models.PositiveIntegerField(null=True, blank=True)  # queued runs, at least
+    age_threshold_seconds = models.PositiveIntegerField(null=True, blank=True)  # oldest queued run, at least
+    emails = models.JSONField(default=list, blank=True)
+    webhook_url = models.URLField(max_length=500, blank=True)
+    webhook_secret = models.BinaryField(null=True, blank=True)  # encrypted like secrets; shown once
+    # At most one notification per rule and task (or queue) in this many seconds; the rest are counted.
+    dedup_seconds = models.PositiveIntegerField(default=3600)
+    active = models.BooleanField(default=True)
+    # Runs that finished up to here were looked at: a new rule does not alert on history.
+    checked_until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["environment", "name"]
+        constraints = [models.UniqueConstraint(fields=["environment", "name"], name="uniq_alert_rule_name")]
+
+    def __str__(self) -> str:
+        return f"{self.environment_id}:{self.name}"
+
+
+class AlertIncident(models.Model):
+    """An open run of trouble for one rule and subject ("task:<id>", "queue:<name>"): what deduplicates alerts."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="incidents")
+    subject = models.CharField(max_length=255)
+    opened_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    notified_at = models.DateTimeField()
+    count = models.PositiveIntegerField(default=1)  # occurrences since it opened
+    unsent = models.PositiveIntegerField(default=0)  # occurrences since the last notification
+    # The latest runs counted since the last notification (at most ten), named in the next one.
+    unsent_runs = models.JSONField(default=list, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "subject"], condition=models.Q(resolved_at__isnull=True),
+                                               name="uniq_open_alert_incident")]
+
+
+class AlertDelivery(models.Model):
+    """One notification to one channel, kept until it is sent (retried while the receiver is down)."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=8)  # email | webhook
+    delivery_id = models.CharField(max_length=64, unique=True)  # the Stepwise-Delivery header: same on every try
+    body = models.JSONField()
+    status = models.CharField(max_length=8, default="pending")  # pending | sent | failed
+    tries = models.PositiveIntegerField(default=0)
+    next_try_at = models.DateTimeField()
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["next_try_at"], name="alert_delivery_due",
+                                condition=models.Q(status="pending"))]
+
+
+class BulkAction(models.Model):
+    """Cancel or replay every run matching a runs-list filter, done in batches by the scheduler."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    action = models.CharField(max_length=8)  # cancel | replay
+    filters = models.JSONField(default=dict)  # the runs-list filters, as their query-string values
+    actor = models.CharField(max_length=150)
+    total = models.PositiveIntegerField()  # how many runs matched when it was confirmed
+    done = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    # Runs are taken newest first below this id; it starts above the newest run at confirmation.
+    cursor = models.CharField(max_length=40)
+    status = models.CharField(max_length=10, default="running")  # running | finished
+    problems = models.JSONField(default=list, blank=True)  # the first few reasons runs were skipped
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]

@@ -13,13 +13,17 @@ from runs.engine.durations import InvalidDuration, duration_seconds
 from runs.engine.errors import StepwiseError
 from runs.models import Run
 from runs.statuses import RunStatus
-from tasks.models import Queue
+from tasks.models import Environment, Queue
 
 MAX_LIMIT = 10_000
 
 
 class QueueNotFound(StepwiseError):
     """No queue has this name in this environment."""
+
+
+class QueueChangeRefused(StepwiseError):
+    """A queue of a paused environment cannot be resumed on its own; the environment is resumed instead."""
 
 
 class InvalidQueueLimit(StepwiseError):
@@ -82,18 +86,41 @@ class QueueStats:
 
 def _update(environment: str, name: str, **fields) -> Queue:
     with transaction.atomic():
+        # The environment's row first, then the queue's: the order pausing the environment takes.
+        # NO KEY: runs and queues referencing the environment (foreign-key checks) are not blocked by it.
+        env = Environment.objects.select_for_update(no_key=True).filter(slug=environment).first()
         queue = Queue.objects.select_for_update().filter(environment_id=environment, name=name).first()
-        if queue is None:
+        if env is None or queue is None:
             raise QueueNotFound(f"no queue named '{name}' in environment '{environment}'")
+        if "paused" in fields and env.paused_at is not None:
+            # The environment holds every queue paused; this changes what its resume restores.
+            _paused_environment_queue_change(env, name, fields.pop("paused"))
         for attr, value in fields.items():
             setattr(queue, attr, value)
         queue.save(update_fields=[*fields, "updated_at"])
-        # Queued runs whose hints were refused while the queue was full or paused get new ones.
-        if not queue.limited:
-            transaction.on_commit(lambda: _hint_all_queued(environment, name))
-        else:
-            queue_dispatch_on_commit(name, environment=environment)
+        queues_released_on_commit(environment, [name], limited=queue.limited)
     return queue
+
+
+def queues_released_on_commit(environment: str, names: list[str], *, limited: bool | None = None) -> None:
+    """After commit, hint the queued runs of queues that were resumed or given room (refused hints get new ones)."""
+    for name in names:
+        has_limit = limited if limited is not None else any(
+            q.limited for q in Queue.objects.filter(environment_id=environment, name=name))
+        if has_limit:
+            queue_dispatch_on_commit(name, environment=environment)
+        else:
+            transaction.on_commit(lambda name=name: _hint_all_queued(environment, name))
+
+
+def _paused_environment_queue_change(env: Environment, name: str, paused: bool) -> None:
+    """Record a pause of one queue of a paused environment as the state its resume restores; refuse a resume."""
+    if not paused:
+        raise QueueChangeRefused(f"environment '{env.slug}' is paused: resume the environment first "
+                                 f"(queue '{name}' then resumes unless it was paused before)")
+    if name not in env.queues_paused_before:
+        env.queues_paused_before = sorted([*env.queues_paused_before, name])
+        env.save(update_fields=["queues_paused_before"])
 
 
 def _hint_all_queued(environment: str, name: str) -> None:

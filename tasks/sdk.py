@@ -27,11 +27,13 @@ from typing import Any
 from runs.engine.context import current_context
 from runs.engine.errors import AbortRun, PermanentError
 from runs.engine.executor import Executable
-from runs.engine.hooks import ErrorDecision, Hooks, RunResult
+from runs.engine.hooks import ErrorDecision, Hooks, InvalidHook, RunResult
+from runs.engine.redaction import redact_keys
 from runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
 from runs.statuses import VersionPolicy
 from tasks.idempotency_keys import idempotency_keys
 from tasks.realtime import auth
+from tasks.redaction import redaction_of
 from tasks.registry import code_hash, task_register, version_policy_parse
 from tasks.waiting import send_event, wait  # noqa: E402
 
@@ -39,7 +41,7 @@ Retry = RetryPolicy
 
 __all__ = [
     "AbortRun", "ErrorDecision", "PermanentError", "Retry", "RunHandle", "RunResult", "TaskDefinition", "current_run",
-    "idempotency_keys", "metadata", "send_event", "step", "task", "wait", "auth",
+    "auth", "idempotency_keys", "metadata", "redact_keys", "send_event", "step", "task", "wait",
 ]
 
 
@@ -86,6 +88,8 @@ class TaskDefinition:
     timezone: str = "UTC"
     hooks: Hooks = field(default_factory=Hooks)
     version_policy: str = VersionPolicy.LATEST
+    # A PII hook ``redact(value) -> value`` (README: PII redaction), applied after STEPWISE_REDACT.
+    redact: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         functools.update_wrapper(self, self.fn)
@@ -110,7 +114,7 @@ class TaskDefinition:
         from tasks.hooks import global_hooks
 
         return Executable(task_id=self.id, fn=self.fn, retry=self.retry, version_hash=self.version_hash,
-                          hooks=global_hooks() + self.hooks)
+                          hooks=global_hooks() + self.hooks, redact=redaction_of(self.redact))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -263,6 +267,7 @@ def task(
     cron: str | None = None,
     timezone: str = "UTC",
     version_policy: str | None = None,
+    redact: Callable[[Any], Any] | None = None,
     **hooks: Callable[..., Any] | list[Callable[..., Any]],
 ) -> Callable[[Callable[..., Any]], TaskDefinition]:
     """Register a function ``fn(payload, ctx)`` as a durable task.
@@ -274,7 +279,10 @@ def task(
     ``cron`` and ``timezone`` declare a schedule in the STEPWISE_ENVIRONMENT environment.
     ``version_policy`` says where its runs execute once workers hold other code: ``"pin"`` only
     on a worker with the version the run was triggered on, ``"latest"`` on any worker (default:
-    STEPWISE_VERSION_POLICY; see "Deploying new code" in the README).
+    STEPWISE_VERSION_POLICY; see "Deploying new code" in the README). ``redact`` is a PII hook
+    ``redact(value) -> value`` (e.g. ``redact_keys("email")``) applied after STEPWISE_REDACT to what
+    is stored of its logs, spans, events and errors and to what is shown of its payload, output,
+    metadata and step results (README: PII redaction).
 
     Hooks (a callable or a list of them, after the global ones of STEPWISE_HOOKS): ``init`` /
     ``cleanup`` ``(payload, ctx)`` around every attempt, ``middleware`` ``(payload, ctx)``
@@ -304,6 +312,8 @@ def task(
 
     rate = rate_parse(rate_limit)
     task_hooks = Hooks.of(hooks, where=f"task '{id}'")
+    if redact is not None and not callable(redact):
+        raise InvalidHook(f"task '{id}': redact must be a function redact(value) -> value, not {redact!r}")
     policy = version_policy_parse(
         settings.STEPWISE_VERSION_POLICY if version_policy is None else version_policy, where=f"@task(id={id!r})"
     )
@@ -323,6 +333,7 @@ def task(
             timezone=timezone,
             hooks=task_hooks,
             version_policy=policy,
+            redact=redact,
         )
         task_register(definition)
         return definition

@@ -77,10 +77,12 @@ def task_version_ensure(definition) -> TaskVersion:
         },
     )
     # The task's queue in every environment; a row that exists keeps its limit and pause (changes there win).
+    # A queue made in a paused environment starts paused (README: Pausing an environment).
     Queue.objects.bulk_create(
         [Queue(environment_id=slug, name=definition.queue_name, concurrency_limit=definition.concurrency_limit,
-               total_limit=definition.total_limit, **_rate_fields(definition.rate_limit))
-         for slug in Environment.objects.values_list("slug", flat=True)],
+               total_limit=definition.total_limit, paused=paused_at is not None,
+               **_rate_fields(definition.rate_limit))
+         for slug, paused_at in Environment.objects.values_list("slug", "paused_at")],
         ignore_conflicts=True,
     )
     version, _ = TaskVersion.objects.get_or_create(

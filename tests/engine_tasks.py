@@ -629,3 +629,22 @@ def parent_of_keyed_child(payload, ctx):
     """Wait for a child named by a global idempotency key: another parent may have triggered it already."""
     result = keyed_child.trigger_and_wait({"n": payload["n"]}, idempotency_key=payload["key"])
     return {"ok": result.ok, "output": result.output, "child": result.run_id}
+
+
+from tasks.sdk import redact_keys  # noqa: E402
+
+PII_PATTERN = r"canary-[0-9a-f]{32}@example\.com"
+
+
+@task(id="test-pii", retry=Retry(max_attempts=1), redact=redact_keys("email", patterns=[PII_PATTERN]))
+def pii(payload, ctx):
+    """Spread a personal e-mail address everywhere a run can put it: logs, spans, metadata, a step, output, error."""
+    email = payload["email"]
+    ctx.logger.info(f"welcome mail to {email}", address=email)
+    ctx.metadata.set("contact", {"email": email})
+    with trace.get_tracer("tests").start_as_current_span(f"send to {email}") as span:
+        span.set_attribute("mail.to", email)
+    found = ctx.step("lookup", lambda: {"email": email, "length": len(email)})
+    if payload.get("fail"):
+        raise ValueError(f"no mailbox for {email}")
+    return {"email": email, "length": found["length"]}

@@ -11,6 +11,7 @@ from django.http import Http404, HttpRequest
 from runs.models import Run
 from tasks.access import Capability, environments_where, may, may_anywhere
 from tasks.audit import actor_of_user, audit_record
+from tasks.selectors import environment_list
 
 
 def login_required(view: Callable) -> Callable:
@@ -36,6 +37,12 @@ def require(request: HttpRequest, environment: str, capability: Capability) -> N
 def readable_environments(request: HttpRequest) -> list[str] | None:
     """Return the environments whose runs the user may see; None means every one."""
     return environments_where(request.user, Capability.READ)
+
+
+def environment_slugs_readable(request: HttpRequest) -> list[str]:
+    """Return the slugs of the environments whose runs the user may see, for the environment filter."""
+    readable = readable_environments(request)
+    return [e.slug for e in environment_list() if readable is None or e.slug in readable]
 
 
 def run_require(request: HttpRequest, run_id: str, capability: Capability) -> None:

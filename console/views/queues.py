@@ -15,6 +15,7 @@ from tasks.access import Capability
 from tasks.queues import (
     MAX_LIMIT,
     InvalidQueueLimit,
+    QueueChangeRefused,
     QueueNotFound,
     queue_get,
     queue_limit_set,
@@ -85,6 +86,8 @@ def queue_paused_view(request: HttpRequest, name: str, paused: bool) -> HttpResp
         (queue_pause if paused else queue_resume)(environment=slug, name=name)
     except QueueNotFound as exc:
         return action_done(request, message=str(exc), to=back, ok=False, status=404)
+    except QueueChangeRefused as exc:
+        return action_done(request, message=str(exc), to=back, ok=False, status=409)
     audit(request, "queue.pause" if paused else "queue.resume", environment=slug, target=name)
     verb = "paused: its queued runs wait until you resume it" if paused else "resumed"
     return action_done(request, message=f"Queue {name} {verb}.", to=back)

@@ -14,7 +14,13 @@ from django.views.decorators.http import require_GET
 
 from console.forms import PayloadForm, RunFilterForm
 from console.templatetags.console_format import duration_between
-from console.views.access import login_required, readable_environments, require, run_require
+from console.views.access import (
+    environment_slugs_readable,
+    login_required,
+    readable_environments,
+    require,
+    run_require,
+)
 from runs.exports import FORMATS, run_export_response
 from runs.pinning import version_wait_deadline
 from runs.selectors import (
@@ -78,6 +84,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "query": _query(request, form),
             "is_first_page": not request.GET.get("before") and not page.newer_cursor,
             "task_ids": task_ids(),
+            "filter_environments": environment_slugs_readable(request),
             "nav": "runs",
             "status_counts": _status_counts(filters),
             "periods": list(PERIODS),

@@ -23,7 +23,7 @@ from runs.engine.errors import (
     is_permanent,
 )
 from runs.engine.hooks import ErrorDecision, HookRunner, Hooks, RunResult, user_call
-from runs.engine.redaction import sensitive_forget
+from runs.engine.redaction import pii_hook_set, sensitive_forget
 from runs.engine.retry import RetryPolicy
 from runs.engine.spans import attempt_span_end, attempt_span_start
 from runs.engine.store import Claim, RunStore
@@ -41,6 +41,8 @@ class Executable:
     retry: RetryPolicy
     version_hash: str
     hooks: Hooks = Hooks()
+    # The PII hook applied to the run's logs, spans, events and errors before they are stored.
+    redact: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,7 @@ def attempt_execute(
     if executable.version_hash != claim.version_hash:
         store.version_mismatch_note(claim, worker_hash=executable.version_hash)
 
+    pii_hook_set(run_id, executable.redact)
     token = current_context.set(ctx)
     span = attempt_span_start(claim)
     span_token = otel_context.attach(trace.set_span_in_context(span))

@@ -43,4 +43,4 @@ class SubcommandCommand(BaseCommand):
         with user_errors():
             if opts.get("env") is not None:
                 environment_require(opts["env"])
-            getattr(self, f"_{opts['action']}")(opts)
+            getattr(self, f"_{opts['action'].replace('-', '_')}")(opts)

@@ -36,12 +36,12 @@ def test_runs_list_shows_newest_runs_first(signed_in):
 def test_runs_list_takes_the_same_queries_for_a_full_page_as_for_one_run(signed_in, django_assert_num_queries):
     trigger(task_id="test-abort", tags=["vip"])
     # session, user, tasks for the filter, one page of runs (with their versions), the count per status,
-    # the environments to switch between
-    with django_assert_num_queries(6):
+    # the environments to switch between, the environments for the filter
+    with django_assert_num_queries(7):
         assert len(shown_ids(signed_in.get("/"))) == 1
     for i in range(60):
         trigger(task_id="test-noop" if i % 2 else "test-abort", tags=["vip"])
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         assert len(shown_ids(signed_in.get("/?tag=vip"))) == 50
 
 

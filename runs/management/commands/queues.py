@@ -1,9 +1,10 @@
-"""manage.py queues list|pause|resume|limit|rate: queue limits and pausing from the command line."""
+"""manage.py queues list|pause|resume|limit|rate|pause-all|resume-all: limits, pausing a queue or an environment."""
 from __future__ import annotations
 
 import argparse
 
 from runs.management.base import SubcommandCommand, audit, env_option
+from tasks.environments import environment_pause, environment_resume, environment_state
 from tasks.queues import (
     MAX_LIMIT,
     UNCHANGED,
@@ -61,8 +62,14 @@ class Command(SubcommandCommand):
         rating.add_argument("name")
         rating.add_argument("rate", metavar="N/PERIOD|none")
         env_option(rating)
+        env_option(sub.add_parser("pause-all", help="pause the whole environment: every queue, new ones too"))
+        env_option(sub.add_parser("resume-all", help="resume the environment: its queues go back to how they were"))
 
     def _list(self, opts) -> None:
+        state = environment_state(environment=opts["env"])
+        if state.paused:
+            self.stdout.write(f"environment {state.environment} is paused since {state.paused_at:%Y-%m-%d %H:%M:%S} "
+                              "UTC: no run of it starts (manage.py queues resume-all)")
         self.stdout.write(f"{'QUEUE':<32} {'LIMIT':<32} {'STATE':<7} {'EXECUTING':>9} {'QUEUED':>7}")
         for q in queue_list(environment=opts["env"]):
             state = "paused" if q.paused else "active"
@@ -91,3 +98,17 @@ class Command(SubcommandCommand):
         queue = queue_rate_set(environment=opts["env"], name=opts["name"], rate=rate)
         audit("queue.rate", environment=opts["env"], target=queue.name, data={"rate_limit": rate})
         self.stdout.write(f"queue {queue.name} is now {_queue_limits(queue)}")
+
+    def _pause_all(self, opts) -> None:
+        state = environment_pause(environment=opts["env"])
+        audit("environment.pause", environment=opts["env"], target=opts["env"])
+        kept = ", ".join(state.queues_paused_before) or "none"
+        self.stdout.write(f"environment {state.environment} paused: no run of it starts until resume-all "
+                          f"(queues paused before, which stay paused: {kept})")
+
+    def _resume_all(self, opts) -> None:
+        state = environment_state(environment=opts["env"])
+        environment_resume(environment=opts["env"])
+        audit("environment.resume", environment=opts["env"], target=opts["env"])
+        kept = ", ".join(state.queues_paused_before) or "none"
+        self.stdout.write(f"environment {state.environment} resumed (still paused, as before: {kept})")

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from typing import Any
 
-import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -15,7 +13,7 @@ from runs.engine.executor import attempt_execute
 from runs.engine.memory import MemoryRunStore
 from runs.engine.spans import tracing_enabled_set
 from runs.engine.store import Claim, RecordedStep
-from stepwise.client import Client, StepwiseApiError
+from runs.management.remote import remote_client, server_options
 from tasks.registry import UnknownTask, task_get
 from tasks.secrets import secrets_for_environment
 
@@ -38,10 +36,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("run_id")
-        parser.add_argument("--from", dest="server", default=os.environ.get("STEPWISE_URL"),
-                            help="the server's URL (default: $STEPWISE_URL)")
-        parser.add_argument("--api-key", default=os.environ.get("STEPWISE_API_KEY"),
-                            help="an API key of the run's environment (default: $STEPWISE_API_KEY)")
+        server_options(parser, flag="--from")
         parser.add_argument("--fresh", action="store_true", help="run every step again, recorded or not")
         parser.add_argument("--payload", help="run with this JSON payload instead of the run's")
         parser.add_argument("--secrets-env", help="read ctx.env from this local environment's secrets")
@@ -90,14 +85,8 @@ class Command(BaseCommand):
             raise CommandError(f"{store.status}: {error_text(store.error) if store.error else 'no error'}")
 
     def _fetch(self, server: str, api_key: str, run_id: str) -> dict[str, Any]:
-        try:
-            with Client(server, api_key) as client:
-                return client.get_run(run_id)
-        except StepwiseApiError as exc:
-            detail = exc.detail.get("detail") if isinstance(exc.detail, dict) else exc.detail
-            raise CommandError(f"{server} answered {exc.status_code}: {detail}") from None
-        except httpx.HTTPError as exc:
-            raise CommandError(f"cannot reach {server}: {exc}") from None
+        with remote_client(server, api_key) as client:
+            return client.get_run(run_id)
 
     def _report(self, kind: str, data: dict[str, Any]) -> None:
         w = self.stdout.write

@@ -1,4 +1,4 @@
-"""manage.py runs list|show|export: inspect runs from the command line."""
+"""manage.py runs list|show|cancel|replay|export: runs from the command line, locally or on a server (--server)."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from runs.engine.errors import error_text
 from runs.exports import FORMATS, run_export
+from runs.management.base import audit, user_errors
 from runs.management.commands.trigger import event_line
-from runs.selectors import run_events_after, run_get, run_list
+from runs.management.remote import is_remote, runs_remote, server_options
+from runs.selectors import RunFilters, run_events_after, run_get, run_page
+from runs.services import run_cancel, run_replay
 from runs.statuses import RunStatus
+from runs.triggers import payload_parse
 
 
 class Command(BaseCommand):
@@ -21,16 +25,48 @@ class Command(BaseCommand):
         listing.add_argument("--task")
         listing.add_argument("--status", choices=[s.value for s in RunStatus])
         listing.add_argument("--limit", type=int, default=20)
+        for name in ("tag", "queue", "batch", "schedule"):
+            listing.add_argument(f"--{name}")
+        server_options(listing)
         show = sub.add_parser("show", help="one run in full")
         show.add_argument("run_id")
         show.add_argument("--events", action="store_true", help="print the event log too")
+        server_options(show)
+        cancel = sub.add_parser("cancel", help="cancel a run that has not finished")
+        cancel.add_argument("run_id")
+        server_options(cancel)
+        replay = sub.add_parser("replay", help="start a new run like this one, linked to it")
+        replay.add_argument("run_id")
+        replay.add_argument("--payload", help="with this JSON payload instead of the run's")
+        server_options(replay)
         export = sub.add_parser("export", help="the run's trace as JSON lines, a markdown report or OTLP-JSON")
         export.add_argument("run_id")
         export.add_argument("--format", choices=list(FORMATS), default="markdown")
         export.add_argument("--output", "-o", help="write to this file instead of the standard output")
 
     def handle(self, *args, **opts) -> None:
-        {"list": self._list, "show": self._show, "export": self._export}[opts["action"]](opts)
+        if is_remote(opts):
+            if opts["action"] == "show" and opts["events"]:
+                raise CommandError("--events reads the local database; with --server, leave it out")
+            runs_remote(self, opts)
+            return
+        actions = {"list": self._list, "show": self._show, "export": self._export, "cancel": self._cancel,
+                   "replay": self._replay}
+        actions[opts["action"]](opts)
+
+    def _cancel(self, opts) -> None:
+        with user_errors():
+            run = run_cancel(run_id=opts["run_id"], reason="canceled from the command line")
+            audit("run.cancel", environment=run.environment_id, target=run.id)
+        self.stdout.write(f"{run.id} {run.status}")
+
+    def _replay(self, opts) -> None:
+        with user_errors():
+            payload = payload_parse(opts["payload"]) if opts["payload"] else ...
+            new = run_replay(run_id=opts["run_id"], payload=payload)
+            audit("run.replay", environment=new.environment_id, target=opts["run_id"],
+                  data={"new_run_id": new.id, "payload_edited": payload is not ...})
+        self.stdout.write(f"{new.id} {new.status} (replay of {opts['run_id']})")
 
     def _export(self, opts) -> None:
         run = run_get(run_id=opts["run_id"])
@@ -49,7 +85,8 @@ class Command(BaseCommand):
             self.stdout.write(text, ending="" if text.endswith("\n") else "\n")
 
     def _list(self, opts) -> None:
-        runs = run_list(task_id=opts["task"], status=opts["status"], limit=opts["limit"])
+        filters = RunFilters(**{k: opts[k] or "" for k in ("task", "status", "tag", "queue", "batch", "schedule")})
+        runs = run_page(filters=filters, size=max(1, opts["limit"])).runs
         self.stdout.write(f"{'RUN':<36} {'TASK':<20} {'STATUS':<10} {'ATT':>3}  CREATED")
         for run in runs:
             created = run.created_at.strftime("%Y-%m-%d %H:%M:%S")

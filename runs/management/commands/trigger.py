@@ -1,27 +1,24 @@
-"""manage.py trigger TASK_ID 'JSON' [--follow] [--server URL]: start a run from the command line.
+"""manage.py trigger TASK_ID 'JSON' [--follow] [--server URL --api-key KEY]: start a run from the command line.
 
-With ``--server`` the run is triggered through that server's API with the key in STEPWISE_API_KEY,
-and ``--follow`` reads its events as server-sent events instead of from the database.
+With ``--server`` (or STEPWISE_URL) the run is triggered through that server's API with the key
+of ``--api-key`` (or STEPWISE_API_KEY), and ``--follow`` reads its events as server-sent events.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime
 from types import SimpleNamespace
 
-import httpx
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.engine.errors import error_text
 from runs.management.base import user_errors
+from runs.management.remote import is_remote, remote_client, run_ended, server_options
 from runs.selectors import run_events_after, run_get
 from runs.statuses import IdempotencyKeyScope, RunStatus
 from runs.triggers import InvalidTrigger, TriggerOptions, payload_parse, run_trigger
-from stepwise.client import Client, RunTimeout, StepwiseApiError
-
-API_KEY_VARIABLE = "STEPWISE_API_KEY"
+from stepwise.client import Client, RunTimeout
 
 
 def event_line(event) -> str:
@@ -68,8 +65,8 @@ def follow(command: BaseCommand, run_id: str, *, timeout: float | None = None, p
         time.sleep(poll)
 
 
-def follow_remote(command: BaseCommand, client: Client, run_id: str, *, timeout: float | None = None) -> str:
-    """Print a run's events as a server streams them until it finishes; return its final status."""
+def follow_streamed(command: BaseCommand, client: Client, run_id: str, *, timeout: float | None = None) -> dict:
+    """Print a run's events as a server streams them (server-sent events) until it finishes; return the run."""
     try:
         for message in client.events(run_id, timeout=timeout or 10 * 365 * 86400):
             if message.get("seq") is None:
@@ -79,7 +76,7 @@ def follow_remote(command: BaseCommand, client: Client, run_id: str, *, timeout:
             command.stdout.write(event_line(event))
     except RunTimeout:
         raise CommandError(f"run {run_id} did not finish within {timeout:g}s") from None
-    return client.get_run(run_id)["status"]
+    return client.get_run(run_id)
 
 
 def _json_option(text: str | None, name: str, default):
@@ -107,22 +104,23 @@ class Command(BaseCommand):
         parser.add_argument("--queue")
         parser.add_argument("--concurrency-key")
         parser.add_argument("--priority", type=int, default=0)
-        parser.add_argument("--environment", default="dev")
+        parser.add_argument("--environment", help="default dev; with --server the API key decides it")
         parser.add_argument("--metadata", help="the run's starting metadata, a JSON object")
         parser.add_argument("--retry", help='this run\'s retry policy instead of the task\'s, as JSON, e.g. '
                                             '\'{"max_attempts": 1}\'')
         parser.add_argument("--follow", action="store_true", help="print progress until the run ends")
         parser.add_argument("--timeout", type=float, help="with --follow: give up after this many seconds")
-        parser.add_argument("--server", help=f"trigger through this server's API (https://...), with the API key "
-                                             f"in {API_KEY_VARIABLE}; --follow then streams its events")
+        server_options(parser)
 
     def handle(self, *args, **opts) -> None:
-        if opts["server"]:
-            return self._handle_remote(opts)
         with user_errors():
             payload = payload_parse(opts["payload"])
             metadata = _json_option(opts["metadata"], "--metadata", {})
             retry = _json_option(opts["retry"], "--retry", None)
+        if is_remote(opts):
+            self._remote(opts, payload, metadata, retry)
+            return
+        with user_errors():
             options = TriggerOptions(
                 metadata=metadata,
                 retry=retry,
@@ -134,7 +132,7 @@ class Command(BaseCommand):
                 queue=opts["queue"],
                 concurrency_key=opts["concurrency_key"],
                 priority=opts["priority"],
-                environment=opts["environment"],
+                environment=opts["environment"] or "dev",
             )
             run, created = run_trigger(task_id=opts["task_id"], payload=payload, options=options)
         note = "" if created else " (existing run for this idempotency key)"
@@ -149,35 +147,18 @@ class Command(BaseCommand):
         reason = error_text(final.error) if final.error else "no error recorded"
         raise CommandError(f"run {run.id} ended {status}: {reason}")
 
-    def _handle_remote(self, opts) -> None:
-        api_key = os.environ.get(API_KEY_VARIABLE, "")
-        if not api_key:
-            raise CommandError(f"--server needs an API key in {API_KEY_VARIABLE} (never on the command line)")
-        body = {
-            "idempotency_key": opts["idempotency_key"], "idempotency_key_scope": opts["idempotency_key_scope"],
-            "tags": opts["tags"], "delay": opts["delay"], "ttl": opts["ttl"], "queue": opts["queue"],
-            "concurrency_key": opts["concurrency_key"], "priority": opts["priority"],
-            "metadata": _json_option(opts["metadata"], "--metadata", {}),
-            "retry": _json_option(opts["retry"], "--retry", None),
-        }
-        with Client(opts["server"], api_key=api_key) as client:
-            try:
-                run = client.trigger(opts["task_id"], payload_parse(opts["payload"]),
-                                     **{k: v for k, v in body.items() if v is not None})
-                note = "" if run["created"] else " (existing run for this idempotency key)"
-                self.stdout.write(f"{run['id']} {run['status']}{note}")
-                if not opts["follow"]:
-                    return
-                status = follow_remote(self, client, run["id"], timeout=opts["timeout"])
-                final = client.get_run(run["id"])
-            except StepwiseApiError as exc:
-                raise CommandError(f"the server refused: {exc.detail}") from None
-            except httpx.HTTPError as exc:
-                raise CommandError(f"cannot reach {opts['server']}: {exc}") from None
-            except InvalidTrigger as exc:
-                raise CommandError(str(exc)) from None
-        if status == RunStatus.COMPLETED:
-            self.stdout.write(self.style.SUCCESS(f"{run['id']} COMPLETED output={json.dumps(final['output'])}"))
-            return
-        reason = error_text(final["error"]) if final.get("error") else "no error recorded"
-        raise CommandError(f"run {run['id']} ended {status}: {reason}")
+    def _remote(self, opts, payload, metadata, retry) -> None:
+        if opts["environment"]:
+            raise CommandError("with --server the API key decides the environment: leave out --environment "
+                               "(or use a key of that environment)")
+        options = {k: opts[k] for k in ("idempotency_key", "idempotency_key_scope", "delay", "ttl", "queue",
+                                        "concurrency_key") if opts[k] is not None}
+        options.update(tags=opts["tags"], priority=opts["priority"], metadata=metadata)
+        if retry is not None:
+            options["retry"] = retry
+        with remote_client(opts["server"], opts["api_key"]) as client:
+            run = client.trigger(opts["task_id"], payload, **options)
+            note = "" if run["created"] else " (existing run for this idempotency key)"
+            self.stdout.write(f"{run['id']} {run['status']}{note}")
+            if opts["follow"]:
+                run_ended(self, follow_streamed(self, client, run["id"], timeout=opts["timeout"]))

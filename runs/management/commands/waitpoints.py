@@ -6,6 +6,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from runs.management.base import audit, user_errors
+from runs.management.remote import is_remote, server_options, waitpoints_remote
 from runs.models import WaitpointStatus
 from runs.selectors import waitpoint_list
 from runs.triggers import payload_parse
@@ -19,12 +20,19 @@ class Command(BaseCommand):
         sub = parser.add_subparsers(dest="action", required=True)
         listing = sub.add_parser("list", help="pending waitpoints, oldest first")
         listing.add_argument("--all", action="store_true", help="include resolved ones")
+        server_options(listing)
         for action in ("approve", "reject", "complete"):
             cmd = sub.add_parser(action)
             cmd.add_argument("waitpoint_id")
             cmd.add_argument("data", nargs="?", default=None, help="optional JSON object")
+            server_options(cmd)
 
     def handle(self, *args, **opts) -> None:
+        if is_remote(opts):
+            with user_errors():
+                data = payload_parse(opts["data"]) if opts.get("data") else None
+            waitpoints_remote(self, opts, data)
+            return
         if opts["action"] == "list":
             self._list(opts["all"])
             return
