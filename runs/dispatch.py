@@ -66,7 +66,7 @@ def dispatch_run(
     """Enqueue a Celery message for a run; a lost message is re-sent by the sweeper.
 
     In a limited queue a run's priority is decided in the database at claim time
-    (runs.store.queue_has_room); the broker puts resumes ahead of new work, and new work by
+    (runs.store.queue_room_at); the broker puts resumes ahead of new work, and new work by
     ``hint_priority``. A hint with a ``version`` goes to that version's queue, straight onto its
     list: no worker without the version ever reads it.
     """

@@ -45,28 +45,27 @@ def _lease_expiry():
     return timezone.now() + timedelta(seconds=settings.STEPWISE_LEASE_SECONDS)
 
 
-def queue_has_room(run: Run, now: datetime) -> bool:
-    """Tell whether a run's queue may start it at ``now``; locks the queue row to serialise claims.
+def queue_room_at(run: Run) -> datetime | None:
+    """Return when a run's queue may start it (now), or None if it may not; locks the queue row to serialise claims.
 
-    Under a rate limit, a run that may start moves the queue's next start one interval on; one
-    that may not yet wakes the scheduler for that time, which hints the queue again.
+    The time is read once the slots are counted: an attempt's start is never earlier than the
+    moment its slot was counted free. Under a rate limit, a run that may start moves the queue's next
+    start one interval on; one that may not yet wakes the scheduler for that time.
     """
     queue = (Queue.objects.select_for_update(no_key=True)
              .filter(environment_id=run.environment_id, name=run.queue).first())
-    if queue is None:
-        return True
+    if queue is None or (not queue.limited and not queue.paused):
+        return timezone.now()
     if queue.paused:
-        return False
-    if not queue.limited:
-        return True
+        return None
     key = run.concurrency_key or None
     executing = Run.objects.executing_in(run.queue, environment=run.environment_id)
     if queue.total_limit is not None and executing.count() >= queue.total_limit:
-        return False
+        return None
     if queue.concurrency_limit is not None and (
         (executing.filter(concurrency_key=key) if key is not None else executing).count() >= queue.concurrency_limit
     ):
-        return False
+        return None
     # A full-enough queue starts its best-priority runs first: hand the slot to a better one.
     better = (
         Run.objects.queued_in(run.queue, key, environment=run.environment_id)
@@ -76,13 +75,14 @@ def queue_has_room(run: Run, now: datetime) -> bool:
     )
     if better is not None:
         dispatch_run_on_commit(better[0], resume=better[1] > 0)
-        return False
+        return None
+    now = timezone.now()  # after the counts: the slot was free by then
     if queue.rate_limit is not None:
         if queue.rate_next_at is not None and queue.rate_next_at > now:
             timer_notify(queue.rate_next_at)
-            return False
+            return None
         Queue.objects.filter(pk=queue.pk).update(rate_next_at=now + timedelta(seconds=queue.rate_interval))
-    return True
+    return now
 
 
 StoreClass = TypeVar("StoreClass", bound=type)
@@ -220,8 +220,8 @@ class OrmRunStore:
                             pinned[:10])
                 dispatch_run_on_commit(run.id, resume=run.attempt_count > 0, version=pinned, priority=run.priority)
                 return None
-            now = timezone.now()
-            if not queue_has_room(run, now):
+            now = queue_room_at(run)
+            if now is None:
                 return None
             token = uuid.uuid4().hex
             number = run.attempt_count + 1

@@ -47,7 +47,7 @@ def test_queue_counts_update_live_while_it_is_paused_limited_and_resumed(page):
 
     row.locator("input[name=concurrency_limit]").fill("1")
     row.get_by_role("button", name="Save").click()
-    expect(page.locator("#toasts")).to_contain_text(f"Queue {QUEUE} is now limited to 1 at a time.")
+    expect(page.locator("#toasts")).to_contain_text(f"Queue {QUEUE} is now 1 at a time per key.")
     assert Queue.objects.get(environment_id="dev", name=QUEUE).concurrency_limit == 1
     expect(row.locator(".meter")).to_be_visible()
     screenshot(page, "queues-paused")

@@ -36,8 +36,8 @@ def test_run_page_and_timeline_take_fixed_queries_however_many_steps(signed_in, 
     small = run_build(steps=2, failed_attempts=1)
     large = run_build(steps=300, failed_attempts=2)
     for run in (small, large):
-        # session, user, the run with its task, version and links, its pending approvals
-        with django_assert_num_queries(4):
+        # session, user, the run with its task, version and links, its pending waits, its streams' chunks
+        with django_assert_num_queries(5):
             assert signed_in.get(f"/runs/{run.id}/").status_code == 200
         # session, user, run, attempts, steps, started-step events, spans, waitpoints
         with django_assert_num_queries(8):

@@ -48,7 +48,7 @@ def test_trigger_follow_server_prints_the_streamed_events_and_the_output(realtim
     assert printed == [e["seq"] for e in _stored(run_id)]
     assert any("stream.chunk" in line and "chunk=t2 " in line for line in lines)
     monkeypatch.delenv("STEPWISE_API_KEY")
-    with pytest.raises(CommandError, match="--server needs an API key in STEPWISE_API_KEY"):
+    with pytest.raises(CommandError, match="needs an API key: give --api-key KEY or set STEPWISE_API_KEY"):
         run_command("trigger", "test-noop", "--server", realtime)
 
 
