@@ -46,6 +46,16 @@ DEFAULTS: dict[str, Any] = {
     "STEPWISE_SECRET_KEYS": [],
     # Redis of the broker and channel layer, for the broker backlog metric and health checks ("": none).
     "REDIS_URL": "",
+    # Realtime (README: Realtime for any client): where callback URLs point, SSE heartbeat.
+    "STEPWISE_PUBLIC_URL": "http://localhost:8000",
+    "STEPWISE_SSE_HEARTBEAT_SECONDS": 15.0,
+    # Alerts (README: Alerts): scheduler pass, delivery retries, the console link in notifications.
+    "STEPWISE_ALERT_INTERVAL_SECONDS": 5.0,
+    "STEPWISE_ALERT_MAX_RETRY_SECONDS": 600.0,
+    "STEPWISE_ALERT_GIVE_UP_SECONDS": 24 * 3600.0,
+    "STEPWISE_CONSOLE_URL": "",
+    # Fault injection for the chaos command only: off.
+    "STEPWISE_STORE_FAULT_RATE": 0.0,
 }
 
 
