@@ -19,7 +19,7 @@ from tasks.models import Queue
 logger = logging.getLogger(__name__)
 
 
-# Redis keeps one list per message priority (0-9, BROKER_PRIORITY_STEPS in the settings) and a
+# Redis keeps one list per message priority (0-9: "priority_steps" in CELERY_BROKER_TRANSPORT_OPTIONS) and a
 # worker takes from the lowest number that holds a message: a run that resumes (its wait resolved,
 # its retry due) goes ahead of every new run, and new runs go by bands of their own priority.
 RESUME_PRIORITY = 0
