@@ -33,6 +33,7 @@ class Figure:
     unit: str
     bound: float | None = None
     target: float | None = None
+    detail: str = ""
 
     @property
     def ok(self) -> bool | None:
@@ -134,14 +135,26 @@ def last_started(run_ids: list[str]) -> datetime | None:
     return max(starts.values())
 
 
+def other_outcomes(statuses: Counter, run_ids: list[str]) -> str:
+    """Say which states the runs that did not complete ended in, with the first recorded error among them."""
+    others = sorted((str(status), n) for status, n in statuses.items() if status != RunStatus.COMPLETED and n)
+    if not others:
+        return ""
+    error = (Run.objects.filter(id__in=run_ids, error__isnull=False).exclude(status=RunStatus.COMPLETED)
+             .order_by("finished_at").values_list("id", "error").first())
+    said = ", ".join(f"{status} {n}" for status, n in others)
+    return f"{said}; {error[0]}: {str(error[1])[:300]}" if error else said
+
+
 def outcome_figures(what: str, statuses: Counter, run_ids: list[str], session: str) -> list[Figure]:
     """Return the figures every scenario with ordinary runs reports: completed, other, stranded, re-executed."""
     completed = statuses.get(RunStatus.COMPLETED, 0)
+    detail = other_outcomes(statuses, run_ids)
     return [
         Figure(f"{what}: runs completed", completed, "runs"),
-        Figure(f"{what}: runs stranded (not final at the end)", not_final(statuses), "runs", bound=0),
+        Figure(f"{what}: runs stranded (not final at the end)", not_final(statuses), "runs", bound=0, detail=detail),
         Figure(f"{what}: runs ended in another final state", len(run_ids) - completed - not_final(statuses), "runs",
-               bound=0),
+               bound=0, detail=detail),
         Figure(f"{what}: steps re-executed after they were recorded", reexecuted_steps(session, run_ids), "steps",
                bound=0),
     ]

@@ -190,6 +190,7 @@ def test_cancel_asks_first_and_the_step_it_stopped_is_drawn_canceled(page):
     assert Run.objects.get(id=run.id).status == "EXECUTING"
 
     page.locator("#cancel-confirm summary").click()
+    expect(page.locator("#cancel-form button")).to_be_focused()  # the panel moves focus once it is open
     page.keyboard.press("Enter")
 
     expect(page.locator("#toasts")).to_contain_text(f"Run {run.id} canceled.")

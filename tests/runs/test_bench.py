@@ -51,12 +51,13 @@ def figure_of(table: str, metric: str) -> float:
 
 
 @pytest.mark.xdist_group("heavy")
-def test_bench_prints_every_figure_and_cleans_up(transactional_db):
+def test_bench_prints_every_figure_and_cleans_up(transactional_db, processes):
+    # `processes` stops the session's shared workers and scheduler: the bench starts and measures its own.
     out, progress = io.StringIO(), io.StringIO()
     call_command(
         "bench", "--runs", "20", "--latency-runs", "5", "--steps", "5", "--step-runs", "1",
         "--floor-samples", "50", "--ten-step-runs", "5", "--wait-runs", "5", "--wait-burst", "50",
-        "--wait-lead", "5", "--waiting-runs", "2000", "--dispatch-runs", "20", "--list-runs", "2000",
+        "--wait-lead", "12", "--waiting-runs", "2000", "--dispatch-runs", "20", "--list-runs", "2000",
         "--list-repeats", "3", "--prune-runs", "2000", "--embedded-triggers", "2",
         "--workers", "2", "--concurrency", "2", "--timeout", "90", "--durability", "relaxed",
         stdout=out, stderr=progress,

@@ -113,6 +113,7 @@ class Command(BaseCommand):
     def _report(self, parameters: list[tuple[str, str]], results: list[tuple[Scenario, list[Figure], str]], *,
                 as_json: bool) -> None:
         broken = [f"{s.number}. {f.metric} = {figure(f.value)} (bound {figure(f.bound)})"
+                  + (f" [{f.detail}]" if f.detail else "")
                   for s, figures, _ in results for f in figures if f.ok is False]
         failed = [f"{s.number}. {s.name}: {reason}" for s, _, reason in results if reason]
         if as_json:
@@ -121,7 +122,7 @@ class Command(BaseCommand):
                 "scenarios": [
                     {"number": s.number, "name": s.name, "error": reason or None,
                      "figures": [{"metric": f.metric, "value": f.value, "unit": f.unit, "bound": f.bound, "ok": f.ok,
-                                  "target": f.target, "met": f.met} for f in figures]}
+                                  "target": f.target, "met": f.met, "detail": f.detail or None} for f in figures]}
                     for s, figures, reason in results
                 ],
                 "ok": not broken and not failed,
@@ -136,6 +137,8 @@ class Command(BaseCommand):
             ]
             self.stdout.write(text_table(("#", "metric", "value", "unit", "must / should", "check"), rows,
                                          right=(2,)))
+            for line in broken:
+                self.stdout.write(f"BROKEN {line}")
             for line in failed:
                 self.stdout.write(f"FAILED {line}")
         if broken or failed:
