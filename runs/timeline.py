@@ -306,7 +306,7 @@ def run_timeline(*, run: Run, first: int | None = None) -> dict[str, Any]:
     for span in spans:
         span["logs"] = sorted(span["logs"] + logs.get(span["id"], []), key=lambda line: line["at"] or 0)
     return {
-        "run": {"id": run.id, "status": run.status, "is_finished": run.is_finished},
+        "run": {"id": run.id, "status": run.status, "is_finished": run.is_finished, "attempts": run.attempt_count},
         "last_seq": run.last_event_seq,
         "now": epoch_ms(timezone.now()),
         "partial": partial,

@@ -146,9 +146,13 @@ class Processes:
         proc.wait(timeout=30)
 
     def stop_all(self) -> None:
+        # SIGTERM to all at once (each shuts down warmly in parallel), then SIGKILL whatever outlives 5 s.
         for proc in self.procs:
             if proc.poll() is None:
-                self.kill(proc, signal.SIGTERM)
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         deadline = time.monotonic() + 5
         for proc in self.procs:
             try:

@@ -66,3 +66,15 @@ def resume_lateness(run_ids: list[str]) -> Latencies:
         for run_id in run_ids
         if run_id in resumed and due.get(run_id) is not None
     ))
+
+
+def fired_lateness(run_ids: list[str]) -> Latencies:
+    """Return, per waitpoint of these runs with a deadline, when it was resolved minus its deadline.
+
+    This is how late the deadline itself fired (the run became QUEUED again); when the run then
+    starts depends on the workers' throughput, which ``resume_lateness`` includes.
+    """
+    rows = Waitpoint.objects.filter(run_id__in=run_ids, resume_at__isnull=False, completed_at__isnull=False)
+    return Latencies(tuple(
+        (resolved - due).total_seconds() * 1000 for due, resolved in rows.values_list("resume_at", "completed_at")
+    ))

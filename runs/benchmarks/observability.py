@@ -35,6 +35,7 @@ from runs.store import OrmRunStore
 from runs.tracing import setup as tracing
 
 FINAL = {str(s) for s in FINAL_STATUSES}
+MEASURE_TIMEOUT_SECONDS = 120
 
 
 def _queued_run(steps: int) -> str:
@@ -150,10 +151,10 @@ async def _sse_latencies(run_id: str, after: int, api_key: str, dispatch: Callab
 
     host = next((h for h in settings.ALLOWED_HOSTS if h not in ("*", "") and not h.startswith(".")), "localhost")
     scope = {
-        "type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "root_path": "",
+        "type": "http", "http_version": "1.1", "method": "GET", "scheme": "https", "root_path": "",
         "path": f"/api/runs/{run_id}/events/stream", "query_string": f"after={after}".encode(),
         "headers": [(b"host", host.encode()), (b"authorization", f"Bearer {api_key}".encode())],
-        "client": ("127.0.0.1", 1), "server": (host, 80),
+        "client": ("127.0.0.1", 1), "server": (host, 443),
     }
     client = ApplicationCommunicator(django_asgi_app, scope)
     await client.send_input({"type": "http.request", "body": b"", "more_body": False})
@@ -163,7 +164,11 @@ async def _sse_latencies(run_id: str, after: int, api_key: str, dispatch: Callab
               else await sync_to_async(dispatch)(run_id))
     samples: list[float] = []
     buffer = ""
+    # Heartbeats keep the stream busy, so a run whose end never arrives would keep this loop going: bound it.
+    deadline = time.monotonic() + MEASURE_TIMEOUT_SECONDS
     while True:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"run {run_id} did not end within {MEASURE_TIMEOUT_SECONDS}s of SSE streaming")
         message = await client.receive_output(30)
         received = time.time()
         buffer += message.get("body", b"").decode()

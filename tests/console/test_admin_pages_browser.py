@@ -41,10 +41,8 @@ def test_queue_counts_update_live_while_it_is_paused_limited_and_resumed(page):
     expect(row.locator(".badge", has_text="Paused")).to_be_visible()
     assert Queue.objects.get(environment_id="dev", name=QUEUE).paused
 
-    # The oldest run holds the queue's one slot for ~6 s, long enough to see "1 executing, 2 queued" on a busy
-    # machine; the two behind it are short.
-    runs = [run_trigger(task_id="test-sleepy-steps", payload={"steps": 2, "sleep": sleep})[0]
-            for sleep in (3.0, 0.2, 0.2)]
+    # Each run holds the queue's one slot for ~3 s, long enough to see "1 executing, 2 queued" on a busy machine.
+    runs = [run_trigger(task_id="test-sleepy-steps", payload={"steps": 2, "sleep": 1.5})[0] for _ in range(3)]
     expect(queued).to_have_text("3")
     expect(executing).to_have_text("0")
 

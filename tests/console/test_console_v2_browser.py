@@ -145,7 +145,8 @@ def test_a_page_opened_while_the_run_is_queued_follows_its_status_and_checkpoint
     environments_ensure()
     Queue.objects.create(environment_id="dev", name="held")
     queue_pause(environment="dev", name="held")
-    run = run_trigger(task_id="test-sleepy-steps", payload={"steps": 12, "sleep": 0.5},
+    # 12 steps of 1 s: it still executes while the page's live parts are checked, even on a busy machine.
+    run = run_trigger(task_id="test-sleepy-steps", payload={"steps": 12, "sleep": 1.0},
                       options=TriggerOptions(queue="held"))[0]
     released = []
 
@@ -162,6 +163,7 @@ def test_a_page_opened_while_the_run_is_queued_follows_its_status_and_checkpoint
     page.goto(f"/runs/{run.id}/")
 
     expect(page.locator("#run-status .badge")).to_have_attribute("data-status", "EXECUTING", timeout=30_000)
+    expect(page.locator("#fact-attempts")).to_have_text("1")  # rendered as 0 while queued; the claim's event says 1
     assert Run.objects.get(id=run.id).status == "EXECUTING"
     queued = page.locator('.tl-row[data-span-id="queued-1"]')
     expect(queued).to_have_attribute("data-status", "COMPLETED")
@@ -260,6 +262,31 @@ def test_waitpoints_page_checks_answers_lists_timers_and_drops_buttons_once_deci
     expect(item.locator(".decided-note")).to_contain_text("Approved by you")
     expect(item.locator("button")).to_have_count(0)
     assert wait_finished(token_run.id).output["output"] == {"note": "ship it", "approved": True}
+
+
+def test_timing_a_token_out_from_the_waitpoints_page_asks_first(page):
+    run = run_trigger(task_id="test-wait-token", payload={})[0]
+    wait_for(lambda: Run.objects.filter(id=run.id, status="WAITING").exists(), message="the run to wait")
+    token = Waitpoint.objects.get(run_id=run.id)
+    page.goto("/waitpoints/")
+    time_out = page.locator(f"#waitpoint-{token.id} button[value=timeout]")
+
+    time_out.click()  # the first press only asks
+    expect(time_out).to_have_text("Time out now?")
+    expect(time_out).to_have_class(re.compile("btn-armed"))
+    expect(page.locator("#toasts")).to_contain_text("Press again to confirm.")
+    screenshot(page, "console-v2-waitpoint-confirm")
+    assert Waitpoint.objects.get(id=token.id).status == "PENDING"
+    expect(time_out).to_have_text("Time out now", timeout=10_000)  # left alone, it disarms
+    assert Waitpoint.objects.get(id=token.id).status == "PENDING"
+
+    time_out.focus()
+    page.keyboard.press("Enter")
+    expect(time_out).to_have_text("Time out now?")
+    page.keyboard.press("Enter")
+    expect(page.locator(f"#waitpoint-{token.id} .decided-note")).to_be_visible()
+    finished = wait_finished(run.id)
+    assert finished.output["ok"] is False
 
 
 def test_keyboard_skip_link_runs_list_keys_and_timeline_tree(page):

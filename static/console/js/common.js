@@ -88,9 +88,30 @@ window.Stepwise = window.Stepwise || {};
   }
 
   /* Send a form with fetch, show its answer, and tell the page (which may follow the answer elsewhere). */
+  /* A button with data-confirm asks first: the first press arms it (its label becomes the question),
+     a second press within a few seconds does it; otherwise it goes back to how it was. */
+  function armedOrArm(button) {
+    if (!button || !button.dataset.confirm) return true;
+    if (button.dataset.armed) return true;
+    button.dataset.armed = "1";
+    button.dataset.label = button.textContent;
+    button.textContent = button.dataset.confirm;
+    button.classList.add("btn-armed");
+    button.setAttribute("aria-pressed", "true");
+    S.toast(button.dataset.confirm + " Press again to confirm.", "info");
+    button.armTimer = setTimeout(function () {
+      delete button.dataset.armed;
+      button.textContent = button.dataset.label;
+      button.classList.remove("btn-armed");
+      button.removeAttribute("aria-pressed");
+    }, 6000);
+    return false;
+  }
+
   S.wireActionForm = function (form) {
     form.addEventListener("submit", async function (event) {
       event.preventDefault();
+      if (!armedOrArm(event.submitter)) return;
       const answer = await S.submitAction(form, event.submitter);
       if (S.leadsElsewhere(answer)) S.navigate(answer);
       if (answer.ok && form.matches("[data-decision]")) decided(form, event.submitter, answer);

@@ -148,6 +148,7 @@
       // that started meanwhile): the events that said so are older than the timeline's seq, so show
       // the status the timeline read.
       if (rendered !== this.timeline.run.status) this.showStatus(this.timeline.run.status);
+      this.showAttempts(this.timeline.run.attempts);
       if (this.timeline.run.is_finished) {
         if (rendered !== this.timeline.run.status) await this.refreshRendered();
         return this.setLive("done");
@@ -198,6 +199,7 @@
         if (event.type === "log") this.logs.renderSoon();
         if (event.type === "run.status") {
           this.showStatus(event.data.to);
+          this.showAttempts(event.data.attempt);  // a claim names the attempt it starts
           if (S.isFinal(event.data.to)) finished = true;
           // A worker of the run's version took it: the notice that it waits for one goes.
           if (event.data.from === "QUEUED" && document.querySelector("#version-wait .callout")) versionWait = true;
@@ -219,6 +221,12 @@
       tree.hidden = empty;
       S.renderJson(tree, event.data.metadata);
       document.getElementById("metadata-updated").textContent = "updated " + new Date(event.at || Date.now()).toLocaleTimeString();
+    }
+
+    /* The Attempts fact follows the run without a reload (from the timeline read, then each claim). */
+    showAttempts(count) {
+      const fact = document.getElementById("fact-attempts");
+      if (fact && count) fact.textContent = String(count);
     }
 
     showStatus(status) {
