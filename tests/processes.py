@@ -138,21 +138,23 @@ class Processes:
                     raise RuntimeError(f"the console server did not start; see {LOG_DIR}/{self.label}-asgi-*.log")
                 time.sleep(0.2)
 
-    def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    @staticmethod
+    def _signal(proc: subprocess.Popen, sig: int) -> None:
+        """Send ``sig`` to the process's whole group (a prefork worker's children too), if it still runs."""
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
+
+    def kill(self, proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+        self._signal(proc, sig)
         proc.wait(timeout=30)
 
     def stop_all(self) -> None:
         # SIGTERM to all at once (each shuts down warmly in parallel), then SIGKILL whatever outlives 5 s.
         for proc in self.procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                self._signal(proc, signal.SIGTERM)
         deadline = time.monotonic() + 5
         for proc in self.procs:
             try:

@@ -87,7 +87,6 @@ window.Stepwise = window.Stepwise || {};
     S.toast(toast.message, toast.kind);
   }
 
-  /* Send a form with fetch, show its answer, and tell the page (which may follow the answer elsewhere). */
   /* A button with data-confirm asks first: the first press arms it (its label becomes the question),
      a second press within a few seconds does it; otherwise it goes back to how it was. */
   function armedOrArm(button) {
@@ -99,7 +98,7 @@ window.Stepwise = window.Stepwise || {};
     button.classList.add("btn-armed");
     button.setAttribute("aria-pressed", "true");
     S.toast(button.dataset.confirm + " Press again to confirm.", "info");
-    button.armTimer = setTimeout(function () {
+    setTimeout(function () {
       delete button.dataset.armed;
       button.textContent = button.dataset.label;
       button.classList.remove("btn-armed");
@@ -108,6 +107,7 @@ window.Stepwise = window.Stepwise || {};
     return false;
   }
 
+  /* Send a form with fetch, show its answer, and tell the page (which may follow the answer elsewhere). */
   S.wireActionForm = function (form) {
     form.addEventListener("submit", async function (event) {
       event.preventDefault();
