@@ -301,58 +301,107 @@ def timers_fire(now) -> int:
 # last: a database back from an outage (or a failover) is used within a second, at the cost of
 # one failed connection attempt a second while it is away.
 OUTAGE_PAUSES = (0.25, 1.0)
+# A stop (SIGTERM) is seen within this many seconds, whatever the sleep.
+STOP_SLICE_SECONDS = 0.25
+
+
+class _Backoff:
+    """The pause after a database error: doubling from the first of OUTAGE_PAUSES to the last, reset by a success."""
+
+    def __init__(self) -> None:
+        self.pause = OUTAGE_PAUSES[0]
+
+    def failed(self, exc: DatabaseError, what: str) -> float:
+        logger.warning("%s: database unavailable (%s); retrying in %.2fs", what, exc, self.pause)
+        connection.close()
+        pause, self.pause = self.pause, min(self.pause * 2, OUTAGE_PAUSES[-1])
+        return pause
+
+    def succeeded(self) -> None:
+        self.pause = OUTAGE_PAUSES[0]
 
 
 def sweeper_loop(*, interval: float, stop: threading.Event | None = None, max_passes: int | None = None) -> None:
-    """Sweep every ``interval`` seconds until stopped, fire timers as they fall due; outages are waited out.
+    """Sweep every ``interval`` seconds until stopped, while a thread of its own fires timers as they fall due.
 
-    Between full passes the loop sleeps until the next stored deadline and then fires only the
-    timers (two statements), so a burst of deadlines is not slowed by the other duties of a pass.
+    A full pass has many duties (lost leases, lost hints, schedules, retention, alerts...), and
+    one of them may take a while under load: re-sending a thousand hints, waiting for a lock.
+    Deadlines do not wait for it: the timers thread sleeps until the next stored deadline (or a
+    notification of a new one) and fires only what fell due, on its own database connection.
+    Both are safe beside each other, as two schedulers are. Outages are waited out by both.
     """
     stop = stop or threading.Event()
-    passes = 0
-    backoff = OUTAGE_PAUSES[0]
-    declared_synced = False
-    full_pass_at = 0.0  # monotonic time of the next full pass: the first pass is one
-    listener = TimerListener()
+    halt = threading.Event()  # ends the timers thread with this loop, however the loop ends
+    failure: list[BaseException] = []
+    timers = threading.Thread(target=_timers_thread, kwargs={"interval": interval, "stop": halt, "failure": failure},
+                              name="scheduler-timers", daemon=True)
+    # Notifications go out from a thread of their own: a receiver that is slow to answer never delays a pass.
+    sender = threading.Thread(target=alert_sender_loop, kwargs={"stop": halt}, name="alert-sender", daemon=True)
     heartbeat = SchedulerHeartbeat()
-    # Notifications go out from a thread of their own: a receiver that is slow to answer never delays a timer.
-    sender_stop = threading.Event()
-    sender = threading.Thread(target=alert_sender_loop, kwargs={"stop": sender_stop}, name="alert-sender",
-                              daemon=True)
+    backoff = _Backoff()
+    passes = 0
+    declared_synced = False
+    timers.start()
     sender.start()
     try:
-        while not stop.is_set():
+        while not stop.is_set() and timers.is_alive():
             try:
                 close_old_connections()
                 if not declared_synced:
                     schedules_declared_sync()
                     declared_synced = True
-                if time.monotonic() >= full_pass_at:
-                    report = sweep_once()
-                    if report.total:
-                        logger.debug("sweeper: %s", report)
-                    heartbeat.beat(timezone.now(), time.monotonic())
-                    full_pass_at = time.monotonic() + interval
-                else:
-                    timers_fire(timezone.now())
-                backoff = OUTAGE_PAUSES[0]
-                due_in = next_timer_in(timezone.now())
-                until_full = max(0.0, full_pass_at - time.monotonic())
-                pause = until_full if due_in is None else min(until_full, max(0.01, due_in))
+                report = sweep_once()
+                if report.total:
+                    logger.debug("sweeper: %s", report)
+                heartbeat.beat(timezone.now(), time.monotonic())
+                backoff.succeeded()
+                pause = interval
             except DatabaseError as exc:
-                logger.warning("sweeper: database unavailable (%s); retrying in %.2fs", exc, backoff)
-                connection.close()
-                pause, backoff = backoff, min(backoff * 2, OUTAGE_PAUSES[-1])
-                full_pass_at = 0.0  # the first pass after an outage is a full one
+                pause = backoff.failed(exc, "sweeper")
             passes += 1
             if max_passes is not None and passes >= max_passes:
                 break
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline and timers.is_alive():
+                if stop.wait(min(STOP_SLICE_SECONDS, max(0.0, deadline - time.monotonic()))):
+                    break
+    finally:
+        halt.set()
+        timers.join(timeout=5)
+        heartbeat.leave()  # a stopped scheduler is gone at once, not after its beats age out
+    if failure:
+        raise RuntimeError("scheduler: the timers thread stopped") from failure[0]
+
+
+def _timers_thread(*, interval: float, stop: threading.Event, failure: list[BaseException]) -> None:
+    try:
+        timers_loop(interval=interval, stop=stop)
+    except BaseException as exc:  # the scheduler ends with it: a supervisor restarts a whole one
+        logger.exception("scheduler: the timers thread stopped")
+        failure.append(exc)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def timers_loop(*, interval: float, stop: threading.Event) -> None:
+    """Fire timers as they fall due until stopped: sleep until the earliest stored deadline, or
+    a notification of an earlier one, at most ``interval`` seconds; then fire only the timers
+    (two statements when nothing else is due)."""
+    listener = TimerListener()
+    backoff = _Backoff()
+    try:
+        while not stop.is_set():
+            try:
+                close_old_connections()
+                timers_fire(timezone.now())
+                due_in = next_timer_in(timezone.now())
+                pause = interval if due_in is None else min(interval, max(0.01, due_in))
+                backoff.succeeded()
+            except DatabaseError as exc:
+                pause = backoff.failed(exc, "scheduler timers")
             _sleep(pause, stop, listener)
     finally:
-        sender_stop.set()
         listener.close()
-        heartbeat.leave()  # a stopped scheduler is gone at once, not after its beats age out
 
 
 def _sleep(pause: float, stop: threading.Event, listener: TimerListener) -> None:
@@ -362,7 +411,7 @@ def _sleep(pause: float, stop: threading.Event, listener: TimerListener) -> None
         left = deadline - time.monotonic()
         if left <= 0:
             return
-        at = listener.wait(min(left, 0.25))  # short slices: a stop is seen within a quarter second
+        at = listener.wait(min(left, STOP_SLICE_SECONDS))  # short slices: a stop is seen quickly
         if at is not None:
             deadline = min(deadline, time.monotonic() + max(0.0, (at - timezone.now()).total_seconds()))
 
