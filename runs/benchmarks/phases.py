@@ -241,13 +241,15 @@ def prune_phase(state: BenchState) -> list[Row]:
     count = state.opts["prune_runs"]
     task = seeding.seed_task_ensure(NOOP_TASK_ID)
     plan = seeding.SeedPlan(count=count, tasks=(task,), statuses=LIST_STATUSES, spread=timedelta(days=60),
-                            marker=_marker("prune"))
+                            marker=_marker("prune"), details=True)
     with _seeded(plan, state) as seeded, override_settings(STEPWISE_RETENTION={"*": {"runs_days": 30}}):
         started = time.perf_counter()
         report = prune_environment(task.environment_id, now=timezone.now(), batch=500)
         seconds = time.perf_counter() - started
+    details = f"{seeding.DETAIL_STEPS} steps and {seeding.DETAIL_EVENTS} events"
     return [
-        Row(f"prune finished runs past 30 days ({report.runs:,} of {count:,}), batches of 500", seconds, "s"),
+        Row(f"prune finished runs past 30 days ({report.runs:,} of {count:,}, each started one with its attempt, "
+            f"{details}), batches of 500", seconds, "s"),
         Row("... runs deleted per second", report.runs / seconds if seconds else None, "runs/s"),
         *seeded.rows(f"{count:,} runs"),
     ]
@@ -272,6 +274,7 @@ class Seeded:
     """How long seeding, deleting the seeded runs and vacuuming after them took."""
 
     seed: seeding.SeedTiming | None = None
+    details: seeding.SeedTiming | None = None
     delete: seeding.SeedTiming | None = None
     vacuum_seconds: float | None = None
 
@@ -279,8 +282,10 @@ class Seeded:
         """Return the seeding and clean-up figures of ``what`` (e.g. "1,000,000 runs")."""
         return [
             Row(f"seed {what} with COPY{_fk_note(self.seed)}", self.seed and self.seed.seconds, "s"),
+            *([Row(f"... of which their attempts, {seeding.DETAIL_STEPS} steps and {seeding.DETAIL_EVENTS} events"
+                   f"{_fk_note(self.details)}", self.details.seconds, "s")] if self.details else []),
             Row(f"delete {what} by marker{_fk_note(self.delete)}", self.delete and self.delete.seconds, "s"),
-            Row(f"VACUUM ANALYZE runs after deleting {what}", self.vacuum_seconds, "s"),
+            Row(f"VACUUM ANALYZE the seeded tables after deleting {what}", self.vacuum_seconds, "s"),
         ]
 
 
@@ -295,10 +300,16 @@ def _seeded(plan: seeding.SeedPlan, state: BenchState) -> Iterator[Seeded]:
     try:
         result.seed = seeding.runs_seed(plan, conninfo=state.conninfo)
         state.note(f"seeded {plan.count:,} runs in {result.seed.seconds:.1f}s (marker {plan.marker})")
+        if plan.details:
+            result.details = seeding.run_details_seed(plan, conninfo=state.conninfo)
+            result.seed = seeding.SeedTiming(result.seed.seconds + result.details.seconds,
+                                             result.seed.fk_checked and result.details.fk_checked)
+            state.note(f"seeded their attempts, steps and events in {result.details.seconds:.1f}s")
         seeding.runs_analyze(conninfo=state.conninfo)
         yield result
     finally:
-        deleted, result.delete = seeding.seeded_delete(conninfo=state.conninfo, marker=plan.marker)
+        deleted, result.delete = seeding.seeded_delete(conninfo=state.conninfo, marker=plan.marker,
+                                                       details=plan.details)
         result.vacuum_seconds = seeding.runs_vacuum(conninfo=state.conninfo)
         state.note(f"deleted {deleted:,} seeded runs in {result.delete.seconds:.1f}s, "
                    f"vacuumed in {result.vacuum_seconds:.1f}s")

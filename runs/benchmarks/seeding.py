@@ -17,7 +17,7 @@ from django.utils import timezone
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from runs.models import Run
+from runs.models import Attempt, Run, RunEvent, Step
 
 try:
     from runs.triggers import TriggerOptions, run_trigger
@@ -26,6 +26,9 @@ except ImportError:  # an older tree kept triggers with the other run services
 
 # Seeded runs carry {SEED_MARKER_KEY: <marker>} in their metadata: one DELETE finds them all, and only them.
 SEED_MARKER_KEY = "stepwise_bench_seed"
+# What run_details_seed gives each started run, beside its attempt.
+DETAIL_STEPS = 3
+DETAIL_EVENTS = 6
 TAG_POOL = tuple(f"customer-{i:02d}" for i in range(50)) + ("region-eu", "region-us", "region-ap")
 # About 1.5 % of the tagged seeded runs carry it: the tag the runs-list bench filters on.
 LISTED_TAG = "customer-07"
@@ -58,6 +61,8 @@ class SeedPlan:
     spread: timedelta
     marker: str
     tagged: bool = False
+    # Each run that started also gets what a finished three-step run leaves: an attempt, its steps and events.
+    details: bool = False
 
 
 # Per status: (started, finished) in ms after creation (None: never), attempts, and the error (JSON).
@@ -122,13 +127,53 @@ def _copy(plan: SeedPlan, columns: list[str], constant: str, chunk: tuple[int, i
     return checked
 
 
-def seeded_delete(*, conninfo: str, marker: str) -> tuple[int, SeedTiming]:
-    """Delete the runs seeded with ``marker``; return how many, and how long it took."""
-    statement = sql.SQL("DELETE FROM {} WHERE metadata @> %s::jsonb").format(sql.Identifier(Run._meta.db_table))
+def run_details_seed(plan: SeedPlan, *, conninfo: str) -> SeedTiming:
+    """Give every started run of the plan an attempt, DETAIL_STEPS steps and DETAIL_EVENTS events, built in SQL."""
+    marker = json.dumps({SEED_MARKER_KEY: plan.marker})
+
+    def seeded(join: str = "") -> sql.Composed:
+        return sql.SQL("FROM {} r {} WHERE r.metadata @> %(marker)s::jsonb AND r.started_at IS NOT NULL").format(
+            sql.Identifier(Run._meta.db_table), sql.SQL(join))
+
+    statements = [
+        sql.SQL("INSERT INTO {} (run_id, number, status, worker_id, lease_token, started_at, finished_at, version_id) "
+                "SELECT r.id, 1, CASE WHEN r.status = 'COMPLETED' THEN 'COMPLETED' ELSE 'FAILED' END, "
+                "'bench-seed', 'bench-seed', r.started_at, coalesce(r.finished_at, r.started_at), r.version_id {}"
+                ).format(sql.Identifier(Attempt._meta.db_table), seeded()),
+        sql.SQL("INSERT INTO {} (run_id, position, key, name, kind, status, output, attempt_number, started_at, "
+                "finished_at) SELECT r.id, g, 'step-' || g, 'step', 'STEP', 'COMPLETED', '{{\"ok\": true}}', 1, "
+                "r.started_at, r.started_at {}").format(
+            sql.Identifier(Step._meta.db_table), seeded("CROSS JOIN generate_series(0, %(last_step)s) g")),
+        sql.SQL("INSERT INTO {} (run_id, seq, type, data, created_at) SELECT r.id, g, 'bench.seeded', "
+                "'{{\"seq\": 1}}', r.started_at {}").format(
+            sql.Identifier(RunEvent._meta.db_table), seeded("CROSS JOIN generate_series(1, %(events)s) g")),
+    ]
+    params = {"marker": marker, "last_step": DETAIL_STEPS - 1, "events": DETAIL_EVENTS}
     started = time.perf_counter()
     with psycopg.connect(conninfo, application_name="stepwise bench seeding") as conn:
         checked = not _foreign_key_triggers_off(conn)
-        deleted = conn.execute(statement, (json.dumps({SEED_MARKER_KEY: marker}),)).rowcount
+        for statement in statements:
+            conn.execute(statement, params)
+        conn.commit()
+    return SeedTiming(time.perf_counter() - started, checked)
+
+
+def seeded_delete(*, conninfo: str, marker: str, details: bool = False) -> tuple[int, SeedTiming]:
+    """Delete the runs seeded with ``marker`` (and their details, if seeded); return how many, and how long it took."""
+    runs = sql.Identifier(Run._meta.db_table)
+    children = [
+        sql.SQL("DELETE FROM {} c USING {} r WHERE c.run_id = r.id AND r.metadata @> %s::jsonb").format(
+            sql.Identifier(model._meta.db_table), runs)
+        for model in (Attempt, Step, RunEvent)
+    ] if details else []
+    statement = sql.SQL("DELETE FROM {} WHERE metadata @> %s::jsonb").format(runs)
+    params = (json.dumps({SEED_MARKER_KEY: marker}),)
+    started = time.perf_counter()
+    with psycopg.connect(conninfo, application_name="stepwise bench seeding") as conn:
+        checked = not _foreign_key_triggers_off(conn)
+        for child in children:
+            conn.execute(child, params)
+        deleted = conn.execute(statement, params).rowcount
         conn.commit()
     return deleted, SeedTiming(time.perf_counter() - started, checked)
 
@@ -148,18 +193,22 @@ def _foreign_key_triggers_off(conn: psycopg.Connection) -> bool:
         return False
 
 
+# The tables seeding fills: the runs, and the details run_details_seed gives them.
+_SEEDED_TABLES = sql.SQL(", ").join(sql.Identifier(model._meta.db_table) for model in (Run, Attempt, Step, RunEvent))
+
+
 def runs_vacuum(*, conninfo: str) -> float:
-    """VACUUM and ANALYZE the runs table, so the next phase (or bench) does not pay for the seeded rows."""
+    """VACUUM and ANALYZE the seeded tables, so the next phase (or bench) does not pay for the seeded rows."""
     started = time.perf_counter()
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(Run._meta.db_table)))
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(_SEEDED_TABLES))
     return time.perf_counter() - started
 
 
 def runs_analyze(*, conninfo: str) -> None:
-    """Refresh the planner's statistics of the runs table, as autovacuum would after a while."""
+    """Refresh the planner's statistics of the seeded tables, as autovacuum would after a while."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(Run._meta.db_table)))
+        conn.execute(sql.SQL("ANALYZE {}").format(_SEEDED_TABLES))
 
 
 def _constant_columns(marker: str) -> tuple[list[str], str]:

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from runs.models import Run
+from runs.models import Attempt, Run, RunEvent, Step
 
 ROWS = [
     "no-op runs, triggered -> completed",
@@ -70,6 +70,20 @@ def test_bench_prints_every_figure_and_cleans_up(transactional_db, processes):
     assert "2 x celery worker --pool=prefork --concurrency=2" in table
     assert "STEPWISE_DURABILITY=relaxed in the workers; DEBUG off in every process" in table
     assert not Run.objects.exists(), "the bench's runs are deleted afterwards"
+
+
+def test_bench_prunes_seeded_runs_with_their_details_and_leaves_nothing_behind(transactional_db):
+    out = io.StringIO()
+    call_command("bench", "--only", "prune", "--prune-runs", "2000", stdout=out, stderr=io.StringIO())
+    table = out.getvalue()
+    pruned = re.search(r"prune finished runs past 30 days \(([\d,]+) of 2,000, each started one with its attempt, "
+                       r"3 steps and 6 events\)", table)
+    assert pruned, table
+    # Runs are spread over 60 days and kept 30: about half are past it, the WAITING ones never are.
+    assert 600 < int(pruned.group(1).replace(",", "")) < 1400, table
+    assert figure_of(table, "... of which their attempts, 3 steps and 6 events") > 0
+    for model in (Run, Attempt, Step, RunEvent):
+        assert not model.objects.exists(), f"seeded {model.__name__} rows are deleted afterwards"
 
 
 @override_settings(USES_POSTGRES=False)
