@@ -368,6 +368,9 @@ CACHES = {
 STEPWISE_ALERT_INTERVAL_SECONDS = float(os.environ.get("STEPWISE_ALERT_INTERVAL_SECONDS", "5"))
 STEPWISE_ALERT_MAX_RETRY_SECONDS = float(os.environ.get("STEPWISE_ALERT_MAX_RETRY_SECONDS", "600"))
 STEPWISE_ALERT_GIVE_UP_SECONDS = float(os.environ.get("STEPWISE_ALERT_GIVE_UP_SECONDS", str(24 * 3600)))
+# Webhooks to loopback, private and link-local addresses are refused unless this is on (a receiver
+# inside your own network): a URL typed by an admin must not reach internal services from the scheduler.
+STEPWISE_ALERT_PRIVATE_WEBHOOKS = env_bool("STEPWISE_ALERT_PRIVATE_WEBHOOKS", False)
 # The console's public address, for links in alert e-mails (e.g. https://stepwise.example.com).
 STEPWISE_CONSOLE_URL = os.environ.get("STEPWISE_CONSOLE_URL", "")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "stepwise@localhost")

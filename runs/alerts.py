@@ -22,6 +22,7 @@ import uuid
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 from django.conf import settings
@@ -36,6 +37,7 @@ from runs.statuses import RunStatus
 from stepwise.webhooks import webhook_headers
 from tasks.alerts import QUEUE_CONDITIONS, RUN_CONDITIONS, alert_webhook_secret
 from tasks.models import AlertDelivery, AlertIncident, AlertRule
+from tasks.outbound import host_check_public
 
 logger = logging.getLogger(__name__)
 # A run's finished_at is written just before its transaction commits: look only this far back from
@@ -249,6 +251,7 @@ def _send(delivery: AlertDelivery) -> None:
     secret = alert_webhook_secret(rule)
     if not rule.webhook_url or secret is None:
         raise RuntimeError("the rule has no webhook any more")
+    host_check_public(urlparse(rule.webhook_url).hostname or "", resolve=True)  # names may point elsewhere now
     content = json.dumps({"delivery_id": delivery.delivery_id, **delivery.body}, separators=(",", ":")).encode()
     headers = {**webhook_headers(secret, content, delivery_id=delivery.delivery_id),
                "Content-Type": "application/json", "User-Agent": "Stepwise-Alerts/1"}

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from runs.engine.errors import StepwiseError
 from tasks.models import AlertDelivery, AlertRule
+from tasks.outbound import PrivateAddress, host_check_public
 from tasks.secrets import secret_cipher, secret_value_decrypt
 from tasks.services import environment_exists
 
@@ -75,6 +76,10 @@ def _webhook_url(url: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname or len(url) > 500 or "\x00" in url:
         raise InvalidAlertRule(f"webhook_url must be an http(s) URL of at most 500 characters, not '{url[:100]}'")
+    try:
+        host_check_public(parsed.hostname, resolve=True)
+    except PrivateAddress as exc:
+        raise InvalidAlertRule(str(exc)) from None
     return url
 
 

@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "STEPWISE_ALERT_MAX_RETRY_SECONDS": 600.0,
     "STEPWISE_ALERT_GIVE_UP_SECONDS": 24 * 3600.0,
     "STEPWISE_CONSOLE_URL": "",
+    # Alert webhooks to loopback, private and link-local addresses (tasks/outbound.py): refused.
+    "STEPWISE_ALERT_PRIVATE_WEBHOOKS": False,
     # Fault injection for the chaos command only: off.
     "STEPWISE_STORE_FAULT_RATE": 0.0,
 }

@@ -11,6 +11,8 @@ import os
 
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret-" + "0" * 40)
+# The alert tests' receivers listen on loopback; tests of the refusal turn this off.
+os.environ.setdefault("STEPWISE_ALERT_PRIVATE_WEBHOOKS", "1")
 os.environ.setdefault("STEPWISE_SECRET_KEYS", "dGVzdC1vbmx5LWtleS1mb3Itc3RlcHdpc2UtdGVzdHM=")
 
 from console.settings import *  # noqa: E402, F403

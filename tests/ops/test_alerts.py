@@ -145,6 +145,33 @@ def test_a_receiver_that_is_down_for_a_while_gets_the_alert_once_it_is_back(api,
     assert rule.webhook_secret is not None
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "169.254.169.254", "10.1.2.3", "192.168.0.7",
+                                  "[::1]", "[::ffff:127.0.0.1]", "0.0.0.0", "100.64.0.1"])
+def test_a_webhook_to_a_private_address_is_refused_unless_allowed(api, settings, host):
+    settings.STEPWISE_ALERT_PRIVATE_WEBHOOKS = False
+    refused = api.post("/api/alerts", {"name": "x", "conditions": ["run.failed"], "webhook_url": f"http://{host}/h"})
+    assert refused.status_code == 400, refused.content
+    assert "private, loopback or link-local" in refused.json()["detail"]
+    assert "STEPWISE_ALERT_PRIVATE_WEBHOOKS=1" in refused.json()["detail"]
+    assert not AlertRule.objects.exists()
+    assert api.post("/api/alerts", {"name": "x", "conditions": ["run.failed"],
+                                    "webhook_url": "https://93.184.215.14/h"}).status_code == 201
+
+    settings.STEPWISE_ALERT_PRIVATE_WEBHOOKS = True
+    assert api.post("/api/alerts", {"name": "y", "conditions": ["run.failed"],
+                                    "webhook_url": f"http://{host}/h"}).status_code == 201
+
+
+def test_a_saved_webhook_whose_host_is_private_now_is_not_posted_to(api, settings, receiver):
+    alert_rule_create(environment="dev", name="hook", conditions=["run.failed"], webhook_url=receiver.url)
+    settings.STEPWISE_ALERT_PRIVATE_WEBHOOKS = False  # e.g. a name that pointed elsewhere when it was saved
+    failed_runs(Clock())
+    assert deliver() == 0
+    delivery = AlertDelivery.objects.get()
+    assert delivery.status == "pending" and "PrivateAddress" in delivery.last_error
+    assert receiver.requests == []
+
+
 def test_a_notification_nobody_takes_for_a_day_is_marked_failed(api, settings):
     settings.STEPWISE_ALERT_GIVE_UP_SECONDS = 0
     alert_rule_create(environment="dev", name="hook", conditions=["run.failed"],
