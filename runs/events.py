@@ -153,14 +153,21 @@ def _publisher_start():
 
 async def publish_batch(layer, batch: list[dict[str, Any]]) -> None:
     """Send events to their runs' groups (status events to the runs list too), only to groups someone joined."""
-    addressed = []
+    by_group: dict[str, list[dict[str, Any]]] = {}
     for message in batch:
         payload = {"type": "run.event", "event": message}
-        addressed.append((run_group_name(message["run_id"]), payload))
+        by_group.setdefault(run_group_name(message["run_id"]), []).append(payload)
         if message["type"] in RUNS_GROUP_EVENT_TYPES:
-            addressed.append((RUNS_GROUP, payload))
-    watched = await _groups_watched(layer, {group for group, _ in addressed})
-    await asyncio.gather(*(layer.group_send(group, payload) for group, payload in addressed if group in watched))
+            by_group.setdefault(RUNS_GROUP, []).append(payload)
+    watched = await _groups_watched(layer, set(by_group))
+
+    async def send_in_order(group: str, payloads: list[dict[str, Any]]) -> None:
+        # Two sends to one group at once may land in either order (a run's COMPLETED before its
+        # EXECUTING on the runs list, which has no seq to reorder by): one group's go one by one.
+        for payload in payloads:
+            await layer.group_send(group, payload)
+
+    await asyncio.gather(*(send_in_order(group, payloads) for group, payloads in by_group.items() if group in watched))
 
 
 async def _groups_watched(layer, groups: set[str]) -> set[str]:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "TIMED_OUT", "CRASHED", "EXPIRED"})
+PUBLIC_TOKEN_PREFIX = "pt_"
 
 
 class StepwiseApiError(Exception):
@@ -42,6 +43,8 @@ class Client:
 
     def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
+        # The REST API refuses public tokens: with one, ``follow`` reads the run from its stream alone.
+        self._public_token = api_key.startswith(PUBLIC_TOKEN_PREFIX)
         self._http = httpx.Client(
             base_url=base_url.rstrip("/") + "/api",
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "stepwise-client/1"},
@@ -161,6 +164,13 @@ class Client:
 
         Example: ``for event in client.events(run["id"]): print(event["seq"], event["type"])``
         """
+        for kind, data in self._run_messages(run_id, after=after, timeout=timeout, reconnect_delay=reconnect_delay):
+            if kind != "run":
+                yield data
+
+    def _run_messages(self, run_id: str, *, after: int, timeout: float, reconnect_delay: float
+                      ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (event name, data) of a run's stream, snapshots included, until it ends; reopen it when dropped."""
         deadline = time.monotonic() + timeout
         last = after
         while True:
@@ -170,9 +180,7 @@ class Client:
                         return
                     if kind != "run" and data.get("seq") is not None:
                         last = data["seq"]
-                        yield data
-                    elif kind != "run":
-                        yield data  # live only (a step started): no seq
+                    yield kind, data  # an event without a seq is live only (a step started)
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 pass  # the connection dropped: open it again after the last event received
             if time.monotonic() > deadline:
@@ -203,8 +211,15 @@ class Client:
     def follow(self, run_id: str, *, timeout: float = 300, interval: float = 0.5) -> Iterator[dict[str, Any]]:
         """Yield the run each time its status changes, until it finishes (live, over server-sent events).
 
-        ``interval`` is how long to wait before opening a dropped stream again.
+        With an API key each is the run as ``get_run`` returns it; with a public token, the stream's
+        snapshot of it (status, tags, metadata, output, error). ``interval`` is how long to wait
+        before opening a dropped stream again.
+
+        Example: ``for run in client.follow(run_id): print(run["status"])``
         """
+        if self._public_token:
+            yield from self._follow_snapshots(run_id, timeout=timeout, interval=interval)
+            return
         run = self.get_run(run_id)
         yield run
         if run["status"] in FINAL_STATUSES:
@@ -214,6 +229,25 @@ class Client:
             if event["type"] != "run.status" or event["data"].get("to") == last:
                 continue
             run = self.get_run(run_id)
+            if run["status"] != last:
+                last = run["status"]
+                yield run
+            if last in FINAL_STATUSES:
+                return
+
+    def _follow_snapshots(self, run_id: str, *, timeout: float, interval: float) -> Iterator[dict[str, Any]]:
+        """Yield the stream's snapshot of a run each time its status changes, until it finishes."""
+        run: dict[str, Any] | None = None
+        last = None
+        for kind, data in self._run_messages(run_id, after=0, timeout=timeout, reconnect_delay=interval):
+            if kind == "run":
+                run = data
+            elif (kind == "run.status" and run is not None and data["seq"] > run["last_event_seq"]
+                  and data["data"].get("to") not in FINAL_STATUSES):
+                # A final status is yielded from the snapshot sent after it, which carries the output or error.
+                run = {**run, "status": data["data"]["to"]}
+            else:
+                continue
             if run["status"] != last:
                 last = run["status"]
                 yield run

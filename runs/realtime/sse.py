@@ -41,6 +41,7 @@ from runs.realtime.readers import Reader, reader_from_authorization
 from runs.realtime.tokens import OutOfScope, PublicTokenRefused
 from runs.selectors import RunFilters, runs_filtered
 from runs.statuses import FINAL_STATUSES
+from tasks.redaction import run_shown
 
 FINAL = frozenset(str(s) for s in FINAL_STATUSES)
 TAG_SNAPSHOT_LIMIT = 100
@@ -73,6 +74,7 @@ def sse_frame(data: Any, *, event: str | None = None, id: int | None = None) -> 
 
 def run_snapshot(run: Run) -> dict[str, Any]:
     """Return what a subscriber is told of a run's state: status, tags, metadata, output or error."""
+    run = run_shown(run)  # metadata and output are stored as given: redact them as every other reader sees them
     return {
         "id": run.id, "task_id": run.task_id, "environment": run.environment_id, "status": run.status,
         "tags": run.tags, "metadata": run.metadata, "output": run.output,
@@ -225,9 +227,38 @@ def _event_frame(event: dict[str, Any]) -> str:
     return sse_frame(event, event=event["type"], id=event["seq"])
 
 
+def _is_end(frame: str) -> bool:
+    return frame.startswith("event: end\n")
+
+
+def _final_status(event: dict[str, Any]) -> str | None:
+    """Return the final status a ``run.status`` event moves its run to; None for any other event."""
+    to = event["data"].get("to") if event["type"] == "run.status" else None
+    return to if to in FINAL else None
+
+
 async def _run_frames(reader: Reader, run_id: str, after: int) -> AsyncIterator[str]:
     subscription = _Subscription()
     feed = RunEventFeed(run_id, after)
+
+    async def framed(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+        """Frame events; after the run's final status, what is stored after it, a last snapshot and ``end``."""
+        final = None
+        async for event in events:
+            if event.get("transient"):
+                yield sse_frame(event, event=event["type"])
+                continue
+            yield _event_frame(event)
+            final = final or _final_status(event)
+        if final is None:
+            return
+        async for stored in feed.stored():  # anything stored with or just after the end
+            yield _event_frame(stored)
+        last = await _snapshot(run_id)
+        if last is not None:
+            yield sse_frame(last, event="run")  # with its output or error
+        yield sse_frame({"status": final}, event="end")
+
     try:
         yield f"retry: {RECONNECT_MS}\n\n"
         # Join first: an event committed while the stored ones are read is then delivered live too,
@@ -238,36 +269,27 @@ async def _run_frames(reader: Reader, run_id: str, after: int) -> AsyncIterator[
             yield sse_frame({"status": None, "reason": f"run '{run_id}' no longer exists"}, event="end")
             return
         yield sse_frame(snapshot, event="run")
-        finished = snapshot["status"] in FINAL
-        async for event in feed.stored():
-            yield _event_frame(event)
-        if finished:  # the snapshot was read before the stored events: the final one is among them
+        if snapshot["status"] in FINAL:  # read before the stored events: the final one is among them
+            async for event in feed.stored():
+                yield _event_frame(event)
             yield sse_frame({"status": snapshot["status"]}, event="end")
             return
-
-        async def catch_up() -> AsyncIterator[str]:
-            # A live message the layer dropped leaves no gap to notice until the next one: look now.
-            async for stored in feed.stored():
-                yield _event_frame(stored)
-
-        async for message in _live(subscription, reader, catch_up):
-            if isinstance(message, str):
+        # The final status may be stored here, or below when the layer dropped its live message: its live
+        # copy is then a duplicate the feed drops, so the stream ends on whichever copy is sent.
+        async for frame in framed(feed.stored()):
+            yield frame
+            if _is_end(frame):
+                return
+        # After a quiet interval, look for a live message the layer dropped: it left no gap to notice yet.
+        async for message in _live(subscription, reader, lambda: framed(feed.stored())):
+            if isinstance(message, str):  # a heartbeat, a frame of that look, or the token's end
                 yield message
-                if message.startswith("event: end"):
+                if _is_end(message):
                     return
                 continue
-            async for event in feed.live(message["event"]):
-                if event.get("transient"):
-                    yield sse_frame(event, event=event["type"])
-                    continue
-                yield _event_frame(event)
-                if event["type"] == "run.status" and event["data"].get("to") in FINAL:
-                    async for stored in feed.stored():  # anything stored with or just after the end
-                        yield _event_frame(stored)
-                    last = await _snapshot(run_id)
-                    if last is not None:
-                        yield sse_frame(last, event="run")  # with its output or error
-                    yield sse_frame({"status": event["data"]["to"]}, event="end")
+            async for frame in framed(feed.live(message["event"])):
+                yield frame
+                if _is_end(frame):
                     return
     finally:
         await subscription.close()

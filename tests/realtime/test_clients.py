@@ -9,9 +9,12 @@ from django.db import connections
 from console.asgi import application
 from runs.models import RunEvent
 from runs.realtime.tokens import public_token_create
-from runs.triggers import run_trigger
+from runs.triggers import TriggerOptions, run_trigger
 from stepwise.client import Client, StepwiseApiError
+from tasks.apikeys import api_key_create
 from tests.commands import run_command
+from tests.engine_tasks import _redis
+from tests.realtime.stream_tasks import gate_key
 from tests.websockets import WebsocketClient
 
 
@@ -34,6 +37,19 @@ def test_client_follow_and_events_read_the_server_sent_stream(realtime, all_key)
         with pytest.raises(StepwiseApiError) as refused:
             list(public.events(run_trigger(task_id="test-noop", payload={})[0].id, timeout=30))
         assert refused.value.status_code == 403
+
+
+def test_client_follow_with_a_public_token_yields_the_streamed_run_to_its_output(realtime):
+    run, _ = run_trigger(task_id="test-fake-llm", payload={"chunks": 4, "hold_at": 2})
+    token = public_token_create(environment="dev", scopes={"runs": [run.id]})[0]
+    states = []
+    with Client(realtime, api_key=token) as public:  # the REST API refuses it: the stream alone says
+        for state in public.follow(run.id, timeout=60):
+            states.append(state)
+            _redis.set(gate_key(run.id), 1, ex=600)  # followed from before the end: let it finish
+    statuses = [s["status"] for s in states]
+    assert statuses[0] != "COMPLETED" and statuses[-1] == "COMPLETED" and len(set(statuses)) == len(statuses)
+    assert states[-1]["id"] == run.id and states[-1]["output"] == {"words": 4}
 
 
 def test_trigger_follow_server_prints_the_streamed_events_and_the_output(realtime, all_key, monkeypatch):
@@ -86,3 +102,41 @@ async def test_websockets_take_an_api_key_or_a_public_token_in_the_authorization
     socket = _socket("/ws/runs/", token)
     assert (await socket.connect())[0] is True
     await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_websockets_refuse_a_client_after_too_many_wrong_keys_even_with_a_valid_one(
+        read_key, settings, _close_consumer_connections):
+    settings.STEPWISE_FAILED_ATTEMPTS_LIMIT = 3
+    run = await sync_to_async(lambda: run_trigger(task_id="test-noop", payload={})[0])()
+    for _ in range(3):
+        socket = _socket(f"/ws/runs/{run.id}/", "sk_dev_guess")
+        assert (await socket.connect())[0] is True
+        assert (await socket.receive_output(timeout=5))["code"] == 4401
+
+    socket = _socket(f"/ws/runs/{run.id}/", read_key)
+
+    assert (await socket.connect())[0] is True
+    closed = await socket.receive_output(timeout=5)
+    assert closed["type"] == "websocket.close" and closed["code"] == 4429
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_websocket_with_a_public_token_sees_only_its_runs_and_closes_when_the_token_expires(
+        _close_consumer_connections):
+    token = await sync_to_async(lambda: public_token_create(environment="dev", scopes={"tags": ["ws-1"]},
+                                                            expires_in=2)[0])()
+    runs_list = _socket("/ws/runs/", token)
+    assert (await runs_list.connect())[0] is True
+    await sync_to_async(run_trigger)(task_id="test-noop", payload={}, options=TriggerOptions(tags=["ws-2"]))
+    tagged = (await sync_to_async(run_trigger)(task_id="test-noop", payload={},
+                                               options=TriggerOptions(tags=["ws-1"])))[0].id
+    received = await runs_list.receive_json_from(timeout=10)
+    assert (received["run_id"], received["type"]) == (tagged, "run.created")
+    closed = await runs_list.receive_output(timeout=5)  # nothing else comes before the token's expiry
+    assert closed["type"] == "websocket.close" and closed["code"] == 4401
+    trigger_only = await sync_to_async(lambda: api_key_create(environment="dev", name="t", scopes=["trigger"]))()
+    socket = _socket(f"/ws/runs/{tagged}/", trigger_only.secret)
+    assert (await socket.connect())[0] is True
+    refused = await socket.receive_output(timeout=5)
+    assert refused["type"] == "websocket.close" and refused["code"] == 4403

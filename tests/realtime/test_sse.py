@@ -1,12 +1,21 @@
 """Server-sent events through a real ASGI server: credentials, scopes, order, resume, heartbeats, tags."""
 from __future__ import annotations
 
+import json
+import time
+
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
+from asgiref.testing import ApplicationCommunicator
 from django.core import signing
+from django.db import connections
 
+from console.asgi import django_asgi_app
 from runs.models import RunEvent
+from runs.realtime import sse
 from runs.realtime.tokens import PREFIX, SALT, public_token_create
+from runs.services import run_cancel
 from runs.triggers import TriggerOptions, run_trigger
 from stepwise.client import Client, StepwiseApiError
 from tasks.apikeys import api_key_create, api_key_revoke
@@ -26,6 +35,10 @@ def _token(**scopes) -> str:
 def _expired_token(run_id: str) -> str:
     # Signed as the server signs, with an expiry in the past.
     return PREFIX + signing.dumps({"e": "dev", "r": [run_id], "t": [], "x": 1_700_000_000}, salt=SALT, compress=True)
+
+
+def _stored(run_id: str) -> list[dict]:
+    return [e.as_message() for e in RunEvent.objects.filter(run_id=run_id).order_by("seq")]
 
 
 def _get(url: str, token: str | None, **headers: str) -> httpx.Response:
@@ -190,3 +203,48 @@ def test_a_batch_stream_follows_the_runs_it_names_until_all_have_finished(realti
     too_many = _get(f"{realtime}/api/runs/stream?runs={','.join(f'run_{i}' for i in range(101))}", token)
     assert too_many.status_code == 400 and "1 to 100 run ids" in too_many.json()["detail"]
     assert _get(f"{realtime}/api/runs/stream", token).status_code == 400
+
+
+async def _stream_until_end(path: str, api_key: str, seconds: float) -> list[tuple[str, str | None, dict]]:
+    """Read a stream through the ASGI app in this process; return its (event, id, data) up to `end` or `seconds`."""
+    headers = [(b"host", b"localhost"), (b"authorization", f"Bearer {api_key}".encode())]
+    scope = {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http", "root_path": "", "path": path,
+             "query_string": b"", "headers": headers, "client": ("127.0.0.1", 1), "server": ("localhost", 80)}
+    app = ApplicationCommunicator(django_asgi_app, scope)
+    await app.send_input({"type": "http.request", "body": b"", "more_body": False})
+    assert (await app.receive_output(10))["status"] == 200
+    frames, buffer, deadline = [], "", time.monotonic() + seconds
+    while time.monotonic() < deadline and not (frames and frames[-1][0] == "end"):
+        buffer += (await app.receive_output(seconds)).get("body", b"").decode()
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line and line[0] != ":")
+            if "data" in fields:
+                frames.append((fields.get("event", "message"), fields.get("id"), json.loads(fields["data"])))
+    await app.send_input({"type": "http.disconnect"})
+    await app.wait(5)
+    await sync_to_async(connections.close_all)()
+    return frames
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_run_stream_ends_when_the_run_finished_between_its_snapshot_and_its_stored_events(
+        read_key, monkeypatch, settings):
+    # The final status is then read from the database, and its live copy dropped as a duplicate.
+    settings.STEPWISE_SSE_HEARTBEAT_SECONDS = 0.2
+    run_id = await sync_to_async(_run)()  # no worker: it stays QUEUED until canceled here
+    read_snapshot = sse._snapshot
+
+    async def snapshot_then_cancel(wanted: str) -> dict | None:
+        snapshot = await read_snapshot(wanted)
+        if snapshot["status"] == "QUEUED":
+            await sync_to_async(run_cancel)(run_id=wanted, reason="ended while a client subscribed")
+        return snapshot
+
+    monkeypatch.setattr(sse, "_snapshot", snapshot_then_cancel)
+    frames = await _stream_until_end(f"/api/runs/{run_id}/events/stream", read_key, seconds=5)
+    assert [event for event, _, _ in frames][-2:] == ["run", "end"]
+    assert frames[0][2]["status"] == "QUEUED" and frames[-2][2]["status"] == "CANCELED"
+    assert frames[-1][2] == {"status": "CANCELED"}
+    stored = await sync_to_async(_stored)(run_id)
+    assert [data for _, id_, data in frames if id_ is not None] == stored

@@ -44,3 +44,26 @@ def test_events_reach_watchers_and_skip_groups_nobody_joined():
     assert got["event"]["run_id"] == "run_watched" and got["event"]["seq"] == 7
     assert listed["event"]["run_id"] == "run_nobody_watches" and listed["event"]["type"] == "run.status"
     assert sorted(sent) == sorted([run_group_name("run_watched"), RUNS_GROUP])
+
+
+def test_a_group_gets_the_events_of_a_batch_in_their_order():
+    # Two sends to one group at once may land in either order: the runs list saw COMPLETED before EXECUTING.
+    async def scenario() -> list[list[int]]:
+        layer = channel_layers.make_backend("default")
+        watcher, lister = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add(run_group_name("run_ordered"), watcher)
+        await layer.group_add(RUNS_GROUP, lister)
+        received = []
+        try:
+            for _ in range(50):
+                await publish_batch(layer, [_message("run_ordered", 2, "run.status"),
+                                            _message("run_ordered", 3, "run.status")])
+                for channel in (watcher, lister):
+                    received.append([(await asyncio.wait_for(layer.receive(channel), 5))["event"]["seq"]
+                                     for _ in range(2)])
+        finally:
+            await layer.group_discard(run_group_name("run_ordered"), watcher)
+            await layer.group_discard(RUNS_GROUP, lister)
+        return received
+
+    assert all(seqs == [2, 3] for seqs in asyncio.run(scenario()))
