@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
+from console.failed_attempts import API_KEY, TooManyFailedAttempts, failed_attempt_record, failed_attempts_check
 from runs.events import RUNS_GROUP, RUNS_GROUP_EVENT_TYPES, run_group_name
 from runs.models import Run
 from runs.realtime.feeds import RunEventFeed
@@ -25,6 +26,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_MANY_FAILURES = 4429
 
 
 # What the runs list remembers of runs' environments, for a user who may see only some of them.
@@ -48,8 +50,14 @@ def _run_access(run_id: str) -> tuple[str, list[str]] | None:
 
 
 @database_sync_to_async
-def _bearer_reader(authorization: str) -> Reader:
-    return reader_from_authorization(authorization)
+def _bearer_reader(authorization: str, client: str) -> Reader:
+    """Return the reader a bearer credential names; failures are counted and throttled as for the REST API."""
+    failed_attempts_check(API_KEY, client)
+    try:
+        return reader_from_authorization(authorization)
+    except PublicTokenRefused:
+        failed_attempt_record(API_KEY, client)
+        raise
 
 
 def _authorization(scope: dict[str, Any]) -> str:
@@ -67,7 +75,10 @@ class _RunsAuthMixin:
         authorization = _authorization(self.scope)
         if authorization:
             try:
-                self.reader = await _bearer_reader(authorization)
+                self.reader = await _bearer_reader(authorization, (self.scope.get("client") or ["unknown"])[0])
+            except TooManyFailedAttempts:
+                await self.close(code=CLOSE_TOO_MANY_FAILURES)
+                return False
             except OutOfScope:
                 await self.close(code=CLOSE_FORBIDDEN)
                 return False

@@ -20,6 +20,7 @@ from runs.waits import (
     waitpoint_skip,
     waitpoint_time_out,
 )
+from tasks.redaction import value_shown
 
 router = Router(tags=["waits"])
 
@@ -46,6 +47,11 @@ class WaitpointOut(ModelSchema):
     @staticmethod
     def resolve_task_id(obj: Waitpoint) -> str:
         return obj.run.task_id
+
+    @staticmethod
+    def resolve_output(obj: Waitpoint) -> Any:
+        # The run resumes with this value as a step result: shown redacted as the run's other results are.
+        return value_shown(obj.run.task_id, obj.output)
 
     class Meta:
         model = Waitpoint

@@ -4,14 +4,20 @@ from __future__ import annotations
 import json
 import uuid
 
+import httpx
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
 from runs.engine.redaction import REDACTED, redact_keys
-from runs.models import Run
+from runs.models import Run, Waitpoint
+from runs.statuses import WaitpointKind, WaitpointStatus
+from tasks.apikeys import api_key_create
+from tasks.services import environments_ensure
+from tests.api.conftest import ApiClient
 from tests.api.test_secret_canary import RedisMonitor
+from tests.factories import run_build
 from tests.roles import grant
 from tests.waiting import wait_finished
 
@@ -87,3 +93,25 @@ def test_a_hook_that_fails_hides_the_whole_value():
         raise RuntimeError("bug in the hook")
 
     assert pii_apply(broken, {"email": "a@b.c"}) == MASK
+
+
+
+def test_a_run_s_stream_and_its_waitpoints_are_shown_redacted(processes, transactional_db):
+    environments_ensure()
+    console = processes.console()
+    canary = f"canary-{uuid.uuid4().hex}@example.com"
+    run = run_build(task_id="test-pii", payload={"email": canary})
+    Run.objects.filter(id=run.id).update(output={"email": canary}, metadata={"contact": {"email": canary}})
+    waitpoint = Waitpoint.objects.create(run=run, key="approval", position=1, kind=WaitpointKind.TOKEN,
+                                         status=WaitpointStatus.COMPLETED, output={"email": canary})
+    reader = ApiClient(api_key_create(environment="dev", name="reader", scopes=["read"]).secret)
+
+    # The run is finished: its stream sends the snapshot and the stored events, then ends.
+    stream = httpx.get(f"{console}/api/runs/{run.id}/events/stream",
+                       headers={"Authorization": f"Bearer {reader.secret}"}, timeout=30)
+    assert stream.status_code == 200 and '"output":{"email":"[redacted]"}' in stream.text
+    assert canary not in stream.text
+    for url in (f"/api/waitpoints/{waitpoint.id}", f"/api/waitpoints?status=COMPLETED&run_id={run.id}"):
+        shown = reader.get(url)
+        assert shown.status_code == 200 and REDACTED in shown.content.decode(), url
+        assert canary not in shown.content.decode(), url

@@ -10,8 +10,9 @@ from django.core.management import CommandError
 from runs.states import run_transition
 from runs.statuses import RunStatus
 from runs.triggers import TriggerOptions, run_trigger
+from tasks.access import Capability, may
 from tasks.apikeys import api_key_authenticate
-from tasks.models import ApiKey, Queue, Schedule, Secret
+from tasks.models import ApiKey, AuditEntry, Queue, Schedule, Secret
 from tasks.services import environments_ensure
 from tests.commands import run_command
 
@@ -236,3 +237,35 @@ def test_schedules_update_with_bad_input_keeps_the_schedule(envs):
     with pytest.raises(CommandError, match="no schedule 999 in environment 'dev'"):
         run_command("schedules", "update", "999", "--cron", "0 * * * *")
     assert Schedule.objects.get().timezone == "Europe/Paris"
+
+
+# roles
+
+
+def test_roles_grant_replaces_the_role_revoke_takes_it_away_and_each_change_is_audited(envs, django_user_model):
+    django_user_model.objects.create_user("ada", password="pw-long-enough-123")
+    run_command("roles", "grant", "ada", "viewer", "--env", "prod")
+
+    out = run_command("roles", "grant", "ada", "operator", "--env", "prod")
+
+    assert "ada is now operator in prod (group stepwise:prod:operator)" in out
+    ada = django_user_model.objects.get(username="ada")
+    assert list(ada.groups.values_list("name", flat=True)) == ["stepwise:prod:operator"]
+    assert may(ada, "prod", Capability.OPERATE) and not may(ada, "prod", Capability.ADMIN)
+    assert not may(ada, "dev", Capability.READ)
+    assert ada.has_perm("runs.change_run") and not ada.has_perm("tasks.change_secret")
+    assert "prod         operator   ada" in run_command("roles", "list", "--env", "prod")
+    assert "ada is no longer operator in prod" in run_command("roles", "revoke", "ada", "--env", "prod")
+    assert not ada.groups.exists()
+    assert list(AuditEntry.objects.order_by("id").values_list("via", "action", "target")) == [
+        ("cli", "role.grant", "ada"), ("cli", "role.grant", "ada"), ("cli", "role.revoke", "ada")]
+
+
+def test_roles_grant_to_an_unknown_user_or_environment_names_it_and_changes_nothing(envs, django_user_model):
+    with pytest.raises(CommandError, match="no user named 'ghost'"):
+        run_command("roles", "grant", "ghost", "admin", "--env", "prod")
+    django_user_model.objects.create_user("ada", password="pw-long-enough-123")
+    with pytest.raises(CommandError, match="unknown environment 'nope'"):
+        run_command("roles", "grant", "ada", "admin", "--env", "nope")
+    assert not django_user_model.objects.get(username="ada").groups.exists()
+    assert not AuditEntry.objects.exists()
