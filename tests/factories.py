@@ -33,16 +33,18 @@ def run_build(
         options=TriggerOptions(tags=tags or [], idempotency_key=idempotency_key, delay=3600),
     )
     run.refresh_from_db()
-    # Event times are their insert times, so the history starts now and runs slightly ahead.
+    # The history starts now and runs slightly ahead; each event gets the moment it tells of.
     start = timezone.now()
     at = start
     events: list[RunEvent] = []
+    moments: dict[int, Any] = {}
     seq = run.last_event_seq
 
     def event(type_: str, data: dict[str, Any], moment) -> None:
         nonlocal seq
         seq += 1
         events.append(RunEvent(run=run, seq=seq, type=type_, data=data))
+        moments[seq] = moment
 
     attempts: list[Attempt] = []
     for number in range(1, failed_attempts + 2):
@@ -80,6 +82,8 @@ def run_build(
         Attempt.objects.bulk_create(attempts)
         Step.objects.bulk_create(recorded, batch_size=1000)
         RunEvent.objects.bulk_create(events, batch_size=1000)
+        for seq_, moment in moments.items():  # created_at is set on insert: give each event its own moment
+            RunEvent.objects.filter(run=run, seq=seq_).update(created_at=moment)
         Run.objects.filter(id=run.id).update(
             status=status, attempt_count=len(attempts), started_at=start, finished_at=last.finished_at,
             delay_until=None, last_event_seq=seq, output={"ok": True} if status == "COMPLETED" else None,
