@@ -384,3 +384,7 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.
 # before each task's own redact=, to what is stored of runs' logs, spans, events and errors and to
 # what is shown of their payloads, outputs, metadata and step results.
 STEPWISE_REDACT = os.environ.get("STEPWISE_REDACT", "")
+# Environments whose run payloads, outputs, step results, waitpoint outputs and stream chunks are
+# hidden from those who may read runs there but not operate them (viewers, keys without operate or
+# admin, public tokens; README: Who may do what), e.g. "prod,eu-prod". Shown as stored to operators.
+STEPWISE_PAYLOADS_HIDDEN_FROM_VIEWERS = env_list("STEPWISE_PAYLOADS_HIDDEN_FROM_VIEWERS", [])

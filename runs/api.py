@@ -245,8 +245,10 @@ class ReplayIn(Schema):
     payload: Any = None
 
 
-def _detail(environment: str, run_id: str) -> Run:
-    run = run_detail_get(run_id=run_id, environment=environment)
+def _detail(request: HttpRequest, run_id: str) -> Run:
+    """Return a run of the caller's environment as the caller may see it (a viewer's payloads may be hidden)."""
+    environment = request.auth.environment
+    run = run_detail_get(run_id=run_id, environment=environment, viewer=request.auth.holder)
     if run is None:
         raise RunNotFound(f"no run with id '{run_id}' in environment '{environment}'")
     return run
@@ -315,29 +317,29 @@ def list_runs(request: HttpRequest, filters: Query[RunListQuery]):
 @router.get("/runs/{run_id}", response=RunOut, auth=READ)
 def get_run(request: HttpRequest, run_id: str):
     """Return a run with its attempts, steps, output and error."""
-    return _detail(request.auth.environment, run_id)
+    return _detail(request, run_id)
 
 
 @router.get("/runs/{run_id}/export", auth=READ)
 def export_run(request: HttpRequest, run_id: str, format: Literal["jsonl", "markdown", "otlp"] = "jsonl"):
     """Download the run's trace: ``jsonl`` (run, attempts, steps, spans, events; one object a line),
     ``markdown`` (a readable report) or ``otlp`` (its spans as OTLP-JSON, for any OpenTelemetry backend)."""
-    return run_export_response(_detail(request.auth.environment, run_id), format)
+    return run_export_response(_detail(request, run_id), format, viewer=request.auth.holder)
 
 
 @router.post("/runs/{run_id}/cancel", response=RunOut, auth=OPERATE)
 def cancel_run(request: HttpRequest, run_id: str):
     """Cancel a run that has not finished."""
-    _detail(request.auth.environment, run_id)
+    _detail(request, run_id)
     run_cancel(run_id=run_id, reason="canceled through the API")
     api_audit(request, "run.cancel", target=run_id)
-    return _detail(request.auth.environment, run_id)
+    return _detail(request, run_id)
 
 
 @router.post("/runs/{run_id}/replay", response={201: TriggeredOut}, auth=OPERATE)
 def replay_run(request: HttpRequest, run_id: str, body: ReplayIn | None = None):
     """Start a new run of the same task, linked to this one, optionally with an edited payload."""
-    _detail(request.auth.environment, run_id)
+    _detail(request, run_id)
     edited = body is not None and "payload" in body.model_fields_set
     run = run_replay(run_id=run_id, payload=body.payload if edited else ...)
     api_audit(request, "run.replay", target=run_id, data={"new_run_id": run.id, "payload_edited": edited})

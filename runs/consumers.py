@@ -135,12 +135,13 @@ class RunEventsConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
         if not await _may_read_run(self.reader, access[0], self.run_id, access[1]):
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        self.display = await database_sync_to_async(self.reader.run_display)(self.run_id)
         # Join first: an event committed while we read the database is then delivered live too,
         # and the feed's seq check drops whichever copy comes second.
         await self.channel_layer.group_add(run_group_name(self.run_id), self.channel_name)
         self.joined = True
         async for event in self.feed.stored():
-            await self.send_json(event)
+            await self.send_json(self.display.event(event))
 
     async def disconnect(self, code: int) -> None:
         self._stop_expiry()
@@ -150,7 +151,7 @@ class RunEventsConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
     async def run_event(self, message: dict[str, Any]) -> None:
         """Forward a live event; fetch any missed ones from the database first, drop duplicates."""
         async for event in self.feed.live(message["event"]):
-            await self.send_json(event)
+            await self.send_json(self.display.event(event))
 
 
 class RunsListConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):

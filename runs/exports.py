@@ -11,7 +11,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 
 from runs.engine.errors import error_text
 from runs.models import Attempt, Run, RunEvent, Span, Step
-from tasks.redaction import step_shown, task_redaction
+from tasks.redaction import RunDisplay, run_display, run_shown, step_shown
 
 FORMATS = {
     # format: (content type, file extension)
@@ -36,8 +36,11 @@ def _spans(run: Run) -> list[Span]:
     return list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
 
 
-def run_export_jsonl(run: Run) -> Iterator[str]:
-    """Yield the run, its attempts, steps, spans and events as JSON objects, one per line, each with a ``type``."""
+def run_export_jsonl(run: Run, display: RunDisplay) -> Iterator[str]:
+    """Yield the run, its attempts, steps, spans and events as JSON objects, one per line, each with a ``type``.
+
+    ``run`` comes as shown to the viewer (run_shown) and ``display`` is theirs, decided before the first line.
+    """
     yield _line("run", {
         "id": run.id, "task": run.task_id, "version": run.version.label, "environment": run.environment_id,
         "status": run.status, "payload": run.payload, "output": run.output, "error": run.error,
@@ -51,9 +54,8 @@ def run_export_jsonl(run: Run) -> Iterator[str]:
             "error": attempt.error, "retry_delay": attempt.retry_delay, "started_at": attempt.started_at,
             "finished_at": attempt.finished_at,
         })
-    hook = task_redaction(run.task_id)
     for step in Step.objects.filter(run_id=run.id).order_by("position"):
-        step_shown(step, hook)
+        step_shown(step, display)
         yield _line("step", {
             "position": step.position, "key": step.key, "name": step.name, "kind": step.kind,
             "status": step.status, "attempt": step.attempt_number, "output": step.output, "error": step.error,
@@ -67,7 +69,8 @@ def run_export_jsonl(run: Run) -> Iterator[str]:
             "ended_at": span.ended_at,
         })
     for event in RunEvent.objects.filter(run_id=run.id).order_by("seq").iterator():
-        yield _line("event", {"seq": event.seq, "event": event.type, "data": event.data, "at": event.created_at})
+        data = display.event({"type": event.type, "data": event.data})["data"]
+        yield _line("event", {"seq": event.seq, "event": event.type, "data": data, "at": event.created_at})
 
 
 def _when(value: datetime | None) -> str:
@@ -190,22 +193,27 @@ def run_export_otlp(run: Run) -> dict[str, Any]:
     }]}
 
 
-def run_export(run: Run, fmt: str) -> tuple[Iterator[str] | str, str, str]:
-    """Return (content, content type, file name) of a run's export in ``fmt``; raise UnknownExportFormat."""
+def run_export(run: Run, fmt: str, *, viewer: Any) -> tuple[Iterator[str] | str, str, str]:
+    """Return (content, content type, file name) of a run's export in ``fmt``, as ``viewer`` may see it.
+
+    Raises UnknownExportFormat. ``viewer`` None is Stepwise itself (the CLI): everything, PII redacted.
+    """
     if fmt not in FORMATS:
         raise UnknownExportFormat(fmt)
     content_type, extension = FORMATS[fmt]
     filename = f"{run.id}.{extension}"
+    run = run_shown(run, viewer=viewer)  # a no-op for a run its reader already showed
     if fmt == "jsonl":
-        return run_export_jsonl(run), content_type, filename
+        # Decided here, not in the generator: it is read after the view has returned.
+        return run_export_jsonl(run, run_display(run, viewer=viewer)), content_type, filename
     if fmt == "markdown":
         return run_export_markdown(run), content_type, filename
     return json.dumps(run_export_otlp(run), ensure_ascii=False), content_type, filename
 
 
-def run_export_response(run: Run, fmt: str) -> HttpResponse | StreamingHttpResponse:
-    """Return the run's export in ``fmt`` as a download."""
-    content, content_type, filename = run_export(run, fmt)
+def run_export_response(run: Run, fmt: str, *, viewer: Any) -> HttpResponse | StreamingHttpResponse:
+    """Return the run's export in ``fmt``, as ``viewer`` may see it, as a download."""
+    content, content_type, filename = run_export(run, fmt, viewer=viewer)
     response_class = StreamingHttpResponse if not isinstance(content, str) else HttpResponse
     response = response_class(content, content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'

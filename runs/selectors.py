@@ -12,13 +12,17 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from runs.ids import encode_millis
 from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint, WaitpointStatus
 from tasks.models import TaskVersion
-from tasks.redaction import run_shown, step_shown, task_redaction, value_shown
+from tasks.redaction import RunDisplay, run_display, run_shown, step_shown
+
+# Every reader that shows runs takes the ``viewer`` it shows them to (a user, an API key, a public
+# token): what is hidden from whom is decided in tasks.access.payloads_hidden. None is Stepwise itself
+# (the local CLI, run by whoever runs the server): it sees what is stored, PII redacted.
 
 
-def run_get(*, run_id: str) -> Run | None:
+def run_get(*, run_id: str, viewer: Any = None) -> Run | None:
     """Return a run with its task and version, or None; what is shown of it is redacted (README: PII redaction)."""
     run = Run.objects.select_related("task", "version").filter(id=run_id).first()
-    return None if run is None else run_shown(run)
+    return None if run is None else run_shown(run, viewer=viewer)
 
 
 def run_list(*, task_id: str | None = None, status: str | None = None, limit: int = 50) -> QuerySet[Run]:
@@ -43,8 +47,12 @@ def run_stream_chunks(*, run_id: str, key: str, attempt: int) -> list[Any]:
     return [d.get("chunk") for d in data]
 
 
-def run_streams(*, run_id: str, limit: int = 2000) -> list[dict[str, Any]]:
-    """Return a run's streams by name, each with its chunks in order (the newest attempt's, per call)."""
+def run_streams(*, run_id: str, limit: int = 2000, hidden: bool = False) -> list[dict[str, Any]]:
+    """Return a run's streams by name, each with its chunks in order (the newest attempt's, per call).
+
+    Chunks are events, redacted before they were stored; ``hidden`` (from the viewer's RunDisplay) hides them.
+    """
+    hiding = RunDisplay(hidden=hidden)
     streams: dict[str, dict[str, Any]] = {}
     attempts: dict[str, int] = {}
     events = (RunEvent.objects.filter(run_id=run_id, type__in=("stream.chunk", "stream.completed"))
@@ -58,7 +66,7 @@ def run_streams(*, run_id: str, limit: int = 2000) -> list[dict[str, Any]]:
         if type_ == "stream.completed":
             stream["completed"] = True
         else:
-            stream["chunks"].append({"key": data["key"], "chunk": data.get("chunk")})
+            stream["chunks"].append({"key": data["key"], "chunk": hiding.value(data.get("chunk"))})
     return list(streams.values())
 
 
@@ -235,16 +243,22 @@ def run_statuses(*, run_ids: list[str], environments: list[str] | None = None) -
     return list(qs.only("id", "status", "started_at", "finished_at", "attempt_count"))
 
 
-def run_detail(*, run_id: str) -> Run | None:
+def run_detail(*, run_id: str, viewer: Any = None) -> Run | None:
     """Return a run with what its detail page shows beside the timeline, in one query."""
     run = Run.objects.select_related("task", "version", "replayed_from", "parent_run").filter(id=run_id).first()
-    return None if run is None else run_shown(run)
+    return None if run is None else run_shown(run, viewer=viewer)
 
 
-def run_step(*, run_id: str, position: int) -> Step | None:
-    """Return one recorded step of a run, its result and error redacted for display."""
+def run_display_get(*, run_id: str, viewer: Any = None) -> RunDisplay | None:
+    """Return how a run's values are shown to ``viewer`` (one small query), or None if there is no such run."""
+    run = Run.objects.filter(id=run_id).only("task_id", "environment_id").first()
+    return None if run is None else run_display(run, viewer=viewer)
+
+
+def run_step(*, run_id: str, position: int, viewer: Any = None) -> Step | None:
+    """Return one recorded step of a run, its result and error as ``viewer`` may see them."""
     step = Step.objects.select_related("run").filter(run_id=run_id, position=position).first()
-    return None if step is None else step_shown(step, task_redaction(step.run.task_id))
+    return None if step is None else step_shown(step, run_display(step.run, viewer=viewer))
 
 
 def run_pending_waits(*, run_id: str) -> list[Waitpoint]:
@@ -252,25 +266,30 @@ def run_pending_waits(*, run_id: str) -> list[Waitpoint]:
     return waitpoint_list(run_id=run_id)
 
 
-def run_checkpoint_state(*, run_id: str, as_of_position: int | None = None) -> dict[str, Any]:
+def run_checkpoint_state(*, run_id: str, as_of_position: int | None = None, viewer: Any = None) -> dict[str, Any]:
     """Return the recorded step results of a run by key, in order, as of a step position (all without one)."""
+    display = run_display_get(run_id=run_id, viewer=viewer)
+    if display is None:
+        return {}
+    hiding = RunDisplay(hidden=display.hidden)  # results hidden one by one; the hook goes over the whole state
     qs = Step.objects.filter(run_id=run_id).order_by("position")
     if as_of_position is not None:
         qs = qs.filter(position__lte=as_of_position)
     state: dict[str, Any] = {}
     for key, status, output, error in qs.values_list("key", "status", "output", "error"):
         summary = {k: (error or {}).get(k) for k in ("type", "message")}
-        state[key] = output if status == "COMPLETED" else {"error": summary}
-    task_id = Run.objects.filter(id=run_id).values_list("task_id", flat=True).first()
-    return value_shown(task_id, state) if task_id else state
-def run_detail_get(*, run_id: str, environment: str | None = None) -> Run | None:
+        state[key] = hiding.value(output) if status == "COMPLETED" else {"error": summary}
+    return display.detail(state)
+
+
+def run_detail_get(*, run_id: str, environment: str | None = None, viewer: Any = None) -> Run | None:
     """Return a run with its attempts and steps prefetched, optionally only within one environment."""
     attempts = Prefetch("attempts", queryset=Attempt.objects.select_related("version"))
     qs = Run.objects.select_related("version").prefetch_related(attempts, "steps").filter(id=run_id)
     if environment is not None:
         qs = qs.filter(environment_id=environment)
     run = qs.first()
-    return None if run is None else run_shown(run, run.steps.all())
+    return None if run is None else run_shown(run, run.steps.all(), viewer=viewer)
 
 
 def run_api_page(*, filters: RunFilters, cursor: str | None = None, limit: int = 50) -> tuple[list[Run], str | None]:

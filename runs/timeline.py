@@ -11,6 +11,7 @@ from typing import Any
 from django.utils import timezone
 
 from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
+from tasks.redaction import RunDisplay, run_display
 
 # Attempt statuses drawn as failures on the timeline.
 FAILED_ATTEMPTS = frozenset({"FAILED", "CRASHED", "TIMED_OUT"})
@@ -151,7 +152,7 @@ def _queued_span(run: Run, previous: Attempt | None, waits: list[Waitpoint], *, 
 WAIT_STATUS = {"PENDING": "WAITING", "COMPLETED": "COMPLETED", "TIMED_OUT": "TIMED_OUT", "CANCELED": "CANCELED"}
 
 
-def _wait_span(wp: Waitpoint) -> dict[str, Any]:
+def _wait_span(wp: Waitpoint, display: RunDisplay) -> dict[str, Any]:
     what = wp.description or (f"event {wp.event_name}" if wp.event_name else wp.get_kind_display())
     return {
         "id": f"wait-{wp.id}",
@@ -169,7 +170,7 @@ def _wait_span(wp: Waitpoint) -> dict[str, Any]:
             **({"event": wp.event_name, "filter": wp.event_filter} if wp.event_name else {}),
             **({"timeout_at": wp.resume_at.isoformat()} if wp.resume_at else {}),
             **({"completed_by": wp.completed_by} if wp.completed_by else {}),
-            "output": wp.output,
+            "output": display.value(wp.output),  # the run resumes with it as a step result: shown as those are
         },
         "logs": [],
     }
@@ -223,11 +224,12 @@ def _span_logs(spans: list[Span], ids: dict[str, str]) -> dict[str, list[dict[st
     return logs
 
 
-def run_timeline(*, run: Run, first: int | None = None) -> dict[str, Any]:
+def run_timeline(*, run: Run, first: int | None = None, viewer: Any = None) -> dict[str, Any]:
     """Return the spans of a run in display order (each attempt followed by its steps), in three queries.
 
     With ``first``, a run with more recorded steps than that gets only the first ones and none of its
     stored OpenTelemetry spans: a quick first screen, marked ``partial``, that the whole timeline replaces.
+    Waitpoints' outputs are shown as ``viewer`` may see them (tasks.redaction.run_display).
     """
     attempts = list(Attempt.objects.filter(run_id=run.id).select_related("version").order_by("number"))
     recorded_steps = (
@@ -284,6 +286,7 @@ def run_timeline(*, run: Run, first: int | None = None) -> dict[str, Any]:
         return [span, *[row for child in children.get(span["id"], []) for row in with_children(child)]]
 
     waits = list(Waitpoint.objects.filter(run_id=run.id).order_by("created_at"))
+    display = run_display(run, viewer=viewer)
     spans = [run_span]
     for index, attempt in enumerate(attempts):
         own = sorted(by_attempt.get(attempt.number, []), key=lambda span: span["attributes"]["position"])
@@ -296,7 +299,7 @@ def run_timeline(*, run: Run, first: int | None = None) -> dict[str, Any]:
             spans += with_children(step_row)
         spans += retry
         later = attempts[index + 1].started_at if index + 1 < len(attempts) else None
-        spans += [_wait_span(wp) for wp in waits if wp.created_at >= attempt.started_at
+        spans += [_wait_span(wp, display) for wp in waits if wp.created_at >= attempt.started_at
                   and (later is None or wp.created_at < later)]
     if run.status == "QUEUED":
         queued = _queued_span(run, attempts[-1] if attempts else None, waits, until=None,

@@ -20,7 +20,7 @@ from runs.waits import (
     waitpoint_skip,
     waitpoint_time_out,
 )
-from tasks.redaction import value_shown
+from tasks.redaction import run_display
 
 router = Router(tags=["waits"])
 
@@ -49,9 +49,9 @@ class WaitpointOut(ModelSchema):
         return obj.run.task_id
 
     @staticmethod
-    def resolve_output(obj: Waitpoint) -> Any:
-        # The run resumes with this value as a step result: shown redacted as the run's other results are.
-        return value_shown(obj.run.task_id, obj.output)
+    def resolve_output(obj: Waitpoint, context: dict[str, Any]) -> Any:
+        # The run resumes with this value as a step result: shown redacted, or hidden, as its other results are.
+        return run_display(obj.run, viewer=context["request"].auth.holder).value(obj.output)
 
     class Meta:
         model = Waitpoint

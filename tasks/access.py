@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
@@ -24,7 +25,7 @@ from tasks.models import ApiKey, Environment
 class Capability(StrEnum):
     """What an action needs; API key scopes are named after these."""
 
-    READ = "read"  # runs, their payloads and outputs, tasks, waitpoints, queues, schedules
+    READ = "read"  # runs, their payloads and outputs (unless payloads_hidden), tasks, waitpoints, queues, schedules
     TRIGGER = "trigger"  # start runs (the API, the Test form), send events
     OPERATE = "operate"  # cancel, replay, approve/reject/complete waitpoints, reset idempotency keys
     ADMIN = "admin"  # queues, schedules, secrets, API keys, webhook secrets, members, the audit log
@@ -112,7 +113,8 @@ def capabilities(actor: Any, environment: str) -> frozenset[Capability]:
         if actor.environment_id != environment or actor.revoked_at is not None:
             return frozenset()
         return frozenset(Capability(s) for s in actor.scopes if s in SCOPES)
-    if actor is None or not actor.is_authenticated or not actor.is_active:
+    # Anything else (a realtime public token, whose scopes runs.realtime.readers checks) has no capability here.
+    if actor is None or not getattr(actor, "is_authenticated", False) or not actor.is_active:
         return frozenset()
     if actor.is_superuser:
         return ROLE_CAPABILITIES[Role.ADMIN]
@@ -123,6 +125,18 @@ def capabilities(actor: Any, environment: str) -> frozenset[Capability]:
 def may(actor: Any, environment: str, capability: Capability | str) -> bool:
     """Tell whether a user or an API key may do what ``capability`` covers in ``environment``."""
     return Capability(capability) in capabilities(actor, environment)
+
+
+def payloads_hidden(actor: Any, environment: str) -> bool:
+    """Tell whether run payloads, outputs and step results of ``environment`` are hidden from ``actor``.
+
+    Hidden in the environments STEPWISE_PAYLOADS_HIDDEN_FROM_VIEWERS lists, from whoever may not
+    operate or administer runs there: a viewer, an API key without those scopes, a public token.
+    ``None`` is Stepwise itself (a worker, the server's own CLI): it always reads what is stored.
+    """
+    if actor is None or environment not in settings.STEPWISE_PAYLOADS_HIDDEN_FROM_VIEWERS:
+        return False
+    return not capabilities(actor, environment) & {Capability.OPERATE, Capability.ADMIN}
 
 
 def environments_where(actor: Any, capability: Capability | str) -> list[str] | None:

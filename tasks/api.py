@@ -9,12 +9,13 @@ from ninja import Field, ModelSchema, Query, Router, Schema
 
 from console.api_auth import READ, api_audit
 from runs.api import TriggeredOut
-from tasks.access import DEFAULT_SCOPES, Capability, Role, role_grant, role_list, role_revoke
+from tasks.access import DEFAULT_SCOPES, Capability, Role, payloads_hidden, role_grant, role_list, role_revoke
 from tasks.apikeys import api_key_create, api_key_list, api_key_revoke
 from tasks.audit import audit_list
 from tasks.environments import environment_pause, environment_resume, environment_state
 from tasks.models import ApiKey, AuditEntry, Schedule, WebhookSecret
 from tasks.queues import UNCHANGED, queue_get, queue_limit_set, queue_list, queue_pause, queue_rate_set, queue_resume
+from tasks.redaction import RunDisplay
 from tasks.schedules import (
     schedule_delete,
     schedule_get,
@@ -158,6 +159,12 @@ class ScheduleOut(ModelSchema):
     @staticmethod
     def resolve_next_runs(obj: Schedule) -> list[datetime]:
         return schedule_next_runs(obj, count=5)
+
+    @staticmethod
+    def resolve_payload(obj: Schedule, context: dict[str, Any]) -> Any:
+        # Each tick's run starts with this payload: hidden from a viewer where the runs' payloads are.
+        hidden = payloads_hidden(context["request"].auth.holder, obj.environment_id)
+        return RunDisplay(hidden=hidden).value(obj.payload)
 
 
 @router.get("/schedules", response=list[ScheduleOut], tags=["schedules"], auth=READ)

@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "STEPWISE_CONSOLE_URL": "",
     # Alert webhooks to loopback, private and link-local addresses (tasks/outbound.py): refused.
     "STEPWISE_ALERT_PRIVATE_WEBHOOKS": False,
+    # Environments whose run payloads, outputs and step results viewers see as a placeholder (README:
+    # Who may do what): none, so a viewer reads everything a run holds unless the project says otherwise.
+    "STEPWISE_PAYLOADS_HIDDEN_FROM_VIEWERS": [],
     # Fault injection for the chaos command only: off.
     "STEPWISE_STORE_FAULT_RATE": 0.0,
 }

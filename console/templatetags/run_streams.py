@@ -13,9 +13,9 @@ register = template.Library()
 
 
 @register.simple_tag
-def streams_of(run: Run) -> list[dict[str, Any]]:
-    """Return the run's streams with their chunks (the newest attempt's of each call)."""
-    return run_streams(run_id=run.id)
+def streams_of(run: Run, hidden: bool = False) -> list[dict[str, Any]]:
+    """Return the run's streams with their chunks (the newest attempt's of each call), hidden from a viewer if so."""
+    return run_streams(run_id=run.id, hidden=hidden)
 
 
 @register.filter

@@ -27,6 +27,7 @@ from runs.selectors import (
     RunFilters,
     run_checkpoint_state,
     run_detail,
+    run_display_get,
     run_events_after,
     run_page,
     run_pending_waits,
@@ -132,7 +133,7 @@ def run_list_updates(request: HttpRequest) -> JsonResponse:
 @require_GET
 def run_show(request: HttpRequest, run_id: str) -> HttpResponse:
     """Show a run: header, actions, live timeline, inspectors."""
-    run = run_detail(run_id=run_id)
+    run = run_detail(run_id=run_id, viewer=request.user)
     if run is None:
         raise Http404(f"no run with id '{run_id}'")
     require(request, run.environment_id, Capability.READ)
@@ -154,12 +155,13 @@ def _pretty(value: object) -> str:
 @require_GET
 def run_timeline_json(request: HttpRequest, run_id: str) -> JsonResponse:
     """Return the run's timeline spans (``?first=N``: a quick first screen with the first N steps)."""
-    run = run_detail(run_id=run_id)
+    run = run_detail(run_id=run_id, viewer=request.user)
     if run is None:
         raise Http404(f"no run with id '{run_id}'")
     require(request, run.environment_id, Capability.READ)
     first = _int(request.GET.get("first"))
-    return JsonResponse(run_timeline(run=run, first=max(1, min(first, 1000)) if first else None))
+    return JsonResponse(run_timeline(run=run, first=max(1, min(first, 1000)) if first else None,
+                                     viewer=request.user))
 
 
 @login_required
@@ -167,8 +169,9 @@ def run_timeline_json(request: HttpRequest, run_id: str) -> JsonResponse:
 def run_events_json(request: HttpRequest, run_id: str) -> JsonResponse:
     """Return the run's events after a seq: the polling fallback of the websocket."""
     run_require(request, run_id, Capability.READ)
+    display = run_display_get(run_id=run_id, viewer=request.user)  # stream chunks may be hidden from a viewer
     events = run_events_after(run_id=run_id, after=_int(request.GET.get("after"), 0), limit=1000)
-    return JsonResponse({"events": [e.as_message() for e in events]})
+    return JsonResponse({"events": [display.event(e.as_message()) for e in events] if display else []})
 
 
 @login_required
@@ -176,7 +179,7 @@ def run_events_json(request: HttpRequest, run_id: str) -> JsonResponse:
 def run_step_json(request: HttpRequest, run_id: str, position: int) -> JsonResponse:
     """Return one recorded step with its output and error, for the inspector."""
     run_require(request, run_id, Capability.READ)
-    step = run_step(run_id=run_id, position=position)
+    step = run_step(run_id=run_id, position=position, viewer=request.user)
     if step is None:
         return JsonResponse({"recorded": False, "position": position})
     return JsonResponse(
@@ -203,17 +206,18 @@ def run_checkpoint_json(request: HttpRequest, run_id: str) -> JsonResponse:
     """Return the recorded step results as of a step position."""
     run_require(request, run_id, Capability.READ)
     position = _int(request.GET.get("position"))
-    return JsonResponse({"position": position, "state": run_checkpoint_state(run_id=run_id, as_of_position=position)})
+    state = run_checkpoint_state(run_id=run_id, as_of_position=position, viewer=request.user)
+    return JsonResponse({"position": position, "state": state})
 
 
 @login_required
 @require_GET
 def run_export_view(request: HttpRequest, run_id: str, fmt: str) -> HttpResponse:
     """Download a run's trace as JSON lines, a markdown report or OTLP-JSON."""
-    run = run_detail(run_id=run_id)
+    run = run_detail(run_id=run_id, viewer=request.user)
     if run is None:
         raise Http404(f"no run with id '{run_id}'")
     require(request, run.environment_id, Capability.READ)
     if fmt not in FORMATS:
         raise Http404(f"unknown export format '{fmt}' (formats: {', '.join(FORMATS)})")
-    return run_export_response(run, fmt)
+    return run_export_response(run, fmt, viewer=request.user)

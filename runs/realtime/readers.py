@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from runs.realtime.tokens import OutOfScope, PublicToken, PublicTokenRefused, is_public_token, public_token_verify
+from runs.selectors import run_display_get
 from tasks.access import Capability, may
 from tasks.apikeys import api_key_authenticate
 from tasks.models import ApiKey
+from tasks.redaction import RunDisplay
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class Reader:
         if isinstance(self.holder, PublicToken):
             return self.holder.environment == environment and self.holder.covers_run(run_id, tags)
         return may(self.holder, environment, Capability.READ)
+
+    def run_display(self, run_id: str) -> RunDisplay:
+        """Return how a run's events are shown to this reader (stream chunks may be hidden from a viewer)."""
+        return run_display_get(run_id=run_id, viewer=self.holder) or RunDisplay()
 
     def may_read_tag(self, *, environment: str, tag: str) -> bool:
         """Tell whether the credential covers every run carrying ``tag`` in ``environment``."""

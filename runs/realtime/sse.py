@@ -41,7 +41,8 @@ from runs.realtime.readers import Reader, reader_from_authorization
 from runs.realtime.tokens import OutOfScope, PublicTokenRefused
 from runs.selectors import RunFilters, runs_filtered
 from runs.statuses import FINAL_STATUSES
-from tasks.redaction import run_shown
+from tasks.access import payloads_hidden
+from tasks.redaction import RunDisplay, run_shown
 
 FINAL = frozenset(str(s) for s in FINAL_STATUSES)
 TAG_SNAPSHOT_LIMIT = 100
@@ -74,7 +75,9 @@ def sse_frame(data: Any, *, event: str | None = None, id: int | None = None) -> 
 
 def run_snapshot(run: Run) -> dict[str, Any]:
     """Return what a subscriber is told of a run's state: status, tags, metadata, output or error."""
-    run = run_shown(run)  # metadata and output are stored as given: redact them as every other reader sees them
+    # Metadata and output are stored as given: redact them as every other reader sees them (snapshot_shown
+    # then hides the output from a viewer of some environments).
+    run = run_shown(run, viewer=None)
     return {
         "id": run.id, "task_id": run.task_id, "environment": run.environment_id, "status": run.status,
         "tags": run.tags, "metadata": run.metadata, "output": run.output,
@@ -82,6 +85,16 @@ def run_snapshot(run: Run) -> dict[str, Any]:
         "last_event_seq": run.last_event_seq, "created_at": run.created_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
+
+
+def snapshot_shown(snapshot: dict[str, Any] | None, reader: Reader) -> dict[str, Any] | None:
+    """Return a run's snapshot as the reader may see it: the output hidden from a viewer of some environments.
+
+    A stream's reader is an API key or a public token, answered from memory: no query, so no thread.
+    """
+    if snapshot is None or not payloads_hidden(reader.holder, snapshot["environment"]):
+        return snapshot
+    return {**snapshot, "output": RunDisplay(hidden=True).value(snapshot["output"])}
 
 
 @database_sync_to_async
@@ -109,7 +122,7 @@ def _readable_run(reader: Reader, run_id: str) -> dict[str, Any]:
         raise StreamRefused(404, f"no run with id '{run_id}' in environment '{reader.environment}'")
     if not reader.may_read_run(environment=run.environment_id, run_id=run.id, tags=run.tags):
         raise StreamRefused(403, f"this token may not read run '{run_id}': it is outside the token's scopes")
-    return run_snapshot(run)
+    return snapshot_shown(run_snapshot(run), reader)
 
 
 @database_sync_to_async
@@ -119,9 +132,9 @@ def _snapshot(run_id: str) -> dict[str, Any] | None:
 
 
 @database_sync_to_async
-def _tagged_snapshots(environment: str, tag: str) -> list[dict[str, Any]]:
+def _tagged_snapshots(reader: Reader, environment: str, tag: str) -> list[dict[str, Any]]:
     runs = runs_filtered(RunFilters(environment=environment, tag=tag)).order_by("-created_at")[:TAG_SNAPSHOT_LIMIT]
-    return [run_snapshot(run) for run in reversed(runs)]
+    return [snapshot_shown(run_snapshot(run), reader) for run in reversed(runs)]
 
 
 def _after(request: HttpRequest) -> int:
@@ -223,8 +236,8 @@ async def _live(subscription: _Subscription, reader: Reader,
                 yield frame
 
 
-def _event_frame(event: dict[str, Any]) -> str:
-    return sse_frame(event, event=event["type"], id=event["seq"])
+def _event_frame(event: dict[str, Any], display: RunDisplay) -> str:
+    return sse_frame(display.event(event), event=event["type"], id=event["seq"])
 
 
 def _is_end(frame: str) -> bool:
@@ -246,15 +259,15 @@ async def _run_frames(reader: Reader, run_id: str, after: int) -> AsyncIterator[
         final = None
         async for event in events:
             if event.get("transient"):
-                yield sse_frame(event, event=event["type"])
+                yield sse_frame(display.event(event), event=event["type"])
                 continue
-            yield _event_frame(event)
+            yield _event_frame(event, display)
             final = final or _final_status(event)
         if final is None:
             return
         async for stored in feed.stored():  # anything stored with or just after the end
-            yield _event_frame(stored)
-        last = await _snapshot(run_id)
+            yield _event_frame(stored, display)
+        last = snapshot_shown(await _snapshot(run_id), reader)
         if last is not None:
             yield sse_frame(last, event="run")  # with its output or error
         yield sse_frame({"status": final}, event="end")
@@ -264,14 +277,15 @@ async def _run_frames(reader: Reader, run_id: str, after: int) -> AsyncIterator[
         # Join first: an event committed while the stored ones are read is then delivered live too,
         # and the feed's seq check drops whichever copy comes second.
         await subscription.join(run_group_name(run_id))
-        snapshot = await _snapshot(run_id)
+        display = await database_sync_to_async(reader.run_display)(run_id)
+        snapshot = snapshot_shown(await _snapshot(run_id), reader)
         if snapshot is None:  # deleted (retention) since the request was let in
             yield sse_frame({"status": None, "reason": f"run '{run_id}' no longer exists"}, event="end")
             return
         yield sse_frame(snapshot, event="run")
         if snapshot["status"] in FINAL:  # read before the stored events: the final one is among them
             async for event in feed.stored():
-                yield _event_frame(event)
+                yield _event_frame(event, display)
             yield sse_frame({"status": snapshot["status"]}, event="end")
             return
         # The final status may be stored here, or below when the layer dropped its live message: its live
@@ -334,7 +348,7 @@ async def _runs_frames(reader: Reader, load: Callable[[], Awaitable[list[dict[st
         return sent[snapshot["id"]]
 
     async def snapshot_frame(run_id: str) -> str | None:
-        snapshot = await _snapshot(run_id)
+        snapshot = snapshot_shown(await _snapshot(run_id), reader)
         if snapshot is None or sent.get(run_id) == sse_frame(snapshot, event="run"):
             return None  # gone, or unchanged: a status event reaches us by two groups
         return frame_of(snapshot)
@@ -392,7 +406,7 @@ def _batch_snapshots(reader: Reader, run_ids: list[str]) -> list[dict[str, Any]]
     for run in runs.values():
         if not reader.may_read_run(environment=run.environment_id, run_id=run.id, tags=run.tags):
             raise StreamRefused(403, f"this token may not read run '{run.id}': it is outside the token's scopes")
-    return [run_snapshot(runs[run_id]) for run_id in run_ids]
+    return [snapshot_shown(run_snapshot(runs[run_id]), reader) for run_id in run_ids]
 
 
 def _run_ids(text: str) -> list[str]:
@@ -429,4 +443,4 @@ async def runs_stream(request: HttpRequest) -> HttpResponse:
         access = await _run_access(run_id)
         return access is not None and access[0] == environment and tag in access[1]
 
-    return _streaming(_runs_frames(reader, lambda: _tagged_snapshots(environment, tag), [], tagged))
+    return _streaming(_runs_frames(reader, lambda: _tagged_snapshots(reader, environment, tag), [], tagged))

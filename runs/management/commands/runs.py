@@ -72,7 +72,7 @@ class Command(BaseCommand):
         run = run_get(run_id=opts["run_id"])
         if run is None:
             raise CommandError(f"no run with id '{opts['run_id']}'")
-        content, _, _ = run_export(run, opts["format"])
+        content, _, _ = run_export(run, opts["format"], viewer=None)  # the server's own CLI: everything
         text = content if isinstance(content, str) else "".join(content)
         if opts["output"]:
             try:

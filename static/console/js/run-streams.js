@@ -6,6 +6,7 @@
   const list = document.getElementById("streams-list");
   if (!card || !list) return;
   const streams = {};
+  const hidden = list.dataset.hidden !== undefined;
   const attempts = {};
   JSON.parse(document.getElementById("streams-data").textContent).forEach(function (s) {
     streams[s.name] = { chunks: s.chunks, completed: s.completed };
@@ -39,7 +40,9 @@
     box.querySelector("[data-stream-count]").textContent =
       n + " chunk" + (n === 1 ? "" : "s") + (stream.completed ? " · complete" : "");
     const pre = box.querySelector(".stream-text");
-    pre.textContent = stream.chunks.map(function (c) { return text(c.chunk); }).join("");
+    // Hidden from viewers in this environment: every chunk is the same placeholder, shown once.
+    const shown = hidden ? stream.chunks.slice(0, 1) : stream.chunks;
+    pre.textContent = shown.map(function (c) { return text(c.chunk); }).join("");
     pre.scrollTop = pre.scrollHeight;
     card.hidden = false;
   }
