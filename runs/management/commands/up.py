@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from runs.celery_app import celery_app
 from runs.sweeper import local_hints_loop, sweeper_loop
 from tasks.registry import task_all
 from tasks.services import task_version_ensure
@@ -24,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="serve the console only")
 
     def handle(self, *args, **opts) -> None:
+        app = celery_app()  # before anything starts: a project without one is told how to make it
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         for definition in task_all():
@@ -47,8 +49,6 @@ class Command(BaseCommand):
         if opts["no_worker"]:
             server.join()
             return
-        from console.celery import app
-
         # The worker owns the main thread: it installs signal handlers, which only work there.
         app.Worker(pool="threads", concurrency=opts["concurrency"], loglevel="INFO", without_mingle=True,
                    without_gossip=True, without_heartbeat=True).start()
