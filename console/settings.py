@@ -213,6 +213,9 @@ if not DEBUG:
 
 # Broker and channel layer: Redis when REDIS_URL is set, else in-process memory.
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# This project's Celery app. Named here because console/__init__.py cannot import it, as a project's
+# package would: console is also an app other projects install, and they have apps of their own.
+STEPWISE_CELERY_APP = "console.celery:app"
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_TASK_IGNORE_RESULT = True
 # Messages are hints ("run this now"): the run lives in the database, a worker that dies

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 
-from celery import current_app as app
+from celery import Celery
 from django.conf import settings
+
+from runs.celery_app import celery_app
 
 logger = logging.getLogger(__name__)
 # kombu's Redis transport keeps one list per priority step (its default steps, or the
@@ -17,9 +19,8 @@ def broker_backlog() -> int | None:
     """Return how many messages wait in the default Celery queue, or None if it cannot tell."""
     if not settings.REDIS_URL:
         return None
-    # The CELERY_-prefixed key shadows task_default_queue once Django's settings are loaded (and
-    # the bench and chaos commands set it for their private queue).
-    queue = app.conf.get("CELERY_TASK_DEFAULT_QUEUE") or app.conf.task_default_queue
+    app = celery_app()
+    queue = _default_queue(app)
     steps = (app.conf.broker_transport_options or {}).get("priority_steps") or _DEFAULT_PRIORITY_STEPS
     keys = [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in steps]
     try:
@@ -40,9 +41,8 @@ def broker_lost_messages() -> bool:
     global _marker_seen
     if not settings.REDIS_URL:
         return False
-    from console.celery import app
-
-    marker = f"stepwise:broker-marker:{app.conf['CELERY_TASK_DEFAULT_QUEUE']}"
+    app = celery_app()
+    marker = f"stepwise:broker-marker:{_default_queue(app)}"
     try:
         with app.connection_for_write() as conn:
             missing = bool(conn.default_channel.client.set(marker, "1", nx=True))
@@ -53,3 +53,9 @@ def broker_lost_messages() -> bool:
 
 
 _marker_seen = False
+
+
+def _default_queue(app: Celery) -> str:
+    # The CELERY_-prefixed key shadows task_default_queue once Django's settings are loaded (and the bench
+    # and chaos commands set it for their private queue); a project may set neither.
+    return app.conf.get("CELERY_TASK_DEFAULT_QUEUE") or app.conf.task_default_queue

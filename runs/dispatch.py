@@ -5,13 +5,14 @@ import atexit
 import logging
 from typing import Any
 
-from celery import current_app
+from celery import Celery
 from django.db import transaction
 from django.db.models import Subquery
 from django.utils import timezone
 from kombu import Queue as BrokerQueue
 
 from runs.batches import BatchThread
+from runs.celery_app import CeleryAppMissing, celery_app
 from runs.models import Run
 from runs.statuses import RunStatus
 from tasks.models import Queue
@@ -57,7 +58,7 @@ EXECUTE_RUN = "stepwise.execute_run"  # the Celery task in runs.worker, named so
 
 def version_queue(content_hash: str) -> str:
     """Return the name of the Celery queue that only workers holding this version of task code consume."""
-    return f"{current_app.conf.task_default_queue}@{content_hash[:16]}"
+    return f"{celery_app().conf.task_default_queue}@{content_hash[:16]}"
 
 
 def dispatch_run(
@@ -70,18 +71,18 @@ def dispatch_run(
     ``hint_priority``. A hint with a ``version`` goes to that version's queue, straight onto its
     list: no worker without the version ever reads it.
     """
-    if not _hint_send(run_id, resume=resume, producer=producer, version=version, priority=priority):
+    if not _hint_send(celery_app(), run_id, resume=resume, producer=producer, version=version, priority=priority):
         logger.warning("broker unavailable; run %s will be re-dispatched by the sweeper", run_id)
         _hints_lost([run_id])
 
 
-def _hint_send(run_id: str, *, resume: bool, producer: Any = None, version: str | None = None,
+def _hint_send(app: Celery, run_id: str, *, resume: bool, producer: Any = None, version: str | None = None,
                priority: int = 0) -> bool:
-    """Publish one hint; tell whether the broker took it."""
+    """Publish one hint through the project's Celery ``app``; tell whether the broker took it."""
     route = {} if version is None else {"queue": BrokerQueue(version_queue(version))}
     try:
-        current_app.send_task(EXECUTE_RUN, args=[run_id], priority=hint_priority(priority, resume=resume),
-                              producer=producer, **route)
+        app.send_task(EXECUTE_RUN, args=[run_id], priority=hint_priority(priority, resume=resume),
+                      producer=producer, **route)
     except Exception:
         return False
     return True
@@ -98,11 +99,15 @@ def _hints_send(batch: list[tuple[str, bool, str | None, int]]) -> None:
 
     sent = 0
     try:
-        with current_app.producer_or_acquire() as producer:
+        app = celery_app()
+        with app.producer_or_acquire() as producer:
             for run_id, resume, version, priority in batch:
-                if not _hint_send(run_id, resume=resume, producer=producer, version=version, priority=priority):
+                if not _hint_send(app, run_id, resume=resume, producer=producer, version=version,
+                                  priority=priority):
                     break
                 sent += 1
+    except CeleryAppMissing as exc:  # said on every batch: the scheduler's re-sends find no app either
+        logger.error("%s", exc)
     except Exception:  # no connection to the broker at all
         pass
     try:

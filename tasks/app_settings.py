@@ -13,6 +13,9 @@ from django.core import checks
 DEFAULTS: dict[str, Any] = {
     # Modules whose @task functions register at start, beside each installed app's `stepwise_tasks` module.
     "STEPWISE_TASK_MODULES": [],
+    # The project's Celery app, as ``celery -A`` takes it ("proj.celery:app"); "": Celery's default app, the
+    # one the project's package imports (runs/celery_app.py).
+    "STEPWISE_CELERY_APP": "",
     "STEPWISE_DEPLOY_LABEL": "",
     "STEPWISE_ENVIRONMENT": "dev",
     "STEPWISE_LEASE_SECONDS": 30.0,

@@ -17,7 +17,9 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
+from django.core.asgi import get_asgi_application
 from django.db import close_old_connections, connection
+from django.urls import reverse
 from django.utils import timezone
 
 from runs.benchmarks.measure import FINAL_STATUSES
@@ -147,12 +149,12 @@ async def _latencies(run_id: str, after: int, user, dispatch: Callable[[str], No
 
 
 async def _sse_latencies(run_id: str, after: int, api_key: str, dispatch: Callable[[str], None] | None) -> list[float]:
-    from console.asgi import django_asgi_app
-
+    # The project's own HTTP application and URLs: the stream lives under whatever prefix they include the API at.
+    django_asgi_app = get_asgi_application()
     host = next((h for h in settings.ALLOWED_HOSTS if h not in ("*", "") and not h.startswith(".")), "localhost")
     scope = {
         "type": "http", "http_version": "1.1", "method": "GET", "scheme": "https", "root_path": "",
-        "path": f"/api/runs/{run_id}/events/stream", "query_string": f"after={after}".encode(),
+        "path": reverse("run-events-stream", args=[run_id]), "query_string": f"after={after}".encode(),
         "headers": [(b"host", host.encode()), (b"authorization", f"Bearer {api_key}".encode())],
         "client": ("127.0.0.1", 1), "server": (host, 443),
     }

@@ -15,6 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from runs.celery_app import celery_app
+
 # The bench tasks (no-op, steps, wait and observability tasks); they need nothing but the SDK.
 BENCH_TASK_MODULES = ("runs.benchmarks.tasks",)
 
@@ -22,7 +24,7 @@ BENCH_TASK_MODULES = ("runs.benchmarks.tasks",)
 def shared_services_missing(who: str) -> str | None:
     """Say why worker subprocesses cannot run here (no PostgreSQL or no Redis configured), or None."""
     problems = []
-    if not settings.USES_POSTGRES:
+    if not getattr(settings, "USES_POSTGRES", connection.vendor == "postgresql"):
         problems.append("DATABASE_URL must point at PostgreSQL")
     if not settings.REDIS_URL:
         problems.append("REDIS_URL must point at Redis")
@@ -68,8 +70,7 @@ def celery_conf_overridden(**keys: Any) -> Iterator[None]:
     broker connection pools are dropped on the way in and out, so a changed broker URL is used
     by the next message sent, and the old one again afterwards.
     """
-    from console.celery import app
-
+    app = celery_app()
     previous = {key: app.conf[key] for key in keys}
 
     def apply(values: dict[str, Any]) -> None:
@@ -113,10 +114,10 @@ class BenchProcesses:
             DATABASE_URL=database_url(),
             REDIS_URL=settings.REDIS_URL,
             STEPWISE_CELERY_QUEUE=self.queue,
-            STEPWISE_CHANNEL_PREFIX=settings.CHANNEL_PREFIX,
+            STEPWISE_CHANNEL_PREFIX=getattr(settings, "CHANNEL_PREFIX", "stepwise"),
             STEPWISE_TASK_MODULES=task_modules(self.modules),
             PYTHONPATH=str(settings.BASE_DIR),
-            DJANGO_SETTINGS_MODULE="console.settings",
+            DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE,  # this project's, whichever it is
             LOG_LEVEL=self.loglevel,
             STEPWISE_BENCH_WAKE_INTERVAL=str(self.wake_interval),
             STEPWISE_DURABILITY=self.durability,
@@ -145,13 +146,18 @@ class BenchProcesses:
         return proc
 
     def start_worker(self, *, pool: str, concurrency: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """Start one ``celery worker`` process consuming only the bench queue."""
+        """Start one ``celery worker`` process on the project's Celery app, consuming only the bench queue.
+
+        The worker imports the bench's task modules itself (``--include``): a project's settings may
+        not read STEPWISE_TASK_MODULES from the environment, as this repository's do.
+        """
         index = self._started
         self._started += 1
         hostname = f"{self.queue}-{index}@{socket.gethostname()}"
         self.hostnames.append(hostname)
         proc = self._spawn(
-            ["-m", "celery", "-A", "console", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
+            ["-m", "celery", "-A", "runs.celery_app:app", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
+             f"--include={','.join(self.modules)}",
              "--without-mingle", "--without-gossip", "--without-heartbeat", "-Q", self.queue,
              f"--loglevel={self.loglevel}", f"--hostname={hostname}"],
             f"worker-{index}",
@@ -188,8 +194,7 @@ class BenchProcesses:
 
     def wait_ready(self, *, timeout: float) -> float:
         """Ping the workers until every one answers; return the seconds it took."""
-        from console.celery import app
-
+        app = celery_app()
         started = time.monotonic()
         pending = set(self.hostnames)
         while pending:

@@ -119,6 +119,7 @@ def test_runs_list_shows_new_runs_and_their_status_changes_without_reloading(pag
     older = wait_finished(run_trigger(task_id="test-noop", payload={})[0].id)
     page.goto("/")
     expect(page.locator(f'tr[data-run-id="{older.id}"]')).to_be_visible()
+    expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")  # over its websocket
     page.evaluate("window.stillTheSamePage = true")
 
     run = run_trigger(task_id="test-sleepy-steps", payload={"steps": 2, "sleep": 0.3}, )[0]

@@ -3,7 +3,8 @@
 examples/shop_site is copied out of the repository, so that only what pip installed is importable;
 it gets a fresh virtualenv and database, migrates, runs a worker on its own Celery app, triggers a
 Stepwise task and a Django task that read and write its ``Order``, and serves the console under
-the prefix it chose (``/stepwise/``).
+the prefix it chose (``/stepwise/``), its live pages' websockets too. Then ``manage.py up`` serves
+the same project, its console and a worker on its Celery app in one process.
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from websockets.sync.client import connect as websocket_connect
 
+from tests.console.conftest import BROWSER_ARGS
 from tests.processes import _die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,12 +90,16 @@ class Shop:
         return proc
 
     def stop(self) -> None:
-        for proc in self.procs:
+        while self.procs:
+            proc = self.procs.pop()
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture
@@ -111,7 +118,7 @@ def shop(tmp_path):
 
 def _console_signed_in(base: str) -> httpx.Client:
     client = httpx.Client(base_url=base, timeout=10)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         try:
             page = client.get("/stepwise/")
@@ -127,6 +134,41 @@ def _console_signed_in(base: str) -> httpx.Client:
     })
     assert signed_in.status_code == 302, signed_in.text[:500]
     return client
+
+
+def _run_id(output: str) -> str:
+    return re.search(r"run_[0-9a-z]+", output).group(0)
+
+
+def _runs_list_follows_a_new_run_live(shop: Shop, base: str, order: int) -> None:
+    """Sign in to the console in a browser; its runs list must show a new run over its websocket, never polling."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                             args=BROWSER_ARGS)
+        try:
+            tab = browser.new_page(base_url=base)
+            tab.goto("/stepwise/login/")
+            tab.fill("input[name=username]", "admin")
+            tab.fill("input[name=password]", "shop-admin-password")
+            tab.click("button[type=submit]")
+            tab.wait_for_url(f"{base}/stepwise/")
+            indicator = tab.locator("#live-indicator")
+            expect(indicator).to_have_attribute("data-state", "live", timeout=20_000)  # the socket opened
+            run_id = _run_id(shop.manage("trigger", "shop-fulfil-order", json.dumps({"order_id": order})))
+            row = tab.locator(f'tr[data-run-id="{run_id}"]')
+            expect(row.locator(".badge")).to_have_attribute("data-status", "COMPLETED", timeout=30_000)
+            expect(indicator).to_have_attribute("data-state", "live")  # it never fell back to polling
+        finally:
+            browser.close()
+
+
+def _first_event(url: str, session: str, origin: str) -> dict:
+    """Open a run's websocket as the signed-in console would and return the first event it sends."""
+    with websocket_connect(url, origin=origin, additional_headers={"Cookie": f"sessionid={session}"},
+                           open_timeout=10) as socket:
+        return json.loads(socket.recv(timeout=10))
 
 
 @pytest.mark.timeout(900)
@@ -145,7 +187,7 @@ def test_a_project_of_its_own_installs_stepwise_with_pip_and_runs_tasks_on_its_m
     # A Stepwise task of the shop's app (shop/stepwise_tasks.py, found without any setting).
     followed = shop.manage("trigger", "shop-fulfil-order", json.dumps({"order_id": order}), "--follow", timeout=120)
     assert "COMPLETED" in followed and "parcel-express" in followed
-    run_id = re.search(r"run_[0-9a-z]+", followed).group(0)
+    run_id = _run_id(followed)
 
     # A Django task of the shop's app (shop/tasks.py), enqueued through Django's Tasks framework.
     enqueued = json.loads(shop.manage("shell", "--no-imports", "-c", DJANGO_TASK_SCRIPT.format(order=order)))
@@ -161,8 +203,23 @@ def test_a_project_of_its_own_installs_stepwise_with_pip_and_runs_tasks_on_its_m
     assert "The shop's own layout" not in runs_page.text  # the shop's own base.html does not replace the console's
     run_page = console.get(f"/stepwise/runs/{run_id}/")
     assert run_page.status_code == 200 and "parcel-express" in run_page.text
+    assert f'data-ws-path="/stepwise/ws/runs/{run_id}/"' in run_page.text  # below the console, as the shop routes it
     stylesheet = re.search(r'href="(/static/[^"]+\.css)"', run_page.text).group(1)
     assert console.get(stylesheet).status_code == 200  # the console's own static files, from the package
     api = console.get(f"/stepwise/api/runs/{run_id}")
     assert api.status_code == 200 and api.json()["status"] == "COMPLETED"
+    console.close()
+    _runs_list_follows_a_new_run_live(shop, f"http://127.0.0.1:{port}", order)
+
+    # manage.py up: the shop's own ASGI application and a worker on the shop's Celery app, in one process.
+    shop.stop()
+    port = free_port()
+    shop.start(shop.bin("python"), "manage.py", "up", "--host", "127.0.0.1", f"--port={port}", "--concurrency=2",
+               name="up")
+    console = _console_signed_in(f"http://127.0.0.1:{port}")
+    followed = shop.manage("trigger", "shop-fulfil-order", json.dumps({"order_id": order}), "--follow", timeout=120)
+    assert "COMPLETED" in followed
+    first = _first_event(f"ws://127.0.0.1:{port}/stepwise/ws/runs/{_run_id(followed)}/?after=0",
+                         console.cookies["sessionid"], origin=f"http://127.0.0.1:{port}")
+    assert (first["seq"], first["type"]) == (1, "run.created")
     console.close()

@@ -6,12 +6,16 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.auth import AuthMiddlewareStack
+from channels.routing import URLRouter
 from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client
 
 from console.asgi import application
+from console.websocket_origins import SameOriginValidator
 from runs.models import Run, RunEvent
+from runs.routing import websocket_urlpatterns_under
 from runs.statuses import FINAL_STATUSES
 from runs.triggers import TriggerOptions, run_trigger
 from tests.engine_tasks import CANARY
@@ -20,6 +24,8 @@ from tests.waiting import wait_finished, wait_for
 from tests.websockets import WebsocketClient
 
 FINAL = {str(s) for s in FINAL_STATUSES}
+# A project that includes the console under "stepwise/" (examples/shop_site): its asgi.py, with the same guards.
+application_under_prefix = SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns_under("stepwise/"))))
 
 
 @pytest.fixture(autouse=True)
@@ -40,11 +46,11 @@ def staff_cookie(transactional_db) -> bytes:
     return _session_cookie(User.objects.create_user("ops", password="x", is_superuser=True))
 
 
-def communicator(path: str, cookie: bytes | None = None) -> WebsocketClient:
+def communicator(path: str, cookie: bytes | None = None, app=application) -> WebsocketClient:
     headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
     if cookie:
         headers.append((b"cookie", cookie))
-    return WebsocketClient(application, path, headers=headers)
+    return WebsocketClient(app, path, headers=headers)
 
 
 def trigger(task_id: str, payload=None) -> str:
@@ -276,3 +282,33 @@ async def test_live_event_after_lost_messages_brings_the_missing_ones_from_the_d
         received.append(await comm.receive_json_from())
     await comm.disconnect()
     assert [(e["seq"], e["data"].get("lost")) for e in received] == [(1, None), (2, 1), (3, 2), (4, 0)]
+
+
+async def test_under_the_console_s_prefix_a_run_s_socket_and_the_runs_list_stream_live_events(live, staff_cookie):
+    runs_list = communicator("/stepwise/ws/runs/", staff_cookie, app=application_under_prefix)
+    assert (await runs_list.connect())[0]
+    run_id = await sync_to_async(trigger)("test-sleepy-steps", {"steps": 3, "sleep": 0.1})
+    listed = await runs_list.receive_json_from(timeout=10)
+    while listed["run_id"] != run_id:  # a run of an earlier test may still be finishing
+        listed = await runs_list.receive_json_from(timeout=10)
+    assert listed["type"] == "run.created"
+    await runs_list.disconnect()
+
+    comm = communicator(f"/stepwise/ws/runs/{run_id}/?after=0", staff_cookie, app=application_under_prefix)
+    assert (await comm.connect())[0]
+    received: list[dict] = []
+    await receive_until_finished(comm, received)
+    await comm.disconnect()
+    assert received == await sync_to_async(stored_messages)(run_id)
+    assert [e["data"]["to"] for e in received if e["type"] == "run.status"] == ["EXECUTING", "COMPLETED"]
+
+
+async def test_under_the_console_s_prefix_sockets_keep_their_guards_and_the_root_path_is_not_served(staff_cookie):
+    run_id = await sync_to_async(trigger)("test-noop")
+    anonymous = communicator(f"/stepwise/ws/runs/{run_id}/", app=application_under_prefix)
+    assert await close_code(anonymous) == 4401
+    elsewhere = WebsocketClient(application_under_prefix, "/stepwise/ws/runs/", headers=[
+        (b"origin", b"http://evil.example"), (b"host", b"localhost"), (b"cookie", staff_cookie)])
+    assert (await elsewhere.connect())[0] is False
+    with pytest.raises(ValueError, match="No route found"):
+        await communicator("/ws/runs/", staff_cookie, app=application_under_prefix).connect()

@@ -8,7 +8,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.urls import reverse
 
+from runs.celery_app import celery_app
 from runs.sweeper import local_hints_loop, sweeper_loop
 from tasks.registry import task_all
 from tasks.services import task_version_ensure
@@ -24,8 +26,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="serve the console only")
 
     def handle(self, *args, **opts) -> None:
+        app = celery_app()  # before anything starts: a project without one is told how to make it
         call_command("migrate", interactive=False, verbosity=0)
-        call_command("collectstatic", interactive=False, verbosity=0)
+        if getattr(settings, "STATIC_ROOT", None):  # a project without one serves its static files its own way
+            call_command("collectstatic", interactive=False, verbosity=0)
         for definition in task_all():
             task_version_ensure(definition)
         self._ensure_admin()
@@ -40,15 +44,12 @@ class Command(BaseCommand):
             threading.Thread(target=local_hints_loop, kwargs={"stop": stop}, name="local-hints", daemon=True).start()
         server = threading.Thread(target=self._serve, args=(opts["host"], opts["port"]), name="console", daemon=True)
         server.start()
-        self.stdout.write(
-            self.style.SUCCESS(f"Stepwise console on http://{opts['host']}:{opts['port']}/  (tasks: "
-                               + ", ".join(d.id for d in task_all()) + ")")
-        )
+        url = f"http://{opts['host']}:{opts['port']}{reverse('console:runs')}"
+        tasks = ", ".join(d.id for d in task_all())
+        self.stdout.write(self.style.SUCCESS(f"Stepwise console on {url}  (tasks: {tasks})"))
         if opts["no_worker"]:
             server.join()
             return
-        from console.celery import app
-
         # The worker owns the main thread: it installs signal handlers, which only work there.
         app.Worker(pool="threads", concurrency=opts["concurrency"], loglevel="INFO", without_mingle=True,
                    without_gossip=True, without_heartbeat=True).start()
@@ -57,7 +58,9 @@ class Command(BaseCommand):
     def _serve(self, host: str, port: int) -> None:
         import uvicorn
 
-        uvicorn.Server(uvicorn.Config("console.asgi:application", host=host, port=port, log_level="warning")).run()
+        # The project's own ASGI application (Channels reads the same setting): its URLs and websocket routes.
+        module, _, name = settings.ASGI_APPLICATION.rpartition(".")
+        uvicorn.Server(uvicorn.Config(f"{module}:{name}", host=host, port=port, log_level="warning")).run()
 
     def _ensure_admin(self) -> None:
         if not settings.DEBUG:

@@ -1,0 +1,32 @@
+"""The benchmark's worker processes: started on the project's Celery app and settings module, whatever they are."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from runs.benchmarks.processes import BenchProcesses, celery_conf_overridden
+from runs.benchmarks.tasks import NOOP_TASK_ID
+from runs.celery_app import celery_app
+from runs.statuses import RunStatus
+from runs.triggers import run_trigger
+from tests.processes import LOG_DIR
+from tests.waiting import wait_finished
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_bench_worker_runs_on_the_project_s_celery_app_and_takes_the_bench_s_queue_only():
+    queue = f"bench-processes-{uuid.uuid4().hex[:10]}"
+    procs = BenchProcesses(queue=queue, log_dir=LOG_DIR / queue)
+    try:
+        with celery_conf_overridden(CELERY_TASK_DEFAULT_QUEUE=queue):
+            assert celery_app().conf.task_default_queue == queue
+            procs.start_worker(pool="threads", concurrency=1)
+            procs.wait_ready(timeout=60)  # it answers a ping sent through this process's app
+            run, _ = run_trigger(task_id=NOOP_TASK_ID, payload={})
+            assert wait_finished(run.id, timeout=60).status == RunStatus.COMPLETED
+    finally:
+        procs.stop()
+    assert celery_app().conf.task_default_queue != queue  # put back afterwards
+    assert procs.log_count("Traceback") == 0

@@ -1,0 +1,98 @@
+"""The engine finds the project's own Celery app: hints, the broker backlog and its marker go through it."""
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import redis
+from celery import Celery
+from celery.contrib.testing.app import setup_default_app
+from django.conf import settings as django_settings
+from django.core.management import call_command
+
+import console.celery
+from runs.broker import broker_backlog, broker_lost_messages
+from runs.celery_app import CeleryAppMissing, celery_app
+from runs.dispatch import _hints
+from runs.triggers import run_trigger
+
+SEPARATOR = "\x06\x16"  # kombu's Redis transport: "<queue>\x06\x16<priority step>"
+
+
+@contextmanager
+def default_celery_app(app: Celery) -> Iterator[Celery]:
+    """Make ``app`` Celery's default app in every thread, as a project's package importing it does; undo it after."""
+    with setup_default_app(app):
+        app.set_default()
+        app.set_current()
+        yield app
+
+
+@pytest.fixture
+def shop_app(settings) -> Iterator[Celery]:
+    """A project's own Celery app on the test Redis, with a queue of its own, named by no setting."""
+    settings.STEPWISE_CELERY_APP = ""
+    app = Celery("shopsite", set_as_current=False)
+    app.conf.update(broker_url=settings.REDIS_URL, task_default_queue=f"shop-{uuid.uuid4().hex[:10]}",
+                    broker_connection_retry_on_startup=True)
+    with default_celery_app(app):
+        yield app
+    _queue_delete(app.conf.task_default_queue)
+
+
+def _queue_keys(queue: str) -> list[str]:
+    return [queue if step == 0 else f"{queue}{SEPARATOR}{step}" for step in range(10)]
+
+
+def _queue_messages(queue: str) -> list[dict]:
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    return [json.loads(raw) for key in _queue_keys(queue) for raw in client.lrange(key, 0, -1)]
+
+
+def _queue_delete(queue: str) -> None:
+    redis.Redis.from_url(django_settings.REDIS_URL).delete(*_queue_keys(queue), f"stepwise:broker-marker:{queue}")
+
+
+def test_a_run_s_hint_goes_through_the_project_s_own_celery_app(transactional_db, shop_app):
+    assert celery_app() is shop_app
+    queue = shop_app.conf.task_default_queue
+
+    run, _ = run_trigger(task_id="test-noop", payload={})
+    assert _hints.flush(5)  # sent from the hint thread, where only Celery's default app is known
+
+    (hint,) = _queue_messages(queue)
+    assert hint["headers"]["task"] == "stepwise.execute_run"
+    assert json.loads(base64.b64decode(hint["body"]))[0] == [run.id]
+    assert broker_backlog() == 1
+
+
+def test_the_broker_marker_lives_beside_the_project_app_s_queue_and_tells_when_it_was_flushed(shop_app):
+    marker = f"stepwise:broker-marker:{shop_app.conf.task_default_queue}"
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    broker_lost_messages()  # the first look sets it
+    assert client.exists(marker)
+    assert broker_lost_messages() is False
+
+    client.delete(marker)  # as a broker restarted empty or flushed
+    assert broker_lost_messages() is True
+
+
+def test_stepwise_celery_app_names_the_app_as_celery_dash_a_does(settings):
+    for name in ("console", "console.celery", "console.celery:app"):
+        settings.STEPWISE_CELERY_APP = name
+        assert celery_app() is console.celery.app
+
+
+def test_without_a_celery_app_the_engine_says_how_to_make_one(settings):
+    settings.STEPWISE_CELERY_APP = ""
+    # What Celery makes up when asked for an app before the project made one.
+    made_up = Celery("default", fixups=[], set_as_current=False)
+    with default_celery_app(made_up):
+        with pytest.raises(CeleryAppMissing, match=r"import it in proj/__init__\.py"):
+            celery_app()
+        with pytest.raises(CeleryAppMissing, match="STEPWISE_CELERY_APP"):
+            call_command("up", "--port", "0")  # before it migrates or serves anything
