@@ -104,8 +104,6 @@ INSTALLED_APPS = [
     "channels",
     # Serves /api/docs from its own static files, never from a CDN.
     "ninja",
-    # Django's Tasks framework (built into Django 6.0+; its backport on Django 5.2).
-    "django_tasks",
     "tasks",
     "runs",
     "console",

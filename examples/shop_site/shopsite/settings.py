@@ -19,7 +19,6 @@ INSTALLED_APPS = [
     # Stepwise and what it is built on:
     "channels",
     "ninja",
-    "django_tasks",  # Django's Tasks framework (built into Django 6.0+, where this line goes)
     "tasks",
     "runs",
     "console",
