@@ -165,8 +165,6 @@ if USES_POSTGRES:
     _program = " ".join(os.path.basename(arg) for arg in sys.argv[:3])[:40]
     DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = f"stepwise {os.getpid()} {_program}"
 
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
