@@ -1,6 +1,6 @@
 # Stepwise: one image for every process (web, worker, scheduler); the command picks the role.
 # Everything is installed and collected at build time: nothing is downloaded when a container starts.
-FROM python:3.11-slim
+FROM python:3.13-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -104,8 +104,6 @@ INSTALLED_APPS = [
     "channels",
     # Serves /api/docs from its own static files, never from a CDN.
     "ninja",
-    # Django's Tasks framework (built into Django 6.0+; its backport on Django 5.2).
-    "django_tasks",
     "tasks",
     "runs",
     "console",
@@ -166,8 +164,6 @@ if USES_POSTGRES:
     # Name connections after their process, so pg_stat_activity shows who holds what.
     _program = " ".join(os.path.basename(arg) for arg in sys.argv[:3])[:40]
     DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = f"stepwise {os.getpid()} {_program}"
-
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -377,12 +373,24 @@ STEPWISE_ALERT_PRIVATE_WEBHOOKS = env_bool("STEPWISE_ALERT_PRIVATE_WEBHOOKS", Fa
 # The console's public address, for links in alert e-mails (e.g. https://stepwise.example.com).
 STEPWISE_CONSOLE_URL = os.environ.get("STEPWISE_CONSOLE_URL", "")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "stepwise@localhost")
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
-EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+# Alert e-mails go through Django's default mailer, built from the EMAIL_* variables. Django's SMTP
+# backend gets the server's options; another EMAIL_BACKEND (console, file) is given none.
+_smtp_backend = "django.core.mail.backends.smtp.EmailBackend"
+_email_backend = os.environ.get("EMAIL_BACKEND", _smtp_backend)
+MAILERS = {
+    "default": {
+        "BACKEND": _email_backend,
+        "OPTIONS": {
+            "host": os.environ.get("EMAIL_HOST", "localhost"),
+            "port": int(os.environ.get("EMAIL_PORT", "25")),
+            "username": os.environ.get("EMAIL_HOST_USER", ""),
+            "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            # A server that accepts the connection and then says nothing must not hold the scheduler.
+            "timeout": float(os.environ.get("EMAIL_TIMEOUT", "10")),
+        } if _email_backend == _smtp_backend else {},
+    }
+}
 # PII redaction (README: PII redaction): a dotted path to a function redact(value) -> value applied,
 # before each task's own redact=, to what is stored of runs' logs, spans, events and errors and to
 # what is shown of their payloads, outputs, metadata and step results.

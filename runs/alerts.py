@@ -26,7 +26,8 @@ from urllib.parse import urlparse
 
 import httpx
 from django.conf import settings
-from django.core.mail import get_connection, send_mail
+from django.core.mail import EmailMessage, mailers
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import Count, F, Min
 from django.db.models.functions import Coalesce
@@ -238,6 +239,15 @@ def _email_text(body: dict[str, Any]) -> tuple[str, str]:
     return f"[Stepwise {body['environment']}] {body['summary']}"[:200], "\n".join(lines)
 
 
+def _mailer() -> BaseEmailBackend:
+    """Return a fresh connection of Django's default mailer, with a timeout if it is SMTP set up without one."""
+    mailer = mailers.default
+    # A project's own MAILERS may leave it out: a server that says nothing must not hold the scheduler.
+    if getattr(mailer, "timeout", SEND_TIMEOUT) is None:
+        mailer.timeout = SEND_TIMEOUT
+    return mailer
+
+
 def _send(delivery: AlertDelivery) -> None:
     """Deliver one notification now; raise with the reason when the receiver refuses or is away."""
     rule = delivery.rule
@@ -245,8 +255,7 @@ def _send(delivery: AlertDelivery) -> None:
         if not rule.emails:
             raise RuntimeError("the rule has no e-mail address any more")
         subject, text = _email_text(delivery.body)
-        send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, rule.emails, fail_silently=False,
-                  connection=get_connection(timeout=SEND_TIMEOUT))
+        _mailer().send_messages([EmailMessage(subject, text, settings.DEFAULT_FROM_EMAIL, rule.emails)])
         return
     secret = alert_webhook_secret(rule)
     if not rule.webhook_url or secret is None:

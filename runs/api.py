@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.http import HttpRequest
-from ninja import Field, ModelSchema, Query, Router, Schema
+from ninja import Field, ModelSchema, Query, Router, Schema, Status
 
 from console.api_auth import OPERATE, READ, TRIGGER, api_audit
 from runs.bulk import ACTIONS, bulk_action_count, bulk_action_get, bulk_action_start
@@ -264,7 +264,7 @@ def trigger(request: HttpRequest, task_id: str, body: TriggerIn):
     run, created = run_trigger(
         task_id=task_id, payload=body.payload, options=body.options(request.auth.environment)
     )
-    return (201 if created else 200), _triggered(run, created)
+    return Status(201 if created else 200, _triggered(run, created))
 
 
 @router.post("/tasks/{task_id}/batch", response={201: BatchTriggeredOut}, auth=TRIGGER)
@@ -278,7 +278,7 @@ def batch_trigger(request: HttpRequest, task_id: str, body: BatchTriggerIn):
     ]
     results = run_batch_trigger(task_id=task_id, items=items)
     batch_id = next((t.removeprefix("batch:") for t in results[0][0].tags if t.startswith("batch:")), None)
-    return 201, BatchTriggeredOut(batch_id=batch_id, runs=[_triggered(r, c) for r, c in results])
+    return Status(201, BatchTriggeredOut(batch_id=batch_id, runs=[_triggered(r, c) for r, c in results]))
 
 
 @router.post("/tasks/{task_id}/idempotency-keys/reset", response=IdempotencyKeyResetOut, auth=OPERATE)
@@ -343,7 +343,7 @@ def replay_run(request: HttpRequest, run_id: str, body: ReplayIn | None = None):
     edited = body is not None and "payload" in body.model_fields_set
     run = run_replay(run_id=run_id, payload=body.payload if edited else ...)
     api_audit(request, "run.replay", target=run_id, data={"new_run_id": run.id, "payload_edited": edited})
-    return 201, _triggered(run, True)
+    return Status(201, _triggered(run, True))
 
 
 class PublicTokenIn(Schema):
@@ -371,8 +371,8 @@ def create_public_token(request: HttpRequest, body: PublicTokenIn):
                                       expires_in=body.expires_in, api_key_id=request.auth.api_key_id)
     api_audit(request, "public_token.create", target=",".join([*token.runs, *token.tags])[:200],
               data={**token.scopes(), "expires_at": token.expires_at.isoformat()})
-    return 201, PublicTokenOut(token=text, environment=token.environment, scopes=token.scopes(),
-                               expires_at=token.expires_at)
+    return Status(201, PublicTokenOut(token=text, environment=token.environment, scopes=token.scopes(),
+                                      expires_at=token.expires_at))
 
 
 @router.post("/bulk-actions/count", response=BulkCountOut, auth=OPERATE)
@@ -387,7 +387,7 @@ def start_bulk(request: HttpRequest, body: BulkIn):
     """Cancel or replay every matching run (not only a page): done in batches by the scheduler; poll its progress."""
     bulk = bulk_action_start(environment=request.auth.environment, action=body.action,
                              filters=body.filters.filters(request.auth.environment), actor=request.auth.audit_actor)
-    return 202, bulk
+    return Status(202, bulk)
 
 
 @router.get("/bulk-actions/{bulk_id}", response=BulkActionOut, auth=READ)

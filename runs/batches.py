@@ -6,12 +6,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
 
 
-class BatchThread(Generic[T]):
+class BatchThread[T]:
     """Callers ``submit`` and never wait; one daemon thread sends what queued up meanwhile.
 
     The thread starts on first use in a process (and anew in a forked child). In it, ``start``

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
@@ -85,16 +85,13 @@ def queue_room_at(run: Run) -> datetime | None:
     return now
 
 
-StoreClass = TypeVar("StoreClass", bound=type)
-
-
 class SpanSource(Protocol):
     """Hands over a run's ended spans; a step's record may be told to wait for a fuller batch."""
 
     def __call__(self, run_id: str, *, everything: bool = True) -> list[dict[str, Any]]: ...
 
 
-def _database_errors_interrupt(cls: StoreClass) -> StoreClass:
+def _database_errors_interrupt[StoreClass: type](cls: StoreClass) -> StoreClass:
     """Turn a lost database connection inside any store method into StoreUnavailable.
 
     A restart or outage of the database must never count as the task's own failure (which

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Field, ModelSchema, Query, Router, Schema
+from ninja import Field, ModelSchema, Query, Router, Schema, Status
 
 from console.api_auth import OPERATE, READ, TRIGGER, api_audit
 from runs.engine.waits import EVENT_NAME_MAX_LENGTH, EVENT_NAME_PATTERN
@@ -100,7 +100,7 @@ def _audited(request: HttpRequest, verb: str, waitpoint: Waitpoint) -> Waitpoint
 def send_event(request: HttpRequest, body: EventIn):
     """Send an event; every pending wait of this environment it matches resumes."""
     event, resumed = event_send(name=body.name, payload=body.payload, environment=request.auth.environment)
-    return 201, EventSentOut(id=event.id, name=event.name, created_at=event.created_at, resumed_runs=resumed)
+    return Status(201, EventSentOut(id=event.id, name=event.name, created_at=event.created_at, resumed_runs=resumed))
 
 
 @router.get("/waitpoints", response=WaitpointPageOut, auth=READ)

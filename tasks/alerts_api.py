@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
-from ninja import Field, ModelSchema, Router, Schema
+from ninja import Field, ModelSchema, Router, Schema, Status
 
 from console.api_auth import ADMIN, api_audit
 from runs.alerts import alert_test_send
@@ -116,7 +116,7 @@ def create_alert_rule(request: HttpRequest, body: AlertRuleIn):
     saved = alert_rule_create(environment=request.auth.environment, **body.model_dump())
     api_audit(request, "alert.create", target=saved.rule.id,
               data={"name": saved.rule.name, "conditions": saved.rule.conditions})
-    return 201, _saved(saved)
+    return Status(201, _saved(saved))
 
 
 @router.get("/alerts/deliveries", response=list[AlertDeliveryOut], auth=ADMIN)
@@ -145,7 +145,7 @@ def delete_alert_rule(request: HttpRequest, rule_id: int):
     """Delete a rule, its incidents and its undelivered notifications."""
     alert_rule_delete(environment=request.auth.environment, rule_id=rule_id)
     api_audit(request, "alert.delete", target=rule_id)
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("/alerts/{rule_id}/test", response=AlertTestOut, auth=ADMIN)

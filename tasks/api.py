@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Field, ModelSchema, Query, Router, Schema
+from ninja import Field, ModelSchema, Query, Router, Schema, Status
 
 from console.api_auth import READ, api_audit
 from runs.api import TriggeredOut
@@ -179,7 +179,7 @@ def create_schedule(request: HttpRequest, body: ScheduleIn):
     schedule, created = schedule_upsert(environment=request.auth.environment, **body.model_dump())
     api_audit(request, "schedule.create" if created else "schedule.update", target=schedule.id,
               data={"dedup_key": schedule.dedup_key, "task_id": schedule.task_id, "cron": schedule.cron})
-    return (201 if created else 200), schedule
+    return Status(201 if created else 200, schedule)
 
 
 @router.get("/schedules/{schedule_id}", response=ScheduleOut, tags=["schedules"], auth=READ)
@@ -202,7 +202,7 @@ def delete_schedule(request: HttpRequest, schedule_id: int):
     """Delete a schedule."""
     schedule_delete(environment=request.auth.environment, schedule_id=schedule_id)
     api_audit(request, "schedule.delete", target=schedule_id)
-    return 204, None
+    return Status(204, None)
 
 
 class SecretIn(Schema):
@@ -238,7 +238,7 @@ def delete_secret(request: HttpRequest, name: str):
     """Delete a secret."""
     secret_delete(environment=request.auth.environment, name=name)
     api_audit(request, "secret.delete", target=name)
-    return 204, None
+    return Status(204, None)
 
 
 class ApiKeyIn(Schema):
@@ -282,7 +282,7 @@ def create_api_key(request: HttpRequest, body: ApiKeyIn):
     api_audit(request, "api_key.create", target=f"{created.key.id} {created.key.prefix}…",
               data={"name": created.key.name, "scopes": created.key.scopes})
     created.key.secret = created.secret  # shown in this answer, never stored
-    return 201, created.key
+    return Status(201, created.key)
 
 
 @router.post("/api-keys/{key_id}/revoke", response=ApiKeyOut, tags=["api-keys"])
@@ -325,7 +325,7 @@ def create_webhook_secret(request: HttpRequest, body: WebhookSecretIn):
     created = webhook_secret_create(environment=request.auth.environment, name=body.name)
     api_audit(request, "webhook_secret.create", target=created.row.id, data={"name": created.row.name})
     created.row.secret = created.secret  # shown in this answer, never stored
-    return 201, created.row
+    return Status(201, created.row)
 
 
 @router.post("/webhook-secrets/{secret_id}/revoke", response={204: None}, tags=["webhooks"])
@@ -333,7 +333,7 @@ def revoke_webhook_secret(request: HttpRequest, secret_id: int):
     """Stop accepting signatures made with a secret."""
     webhook_secret_revoke(environment=request.auth.environment, secret_id=secret_id)
     api_audit(request, "webhook_secret.revoke", target=secret_id)
-    return 204, None
+    return Status(204, None)
 
 
 class MemberIn(Schema):
@@ -366,7 +366,7 @@ def remove_member(request: HttpRequest, username: str):
     had = role_revoke(username=username, environment=request.auth.environment)
     if had is not None:
         api_audit(request, "role.revoke", target=had.username, data={"role": had.role.value})
-    return 204, None
+    return Status(204, None)
 
 
 class AuditEntryOut(ModelSchema):
@@ -406,4 +406,4 @@ def webhook(request: HttpRequest, task_id: str):
         signature=request.headers.get("Stepwise-Signature"),
         delivery_id=request.headers.get("Stepwise-Delivery"),
     )
-    return 201, TriggeredOut(id=run.id, task_id=run.task_id, status=run.status, created=True)
+    return Status(201, TriggeredOut(id=run.id, task_id=run.task_id, status=run.status, created=True))

@@ -14,6 +14,12 @@ import inspect
 from typing import Any
 
 from django.apps import apps
+from django.tasks import DEFAULT_TASK_QUEUE_NAME, TaskContext, TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import Task, TaskError
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from runs.engine.context import current_context
@@ -25,20 +31,6 @@ from tasks.models import Queue
 from tasks.registry import task_get, task_register, task_resolver_add
 from tasks.sdk import TaskDefinition
 from tasks.services import environments_ensure
-
-try:  # Django 6.0+ ships the framework; on Django 5.2 (Python 3.11) its backport has the same API.
-    from django.tasks import DEFAULT_TASK_QUEUE_NAME, TaskContext, TaskResult, TaskResultStatus
-    from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import Task, TaskError
-    from django.tasks.exceptions import InvalidTask as InvalidTaskError
-    from django.tasks.exceptions import TaskResultDoesNotExist
-    from django.utils.json import normalize_json
-except ImportError:
-    from django_tasks import DEFAULT_TASK_QUEUE_NAME, TaskContext, TaskResult, TaskResultStatus
-    from django_tasks.backends.base import BaseTaskBackend
-    from django_tasks.base import Task, TaskError
-    from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist
-    from django_tasks.utils import normalize_json
 
 # What each run status is called in Django's terms.
 STATUS_FOR_DJANGO = {
@@ -56,6 +48,19 @@ STATUS_FOR_DJANGO = {
 }
 
 
+# The exception class Django shows for an error Stepwise recorded itself (no exception was raised).
+ENDED_BY_STEPWISE = {
+    "TimedOut": "builtins.TimeoutError",  # max_duration passed
+    "Canceled": "runs.engine.errors.RunInterrupted",
+    "Expired": "runs.engine.errors.RunInterrupted",  # the TTL passed before it started
+    "WorkerLost": "runs.engine.errors.RunInterrupted",  # its worker's lease expired
+    "Crashed": "runs.engine.errors.RunInterrupted",  # its workers kept dying
+}
+
+# What a backend's OPTIONS may hold.
+OPTIONS = ("retry", "environment")
+
+
 class StepwiseBackend(BaseTaskBackend):
     """Run Django tasks as durable Stepwise runs, stored in the database and executed by Stepwise's workers.
 
@@ -70,10 +75,7 @@ class StepwiseBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict) -> None:
         super().__init__(alias, params)
-        try:
-            self.retry = RetryPolicy(**{"max_attempts": 1, **self.options.get("retry", {})})
-        except (TypeError, ValueError) as exc:
-            raise InvalidTaskError(f"TASKS[{alias!r}]['OPTIONS']['retry']: {exc}") from None
+        self.retry = _options_check(alias, self.options)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Start a run of ``task`` with these arguments and return its result, READY."""
@@ -96,8 +98,10 @@ class StepwiseBackend(BaseTaskBackend):
                 environment=environment,
             )
         except StepwiseError as exc:
-            raise InvalidTaskError(str(exc)) from exc
-        return self.get_result(handle.id)
+            raise InvalidTask(str(exc)) from exc
+        result = self.get_result(handle.id)
+        task_enqueued.send(type(self), task_result=result)
+        return result
 
     def _environment(self) -> str | None:
         if current_context.get() is not None:
@@ -116,6 +120,28 @@ class StepwiseBackend(BaseTaskBackend):
         return result_from_run(run, task.using(
             priority=run.priority, queue_name=queue_name, run_after=run.delay_until, backend=self.alias,
         ))
+
+
+def _options_check(alias: str, options: Any) -> RetryPolicy:
+    """Return the retry policy of a backend's OPTIONS, or raise InvalidTaskBackend naming what is wrong."""
+    where = f"TASKS[{alias!r}]['OPTIONS']"
+    if not isinstance(options, dict):
+        raise InvalidTaskBackend(f"{where} must be a dict, not {type(options).__name__}")
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise InvalidTaskBackend(f"{where}: unknown option {', '.join(map(repr, unknown))}; "
+                                 f"StepwiseBackend takes {' and '.join(map(repr, OPTIONS))}")
+    environment = options.get("environment")
+    if environment is not None and (not isinstance(environment, str) or not environment):
+        raise InvalidTaskBackend(f"{where}['environment'] must be an environment's name, not {environment!r}")
+    retry = options.get("retry", {})
+    if not isinstance(retry, dict):
+        raise InvalidTaskBackend(f"{where}['retry'] must be a dict such as {{'max_attempts': 3}}, "
+                                 f"not {type(retry).__name__}")
+    try:
+        return RetryPolicy(**{"max_attempts": 1, **retry})
+    except (TypeError, ValueError) as exc:
+        raise InvalidTaskBackend(f"{where}['retry']: {exc}") from None
 
 
 def _queue_declare(environment: str, name: str) -> None:
@@ -151,8 +177,9 @@ def result_from_run(run: Run, task: Task) -> TaskResult:
 
 def _task_error(error: dict[str, Any]) -> TaskError:
     kind = str(error.get("type") or "Exception")
-    # Stored errors name built-in exceptions without their module; Django imports the path.
-    path = kind if "." in kind else f"builtins.{kind}"
+    # Stored errors name built-in exceptions without their module, and the ends Stepwise records itself
+    # by a word; Django imports the path.
+    path = kind if "." in kind else ENDED_BY_STEPWISE.get(kind, f"builtins.{kind}")
     return TaskError(exception_class_path=path, traceback=error.get("traceback") or f"{kind}: {error.get('message')}")
 
 

@@ -60,6 +60,20 @@ def _no_connection_left_mid_query():
 
 
 @pytest.fixture(autouse=True)
+def _no_connection_left_in_asgirefs_thread():
+    """Close the connection that async tests' ``sync_to_async`` calls opened in asgiref's one shared thread.
+
+    That thread outlives the test. A later test that cuts this database's connections (an outage)
+    would break its connection unseen, and the next async test's first query would fail on it.
+    """
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_channel_layer():
     """Give each test a channel layer of its own.
 

@@ -78,7 +78,7 @@ def test_procfile_names_the_same_processes():
 
 def test_dockerfile_installs_everything_at_build_time():
     text = (ROOT / "Dockerfile").read_text()
-    assert text.startswith("#") and "FROM python:3.11-slim" in text
+    assert text.startswith("#") and "FROM python:3.13-slim" in text
     assert "RUN pip install -r requirements.txt" in text
     assert re.search(r"RUN .*manage\.py collectstatic --noinput", text)
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 
 class Named(Protocol):
     name: str
 
 
-N = TypeVar("N", bound=Named)
-
-
-def named_select(items: Sequence[N], only: list[str], skip: list[str], *, kind: str) -> list[N]:
+def named_select[N: Named](items: Sequence[N], only: list[str], skip: list[str], *, kind: str) -> list[N]:
     """Return the items to run, in their order: ``only`` those (all when empty), minus ``skip``."""
     names = [item.name for item in items]
     unknown = sorted(set(only + skip) - set(names))

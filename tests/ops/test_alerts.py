@@ -1,12 +1,14 @@
 """Alerts: failing runs and backed-up queues reach a real SMTP server and a real HTTP receiver, deduplicated."""
 from __future__ import annotations
 
+import socket
 import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from runs import alerts
 from runs.alerts import alert_deliveries_send, alerts_evaluate
 from runs.models import Run
 from runs.services import run_cancel
@@ -24,8 +26,8 @@ from tests.processes import free_port
 @pytest.fixture
 def smtp(settings):
     with SmtpServer() as server:
-        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", server.port
+        settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                                        "OPTIONS": {"host": "127.0.0.1", "port": server.port}}}
         yield server
 
 
@@ -236,6 +238,22 @@ def test_alert_rules_are_checked_and_for_admins_of_their_environment_only(api, p
     assert api.delete(f"/api/alerts/{rule_id}").status_code == 204
     actions = list(AuditEntry.objects.order_by("id").values_list("action", flat=True))
     assert actions == ["alert.create", "alert.update", "alert.delete"]
+
+
+def test_an_smtp_server_that_says_nothing_fails_the_delivery_after_the_send_timeout(api, settings, monkeypatch):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, then never greets
+        # A project's own MAILERS without a timeout: the alert sender sets one.
+        settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                                        "OPTIONS": {"host": "127.0.0.1", "port": silent.getsockname()[1]}}}
+        monkeypatch.setattr(alerts, "SEND_TIMEOUT", 0.5)
+        rule = api.post("/api/alerts", {"name": "mail", "conditions": ["run.failed"],
+                                        "emails": ["a@example.com"]}).json()
+        assert api.post(f"/api/alerts/{rule['id']}/test").json() == {"queued": 1}
+        started = time.monotonic()
+        assert alert_deliveries_send() == 0
+        assert time.monotonic() - started < 5
+    [delivery] = AlertDelivery.objects.all()
+    assert delivery.status == "pending" and "timed out" in delivery.last_error
 
 
 def test_the_test_button_sends_to_every_channel(api, smtp, receiver):

@@ -1,13 +1,10 @@
 """Django tasks (Django's own ``@task``) run by the Stepwise backend in the backend's tests."""
 from __future__ import annotations
 
+from django.tasks import task
+
 from tasks.sdk import step
 from tests.engine_tasks import _redis
-
-try:
-    from django.tasks import task
-except ImportError:  # Django 5.2: the backport
-    from django_tasks import task
 
 
 @task()

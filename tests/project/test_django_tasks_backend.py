@@ -9,8 +9,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.tasks import TaskResultStatus, default_task_backend, task_backends
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist, TaskResultMismatch
+from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
+from runs.engine.errors import AbortRun, RunInterrupted
 from runs.models import Run
 from runs.statuses import RunStatus
 from tasks.django_backend import StepwiseBackend
@@ -18,14 +22,6 @@ from tasks.registry import UnknownTask, task_get
 from tests.engine_tasks import third_step_flaky
 from tests.project import jobs
 from tests.waiting import wait_finished
-
-try:
-    from django.tasks import TaskResultStatus, default_task_backend, task_backends
-    from django.tasks.exceptions import InvalidTask as InvalidTaskError
-    from django.tasks.exceptions import TaskResultDoesNotExist, TaskResultMismatch
-except ImportError:  # Django 5.2: the backport
-    from django_tasks import TaskResultStatus, default_task_backend, task_backends
-    from django_tasks.exceptions import InvalidTaskError, TaskResultDoesNotExist, TaskResultMismatch
 
 
 def finished(result):
@@ -109,7 +105,7 @@ def test_priority_orders_runs_and_is_kept_on_the_result(db):
 
     assert Run.objects.get(id=result.id).priority == 7
     assert jobs.add.get_result(result.id).task.priority == 7
-    with pytest.raises(InvalidTaskError, match="priority"):
+    with pytest.raises(InvalidTask, match="priority"):
         jobs.add.using(priority=101)
 
 
@@ -130,7 +126,7 @@ def test_queue_name_sends_the_run_to_that_queue(db):
 
     assert Run.objects.get(id=result.id).queue == "emails"
     assert jobs.add.get_result(result.id).task.queue_name == "emails"
-    with pytest.raises(InvalidTaskError, match="not valid"):
+    with pytest.raises(InvalidTask, match="not valid"):
         jobs.add.using(queue_name="nowhere")
 
 
@@ -169,3 +165,47 @@ async def test_async_tasks_enqueue_and_results_load_asynchronously(live):
     assert fetched.status == TaskResultStatus.SUCCESSFUL and fetched.return_value == 42
     await result.arefresh()
     assert result.return_value == 42
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"retries": 3}, "unknown option 'retries'"),
+    ({"retry": 3}, r"\['retry'\] must be a dict"),
+    ({"retry": {"max_attempts": 0}}, "max_attempts must be from 1"),
+    ({"retry": {"attempts": 2}}, "unexpected keyword argument 'attempts'"),
+    ({"environment": ""}, r"\['environment'\] must be an environment's name"),
+    ("retry", "must be a dict, not str"),
+])
+def test_bad_options_are_an_invalid_backend_naming_the_problem(settings, options, message):
+    settings.TASKS = {**settings.TASKS, "broken": {"BACKEND": "tasks.django_backend.StepwiseBackend",
+                                                  "OPTIONS": options}}
+    with pytest.raises(InvalidTaskBackend, match=message) as raised:
+        task_backends["broken"]
+    assert str(raised.value).startswith("TASKS['broken']['OPTIONS']")
+
+
+def test_enqueue_sends_djangos_task_enqueued_signal(db):
+    received = []
+
+    def receive(sender, task_result, **kwargs):
+        received.append((sender, task_result))
+
+    task_enqueued.connect(receive)
+    try:
+        result = jobs.add.enqueue(1, 2)
+    finally:
+        task_enqueued.disconnect(receive)
+    assert received == [(StepwiseBackend, result)]
+
+
+@pytest.mark.parametrize(("kind", "exception_class"), [
+    ("TimedOut", TimeoutError), ("Canceled", RunInterrupted), ("Crashed", RunInterrupted),
+    ("ValueError", ValueError), ("runs.engine.errors.AbortRun", AbortRun),
+])
+def test_errors_name_an_exception_class_django_can_import(db, kind, exception_class):
+    result = jobs.add.enqueue(1, 2)
+    Run.objects.filter(id=result.id).update(status=RunStatus.FAILED, error={"type": kind, "message": "it ended"})
+
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class is exception_class
+    assert f"{kind}: it ended" in result.errors[0].traceback

@@ -173,6 +173,9 @@ def _first_event(url: str, session: str, origin: str) -> dict:
 
 @pytest.mark.timeout(900)
 def test_a_project_of_its_own_installs_stepwise_with_pip_and_runs_tasks_on_its_models(shop):
+    # The shop's virtualenv is made by the tests' own interpreter, which bin/venv chose: 3.12 or newer,
+    # as Stepwise (Django 6.1) requires.
+    assert sys.version_info >= (3, 12), f"Python {sys.version.split()[0]} cannot install Stepwise"
     subprocess.run([sys.executable, "-m", "venv", str(shop.venv)], check=True, timeout=120)
     shop.run(shop.bin("pip"), "install", "--quiet", "--no-compile", str(ROOT), timeout=600)
     installed = shop.run(shop.bin("python"), "-c", "import runs, tasks; print(runs.__file__, tasks.__file__)").stdout

@@ -1,8 +1,5 @@
 """The shop's Django tasks (Django's own Tasks framework), run durably by Stepwise's backend."""
-try:
-    from django.tasks import task
-except ImportError:  # Django 5.2: the backport of the same API
-    from django_tasks import task
+from django.tasks import task
 
 from shop.models import Order
 

@@ -19,7 +19,6 @@ INSTALLED_APPS = [
     # Stepwise and what it is built on:
     "channels",
     "ninja",
-    "django_tasks",  # Django's Tasks framework (built into Django 6.0+, where this line goes)
     "tasks",
     "runs",
     "console",
@@ -54,7 +53,6 @@ TEMPLATES = [{
 }]
 
 DATABASES = {"default": dj_database_url.config(default="postgres://postgres@127.0.0.1:5432/shop")}
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
