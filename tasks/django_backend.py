@@ -18,12 +18,14 @@ from django.tasks import DEFAULT_TASK_QUEUE_NAME, TaskContext, TaskResult, TaskR
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import Task, TaskError
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
-from django.tasks.signals import task_enqueued
+from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from runs.engine.context import current_context
 from runs.engine.errors import StepwiseError
+from runs.engine.hooks import Hooks, RunResult
 from runs.engine.retry import RetryPolicy
 from runs.models import Run
 from runs.statuses import RunStatus
@@ -232,7 +234,37 @@ def _definition_for(task: Task) -> TaskDefinition:
             return func(*args, **kwargs)
     # Named after the user's function: the version is the hash of its module, and the console shows its place.
     call.__module__, call.__qualname__, call.__name__ = func.__module__, func.__qualname__, func.__name__
-    return TaskDefinition(id=task.module_path, fn=call, retry=backend.retry)
+    return TaskDefinition(id=task.module_path, fn=call, retry=backend.retry, hooks=_signal_hooks(task))
+
+
+def _signal_hooks(task: Task) -> Hooks:
+    """Send Django's ``task_started`` and ``task_finished`` through the run's once-per-run hooks.
+
+    ``task_started`` goes out before the first attempt's code (a replayed attempt does not send it
+    again); ``task_finished`` once the run ends, with the final status, its return value or its
+    errors, from the worker that ends it, as the outcome is being stored.
+    """
+    backend = task.get_backend()
+    sender = type(backend)
+
+    def started(payload: Any, ctx: Any) -> None:
+        task_started.send(sender=sender, task_result=backend.get_result(ctx.run_id))
+
+    def finished(payload: Any, result: RunResult, ctx: Any) -> None:
+        task_finished.send(sender=sender, task_result=_result_as_ended(task, ctx, result))
+
+    return Hooks(on_start=(started,), on_complete=(finished,))
+
+
+def _result_as_ended(task: Task, ctx: Any, ended: RunResult) -> TaskResult:
+    # The hook runs as the outcome is written: the run and its attempt are given their end in memory.
+    run = Run.objects.prefetch_related("attempts").get(id=ctx.run_id)
+    run.status, run.finished_at = ended.status, timezone.now()
+    run.output, run.error = ended.output, ended.error
+    for attempt in run.attempts.all():
+        if attempt.number == ctx.attempt and ended.error and not attempt.error:
+            attempt.error = ended.error
+    return result_from_run(run, task)
 
 
 def _resolve(task_id: str) -> TaskDefinition | None:

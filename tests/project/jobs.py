@@ -1,8 +1,13 @@
 """Django tasks (Django's own ``@task``) run by the Stepwise backend in the backend's tests."""
 from __future__ import annotations
 
-from django.tasks import task
+import json
 
+from django.dispatch import receiver
+from django.tasks import task
+from django.tasks.signals import task_finished, task_started
+
+from tasks.django_backend import StepwiseBackend
 from tasks.sdk import step
 from tests.engine_tasks import _redis
 
@@ -44,3 +49,18 @@ def fail_once_after_a_step(key):
     if tries == 1:
         raise ConnectionError("first try fails")
     return {"step_ran": done, "tries": tries}
+
+
+def signals_key(result_id):
+    return f"stepwise-test:django-signals:{result_id}"
+
+
+@receiver(task_started, sender=StepwiseBackend)
+@receiver(task_finished, sender=StepwiseBackend)
+def _record_signal(sender, signal, task_result, **kwargs):
+    # Sent in the worker that runs the task: recorded where the test process can read it.
+    name = "started" if signal is task_started else "finished"
+    errors = [e.exception_class.__name__ for e in task_result.errors]
+    value = task_result.return_value if task_result.status == "SUCCESSFUL" else None
+    _redis.rpush(signals_key(task_result.id), json.dumps([name, task_result.status, value, errors]))
+    _redis.expire(signals_key(task_result.id), 3600)

@@ -5,6 +5,7 @@ priority, run_after, queue_name, takes_context, async), with Stepwise's workers 
 """
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -195,6 +196,22 @@ def test_enqueue_sends_djangos_task_enqueued_signal(db):
     finally:
         task_enqueued.disconnect(receive)
     assert received == [(StepwiseBackend, result)]
+
+
+def signals_sent(result_id):
+    return [json.loads(item) for item in jobs._redis.lrange(jobs.signals_key(result_id), 0, -1)]
+
+
+def test_a_worker_sends_task_started_and_task_finished_once_with_the_outcome(live):
+    done = finished(jobs.add.enqueue(4, 5))
+    failed = finished(jobs.fail.enqueue("no stock"))
+    retried = finished(jobs.fail_once_after_a_step.enqueue(f"signals-{uuid.uuid4().hex}"))
+
+    assert signals_sent(done.id) == [["started", "RUNNING", None, []], ["finished", "SUCCESSFUL", 9, []]]
+    assert signals_sent(failed.id) == [["started", "RUNNING", None, []], ["finished", "FAILED", None, ["ValueError"]]]
+    # Two attempts, one run: started once, finished once, with the first attempt's error kept.
+    assert signals_sent(retried.id) == [["started", "RUNNING", None, []],
+                                        ["finished", "SUCCESSFUL", retried.return_value, ["ConnectionError"]]]
 
 
 @pytest.mark.parametrize(("kind", "exception_class"), [
