@@ -15,29 +15,34 @@ from tests.waiting import wait_finished
 
 
 class RedisMonitor:
-    """Record every command Redis receives (broker messages, channel-layer frames) during a test."""
+    """Record every command Redis receives (broker messages, channel-layer frames) during a test.
+
+    The monitor connection blocks without a timeout (redis-py closes a monitor connection that times
+    out, and the commands after that would go unseen); leaving sends a PING, which wakes it.
+    """
 
     def __init__(self) -> None:
         self.commands: list[str] = []
+        self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5)
-        with client.monitor() as monitor:
+        with redis.Redis.from_url(settings.REDIS_URL).monitor() as monitor:  # MONITOR acknowledged here
+            self._ready.set()
             while not self._stop.is_set():
-                try:
-                    self.commands.append(monitor.next_command()["command"])
-                except (redis.TimeoutError, TimeoutError):
-                    continue
+                self.commands.append(monitor.next_command()["command"])
 
     def __enter__(self) -> RedisMonitor:
         self._thread.start()
+        assert self._ready.wait(timeout=10), "the Redis monitor did not start"
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+        redis.Redis.from_url(settings.REDIS_URL).ping()
         self._thread.join(timeout=5)
+        assert not self._thread.is_alive(), "the Redis monitor did not stop"
 
 
 def rows_containing(needle: str) -> list[str]:
