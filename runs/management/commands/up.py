@@ -50,9 +50,12 @@ class Command(BaseCommand):
         if opts["no_worker"]:
             server.join()
             return
+        # One line instead of Celery's banner, whose queue list grows with every task version.
+        broker = app.connection_for_write().as_uri()  # the password masked
+        self.stdout.write(f"Worker: {opts['concurrency']} threads on {broker}, app {app.main}")
         # The worker owns the main thread: it installs signal handlers, which only work there.
         app.Worker(pool="threads", concurrency=opts["concurrency"], loglevel="INFO", without_mingle=True,
-                   without_gossip=True, without_heartbeat=True).start()
+                   without_gossip=True, without_heartbeat=True, quiet=True).start()
         stop.set()
 
     def _serve(self, host: str, port: int) -> None:
