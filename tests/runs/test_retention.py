@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from runs.models import Attempt, Run, RunEvent, Span, Step
 from runs.sweeper import sweep_once
+from tasks.models import AuditEntry
 from tasks.services import environments_ensure
 from tests.commands import run_command
 from tests.factories import run_build
@@ -67,6 +68,8 @@ def test_prune_deletes_finished_runs_past_retention_with_everything_they_stored(
         assert not table.objects.filter(run_id=old.id).exists(), table.__name__
     assert all(_exists(r) for r in (old_but_active, old_but_finished_yesterday, recent, child))
     assert Run.objects.get(id=child.id).parent_run_id is None
+    entry = AuditEntry.objects.get(action="runs.prune", environment="dev")
+    assert entry.actor.startswith("cli:") and entry.data["runs"] == 1
 
 
 def test_details_go_first_the_run_and_its_steps_stay(monkeypatch, settings):
@@ -91,6 +94,7 @@ def test_a_dry_run_counts_and_deletes_nothing(monkeypatch, settings):
 
     assert "dev: would delete 1 runs, 2 spans, 2 run events" in out
     assert _exists(old) and Span.objects.filter(run=old).exists()
+    assert not AuditEntry.objects.filter(action="runs.prune").exists()
 
 
 def test_the_scheduler_prunes_on_its_interval(monkeypatch, settings):

@@ -1,10 +1,13 @@
 """manage.py prune: delete finished runs and run details past their environment's retention."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from runs.management.base import audit
 from runs.retention import prune, retention_for
 from tasks.models import Environment
 
@@ -42,3 +45,5 @@ class Command(BaseCommand):
         verb = "would delete" if opts["dry_run"] else "deleted"
         for name, report in reports.items():
             self.stdout.write(f"{name}: {verb} {report}")
+            if not opts["dry_run"]:  # deleting by hand is an operator's act, like a bulk cancel
+                audit("runs.prune", environment=name, target=name, data={**asdict(report), "batch": opts["batch"]})
