@@ -7,10 +7,10 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stepwise.console.settings")
     from django.core.management import execute_from_command_line
 
-    import console.celery  # noqa: F401  (the project's Celery app: commands that trigger send hints through it)
+    import stepwise.console.celery  # noqa: F401  (the project's Celery app: commands that trigger send hints through it)
 
     execute_from_command_line(sys.argv)
 

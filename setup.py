@@ -1,13 +1,21 @@
-"""Packaging beside pyproject.toml: the apps' packages, with the top-level templates/ and static/ inside.
+"""Packaging beside pyproject.toml: the repository's folders become the ``stepwise`` package.
 
-The repository keeps templates/ and static/ at its top; an installed Stepwise carries them as
-``stepwise/templates`` and ``stepwise/static``, found through the ``stepwise`` app.
+The repository keeps runs/, tasks/, console/, templates/ and static/ at its top; an installed Stepwise
+carries them as ``stepwise.runs``, ``stepwise.tasks``, ``stepwise.console``, ``stepwise/templates`` and
+``stepwise/static``, so none of its names can clash with a project's own ``runs`` or ``tasks``.
 """
 from setuptools import find_packages, setup
 
+FOLDERS = {"stepwise.runs": "runs", "stepwise.tasks": "tasks", "stepwise.console": "console"}
+
+
+def packages_of(package: str, folder: str) -> list[str]:
+    return [package, *(f"{package}.{sub}" for sub in find_packages(folder))]
+
+
 setup(
-    packages=[*find_packages(include=["console*", "runs*", "tasks*", "stepwise*"]), "stepwise.templates",
-              "stepwise.static"],
-    package_dir={"stepwise.templates": "templates", "stepwise.static": "static"},
+    packages=["stepwise", *(p for package, folder in FOLDERS.items() for p in packages_of(package, folder)),
+              "stepwise.templates", "stepwise.static"],
+    package_dir={**FOLDERS, "stepwise.templates": "templates", "stepwise.static": "static"},
     package_data={"stepwise.templates": ["**/*"], "stepwise.static": ["**/*"]},
 )

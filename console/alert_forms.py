@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from tasks.alerts import CONDITIONS
+from stepwise.tasks.alerts import CONDITIONS
 
 CONDITION_LABELS = {
     "run.failed": "A run failed",

@@ -14,31 +14,31 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError
 from ninja.parser import Parser
 
-from console.api_auth import ADMIN, ApiKeyAuth
-from console.failed_attempts import TooManyFailedAttempts
-from console.views.access import login_required
-from runs.api import router as runs_router
-from runs.bulk import BulkActionNotFound
-from runs.engine.checkpoints import json_parse
-from runs.engine.errors import InvalidJson, PayloadTooLarge, StepwiseError
-from runs.idempotency import IdempotencyKeyNotFound
-from runs.realtime.tokens import OutOfScope, PublicTokenRefused
-from runs.services import RunAlreadyFinished, RunNotFound
-from runs.triggers import Throttled
-from runs.waits import CallbackRefused, WaitpointAlreadyResolved, WaitpointNotFound
-from runs.waits_api import router as waits_router
-from tasks.access import Capability
-from tasks.alerts import AlertRuleNotFound
-from tasks.alerts_api import router as alerts_router
-from tasks.api import router as tasks_router
-from tasks.api import webhooks_router
-from tasks.apikeys import ApiKeyNotFound, ScopeNotAllowed
-from tasks.environments import EnvironmentPauseRefused
-from tasks.queues import QueueChangeRefused, QueueNotFound
-from tasks.registry import UnknownTask
-from tasks.schedules import ScheduleNotFound
-from tasks.secrets import SecretNotFound
-from tasks.webhooks import WebhookRefused, WebhookSecretNotFound
+from stepwise.console.api_auth import ADMIN, ApiKeyAuth
+from stepwise.console.failed_attempts import TooManyFailedAttempts
+from stepwise.console.views.access import login_required
+from stepwise.runs.api import router as runs_router
+from stepwise.runs.bulk import BulkActionNotFound
+from stepwise.runs.engine.checkpoints import json_parse
+from stepwise.runs.engine.errors import InvalidJson, PayloadTooLarge, StepwiseError
+from stepwise.runs.idempotency import IdempotencyKeyNotFound
+from stepwise.runs.realtime.tokens import OutOfScope, PublicTokenRefused
+from stepwise.runs.services import RunAlreadyFinished, RunNotFound
+from stepwise.runs.triggers import Throttled
+from stepwise.runs.waits import CallbackRefused, WaitpointAlreadyResolved, WaitpointNotFound
+from stepwise.runs.waits_api import router as waits_router
+from stepwise.tasks.access import Capability
+from stepwise.tasks.alerts import AlertRuleNotFound
+from stepwise.tasks.alerts_api import router as alerts_router
+from stepwise.tasks.api import router as tasks_router
+from stepwise.tasks.api import webhooks_router
+from stepwise.tasks.apikeys import ApiKeyNotFound, ScopeNotAllowed
+from stepwise.tasks.environments import EnvironmentPauseRefused
+from stepwise.tasks.queues import QueueChangeRefused, QueueNotFound
+from stepwise.tasks.registry import UnknownTask
+from stepwise.tasks.schedules import ScheduleNotFound
+from stepwise.tasks.secrets import SecretNotFound
+from stepwise.tasks.webhooks import WebhookRefused, WebhookSecretNotFound
 
 
 class StoredJsonParser(Parser):

@@ -14,11 +14,11 @@ from ninja.errors import HttpError
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
-from console.failed_attempts import API_KEY, client_address, failed_attempt_record, failed_attempts_check
-from tasks.access import Capability, may
-from tasks.apikeys import api_key_authenticate
-from tasks.audit import Actor, audit_record
-from tasks.services import environment_exists
+from stepwise.console.failed_attempts import API_KEY, client_address, failed_attempt_record, failed_attempts_check
+from stepwise.tasks.access import Capability, may
+from stepwise.tasks.apikeys import api_key_authenticate
+from stepwise.tasks.audit import Actor, audit_record
+from stepwise.tasks.services import environment_exists
 
 ENVIRONMENT_HEADER = "Stepwise-Environment"
 
@@ -32,7 +32,7 @@ class Principal:
     user_id: int | None = None
     # Who acted, as recorded on what the call changes (e.g. a waitpoint's completed_by).
     actor: str = ""
-    holder: Any = None  # the ApiKey or the user, as tasks.access.may asks about it
+    holder: Any = None  # the ApiKey or the user, as stepwise.tasks.access.may asks about it
 
     @property
     def audit_actor(self) -> Actor:
@@ -67,7 +67,7 @@ class ApiKeyAuth(HttpBearer):
         scheme, _, token = request.headers.get(self.header, "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
-        # Guessing keys is throttled per client (console.failed_attempts); a refusal raises a 429.
+        # Guessing keys is throttled per client (stepwise.console.failed_attempts); a refusal raises a 429.
         failed_attempts_check(API_KEY, client_address(request))
         principal = self.authenticate(request, token.strip())
         if principal is None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
-from console.views.feedback import wants_json
+from stepwise.console.views.feedback import wants_json
 
 
 def _holds_nul(request: HttpRequest) -> str:

@@ -6,12 +6,12 @@ from typing import Any
 
 from django import forms
 
-from runs.selectors import RunFilters
-from runs.statuses import RunStatus
-from runs.triggers import InvalidTrigger, payload_parse
-from tasks.registry import task_all
-from tasks.schedules import DECLARED_KEY_PREFIX, InvalidSchedule, cron_validate, timezone_validate
-from tasks.secrets import InvalidSecret, secret_name_validate
+from stepwise.runs.selectors import RunFilters
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import InvalidTrigger, payload_parse
+from stepwise.tasks.registry import task_all
+from stepwise.tasks.schedules import DECLARED_KEY_PREFIX, InvalidSchedule, cron_validate, timezone_validate
+from stepwise.tasks.secrets import InvalidSecret, secret_name_validate
 
 
 class RunFilterForm(forms.Form):

@@ -4,10 +4,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from console.views.signin import sign_in_throttled
+from stepwise.console.views.signin import sign_in_throttled
 
 urlpatterns = [
     path("admin/login/", sign_in_throttled(admin.site.login)),
     path("admin/", admin.site.urls),
-    path("", include("console.urls")),
+    path("", include("stepwise.console.urls")),
 ]

@@ -104,17 +104,17 @@ INSTALLED_APPS = [
     "channels",
     # Serves /api/docs from its own static files, never from a CDN.
     "ninja",
-    "tasks",
-    "runs",
-    "console",
+    "stepwise.tasks",
+    "stepwise.runs",
+    "stepwise.console",
 ]
 
 MIDDLEWARE = [
-    "console.views.health.HealthProbeMiddleware",  # first: probes come by address, over plain HTTP
+    "stepwise.console.views.health.HealthProbeMiddleware",  # first: probes come by address, over plain HTTP
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "console.content_security.ContentSecurityPolicyMiddleware",
-    "console.bad_input.BadInputMiddleware",
+    "stepwise.console.content_security.ContentSecurityPolicyMiddleware",
+    "stepwise.console.bad_input.BadInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -123,8 +123,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "console.root_urls"
-ASGI_APPLICATION = "console.asgi.application"
+ROOT_URLCONF = "stepwise.console.root_urls"
+ASGI_APPLICATION = "stepwise.console.asgi.application"
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -211,7 +211,7 @@ if not DEBUG:
 REDIS_URL = os.environ.get("REDIS_URL", "")
 # This project's Celery app. Named here because console/__init__.py cannot import it, as a project's
 # package would: console is also an app other projects install, and they have apps of their own.
-STEPWISE_CELERY_APP = "console.celery:app"
+STEPWISE_CELERY_APP = "stepwise.console.celery:app"
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_TASK_IGNORE_RESULT = True
 # Messages are hints ("run this now"): the run lives in the database, a worker that dies
@@ -245,7 +245,7 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # Django's Tasks framework: @task functions enqueued with .enqueue() become Stepwise runs (README).
-TASKS = {"default": {"BACKEND": "tasks.django_backend.StepwiseBackend"}}
+TASKS = {"default": {"BACKEND": "stepwise.tasks.django_backend.StepwiseBackend"}}
 
 # Stepwise engine settings.
 STEPWISE_TASK_MODULES = env_list(

@@ -1,11 +1,11 @@
-"""The console, its sign-in and the REST API, to include under any prefix: ``include("console.urls")``."""
+"""The console, its sign-in and the REST API, to include under any prefix: ``include("stepwise.console.urls")``."""
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from console.api import api
-from console.views import (
+from stepwise.console.api import api
+from stepwise.console.views import (
     alerts,
     apikeys,
     audit,
@@ -20,8 +20,8 @@ from console.views import (
     secrets,
     tasks,
 )
-from console.views.metrics import metrics_view
-from console.views.signin import sign_in_throttled
+from stepwise.console.views.metrics import metrics_view
+from stepwise.console.views.signin import sign_in_throttled
 
 console_patterns = [
     path("", runs.run_list, name="runs"),
@@ -75,6 +75,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("metrics", metrics_view, name="metrics"),
     path("", include((console_patterns, "console"))),
-    path("api/", include("runs.realtime.urls")),  # streams first: they are not django-ninja operations
+    path("api/", include("stepwise.runs.realtime.urls")),  # streams first: they are not django-ninja operations
     path("api/", api.urls),
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from examples.fakes import fingerprint, pause
-from tasks.sdk import step, task, wait
+from stepwise.tasks.sdk import step, task, wait
 
 
 @step()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from examples.fakes import flaky, pause
-from tasks.sdk import Retry, task
+from stepwise.tasks.sdk import Retry, task
 
 
 def resize(chunk: list[str]) -> list[str]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from examples.fakes import fingerprint, flaky, pause
-from tasks.sdk import AbortRun, Retry, step, task
+from stepwise.tasks.sdk import AbortRun, Retry, step, task
 
 
 @step()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 from examples.fakes import pause
-from tasks.sdk import Retry, task
+from stepwise.tasks.sdk import Retry, task
 
 WORDS = ("Durable runs record every step, so a crash or a deploy never repeats finished work; "
          "subscribers replay what they missed and then follow live.").split()

@@ -5,7 +5,7 @@ import asyncio
 import os
 
 from examples.fakes import fingerprint, flaky
-from tasks.sdk import Retry, step, task
+from stepwise.tasks.sdk import Retry, step, task
 
 
 def _speed() -> float:

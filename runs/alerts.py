@@ -33,12 +33,12 @@ from django.db.models import Count, F, Min
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from runs.models import Run
-from runs.statuses import RunStatus
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.tasks.alerts import QUEUE_CONDITIONS, RUN_CONDITIONS, alert_webhook_secret
+from stepwise.tasks.models import AlertDelivery, AlertIncident, AlertRule
+from stepwise.tasks.outbound import host_check_public
 from stepwise.webhooks import webhook_headers
-from tasks.alerts import QUEUE_CONDITIONS, RUN_CONDITIONS, alert_webhook_secret
-from tasks.models import AlertDelivery, AlertIncident, AlertRule
-from tasks.outbound import host_check_public
 
 logger = logging.getLogger(__name__)
 # A run's finished_at is written just before its transaction commits: look only this far back from

@@ -7,17 +7,17 @@ from typing import Any, Literal
 from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema, Status
 
-from console.api_auth import OPERATE, READ, TRIGGER, api_audit
-from runs.bulk import ACTIONS, bulk_action_count, bulk_action_get, bulk_action_start
-from runs.exports import run_export_response
-from runs.idempotency import idempotency_key_reset
-from runs.models import Attempt, Run, Step
-from runs.realtime.tokens import public_token_create
-from runs.selectors import RunFilters, run_api_page, run_detail_get
-from runs.services import RunNotFound, run_cancel, run_replay
-from runs.statuses import IdempotencyKeyScope, RunStatus
-from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
-from tasks.models import BulkAction
+from stepwise.console.api_auth import OPERATE, READ, TRIGGER, api_audit
+from stepwise.runs.bulk import ACTIONS, bulk_action_count, bulk_action_get, bulk_action_start
+from stepwise.runs.exports import run_export_response
+from stepwise.runs.idempotency import idempotency_key_reset
+from stepwise.runs.models import Attempt, Run, Step
+from stepwise.runs.realtime.tokens import public_token_create
+from stepwise.runs.selectors import RunFilters, run_api_page, run_detail_get
+from stepwise.runs.services import RunNotFound, run_cancel, run_replay
+from stepwise.runs.statuses import IdempotencyKeyScope, RunStatus
+from stepwise.runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
+from stepwise.tasks.models import BulkAction
 
 router = Router(tags=["runs"])
 

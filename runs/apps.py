@@ -2,21 +2,23 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
-from tasks.app_settings import app_settings_apply
+from stepwise.tasks.app_settings import app_settings_apply
 
 app_settings_apply()  # before any module of the apps reads a setting
 
 
 class RunsConfig(AppConfig):
-    name = "runs"
+    name = "stepwise.runs"
+    label = "stepwise_runs"  # never "runs": a project may have an app of that name
+    verbose_name = "Stepwise runs"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from django.conf import settings
 
-        import runs.worker  # noqa: F401  (the engine's Celery task and worker signals, in any Celery app)
+        import stepwise.runs.worker  # noqa: F401  (the engine's Celery task and worker signals, in any Celery app)
 
         if settings.STEPWISE_TRACING:
-            from runs.tracing.setup import tracing_setup
+            from stepwise.runs.tracing.setup import tracing_setup
 
             tracing_setup()

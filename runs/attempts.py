@@ -6,8 +6,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from runs.models import Attempt
-from runs.statuses import AttemptStatus
+from stepwise.runs.models import Attempt
+from stepwise.runs.statuses import AttemptStatus
 
 
 def attempt_end(

@@ -6,7 +6,7 @@ import logging
 from celery import Celery
 from django.conf import settings
 
-from runs.celery_app import celery_app
+from stepwise.runs.celery_app import celery_app
 
 logger = logging.getLogger(__name__)
 # kombu's Redis transport keeps one list per priority step (its default steps, or the

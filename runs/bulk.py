@@ -16,13 +16,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from runs.engine.errors import StepwiseError
-from runs.models import Run
-from runs.selectors import RunFilters, runs_filtered
-from runs.services import run_cancel, run_replay
-from runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES
-from tasks.audit import Actor, audit_record
-from tasks.models import BulkAction
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.models import Run
+from stepwise.runs.selectors import RunFilters, runs_filtered
+from stepwise.runs.services import run_cancel, run_replay
+from stepwise.runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES
+from stepwise.tasks.audit import Actor, audit_record
+from stepwise.tasks.models import BulkAction
 
 logger = logging.getLogger(__name__)
 ACTIONS = ("cancel", "replay")

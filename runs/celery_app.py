@@ -21,7 +21,7 @@ class CeleryAppMissing(ImproperlyConfigured):
 
 def celery_app() -> Celery:
     """Return the project's Celery app: the one STEPWISE_CELERY_APP names, else Celery's default app."""
-    # Read with a default: ``celery -A runs.celery_app:app`` gets here before the apps load theirs.
+    # Read with a default: ``celery -A stepwise.runs.celery_app:app`` gets here before the apps load theirs.
     name = getattr(settings, "STEPWISE_CELERY_APP", "")
     if name:
         return find_app(name, imp=importlib.import_module)
@@ -42,7 +42,7 @@ def _made_up_by_celery(app: Celery) -> bool:
 
 
 def __getattr__(name: str) -> Celery:
-    # ``celery -A runs.celery_app:app worker`` starts a worker on the project's app whatever the project
+    # ``celery -A stepwise.runs.celery_app:app worker`` starts a worker on the project's app whatever the project
     # calls its package: the benchmark starts its worker processes so.
     if name == "app":
         return celery_app()

@@ -13,13 +13,18 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
-from console.failed_attempts import API_KEY, TooManyFailedAttempts, failed_attempt_record, failed_attempts_check
-from runs.events import RUNS_GROUP, RUNS_GROUP_EVENT_TYPES, run_group_name
-from runs.models import Run
-from runs.realtime.feeds import RunEventFeed
-from runs.realtime.readers import Reader, reader_from_authorization
-from runs.realtime.tokens import OutOfScope, PublicToken, PublicTokenRefused
-from tasks.access import Capability, environments_where
+from stepwise.console.failed_attempts import (
+    API_KEY,
+    TooManyFailedAttempts,
+    failed_attempt_record,
+    failed_attempts_check,
+)
+from stepwise.runs.events import RUNS_GROUP, RUNS_GROUP_EVENT_TYPES, run_group_name
+from stepwise.runs.models import Run
+from stepwise.runs.realtime.feeds import RunEventFeed
+from stepwise.runs.realtime.readers import Reader, reader_from_authorization
+from stepwise.runs.realtime.tokens import OutOfScope, PublicToken, PublicTokenRefused
+from stepwise.tasks.access import Capability, environments_where
 
 # Close codes a browser can act on: log in again, or ask for access.
 CLOSE_UNAUTHENTICATED = 4401

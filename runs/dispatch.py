@@ -11,11 +11,11 @@ from django.db.models import Subquery
 from django.utils import timezone
 from kombu import Queue as BrokerQueue
 
-from runs.batches import BatchThread
-from runs.celery_app import CeleryAppMissing, celery_app
-from runs.models import Run
-from runs.statuses import RunStatus
-from tasks.models import Queue
+from stepwise.runs.batches import BatchThread
+from stepwise.runs.celery_app import CeleryAppMissing, celery_app
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.tasks.models import Queue
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def dispatch_run_on_commit(run_id: str, *, resume: bool = False, version: str | 
     transaction.on_commit(lambda: _hints.submit((run_id, resume, version, priority)))
 
 
-EXECUTE_RUN = "stepwise.execute_run"  # the Celery task in runs.worker, named so no import points up
+EXECUTE_RUN = "stepwise.execute_run"  # the Celery task in stepwise.runs.worker, named so no import points up
 
 
 def version_queue(content_hash: str) -> str:
@@ -67,7 +67,7 @@ def dispatch_run(
     """Enqueue a Celery message for a run; a lost message is re-sent by the sweeper.
 
     In a limited queue a run's priority is decided in the database at claim time
-    (runs.store.queue_room_at); the broker puts resumes ahead of new work, and new work by
+    (stepwise.runs.store.queue_room_at); the broker puts resumes ahead of new work, and new work by
     ``hint_priority``. A hint with a ``version`` goes to that version's queue, straight onto its
     list: no worker without the version ever reads it.
     """

@@ -9,12 +9,12 @@ from typing import Any
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from runs.batches import BatchThread
-from runs.engine.errors import RunInterrupted
-from runs.engine.redaction import redact_for_run
-from runs.models import Run, RunEvent, Span
-from runs.statements import fenced_append, is_postgresql, lease_fence, span_fields, with_spans
-from runs.statuses import RunStatus
+from stepwise.runs.batches import BatchThread
+from stepwise.runs.engine.errors import RunInterrupted
+from stepwise.runs.engine.redaction import redact_for_run
+from stepwise.runs.models import Run, RunEvent, Span
+from stepwise.runs.statements import fenced_append, is_postgresql, lease_fence, span_fields, with_spans
+from stepwise.runs.statuses import RunStatus
 
 logger = logging.getLogger(__name__)
 

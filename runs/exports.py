@@ -9,9 +9,9 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse, StreamingHttpResponse
 
-from runs.engine.errors import error_text
-from runs.models import Attempt, Run, RunEvent, Span, Step
-from tasks.redaction import RunDisplay, run_display, run_shown, step_shown
+from stepwise.runs.engine.errors import error_text
+from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step
+from stepwise.tasks.redaction import RunDisplay, run_display, run_shown, step_shown
 
 FORMATS = {
     # format: (content type, file extension)

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from runs.models import SchedulerBeat
-from tasks.models import WorkerVersion
+from stepwise.runs.models import SchedulerBeat
+from stepwise.tasks.models import WorkerVersion
 
 # A scheduler writes its beat at most this often: one small UPDATE, however short its passes.
 BEAT_SECONDS = 5.0

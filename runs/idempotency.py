@@ -13,10 +13,10 @@ import hashlib
 from django.db import transaction
 from django.utils import timezone
 
-from runs.engine.errors import StepwiseError
-from runs.events import event_append
-from runs.models import Run
-from runs.statuses import IdempotencyKeyScope
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.events import event_append
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import IdempotencyKeyScope
 
 EFFECTIVE_MAX_LENGTH = 255
 SCOPES = ", ".join(f"'{scope}'" for scope in IdempotencyKeyScope.values)

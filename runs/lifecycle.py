@@ -12,13 +12,13 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from runs.attempts import attempt_end
-from runs.dispatch import queue_dispatch_on_commit
-from runs.states import run_transition
-from runs.statuses import FINAL_STATUSES, RunStatus
-from runs.tracing import setup as tracing_setup
-from runs.tracing.storage import run_span_end
-from runs.waits import waitpoints_on_run_finished
+from stepwise.runs.attempts import attempt_end
+from stepwise.runs.dispatch import queue_dispatch_on_commit
+from stepwise.runs.states import run_transition
+from stepwise.runs.statuses import FINAL_STATUSES, RunStatus
+from stepwise.runs.tracing import setup as tracing_setup
+from stepwise.runs.tracing.storage import run_span_end
+from stepwise.runs.waits import waitpoints_on_run_finished
 
 
 def run_finished(*, run_id: str, status: str, at: datetime) -> None:

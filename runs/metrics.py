@@ -22,11 +22,11 @@ from django.utils import timezone
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from runs.broker import broker_backlog
-from runs.health import scheduler_beat_age
-from runs.models import Run, RunEvent, SchedulerBeat, Waitpoint
-from runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus, WaitpointStatus
-from tasks.models import Queue, WorkerVersion
+from stepwise.runs.broker import broker_backlog
+from stepwise.runs.health import scheduler_beat_age
+from stepwise.runs.models import Run, RunEvent, SchedulerBeat, Waitpoint
+from stepwise.runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus, WaitpointStatus
+from stepwise.tasks.models import Queue, WorkerVersion
 
 # An event is counted once it is this old: one committed a little after a younger one (ids are
 # taken before commit) is then still found by the next scrape.

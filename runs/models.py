@@ -5,8 +5,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.ids import new_run_id, new_span_id, new_trace_id
-from runs.statuses import (  # noqa: F401  (the enums are part of the models' public surface)
+from stepwise.runs.ids import new_run_id, new_span_id, new_trace_id
+from stepwise.runs.statuses import (  # noqa: F401  (the enums are part of the models' public surface)
     ACTIVE_STATUSES,
     FINAL_STATUSES,
     AttemptStatus,
@@ -49,14 +49,16 @@ class Run(models.Model):
     """One triggered execution of a task."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_run_id, editable=False)
-    task = models.ForeignKey("tasks.Task", on_delete=models.PROTECT, related_name="runs", db_index=False)
-    version = models.ForeignKey("tasks.TaskVersion", on_delete=models.PROTECT, related_name="runs", db_index=False)
+    task = models.ForeignKey("stepwise_tasks.Task", on_delete=models.PROTECT, related_name="runs", db_index=False)
+    version = models.ForeignKey(
+        "stepwise_tasks.TaskVersion", on_delete=models.PROTECT, related_name="runs", db_index=False
+    )
     # Where the run may execute, fixed at trigger from its task's code (README: Deploying new code).
     version_policy = models.CharField(max_length=8, choices=VersionPolicy.choices, default=VersionPolicy.LATEST)
     # Set while the run, pinned and QUEUED, finds no running worker holding its version; cleared by a claim.
     version_wait_since = models.DateTimeField(null=True, blank=True)
     environment = models.ForeignKey(
-        "tasks.Environment", on_delete=models.PROTECT, related_name="runs", default="dev", db_index=False
+        "stepwise_tasks.Environment", on_delete=models.PROTECT, related_name="runs", default="dev", db_index=False
     )
     status = models.CharField(max_length=16, choices=RunStatus.choices)
     payload = models.JSONField(default=dict)
@@ -65,7 +67,7 @@ class Run(models.Model):
     # The idempotency key and scope as the trigger gave them: kept for display after the key is freed.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     idempotency_key_scope = models.CharField(max_length=8, null=True, blank=True, choices=IdempotencyKeyScope.choices)
-    # What the unique constraint guards: the key combined with its scope (runs.idempotency); NULL once
+    # What the unique constraint guards: the key combined with its scope (stepwise.runs.idempotency); NULL once
     # the key is freed (its TTL passed and another run took it, or it was reset).
     idempotency_key_effective = models.CharField(max_length=255, null=True, blank=True)
     idempotency_expires_at = models.DateTimeField(null=True, blank=True)
@@ -93,7 +95,8 @@ class Run(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, db_index=False, related_name="+"
     )
     parent_waitpoint = models.ForeignKey(
-        "runs.Waitpoint", null=True, blank=True, on_delete=models.SET_NULL, db_index=False, related_name="child_runs"
+        "stepwise_runs.Waitpoint", null=True, blank=True, on_delete=models.SET_NULL, db_index=False,
+        related_name="child_runs",
     )
     replayed_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, db_index=False, related_name="replays"
@@ -193,7 +196,9 @@ class Attempt(models.Model):
     status = models.CharField(max_length=16, choices=AttemptStatus.choices)
     worker_id = models.CharField(max_length=128)
     lease_token = models.CharField(max_length=40)
-    version = models.ForeignKey("tasks.TaskVersion", on_delete=models.PROTECT, related_name="+", db_index=False)
+    version = models.ForeignKey(
+        "stepwise_tasks.TaskVersion", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     error = models.JSONField(null=True, blank=True)
     retry_delay = models.FloatField(null=True, blank=True)
     started_at = models.DateTimeField()
@@ -263,13 +268,13 @@ class RunEvent(models.Model):
 
 
 def new_waitpoint_id() -> str:
-    from runs.ids import new_id
+    from stepwise.runs.ids import new_id
 
     return new_id("wp")
 
 
 def new_event_id() -> str:
-    from runs.ids import new_id
+    from stepwise.runs.ids import new_id
 
     return new_id("evt")
 
@@ -278,7 +283,9 @@ class Event(models.Model):
     """An event sent to the platform; waits match it by name and filter."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_event_id, editable=False)
-    environment = models.ForeignKey("tasks.Environment", on_delete=models.PROTECT, default="dev", db_index=False)
+    environment = models.ForeignKey(
+        "stepwise_tasks.Environment", on_delete=models.PROTECT, default="dev", db_index=False
+    )
     name = models.CharField(max_length=255)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -347,8 +354,8 @@ class TriggerGate(models.Model):
     """
 
     kind = models.CharField(max_length=8)  # debounce | throttle
-    task = models.ForeignKey("tasks.Task", on_delete=models.CASCADE, related_name="+", db_index=False)
-    environment = models.ForeignKey("tasks.Environment", on_delete=models.CASCADE, related_name="+",
+    task = models.ForeignKey("stepwise_tasks.Task", on_delete=models.CASCADE, related_name="+", db_index=False)
+    environment = models.ForeignKey("stepwise_tasks.Environment", on_delete=models.CASCADE, related_name="+",
                                     db_index=False)
     key = models.CharField(max_length=255)
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

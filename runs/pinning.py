@@ -1,6 +1,6 @@
 """Runs pinned to their version of the code: waiting for a worker that holds it, failing after the grace period.
 
-A worker announces the versions it holds (``runs.worker.VersionAnnouncer``); the scheduler
+A worker announces the versions it holds (``stepwise.runs.worker.VersionAnnouncer``); the scheduler
 compares them with the QUEUED pinned runs. A run whose version no running worker holds is
 marked as waiting for it (and says so on its page); a worker of that version showing up ends
 the wait; a wait longer than STEPWISE_VERSION_GRACE_SECONDS fails the run, naming the version.
@@ -12,14 +12,14 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import QuerySet
 
-from runs.dispatch import dispatch_run_on_commit
-from runs.events import event_append
-from runs.lifecycle import run_settle
-from runs.models import Run
-from runs.states import TransitionRefused
-from runs.statuses import RunStatus, VersionPolicy
-from tasks.models import TaskVersion
-from tasks.selectors import versions_running
+from stepwise.runs.dispatch import dispatch_run_on_commit
+from stepwise.runs.events import event_append
+from stepwise.runs.lifecycle import run_settle
+from stepwise.runs.models import Run
+from stepwise.runs.states import TransitionRefused
+from stepwise.runs.statuses import RunStatus, VersionPolicy
+from stepwise.tasks.models import TaskVersion
+from stepwise.tasks.selectors import versions_running
 
 VERSION_UNAVAILABLE = "VersionUnavailable"
 

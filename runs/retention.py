@@ -18,10 +18,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 
-from runs.ids import encode_millis
-from runs.models import Attempt, Event, Run, RunEvent, Span, Step, TriggerGate, Waitpoint, WaitpointChild
-from runs.statuses import FINAL_STATUSES
-from tasks.models import Environment
+from stepwise.runs.ids import encode_millis
+from stepwise.runs.models import Attempt, Event, Run, RunEvent, Span, Step, TriggerGate, Waitpoint, WaitpointChild
+from stepwise.runs.statuses import FINAL_STATUSES
+from stepwise.tasks.models import Environment
 
 DETAIL_EVENTS = ("log", "spans.ended", "step.started", "metadata.updated")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from runs.consumers import RunEventsConsumer, RunsListConsumer
+from stepwise.runs.consumers import RunEventsConsumer, RunsListConsumer
 
 # Below the console's root, as its pages are: the console at "stepwise/" has its sockets at "stepwise/ws/runs/".
 RUNS_SOCKETS = "ws/runs/"
@@ -12,7 +12,7 @@ RUNS_SOCKETS = "ws/runs/"
 def websocket_urlpatterns_under(prefix: str) -> list[URLPattern]:
     """Return the websocket routes of runs under ``prefix``, the one the project's urls.py includes the console at.
 
-    Example, in the project's asgi.py, beside ``path("stepwise/", include("console.urls"))`` in urls.py::
+    Example, in the project's asgi.py, beside ``path("stepwise/", include("stepwise.console.urls"))`` in urls.py::
 
         URLRouter(websocket_urlpatterns_under("stepwise/"))
     """

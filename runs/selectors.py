@@ -9,13 +9,13 @@ from typing import Any
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from runs.ids import encode_millis
-from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint, WaitpointStatus
-from tasks.models import TaskVersion
-from tasks.redaction import RunDisplay, run_display, run_shown, step_shown
+from stepwise.runs.ids import encode_millis
+from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint, WaitpointStatus
+from stepwise.tasks.models import TaskVersion
+from stepwise.tasks.redaction import RunDisplay, run_display, run_shown, step_shown
 
 # Every reader that shows runs takes the ``viewer`` it shows them to (a user, an API key, a public
-# token): what is hidden from whom is decided in tasks.access.payloads_hidden. None is Stepwise itself
+# token): what is hidden from whom is decided in stepwise.tasks.access.payloads_hidden. None is Stepwise itself
 # (the local CLI, run by whoever runs the server): it sees what is stored, PII redacted.
 
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from django.db import transaction
 
-from runs.engine.errors import StepwiseError
-from runs.lifecycle import run_settle
-from runs.models import Run, Waitpoint
-from runs.states import TransitionRefused
-from runs.statuses import ACTIVE_STATUSES, AttemptStatus, RunStatus, WaitpointStatus
-from runs.triggers import TriggerOptions, run_trigger
-from runs.waits import waitpoints_cancel_for_run
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.lifecycle import run_settle
+from stepwise.runs.models import Run, Waitpoint
+from stepwise.runs.states import TransitionRefused
+from stepwise.runs.statuses import ACTIVE_STATUSES, AttemptStatus, RunStatus, WaitpointStatus
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.waits import waitpoints_cancel_for_run
 
 
 class RunNotFound(StepwiseError):

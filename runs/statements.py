@@ -3,7 +3,7 @@
 A trigger, a claim, a step and an outcome each cost one round trip and one commit: the run
 row's fenced UPDATE (or INSERT) comes first, and every other row of the write (events, the
 step, spans, the attempt) is inserted ``FROM`` it, so nothing lands unless the run row moved
-under the caller's lease. Other databases take the ORM path in ``runs.store`` instead.
+under the caller's lease. Other databases take the ORM path in ``stepwise.runs.store`` instead.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import AutoField, BigAutoField, Model
 
-from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
-from runs.statuses import AttemptStatus, RunStatus, VersionPolicy
-from tasks.models import Queue, TaskVersion
+from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
+from stepwise.runs.statuses import AttemptStatus, RunStatus, VersionPolicy
+from stepwise.tasks.models import Queue, TaskVersion
 
 SPAN_COLUMNS = (
     "run_id", "trace_id", "span_id", "parent_span_id", "name", "kind", "status", "status_message",

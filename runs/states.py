@@ -1,7 +1,7 @@
 """The run state machine: the allowed transitions, as data, and the one function that moves a run.
 
 What a final status sets off (a parent's waitpoint, the run span's end, the queue's next run)
-happens where runs finish (``runs.lifecycle``), not here.
+happens where runs finish (``stepwise.runs.lifecycle``), not here.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from runs.engine.errors import StepwiseError
-from runs.events import event_append
-from runs.models import Run
-from runs.statuses import FINAL_STATUSES, RunStatus
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.events import event_append
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import FINAL_STATUSES, RunStatus
 
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.DELAYED: frozenset({RunStatus.QUEUED, RunStatus.EXPIRED, RunStatus.CANCELED}),

@@ -17,22 +17,22 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 from django.db.models import F
 from django.utils import timezone
 
-from runs import waits
-from runs.dispatch import dispatch_run_on_commit
-from runs.engine.errors import RunInterrupted, StoreUnavailable, error_summary
-from runs.engine.redaction import redact_for_run
-from runs.engine.store import Claim, LogEntry, RecordedStep
-from runs.engine.waits import WaitpointState, WaitSpec
-from runs.events import event_append, events_append_fenced, publish_run_event_now, publish_run_event_on_commit
-from runs.lifecycle import run_settle, run_span_export_on_commit
-from runs.models import Attempt, Run, RunEvent, Step
-from runs.selectors import run_stream_chunks
-from runs.statements import Outcome, is_postgresql, run_claim, run_outcome, status_event_data
-from runs.states import TransitionRefused, finished_fields, run_transition
-from runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, run_span_result
-from runs.timers import TIMERS_CHANNEL, timer_is_soon, timer_notify
-from runs.tracing.storage import spans_store
-from tasks.models import Queue, TaskVersion
+from stepwise.runs import waits
+from stepwise.runs.dispatch import dispatch_run_on_commit
+from stepwise.runs.engine.errors import RunInterrupted, StoreUnavailable, error_summary
+from stepwise.runs.engine.redaction import redact_for_run
+from stepwise.runs.engine.store import Claim, LogEntry, RecordedStep
+from stepwise.runs.engine.waits import WaitpointState, WaitSpec
+from stepwise.runs.events import event_append, events_append_fenced, publish_run_event_now, publish_run_event_on_commit
+from stepwise.runs.lifecycle import run_settle, run_span_export_on_commit
+from stepwise.runs.models import Attempt, Run, RunEvent, Step
+from stepwise.runs.selectors import run_stream_chunks
+from stepwise.runs.statements import Outcome, is_postgresql, run_claim, run_outcome, status_event_data
+from stepwise.runs.states import TransitionRefused, finished_fields, run_transition
+from stepwise.runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, run_span_result
+from stepwise.runs.timers import TIMERS_CHANNEL, timer_is_soon, timer_notify
+from stepwise.runs.tracing.storage import spans_store
+from stepwise.tasks.models import Queue, TaskVersion
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _with_injected_faults(method: Callable[..., Any], args: tuple, kwargs: dict[
 class OrmRunStore:
     """Every write is conditional on the claim's lease token (a fencing token).
 
-    On PostgreSQL the hot path (claim, step, outcome) is one statement each (``runs.statements``);
+    On PostgreSQL the hot path (claim, step, outcome) is one statement each (``stepwise.runs.statements``);
     runs of limited or paused queues, children a parent waits for, and other databases take the
     ORM path, with the same effects. ``span_source`` hands over the run's ended spans, which
     are written with the next record, under the same fence.

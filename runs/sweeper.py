@@ -16,14 +16,14 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
-from runs.alerts import AlertPass, alert_sender_loop
-from runs.broker import broker_backlog, broker_lost_messages
-from runs.bulk import bulk_actions_advance
-from runs.dispatch import dispatch_run, dispatch_run_on_commit, queue_dispatch
-from runs.health import SchedulerHeartbeat
-from runs.lifecycle import run_settle
-from runs.models import Run, Waitpoint
-from runs.pinning import (
+from stepwise.runs.alerts import AlertPass, alert_sender_loop
+from stepwise.runs.broker import broker_backlog, broker_lost_messages
+from stepwise.runs.bulk import bulk_actions_advance
+from stepwise.runs.dispatch import dispatch_run, dispatch_run_on_commit, queue_dispatch
+from stepwise.runs.health import SchedulerHeartbeat
+from stepwise.runs.lifecycle import run_settle
+from stepwise.runs.models import Run, Waitpoint
+from stepwise.runs.pinning import (
     held_by_running_workers,
     pinned_queued,
     version_wait_end,
@@ -31,13 +31,13 @@ from runs.pinning import (
     version_wait_start,
     versions_running_now,
 )
-from runs.retention import retention_pass
-from runs.states import TransitionRefused, run_transition
-from runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
-from runs.timers import TimerListener
-from runs.waits import children_waits_settle, waitpoints_fire_due
-from tasks.models import LIMITED_QUEUE, Queue
-from tasks.schedules import schedules_declared_sync, schedules_fire_due
+from stepwise.runs.retention import retention_pass
+from stepwise.runs.states import TransitionRefused, run_transition
+from stepwise.runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
+from stepwise.runs.timers import TimerListener
+from stepwise.runs.waits import children_waits_settle, waitpoints_fire_due
+from stepwise.tasks.models import LIMITED_QUEUE, Queue
+from stepwise.tasks.schedules import schedules_declared_sync, schedules_fire_due
 
 logger = logging.getLogger(__name__)
 BATCH = 200

@@ -10,8 +10,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
-from tasks.redaction import RunDisplay, run_display
+from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
+from stepwise.tasks.redaction import RunDisplay, run_display
 
 # Attempt statuses drawn as failures on the timeline.
 FAILED_ATTEMPTS = frozenset({"FAILED", "CRASHED", "TIMED_OUT"})
@@ -229,7 +229,7 @@ def run_timeline(*, run: Run, first: int | None = None, viewer: Any = None) -> d
 
     With ``first``, a run with more recorded steps than that gets only the first ones and none of its
     stored OpenTelemetry spans: a quick first screen, marked ``partial``, that the whole timeline replaces.
-    Waitpoints' outputs are shown as ``viewer`` may see them (tasks.redaction.run_display).
+    Waitpoints' outputs are shown as ``viewer`` may see them (stepwise.tasks.redaction.run_display).
     """
     attempts = list(Attempt.objects.filter(run_id=run.id).select_related("version").order_by("number"))
     recorded_steps = (

@@ -9,29 +9,29 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from runs.dispatch import dispatch_run_on_commit
-from runs.engine.checkpoints import checkpoint_encode, json_parse
-from runs.engine.durations import InvalidDuration, duration_seconds
-from runs.engine.errors import InvalidJson, StepwiseError
-from runs.engine.retry import RetryPolicy
-from runs.events import event_append, publish_run_event_on_commit
-from runs.idempotency import (
+from stepwise.runs.dispatch import dispatch_run_on_commit
+from stepwise.runs.engine.checkpoints import checkpoint_encode, json_parse
+from stepwise.runs.engine.durations import InvalidDuration, duration_seconds
+from stepwise.runs.engine.errors import InvalidJson, StepwiseError
+from stepwise.runs.engine.retry import RetryPolicy
+from stepwise.runs.events import event_append, publish_run_event_on_commit
+from stepwise.runs.idempotency import (
     InvalidIdempotencyKey,
     call_key_effective,
     idempotency_key_effective,
     parent_attempt_get,
     scope_check,
 )
-from runs.ids import new_id
-from runs.models import Run, RunEvent, Span, TriggerGate
-from runs.statements import is_postgresql, run_insert
-from runs.statuses import IdempotencyKeyScope, RunStatus
-from runs.timers import timer_notify
-from runs.tracing.propagation import InvalidTraceparent, traceparent_current, traceparent_parse
-from runs.tracing.storage import run_span_build
-from tasks.models import Queue
-from tasks.registry import task_all, task_get
-from tasks.services import UnknownEnvironment, environment_require, task_version_ensure
+from stepwise.runs.ids import new_id
+from stepwise.runs.models import Run, RunEvent, Span, TriggerGate
+from stepwise.runs.statements import is_postgresql, run_insert
+from stepwise.runs.statuses import IdempotencyKeyScope, RunStatus
+from stepwise.runs.timers import timer_notify
+from stepwise.runs.tracing.propagation import InvalidTraceparent, traceparent_current, traceparent_parse
+from stepwise.runs.tracing.storage import run_span_build
+from stepwise.tasks.models import Queue
+from stepwise.tasks.registry import task_all, task_get
+from stepwise.tasks.services import UnknownEnvironment, environment_require, task_version_ensure
 
 
 class InvalidTrigger(StepwiseError):
@@ -43,7 +43,7 @@ class TriggerOptions:
     """Options of one trigger; every field is optional."""
 
     idempotency_key: str | None = None
-    # "global" (the default), "run" or "attempt": what the key is unique within (runs.idempotency).
+    # "global" (the default), "run" or "attempt": what the key is unique within (stepwise.runs.idempotency).
     idempotency_key_scope: str | None = None
     idempotency_key_ttl: str | float | timedelta | None = None
     tags: list[str] = field(default_factory=list)
@@ -67,7 +67,7 @@ class TriggerOptions:
     # This run's retry policy instead of the task's: {"max_attempts": 5, "min_timeout": 2, ...}.
     retry: dict[str, Any] | None = None
     # {"key": "user-42", "delay": "5s", "max_delay": "30m", "mode": "leading"|"trailing"}: triggers
-    # with the key within the delay collapse into one run (see runs.triggers.Debounce).
+    # with the key within the delay collapse into one run (see stepwise.runs.triggers.Debounce).
     debounce: dict[str, Any] | None = None
     # {"key": "user-42", "period": "1m"}: at most one run per key per period; the rest are refused.
     throttle: dict[str, Any] | None = None

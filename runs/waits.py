@@ -11,21 +11,30 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from runs.attempts import attempt_end
-from runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
-from runs.engine.checkpoints import checkpoint_encode
-from runs.engine.errors import RunInterrupted, StepwiseError, error_summary
-from runs.engine.store import Claim
-from runs.engine.waits import WaitpointState, WaitSpec, event_name_check
-from runs.events import event_append, publish_run_event_on_commit
-from runs.models import AttemptStatus, Event, Run, Step, Waitpoint, WaitpointChild, WaitpointKind, WaitpointStatus
-from runs.statements import is_postgresql, waitpoints_fire
-from runs.states import run_transition
-from runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus
-from runs.timers import timer_notify
-from runs.tracing.storage import spans_store
-from runs.triggers import TriggerOptions, run_trigger_in_transaction
-from tasks.services import UnknownEnvironment, environment_require
+from stepwise.runs.attempts import attempt_end
+from stepwise.runs.dispatch import dispatch_run_on_commit, queue_dispatch_on_commit
+from stepwise.runs.engine.checkpoints import checkpoint_encode
+from stepwise.runs.engine.errors import RunInterrupted, StepwiseError, error_summary
+from stepwise.runs.engine.store import Claim
+from stepwise.runs.engine.waits import WaitpointState, WaitSpec, event_name_check
+from stepwise.runs.events import event_append, publish_run_event_on_commit
+from stepwise.runs.models import (
+    AttemptStatus,
+    Event,
+    Run,
+    Step,
+    Waitpoint,
+    WaitpointChild,
+    WaitpointKind,
+    WaitpointStatus,
+)
+from stepwise.runs.statements import is_postgresql, waitpoints_fire
+from stepwise.runs.states import run_transition
+from stepwise.runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus
+from stepwise.runs.timers import timer_notify
+from stepwise.runs.tracing.storage import spans_store
+from stepwise.runs.triggers import TriggerOptions, run_trigger_in_transaction
+from stepwise.tasks.services import UnknownEnvironment, environment_require
 
 
 class WaitpointError(StepwiseError):

@@ -7,11 +7,11 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema, Status
 
-from console.api_auth import OPERATE, READ, TRIGGER, api_audit
-from runs.engine.waits import EVENT_NAME_MAX_LENGTH, EVENT_NAME_PATTERN
-from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
-from runs.selectors import waitpoint_detail_get, waitpoint_list
-from runs.waits import (
+from stepwise.console.api_auth import OPERATE, READ, TRIGGER, api_audit
+from stepwise.runs.engine.waits import EVENT_NAME_MAX_LENGTH, EVENT_NAME_PATTERN
+from stepwise.runs.models import Waitpoint, WaitpointKind, WaitpointStatus
+from stepwise.runs.selectors import waitpoint_detail_get, waitpoint_list
+from stepwise.runs.waits import (
     WaitpointNotFound,
     event_send,
     waitpoint_approve,
@@ -20,7 +20,7 @@ from runs.waits import (
     waitpoint_skip,
     waitpoint_time_out,
 )
-from tasks.redaction import run_display
+from stepwise.tasks.redaction import run_display
 
 router = Router(tags=["waits"])
 

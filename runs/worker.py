@@ -16,17 +16,17 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
-from runs.dispatch import EXECUTE_RUN, version_queue
-from runs.engine.errors import StoreUnavailable
-from runs.engine.executor import AttemptOutcome, attempt_execute
-from runs.engine.logs import run_logging_install
-from runs.models import Run
-from runs.store import OrmRunStore
-from runs.tracing.setup import database_processor
-from tasks.models import LIMITED_QUEUE, Queue
-from tasks.registry import UnknownTask, task_get, versions_held
-from tasks.secrets import secrets_for_environment
-from tasks.services import worker_versions_announce, worker_versions_forget
+from stepwise.runs.dispatch import EXECUTE_RUN, version_queue
+from stepwise.runs.engine.errors import StoreUnavailable
+from stepwise.runs.engine.executor import AttemptOutcome, attempt_execute
+from stepwise.runs.engine.logs import run_logging_install
+from stepwise.runs.models import Run
+from stepwise.runs.store import OrmRunStore
+from stepwise.runs.tracing.setup import database_processor
+from stepwise.tasks.models import LIMITED_QUEUE, Queue
+from stepwise.tasks.registry import UnknownTask, task_get, versions_held
+from stepwise.tasks.secrets import secrets_for_environment
+from stepwise.tasks.services import worker_versions_announce, worker_versions_forget
 
 logger = logging.getLogger(__name__)
 _worker_ids: dict[int, str] = {}

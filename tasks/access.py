@@ -18,8 +18,8 @@ from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.db.models import Q
 
-from runs.engine.errors import StepwiseError
-from tasks.models import ApiKey, Environment
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.tasks.models import ApiKey, Environment
 
 
 class Capability(StrEnum):
@@ -47,11 +47,13 @@ ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
 # Django permissions each role's groups carry, for the admin site and has_perm() in the user's own code;
 # access itself is decided per environment by group membership.
 ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {
-    Role.VIEWER: ("runs.view_run", "runs.view_waitpoint", "tasks.view_queue", "tasks.view_schedule"),
-    Role.OPERATOR: ("runs.change_run", "runs.change_waitpoint"),
-    Role.ADMIN: ("tasks.change_queue", "tasks.add_schedule", "tasks.change_schedule", "tasks.delete_schedule",
-                 "tasks.view_secret", "tasks.add_secret", "tasks.change_secret", "tasks.delete_secret",
-                 "tasks.view_apikey", "tasks.add_apikey", "tasks.change_apikey", "tasks.view_auditentry"),
+    Role.VIEWER: ("stepwise_runs.view_run", "stepwise_runs.view_waitpoint", "stepwise_tasks.view_queue",
+                  "stepwise_tasks.view_schedule"),
+    Role.OPERATOR: ("stepwise_runs.change_run", "stepwise_runs.change_waitpoint"),
+    Role.ADMIN: ("stepwise_tasks.change_queue", "stepwise_tasks.add_schedule", "stepwise_tasks.change_schedule",
+                 "stepwise_tasks.delete_schedule", "stepwise_tasks.view_secret", "stepwise_tasks.add_secret",
+                 "stepwise_tasks.change_secret", "stepwise_tasks.delete_secret", "stepwise_tasks.view_apikey",
+                 "stepwise_tasks.add_apikey", "stepwise_tasks.change_apikey", "stepwise_tasks.view_auditentry"),
 }
 SCOPES = tuple(c.value for c in Capability)
 DEFAULT_SCOPES = (Capability.READ.value, Capability.TRIGGER.value)
@@ -113,7 +115,8 @@ def capabilities(actor: Any, environment: str) -> frozenset[Capability]:
         if actor.environment_id != environment or actor.revoked_at is not None:
             return frozenset()
         return frozenset(Capability(s) for s in actor.scopes if s in SCOPES)
-    # Anything else (a realtime public token, whose scopes runs.realtime.readers checks) has no capability here.
+    # Anything else (a realtime public token, whose scopes stepwise.runs.realtime.readers checks) has no
+    # capability here.
     if actor is None or not getattr(actor, "is_authenticated", False) or not actor.is_active:
         return frozenset()
     if actor.is_superuser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from tasks.models import AuditEntry
+from stepwise.tasks.models import AuditEntry
 
 
 @admin.register(AuditEntry)

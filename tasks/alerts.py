@@ -12,11 +12,11 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from runs.engine.errors import StepwiseError
-from tasks.models import AlertDelivery, AlertRule
-from tasks.outbound import PrivateAddress, host_check_public
-from tasks.secrets import secret_cipher, secret_value_decrypt
-from tasks.services import environment_exists
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.tasks.models import AlertDelivery, AlertRule
+from stepwise.tasks.outbound import PrivateAddress, host_check_public
+from stepwise.tasks.secrets import secret_cipher, secret_value_decrypt
+from stepwise.tasks.services import environment_exists
 
 # What a rule can watch: the runs of its tasks that end in one of these statuses, and its queues.
 RUN_CONDITIONS = {"run.failed": "FAILED", "run.crashed": "CRASHED", "run.timed_out": "TIMED_OUT"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import Field, ModelSchema, Router, Schema, Status
 
-from console.api_auth import ADMIN, api_audit
-from runs.alerts import alert_test_send
-from tasks.alerts import (
+from stepwise.console.api_auth import ADMIN, api_audit
+from stepwise.runs.alerts import alert_test_send
+from stepwise.tasks.alerts import (
     CONDITIONS,
     alert_delivery_list,
     alert_rule_create,
@@ -15,7 +15,7 @@ from tasks.alerts import (
     alert_rule_list,
     alert_rule_update,
 )
-from tasks.models import AlertDelivery, AlertRule
+from stepwise.tasks.models import AlertDelivery, AlertRule
 
 router = Router(tags=["alerts"])
 

@@ -7,16 +7,24 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Field, ModelSchema, Query, Router, Schema, Status
 
-from console.api_auth import READ, api_audit
-from runs.api import TriggeredOut
-from tasks.access import DEFAULT_SCOPES, Capability, Role, payloads_hidden, role_grant, role_list, role_revoke
-from tasks.apikeys import api_key_create, api_key_list, api_key_revoke
-from tasks.audit import audit_list
-from tasks.environments import environment_pause, environment_resume, environment_state
-from tasks.models import ApiKey, AuditEntry, Schedule, WebhookSecret
-from tasks.queues import UNCHANGED, queue_get, queue_limit_set, queue_list, queue_pause, queue_rate_set, queue_resume
-from tasks.redaction import RunDisplay
-from tasks.schedules import (
+from stepwise.console.api_auth import READ, api_audit
+from stepwise.runs.api import TriggeredOut
+from stepwise.tasks.access import DEFAULT_SCOPES, Capability, Role, payloads_hidden, role_grant, role_list, role_revoke
+from stepwise.tasks.apikeys import api_key_create, api_key_list, api_key_revoke
+from stepwise.tasks.audit import audit_list
+from stepwise.tasks.environments import environment_pause, environment_resume, environment_state
+from stepwise.tasks.models import ApiKey, AuditEntry, Schedule, WebhookSecret
+from stepwise.tasks.queues import (
+    UNCHANGED,
+    queue_get,
+    queue_limit_set,
+    queue_list,
+    queue_pause,
+    queue_rate_set,
+    queue_resume,
+)
+from stepwise.tasks.redaction import RunDisplay
+from stepwise.tasks.schedules import (
     schedule_delete,
     schedule_get,
     schedule_list,
@@ -24,8 +32,8 @@ from tasks.schedules import (
     schedule_update,
     schedule_upsert,
 )
-from tasks.secrets import secret_delete, secret_list, secret_set
-from tasks.webhooks import webhook_receive, webhook_secret_create, webhook_secret_list, webhook_secret_revoke
+from stepwise.tasks.secrets import secret_delete, secret_list, secret_set
+from stepwise.tasks.webhooks import webhook_receive, webhook_secret_create, webhook_secret_list, webhook_secret_revoke
 
 router = Router(tags=["tasks"])
 webhooks_router = Router(tags=["webhooks"])

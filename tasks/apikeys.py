@@ -11,10 +11,10 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from runs.engine.errors import StepwiseError
-from tasks.access import DEFAULT_SCOPES, SCOPES, Capability, capabilities, may
-from tasks.models import ApiKey
-from tasks.services import environment_exists
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.tasks.access import DEFAULT_SCOPES, SCOPES, Capability, capabilities, may
+from stepwise.tasks.models import ApiKey
+from stepwise.tasks.services import environment_exists
 
 KEY_PREFIX = "sk_"
 

@@ -7,13 +7,15 @@ from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import autodiscover_modules, import_string
 
-from tasks.app_settings import app_settings_apply, secret_keys_check
+from stepwise.tasks.app_settings import app_settings_apply, secret_keys_check
 
 app_settings_apply()  # before any module of the apps reads a setting
 
 
 class TasksConfig(AppConfig):
-    name = "tasks"
+    name = "stepwise.tasks"
+    label = "stepwise_tasks"  # never "tasks": a project may have an app of that name
+    verbose_name = "Stepwise tasks"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
@@ -22,7 +24,7 @@ class TasksConfig(AppConfig):
         for module in settings.STEPWISE_TASK_MODULES:
             import_module(module)
         autodiscover_modules("stepwise_tasks")  # each installed app's own tasks
-        from tasks.hooks import global_hooks
+        from stepwise.tasks.hooks import global_hooks
 
         global_hooks()  # a wrong hook name or path in settings stops the process with a clear message
         # Import the Django task backends now: Stepwise's lets every process (workers too) find Django tasks.

@@ -10,7 +10,7 @@ import getpass
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.models import AuditEntry
+from stepwise.tasks.models import AuditEntry
 
 VIA_CONSOLE = "console"
 VIA_API = "api"

@@ -2,7 +2,7 @@
 
 Example (settings.py)::
 
-    TASKS = {"default": {"BACKEND": "tasks.django_backend.StepwiseBackend"}}
+    TASKS = {"default": {"BACKEND": "stepwise.tasks.django_backend.StepwiseBackend"}}
 
 A Django task is a Stepwise task whose id is its module path (``shop.tasks.send_receipt``): it is
 claimed by a worker, retried per ``OPTIONS["retry"]`` (one attempt by default, as Django's own
@@ -23,16 +23,16 @@ from django.utils import timezone
 from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
-from runs.engine.context import current_context
-from runs.engine.errors import StepwiseError
-from runs.engine.hooks import Hooks, RunResult
-from runs.engine.retry import RetryPolicy
-from runs.models import Run
-from runs.statuses import RunStatus
-from tasks.models import Queue
-from tasks.registry import task_get, task_register, task_resolver_add
-from tasks.sdk import TaskDefinition
-from tasks.services import environments_ensure
+from stepwise.runs.engine.context import current_context
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.engine.hooks import Hooks, RunResult
+from stepwise.runs.engine.retry import RetryPolicy
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.tasks.models import Queue
+from stepwise.tasks.registry import task_get, task_register, task_resolver_add
+from stepwise.tasks.sdk import TaskDefinition
+from stepwise.tasks.services import environments_ensure
 
 # What each run status is called in Django's terms.
 STATUS_FOR_DJANGO = {
@@ -53,10 +53,10 @@ STATUS_FOR_DJANGO = {
 # The exception class Django shows for an error Stepwise recorded itself (no exception was raised).
 ENDED_BY_STEPWISE = {
     "TimedOut": "builtins.TimeoutError",  # max_duration passed
-    "Canceled": "runs.engine.errors.RunInterrupted",
-    "Expired": "runs.engine.errors.RunInterrupted",  # the TTL passed before it started
-    "WorkerLost": "runs.engine.errors.RunInterrupted",  # its worker's lease expired
-    "Crashed": "runs.engine.errors.RunInterrupted",  # its workers kept dying
+    "Canceled": "stepwise.runs.engine.errors.RunInterrupted",
+    "Expired": "stepwise.runs.engine.errors.RunInterrupted",  # the TTL passed before it started
+    "WorkerLost": "stepwise.runs.engine.errors.RunInterrupted",  # its worker's lease expired
+    "Crashed": "stepwise.runs.engine.errors.RunInterrupted",  # its workers kept dying
 }
 
 # What a backend's OPTIONS may hold.

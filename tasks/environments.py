@@ -12,10 +12,10 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from runs.engine.errors import StepwiseError
-from tasks.models import Environment, Queue
-from tasks.queues import queues_released_on_commit
-from tasks.services import UnknownEnvironment
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.tasks.models import Environment, Queue
+from stepwise.tasks.queues import queues_released_on_commit
+from stepwise.tasks.services import UnknownEnvironment
 
 
 class EnvironmentPauseRefused(StepwiseError):

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from runs.engine.hooks import Hooks, InvalidHook
+from stepwise.runs.engine.hooks import Hooks, InvalidHook
 
 _cache: dict[tuple, Hooks] = {}
 

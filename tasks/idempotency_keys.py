@@ -2,7 +2,7 @@
 
 Example::
 
-    from tasks.sdk import idempotency_keys
+    from stepwise.tasks.sdk import idempotency_keys
 
     idempotency_keys.reset("send-receipt", "order-1")   # the next trigger with "order-1" runs again
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 
-from runs.engine.context import current_context
+from stepwise.runs.engine.context import current_context
 
 
 class IdempotencyKeys:
@@ -38,7 +38,7 @@ class IdempotencyKeys:
             idempotency_keys.reset("send-receipt", "receipt", scope="run")   # inside the parent run
             idempotency_keys.reset("send-receipt", "order-1", environment="prod")
         """
-        from runs.idempotency import idempotency_key_reset
+        from stepwise.runs.idempotency import idempotency_key_reset
 
         ctx = current_context.get()
         if ctx is not None and parent_run_id is None and scope != "global":

@@ -169,7 +169,7 @@ class ApiKey(models.Model):
     name = models.CharField(max_length=128)
     prefix = models.CharField(max_length=32)
     key_hash = models.CharField(max_length=64, unique=True)
-    # Capabilities the key carries (tasks.access.Capability values): least privilege by default.
+    # Capabilities the key carries (stepwise.tasks.access.Capability values): least privilege by default.
     scopes = models.JSONField(default=default_api_key_scopes)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -262,7 +262,8 @@ class AlertRule(models.Model):
 
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="alert_rules")
     name = models.CharField(max_length=128)
-    # What fires it: run.failed, run.crashed, run.timed_out, queue.backlog, queue.age (tasks.alerts.CONDITIONS).
+    # What fires it (stepwise.tasks.alerts.CONDITIONS): run.failed, run.crashed, run.timed_out, queue.backlog,
+    # queue.age.
     conditions = models.JSONField(default=list)
     # Task ids (shell patterns: "billing-*") whose runs it watches; empty: every task.
     tasks = models.JSONField(default=list, blank=True)

@@ -8,12 +8,12 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Count, Q
 
-from runs.dispatch import dispatch_run, queue_dispatch_on_commit
-from runs.engine.durations import InvalidDuration, duration_seconds
-from runs.engine.errors import StepwiseError
-from runs.models import Run
-from runs.statuses import RunStatus
-from tasks.models import Environment, Queue
+from stepwise.runs.dispatch import dispatch_run, queue_dispatch_on_commit
+from stepwise.runs.engine.durations import InvalidDuration, duration_seconds
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.tasks.models import Environment, Queue
 
 MAX_LIMIT = 10_000
 

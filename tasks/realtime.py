@@ -2,7 +2,7 @@
 
 Example::
 
-    from tasks.sdk import auth
+    from stepwise.tasks.sdk import auth
 
     token = auth.create_public_token(scopes={"runs": [run.id]}, expires_in="1h")
     # hand `token` to the page; it subscribes with static/stepwise/realtime.js
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runs.engine.context import current_context
-from runs.realtime.tokens import public_token_create
+from stepwise.runs.engine.context import current_context
+from stepwise.runs.realtime.tokens import public_token_create
 
 
 class Auth:

@@ -3,7 +3,7 @@ and the payloads hidden from viewers of some environments (README: Who may do wh
 
 A run's payload, output, metadata and step results are stored as the task gave them (the task
 and its replays read them back) and redacted whenever they are shown; logs, span attributes,
-events and errors are redacted before they are stored, in the worker (runs.engine.redaction).
+events and errors are redacted before they are stored, in the worker (stepwise.runs.engine.redaction).
 Both use the same hook: the project's STEPWISE_REDACT, then the task's own ``redact=``.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from runs.engine.redaction import pii_apply, pii_hooks_joined
-from tasks.access import payloads_hidden
-from tasks.registry import UnknownTask, task_get
+from stepwise.runs.engine.redaction import pii_apply, pii_hooks_joined
+from stepwise.tasks.access import payloads_hidden
+from stepwise.tasks.registry import UnknownTask, task_get
 
 _loaded: dict[str, Callable[[Any], Any]] = {}
 
@@ -53,7 +53,7 @@ def task_redaction(task_id: str) -> Callable[[Any], Any] | None:
     return redaction_of(own)
 
 
-# What a viewer sees instead of a hidden value (tasks.access.payloads_hidden): a plain string, so the
+# What a viewer sees instead of a hidden value (stepwise.tasks.access.payloads_hidden): a plain string, so the
 # console's JSON trees, the exports and API clients show it as it reads.
 HIDDEN_FROM_VIEWERS = "[hidden from viewers in this environment]"
 # Run events that carry a value the run produced, and the fields that hold it.

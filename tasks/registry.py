@@ -7,12 +7,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from runs.engine.errors import StepwiseError
-from runs.statuses import VersionPolicy
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.statuses import VersionPolicy
 
 
 class Registered(Protocol):
-    """What the registry needs of a task definition (``tasks.sdk.TaskDefinition`` is one)."""
+    """What the registry needs of a task definition (``stepwise.tasks.sdk.TaskDefinition`` is one)."""
 
     id: str
     fn: Any

@@ -13,11 +13,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone as dj_timezone
 
-from runs.engine.checkpoints import checkpoint_encode
-from runs.engine.errors import StepwiseError
-from tasks.models import Schedule
-from tasks.registry import UnknownTask, task_all, task_get
-from tasks.services import environment_exists
+from stepwise.runs.engine.checkpoints import checkpoint_encode
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.tasks.models import Schedule
+from stepwise.tasks.registry import UnknownTask, task_all, task_get
+from stepwise.tasks.services import environment_exists
 
 logger = logging.getLogger(__name__)
 # A tick's run keeps its idempotency key this long, so no scheduler can fire the tick again.
@@ -254,7 +254,7 @@ def tick_idempotency_key(schedule_id: int, tick: datetime) -> str:
 
 
 def _fire(schedule: Schedule, now: datetime) -> bool:
-    from runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
+    from stepwise.runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
 
     tick, following = _latest_due(schedule, now)
     payload = {

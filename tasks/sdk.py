@@ -2,7 +2,7 @@
 
 Example::
 
-    from tasks.sdk import AbortRun, Retry, step, task
+    from stepwise.tasks.sdk import AbortRun, Retry, step, task
 
     @step()
     def charge(order):
@@ -24,18 +24,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from runs.engine.context import current_context
-from runs.engine.errors import AbortRun, PermanentError
-from runs.engine.executor import Executable
-from runs.engine.hooks import ErrorDecision, Hooks, InvalidHook, RunResult
-from runs.engine.redaction import redact_keys
-from runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
-from runs.statuses import VersionPolicy
-from tasks.idempotency_keys import idempotency_keys
-from tasks.realtime import auth
-from tasks.redaction import redaction_of
-from tasks.registry import code_hash, task_register, version_policy_parse
-from tasks.waiting import send_event, wait  # noqa: E402
+from stepwise.runs.engine.context import current_context
+from stepwise.runs.engine.errors import AbortRun, PermanentError
+from stepwise.runs.engine.executor import Executable
+from stepwise.runs.engine.hooks import ErrorDecision, Hooks, InvalidHook, RunResult
+from stepwise.runs.engine.redaction import redact_keys
+from stepwise.runs.engine.retry import BeforeRetry, RetryPolicy, acall_retrying, call_retrying
+from stepwise.runs.statuses import VersionPolicy
+from stepwise.tasks.idempotency_keys import idempotency_keys
+from stepwise.tasks.realtime import auth
+from stepwise.tasks.redaction import redaction_of
+from stepwise.tasks.registry import code_hash, task_register, version_policy_parse
+from stepwise.tasks.waiting import send_event, wait  # noqa: E402
 
 Retry = RetryPolicy
 
@@ -111,7 +111,7 @@ class TaskDefinition:
         return RunHandle(id=run.id, task_id=self.id, status=run.status, created=created)
 
     def executable(self) -> Executable:
-        from tasks.hooks import global_hooks
+        from stepwise.tasks.hooks import global_hooks
 
         return Executable(task_id=self.id, fn=self.fn, retry=self.retry, version_hash=self.version_hash,
                           hooks=global_hooks() + self.hooks, redact=redaction_of(self.redact))
@@ -153,7 +153,7 @@ class TaskDefinition:
             run = process_order.trigger({"orderId": "1"}, idempotency_key="order-1", tags=["vip"])
             child = send_receipt.trigger(order, idempotency_key="receipt", idempotency_key_scope="run")
         """
-        from runs.triggers import TriggerOptions, run_trigger
+        from stepwise.runs.triggers import TriggerOptions, run_trigger
 
         options = dict(
             idempotency_key=idempotency_key,
@@ -197,7 +197,7 @@ class TaskDefinition:
             if result.ok:
                 use(result.output)
         """
-        from tasks.waiting import children_wait
+        from stepwise.tasks.waiting import children_wait
 
         outcome = children_wait(self.id, [{"payload": payload, **options}], timeout=timeout)
         if not outcome.ok:
@@ -211,7 +211,7 @@ class TaskDefinition:
 
             results = resize.batch_trigger_and_wait([{"payload": {"img": i}} for i in images])
         """
-        from tasks.waiting import children_wait
+        from stepwise.tasks.waiting import children_wait
 
         items = list(items)
         outcome = children_wait(self.id, items, timeout=timeout)
@@ -238,7 +238,7 @@ class TaskDefinition:
 
             handles = resize.batch_trigger([{"payload": {"img": i}} for i in range(10)])
         """
-        from runs.triggers import run_batch_trigger
+        from stepwise.runs.triggers import run_batch_trigger
 
         items = list(items)
         ctx = current_context.get()
@@ -307,8 +307,8 @@ def task(
     """
     from django.conf import settings
 
-    from runs.engine.durations import duration_seconds
-    from tasks.queues import rate_parse
+    from stepwise.runs.engine.durations import duration_seconds
+    from stepwise.tasks.queues import rate_parse
 
     rate = rate_parse(rate_limit)
     task_hooks = Hooks.of(hooks, where=f"task '{id}'")
@@ -413,12 +413,12 @@ def current_run():
 class _CurrentRunMetadata:
     """``metadata``: the metadata of the run executing here, for code that has no ``ctx`` (a step's helper).
 
-    It is ``ctx.metadata`` of the current run (see ``runs.engine.metadata.RunMetadata``);
+    It is ``ctx.metadata`` of the current run (see ``stepwise.runs.engine.metadata.RunMetadata``);
     outside a run every use raises a RuntimeError saying so.
 
     Example::
 
-        from tasks.sdk import metadata
+        from stepwise.tasks.sdk import metadata
 
         def resize(image):
             metadata.set("progress", 0.5)

@@ -9,10 +9,10 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.db import transaction
 
-from runs.engine.errors import StepwiseError
-from runs.engine.redaction import MASK
-from tasks.models import Secret, WebhookSecret
-from tasks.services import environment_exists
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.engine.redaction import MASK
+from stepwise.tasks.models import Secret, WebhookSecret
+from stepwise.tasks.services import environment_exists
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_VALUE_BYTES = 64 * 1024

@@ -8,10 +8,10 @@ from django.conf import settings
 from django.db.models import Count, Prefetch
 from django.utils import timezone
 
-from runs.models import Run
-from runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus, VersionPolicy
-from tasks.models import Environment, Queue, Task, TaskVersion, WorkerVersion
-from tasks.services import DEFAULT_ENVIRONMENTS
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import ACTIVE_STATUSES, FINAL_STATUSES, RunStatus, VersionPolicy
+from stepwise.tasks.models import Environment, Queue, Task, TaskVersion, WorkerVersion
+from stepwise.tasks.services import DEFAULT_ENVIRONMENTS
 
 STATS_WINDOW = timedelta(hours=24)
 STATS_SAMPLE = 5000

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from runs.engine.errors import StepwiseError
-from tasks.models import Environment, Queue, Task, TaskVersion, WorkerVersion
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.tasks.models import Environment, Queue, Task, TaskVersion, WorkerVersion
 
 _ensured: dict[tuple[str, str, str], TaskVersion] = {}
 _known_environments: set[str] = set()

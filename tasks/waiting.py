@@ -2,7 +2,7 @@
 
 Example::
 
-    from tasks.sdk import task, wait
+    from stepwise.tasks.sdk import task, wait
 
     @task(id="remind")
     def remind(payload, ctx):
@@ -17,11 +17,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from runs.engine.context import RunContext, current_context
-from runs.engine.durations import duration_seconds
-from runs.engine.errors import StepwiseError
-from runs.engine.waits import ChildSpec, WaitResult, WaitSpec, event_name_check
-from runs.waits import waitpoint_callback_url
+from stepwise.runs.engine.context import RunContext, current_context
+from stepwise.runs.engine.durations import duration_seconds
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.engine.waits import ChildSpec, WaitResult, WaitSpec, event_name_check
+from stepwise.runs.waits import waitpoint_callback_url
 
 
 class NotInRun(StepwiseError):
@@ -153,7 +153,7 @@ wait = Wait()
 
 def children_wait(task_id: str, items: list[dict[str, Any]], *, timeout=None) -> WaitResult:
     """Trigger child runs and wait for all of them; the result's output lists each child's outcome."""
-    from runs.triggers import trigger_options_from
+    from stepwise.runs.triggers import trigger_options_from
 
     children = []
     for item in items:
@@ -172,7 +172,7 @@ def send_event(name: str, payload: Any = None, *, environment: str | None = None
 
     Example: ``send_event("approval", {"documentId": "doc-1", "approved": True})``
     """
-    from runs.waits import event_send
+    from stepwise.runs.waits import event_send
 
     ctx = current_context.get()
     if ctx is None:

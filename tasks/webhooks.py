@@ -12,13 +12,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from runs.engine.checkpoints import json_parse
-from runs.engine.errors import InvalidJson, StepwiseError
-from runs.models import Run
+from stepwise.runs.engine.checkpoints import json_parse
+from stepwise.runs.engine.errors import InvalidJson, StepwiseError
+from stepwise.runs.models import Run
+from stepwise.tasks.models import WebhookDelivery, WebhookSecret
+from stepwise.tasks.secrets import secret_cipher, secret_value_decrypt
+from stepwise.tasks.services import environment_exists
 from stepwise.webhooks import webhook_sign
-from tasks.models import WebhookDelivery, WebhookSecret
-from tasks.secrets import secret_cipher, secret_value_decrypt
-from tasks.services import environment_exists
 
 SIGNATURE_VERSION = "v1"
 
@@ -109,7 +109,7 @@ def webhook_receive(
     *, task_id: str, body: bytes, timestamp: str | None, signature: str | None, delivery_id: str | None
 ) -> Run:
     """Verify a signed delivery and trigger the task with its JSON body; refuse anything doubtful."""
-    from runs.triggers import TriggerOptions, run_trigger
+    from stepwise.runs.triggers import TriggerOptions, run_trigger
 
     # The delivery id is signed and required: the same body and timestamp sent again, without it or
     # with another one, no longer matches, and the same id is refused below.

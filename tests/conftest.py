@@ -34,7 +34,7 @@ def pytest_configure(config) -> None:
         problems.append(f"Redis is not reachable at {settings.REDIS_URL}")
     if problems:
         raise pytest.UsageError("the test suite needs real services: " + "; ".join(problems))
-    from console.celery import app
+    from stepwise.console.celery import app
 
     # Django's CELERY_* settings take precedence over the lowercase name: set the key Celery reads.
     app.conf["CELERY_TASK_DEFAULT_QUEUE"] = test_queue_name()
@@ -95,7 +95,7 @@ def _no_failed_attempts_counted():
 
 @pytest.fixture(autouse=True)
 def _fresh_task_cache():
-    from tasks.services import task_cache_clear
+    from stepwise.tasks.services import task_cache_clear
 
     task_cache_clear()
     yield

@@ -11,8 +11,8 @@ import time
 import redis
 from opentelemetry import trace
 
-from runs.engine.errors import InvalidMetadata
-from tasks.sdk import AbortRun, ErrorDecision, Retry, metadata, send_event, step, task
+from stepwise.runs.engine.errors import InvalidMetadata
+from stepwise.tasks.sdk import AbortRun, ErrorDecision, Retry, metadata, send_event, step, task
 
 # Where step bodies record that they ran: the suite's Redis, even for workers given another broker.
 _redis = redis.Redis.from_url(
@@ -156,7 +156,7 @@ def pinned_noop(payload, ctx):
 
 
 # --- waits -----------------------------------------------------------------------------------
-from tasks.sdk import wait  # noqa: E402
+from stepwise.tasks.sdk import wait  # noqa: E402
 
 
 @task(id="test-wait-event", retry=FAST_RETRY)
@@ -569,7 +569,7 @@ def chained_failure(payload, ctx):
 
 
 # --- idempotency keys ---------------------------------------------------------------------------
-from tasks.sdk import idempotency_keys  # noqa: E402
+from stepwise.tasks.sdk import idempotency_keys  # noqa: E402
 
 
 @task(id="test-idem-echo", retry=Retry(max_attempts=1))
@@ -631,7 +631,7 @@ def parent_of_keyed_child(payload, ctx):
     return {"ok": result.ok, "output": result.output, "child": result.run_id}
 
 
-from tasks.sdk import redact_keys  # noqa: E402
+from stepwise.tasks.sdk import redact_keys  # noqa: E402
 
 PII_PATTERN = r"canary-[0-9a-f]{32}@example\.com"
 

@@ -7,9 +7,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from runs.models import Attempt, Run, RunEvent, Step, Waitpoint, WaitpointKind
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.models import TaskVersion
+from stepwise.runs.models import Attempt, Run, RunEvent, Step, Waitpoint, WaitpointKind
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.models import TaskVersion
 
 ELSEWHERE = "e" * 64  # a version of task code that no process of the tests holds
 

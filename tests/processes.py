@@ -117,7 +117,7 @@ class Processes:
     def asgi_server(self, *, port: int, **env: str) -> subprocess.Popen:
         """Serve the console (HTTP and websockets) with uvicorn on the test database."""
         return self._spawn(
-            ["-m", "uvicorn", "console.asgi:application", "--host", "127.0.0.1", f"--port={port}",
+            ["-m", "uvicorn", "stepwise.console.asgi:application", "--host", "127.0.0.1", f"--port={port}",
              "--log-level=warning"],
             "asgi",
             **env,
@@ -178,8 +178,8 @@ def embedded_up(workdir: Path, *, label: str, **env: str) -> Iterator[EmbeddedSe
 
     Yields what a command (``manage.py trigger``) or a request needs to reach it; stops it afterwards.
     """
-    from runs.benchmarks.embedded import _embedded_env, _free_port, _until_serving
-    from runs.benchmarks.processes import process_group_stop
+    from stepwise.runs.benchmarks.embedded import _embedded_env, _free_port, _until_serving
+    from stepwise.runs.benchmarks.processes import process_group_stop
 
     env = {**_embedded_env(workdir), **env}
     port = _free_port()

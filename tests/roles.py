@@ -11,5 +11,5 @@ def grant(user, environment: str, role: str) -> None:
     permission alone (what let anyone do anything before roles) no longer decides.
     """
     group, _ = Group.objects.get_or_create(name=f"stepwise:{environment}:{role}")
-    group.permissions.add(Permission.objects.get(content_type__app_label="runs", codename="view_run"))
+    group.permissions.add(Permission.objects.get(content_type__app_label="stepwise_runs", codename="view_run"))
     user.groups.add(group)

@@ -3,7 +3,7 @@
 The test processes and the workers and servers they start (which inherit this environment) run as
 in development: DEBUG on (plain HTTP, static files from the source tree; pytest-django still runs
 each test with DEBUG off) and fixed keys that protect nothing. Tests of the production settings
-start processes with DJANGO_SETTINGS_MODULE=console.settings and their own environment.
+start processes with DJANGO_SETTINGS_MODULE=stepwise.console.settings and their own environment.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret-" + "0" * 40)
 os.environ.setdefault("STEPWISE_ALERT_PRIVATE_WEBHOOKS", "1")
 os.environ.setdefault("STEPWISE_SECRET_KEYS", "dGVzdC1vbmx5LWtleS1mb3Itc3RlcHdpc2UtdGVzdHM=")
 
-from console.settings import *  # noqa: E402, F403
+from stepwise.console.settings import *  # noqa: E402, F403
 
 # Failed-attempt counts per test process, so a test cannot lock out the next one through Redis.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -23,9 +23,9 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # The Django tasks of the backend's tests live in an app of their own, as a user's would.
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.project"]  # noqa: F405
 TASKS = {
-    "default": {"BACKEND": "tasks.django_backend.StepwiseBackend", "QUEUES": ["default", "emails"]},
+    "default": {"BACKEND": "stepwise.tasks.django_backend.StepwiseBackend", "QUEUES": ["default", "emails"]},
     "retrying": {
-        "BACKEND": "tasks.django_backend.StepwiseBackend",
+        "BACKEND": "stepwise.tasks.django_backend.StepwiseBackend",
         "OPTIONS": {"retry": {"max_attempts": 2, "min_timeout": 0.1, "max_timeout": 0.1, "jitter": False}},
     },
 }

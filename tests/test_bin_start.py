@@ -32,7 +32,8 @@ def _project(tmp_path: Path) -> Path:
     (tmp_path / "bin").mkdir()
     for script in ("start", "venv"):
         shutil.copy(ROOT / "bin" / script, tmp_path / "bin" / script)
-    shutil.copy(ROOT / "requirements.txt", tmp_path / "requirements.txt")
+    for name in ("requirements.txt", "setup.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
     return tmp_path
 
 

@@ -34,7 +34,7 @@ def check_command(argv: list[str]) -> None:
             module, _, attribute = target.partition(":")
             assert hasattr(importlib.import_module(module), attribute), f"{target} does not exist"
         # Click rejects an unknown option before it answers --help.
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "console.settings"}
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "stepwise.console.settings"}
         result = subprocess.run([sys.executable, "-m", program, *args, "--help"], cwd=ROOT, capture_output=True,
                                 text=True, timeout=120, env=env)
         assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr[-1000:]}"

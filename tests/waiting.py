@@ -20,7 +20,7 @@ def wait_for(predicate, *, timeout: float = 30, interval: float = 0.1, message: 
 
 def wait_finished(run_id: str, timeout: float = 40):
     """Wait until a run reaches a final status and return it."""
-    from runs.models import Run
+    from stepwise.runs.models import Run
 
     def done():
         run = Run.objects.filter(id=run_id).first()
@@ -33,7 +33,7 @@ def _diagnose() -> str:
     """Describe unfinished runs and held locks, to explain a timeout."""
     from django.db import connection
 
-    from runs.models import Run
+    from stepwise.runs.models import Run
 
     lines = [
         f"{r.id} {r.task_id} {r.status} attempts={r.attempt_count} worker={r.worker_id} lease={r.lease_expires_at}"
@@ -55,8 +55,8 @@ def waits_resume_now(run_id: str) -> None:
 
     from django.utils import timezone
 
-    from runs.models import Waitpoint
-    from runs.waits import waitpoints_fire_due
+    from stepwise.runs.models import Waitpoint
+    from stepwise.runs.waits import waitpoints_fire_due
 
     Waitpoint.objects.filter(run_id=run_id, status="PENDING").update(resume_at=timezone.now() - timedelta(seconds=1))
     waitpoints_fire_due(timezone.now())
@@ -64,7 +64,7 @@ def waits_resume_now(run_id: str) -> None:
 
 def run_requeue(run_id: str) -> None:
     """Queue a retrying run at once, instead of waiting for its retry delay and the scheduler."""
-    from runs.models import Run
-    from runs.statuses import RunStatus
+    from stepwise.runs.models import Run
+    from stepwise.runs.statuses import RunStatus
 
     Run.objects.filter(id=run_id).update(status=RunStatus.QUEUED)

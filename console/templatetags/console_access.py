@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django import template
 
-from tasks.access import may, may_anywhere, payloads_hidden
+from stepwise.tasks.access import may, may_anywhere, payloads_hidden
 
 register = template.Library()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django import template
 from django.urls import reverse
 
-from runs.routing import RUNS_SOCKETS
+from stepwise.runs.routing import RUNS_SOCKETS
 
 register = template.Library()
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from django import template
 
-from runs.models import Run
-from runs.selectors import run_streams
+from stepwise.runs.models import Run
+from stepwise.runs.selectors import run_streams
 
 register = template.Library()
 

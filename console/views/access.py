@@ -1,4 +1,4 @@
-"""Who may use the console and each of its actions: the same question the API and the websockets ask (tasks.access)."""
+"""Who may use the console and each of its actions: what the API and the websockets ask too (tasks.access)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,10 +8,10 @@ from django.contrib.auth.decorators import login_required as django_login_requir
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
-from runs.models import Run
-from tasks.access import Capability, environments_where, may, may_anywhere
-from tasks.audit import actor_of_user, audit_record
-from tasks.selectors import environment_list
+from stepwise.runs.models import Run
+from stepwise.tasks.access import Capability, environments_where, may, may_anywhere
+from stepwise.tasks.audit import actor_of_user, audit_record
+from stepwise.tasks.selectors import environment_list
 
 
 def login_required(view: Callable) -> Callable:

@@ -4,13 +4,13 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.alert_forms import CONDITION_LABELS, AlertRuleForm
-from console.views.access import audit, login_required
-from console.views.environments import environment_checked, environment_page, environment_url
-from console.views.feedback import action_done
-from runs.alerts import alert_test_send
-from tasks.access import Capability
-from tasks.alerts import (
+from stepwise.console.alert_forms import CONDITION_LABELS, AlertRuleForm
+from stepwise.console.views.access import audit, login_required
+from stepwise.console.views.environments import environment_checked, environment_page, environment_url
+from stepwise.console.views.feedback import action_done
+from stepwise.runs.alerts import alert_test_send
+from stepwise.tasks.access import Capability
+from stepwise.tasks.alerts import (
     AlertRuleNotFound,
     InvalidAlertRule,
     alert_delivery_list,

@@ -5,12 +5,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.forms import ApiKeyForm
-from console.views.access import audit, login_required
-from console.views.environments import environment_checked, environment_page, environment_url
-from console.views.feedback import action_done
-from tasks.access import Capability
-from tasks.apikeys import (
+from stepwise.console.forms import ApiKeyForm
+from stepwise.console.views.access import audit, login_required
+from stepwise.console.views.environments import environment_checked, environment_page, environment_url
+from stepwise.console.views.feedback import action_done
+from stepwise.tasks.access import Capability
+from stepwise.tasks.apikeys import (
     ApiKeyNotFound,
     InvalidApiKey,
     ScopeNotAllowed,

@@ -4,10 +4,10 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from console.views.access import login_required
-from console.views.environments import environment_checked, environment_page
-from tasks.access import Capability
-from tasks.audit import audit_list
+from stepwise.console.views.access import login_required
+from stepwise.console.views.environments import environment_checked, environment_page
+from stepwise.tasks.access import Capability
+from stepwise.tasks.audit import audit_list
 
 PAGE_SIZE = 100
 

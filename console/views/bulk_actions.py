@@ -9,14 +9,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from console.forms import RunFilterForm
-from console.views.access import login_required
-from console.views.feedback import action_done
-from runs.bulk import ACTIONS, bulk_action_count, bulk_action_start
-from tasks.access import Capability, environments_where
-from tasks.audit import actor_of_user
-from tasks.models import BulkAction
-from tasks.selectors import environment_list
+from stepwise.console.forms import RunFilterForm
+from stepwise.console.views.access import login_required
+from stepwise.console.views.feedback import action_done
+from stepwise.runs.bulk import ACTIONS, bulk_action_count, bulk_action_start
+from stepwise.tasks.access import Capability, environments_where
+from stepwise.tasks.audit import actor_of_user
+from stepwise.tasks.models import BulkAction
+from stepwise.tasks.selectors import environment_list
 
 
 def _targets(request: HttpRequest, form: RunFilterForm, action: str) -> list[tuple[str, int]]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_POST
 
-from console.views.access import audit, login_required
-from console.views.environments import environment_checked, environment_url
-from console.views.feedback import action_done
-from tasks.access import Capability
-from tasks.environments import EnvironmentPauseRefused, environment_pause, environment_resume
+from stepwise.console.views.access import audit, login_required
+from stepwise.console.views.environments import environment_checked, environment_url
+from stepwise.console.views.feedback import action_done
+from stepwise.tasks.access import Capability
+from stepwise.tasks.environments import EnvironmentPauseRefused, environment_pause, environment_resume
 
 
 @login_required

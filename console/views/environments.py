@@ -11,10 +11,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from console.views.access import require
-from tasks.access import Capability, environments_where
-from tasks.selectors import environment_list
-from tasks.services import UnknownEnvironment, environment_require
+from stepwise.console.views.access import require
+from stepwise.tasks.access import Capability, environments_where
+from stepwise.tasks.selectors import environment_list
+from stepwise.tasks.services import UnknownEnvironment, environment_require
 
 
 def environment_checked(request: HttpRequest, capability: Capability) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from runs.health import READY_REQUIRES, web_checks
+from stepwise.runs.health import READY_REQUIRES, web_checks
 
 LIVE_PATH = "/health/live"
 READY_PATH = "/health/ready"

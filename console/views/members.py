@@ -4,11 +4,11 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.forms import MemberForm
-from console.views.access import audit, login_required
-from console.views.environments import environment_checked, environment_page, environment_url
-from console.views.feedback import action_done
-from tasks.access import Capability, InvalidRole, role_grant, role_list, role_revoke
+from stepwise.console.forms import MemberForm
+from stepwise.console.views.access import audit, login_required
+from stepwise.console.views.environments import environment_checked, environment_page, environment_url
+from stepwise.console.views.feedback import action_done
+from stepwise.tasks.access import Capability, InvalidRole, role_grant, role_list, role_revoke
 
 
 def _page(request: HttpRequest, form: MemberForm, *, status: int = 200) -> HttpResponse:

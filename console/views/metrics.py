@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from runs.metrics import registry
+from stepwise.runs.metrics import registry
 
 
 def _token_matches(request: HttpRequest) -> bool:

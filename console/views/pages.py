@@ -6,13 +6,13 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from console.forms import DecisionForm, EventSendForm
-from console.views.access import audit, login_required, readable_environments, require
-from console.views.feedback import action_done, next_url
-from runs.engine.errors import StepwiseError
-from runs.models import Waitpoint, WaitpointKind, WaitpointStatus
-from runs.selectors import waitpoint_list as waitpoints_pending
-from runs.waits import (
+from stepwise.console.forms import DecisionForm, EventSendForm
+from stepwise.console.views.access import audit, login_required, readable_environments, require
+from stepwise.console.views.feedback import action_done, next_url
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.models import Waitpoint, WaitpointKind, WaitpointStatus
+from stepwise.runs.selectors import waitpoint_list as waitpoints_pending
+from stepwise.runs.waits import (
     WaitpointError,
     event_send,
     waitpoint_approve,
@@ -20,7 +20,7 @@ from runs.waits import (
     waitpoint_skip,
     waitpoint_time_out,
 )
-from tasks.access import Capability
+from stepwise.tasks.access import Capability
 
 TIMERS = (WaitpointKind.DURATION, WaitpointKind.DATE, WaitpointKind.CHILDREN)
 

@@ -7,12 +7,12 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
-from console.forms import QueueLimitForm
-from console.views.access import audit, login_required
-from console.views.environments import environment_checked, environment_page, environment_url
-from console.views.feedback import action_done
-from tasks.access import Capability
-from tasks.queues import (
+from stepwise.console.forms import QueueLimitForm
+from stepwise.console.views.access import audit, login_required
+from stepwise.console.views.environments import environment_checked, environment_page, environment_url
+from stepwise.console.views.feedback import action_done
+from stepwise.tasks.access import Capability
+from stepwise.tasks.queues import (
     MAX_LIMIT,
     InvalidQueueLimit,
     QueueChangeRefused,

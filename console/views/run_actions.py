@@ -5,14 +5,14 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from console.forms import BulkActionForm, PayloadForm
-from console.views.access import audit, login_required, run_require
-from console.views.feedback import action_done, next_url
-from runs.engine.errors import StepwiseError
-from runs.idempotency import run_idempotency_key_reset
-from runs.models import Run
-from runs.services import run_cancel, run_replay
-from tasks.access import Capability, may
+from stepwise.console.forms import BulkActionForm, PayloadForm
+from stepwise.console.views.access import audit, login_required, run_require
+from stepwise.console.views.feedback import action_done, next_url
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.idempotency import run_idempotency_key_reset
+from stepwise.runs.models import Run
+from stepwise.runs.services import run_cancel, run_replay
+from stepwise.tasks.access import Capability, may
 
 
 @login_required

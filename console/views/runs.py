@@ -12,18 +12,18 @@ from django.utils import timezone
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 
-from console.forms import PayloadForm, RunFilterForm
-from console.templatetags.console_format import duration_between
-from console.views.access import (
+from stepwise.console.forms import PayloadForm, RunFilterForm
+from stepwise.console.templatetags.console_format import duration_between
+from stepwise.console.views.access import (
     environment_slugs_readable,
     login_required,
     readable_environments,
     require,
     run_require,
 )
-from runs.exports import FORMATS, run_export_response
-from runs.pinning import version_wait_deadline
-from runs.selectors import (
+from stepwise.runs.exports import FORMATS, run_export_response
+from stepwise.runs.pinning import version_wait_deadline
+from stepwise.runs.selectors import (
     RunFilters,
     run_checkpoint_state,
     run_detail,
@@ -36,10 +36,10 @@ from runs.selectors import (
     run_step,
     runs_newer_than,
 )
-from runs.statuses import RunStatus
-from runs.timeline import epoch_ms, run_timeline
-from tasks.access import Capability
-from tasks.selectors import environment_list, task_ids
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.timeline import epoch_ms, run_timeline
+from stepwise.tasks.access import Capability
+from stepwise.tasks.selectors import environment_list, task_ids
 
 PAGE_SIZE = 50
 # The runs list's time presets: ?period=1h shows the runs created in the last hour.

@@ -10,13 +10,13 @@ from zoneinfo import available_timezones
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.forms import ScheduleChangeForm, ScheduleForm
-from console.views.access import audit, login_required
-from console.views.environments import environment_checked, environment_page, environment_url
-from console.views.feedback import action_done
-from tasks.access import Capability
-from tasks.models import Schedule
-from tasks.schedules import (
+from stepwise.console.forms import ScheduleChangeForm, ScheduleForm
+from stepwise.console.views.access import audit, login_required
+from stepwise.console.views.environments import environment_checked, environment_page, environment_url
+from stepwise.console.views.feedback import action_done
+from stepwise.tasks.access import Capability
+from stepwise.tasks.models import Schedule
+from stepwise.tasks.schedules import (
     InvalidSchedule,
     ScheduleNotFound,
     schedule_delete,

@@ -4,12 +4,12 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from console.forms import SecretForm
-from console.views.access import audit, login_required
-from console.views.environments import environment_checked, environment_page, environment_url
-from console.views.feedback import action_done
-from tasks.access import Capability
-from tasks.secrets import InvalidSecret, SecretNotFound, secret_delete, secret_list, secret_set
+from stepwise.console.forms import SecretForm
+from stepwise.console.views.access import audit, login_required
+from stepwise.console.views.environments import environment_checked, environment_page, environment_url
+from stepwise.console.views.feedback import action_done
+from stepwise.tasks.access import Capability
+from stepwise.tasks.secrets import InvalidSecret, SecretNotFound, secret_delete, secret_list, secret_set
 
 
 def _page(request: HttpRequest, form: SecretForm, *, status: int = 200) -> HttpResponse:

@@ -8,7 +8,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from console.failed_attempts import (
+from stepwise.console.failed_attempts import (
     SIGN_IN,
     TooManyFailedAttempts,
     client_address,

@@ -6,14 +6,14 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from console.forms import PayloadForm
-from console.views.access import audit, login_required, require
-from console.views.feedback import action_done
-from runs.engine.errors import StepwiseError
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.access import Capability, may
-from tasks.registry import UnknownTask, task_all
-from tasks.selectors import task_overviews
+from stepwise.console.forms import PayloadForm
+from stepwise.console.views.access import audit, login_required, require
+from stepwise.console.views.feedback import action_done
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.access import Capability, may
+from stepwise.tasks.registry import UnknownTask, task_all
+from stepwise.tasks.selectors import task_overviews
 
 
 @login_required

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from runs.benchmarks.measure import BenchFailed, Latencies
-from runs.benchmarks.processes import process_group_stop, task_modules
-from runs.benchmarks.tasks import NOOP_TASK_ID
+from stepwise.runs.benchmarks.measure import BenchFailed, Latencies
+from stepwise.runs.benchmarks.processes import process_group_stop, task_modules
+from stepwise.runs.benchmarks.tasks import NOOP_TASK_ID
 
 
 def embedded_start_latencies(*, triggers: int, timeout: float, log_dir: Path) -> Latencies:
@@ -53,7 +53,7 @@ def _embedded_env(workdir: Path) -> dict[str, str]:
     env.update(
         STEPWISE_SQLITE_PATH=str(workdir / "stepwise.sqlite3"),
         STEPWISE_TASK_MODULES=task_modules(),
-        DJANGO_SETTINGS_MODULE="console.settings",
+        DJANGO_SETTINGS_MODULE="stepwise.console.settings",
         PYTHONPATH=str(settings.BASE_DIR),
         LOG_LEVEL="WARNING",
     )
@@ -100,7 +100,7 @@ def _start_latency(sqlite_path: Path, run_id: str, *, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     with closing(sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True, timeout=10)) as db:
         while True:
-            row = db.execute("SELECT created_at, started_at FROM runs_run WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute("SELECT created_at, started_at FROM stepwise_runs_run WHERE id = ?", (run_id,)).fetchone()
             if row and row[1]:
                 return (datetime.fromisoformat(row[1]) - datetime.fromisoformat(row[0])).total_seconds() * 1000
             if time.monotonic() > deadline:

@@ -7,7 +7,7 @@ import time
 import psycopg
 from psycopg import sql
 
-from runs.benchmarks.measure import Latencies
+from stepwise.runs.benchmarks.measure import Latencies
 
 
 def commit_floor(*, conninfo: str, samples: int) -> Latencies:

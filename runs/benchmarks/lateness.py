@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from django.db.models import Min
 from django.utils import timezone
 
-from runs.benchmarks.measure import POLL_SECONDS, BenchFailed, Latencies, noop_runs_batch_trigger, runs_wait
-from runs.benchmarks.tasks import bench_wait
-from runs.models import Attempt, Run, RunStatus, Waitpoint
+from stepwise.runs.benchmarks.measure import POLL_SECONDS, BenchFailed, Latencies, noop_runs_batch_trigger, runs_wait
+from stepwise.runs.benchmarks.tasks import bench_wait
+from stepwise.runs.models import Attempt, Run, RunStatus, Waitpoint
 
 # The burst is triggered this long before the deadline, so it is in the queue when the deadline falls due.
 BURST_AHEAD_SECONDS = 1.0

@@ -6,22 +6,22 @@ from collections.abc import Callable
 
 from django.db import close_old_connections
 
-from runs.benchmarks.measure import BenchUnavailable, Latencies
-from runs.models import RunStatus
+from stepwise.runs.benchmarks.measure import BenchUnavailable, Latencies
+from stepwise.runs.models import RunStatus
 
 try:
-    from runs.selectors import RunFilters, run_page  # what the console's runs list view calls
+    from stepwise.runs.selectors import RunFilters, run_page  # what the console's runs list view calls
 except ImportError:  # a tree without the keyset-paged list: the phase reads n/a
     RunFilters = run_page = None
 
-# The console's page size (console.views.runs.PAGE_SIZE), copied: the bench must not import the views.
+# The console's page size (stepwise.console.views.runs.PAGE_SIZE), copied: the bench must not import the views.
 PAGE_SIZE = 50
 
 
 def list_page_timings(*, repeats: int, tag: str) -> dict[str, Latencies]:
     """Time the first page of the runs list with no filter, a status filter and a tag filter."""
     if run_page is None:
-        raise BenchUnavailable("runs.selectors has no run_page (the console's runs-list selector)")
+        raise BenchUnavailable("stepwise.runs.selectors has no run_page (the console's runs-list selector)")
     cases: dict[str, Callable[[], object]] = {
         "no filter": lambda: run_page(filters=RunFilters(), size=PAGE_SIZE),
         f"status={RunStatus.FAILED.value}": lambda: run_page(

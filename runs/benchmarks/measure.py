@@ -13,11 +13,11 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from runs.benchmarks.tasks import bench_noop, bench_raw_noop, bench_steps, bench_work, step_chain
-from runs.models import Attempt, Run, RunStatus
+from stepwise.runs.benchmarks.tasks import bench_noop, bench_raw_noop, bench_steps, bench_work, step_chain
+from stepwise.runs.models import Attempt, Run, RunStatus
 
 try:
-    from runs.models import FINAL_STATUSES
+    from stepwise.runs.models import FINAL_STATUSES
 except ImportError:  # an older tree kept it beside the state machine only
     FINAL_STATUSES = frozenset(
         s for s in RunStatus if s in ("COMPLETED", "FAILED", "CANCELED", "TIMED_OUT", "CRASHED", "EXPIRED")
@@ -229,5 +229,5 @@ def runs_delete(run_ids: list[str]) -> int:
     """Delete the benchmark's runs with their attempts, steps and events."""
     deleted = 0
     for start in range(0, len(run_ids), 500):
-        deleted += Run.objects.filter(id__in=run_ids[start:start + 500]).delete()[1].get("runs.Run", 0)
+        deleted += Run.objects.filter(id__in=run_ids[start:start + 500]).delete()[1].get("stepwise_runs.Run", 0)
     return deleted

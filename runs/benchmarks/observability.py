@@ -22,19 +22,19 @@ from django.db import close_old_connections, connection
 from django.urls import reverse
 from django.utils import timezone
 
-from runs.benchmarks.measure import FINAL_STATUSES
-from runs.benchmarks.tasks import OBSERVABILITY_TASK_ID, observability_steps
-from runs.engine.executor import attempt_execute
-from runs.engine.spans import tracing_enabled_set
-from runs.models import RunStatus
+from stepwise.runs.benchmarks.measure import FINAL_STATUSES
+from stepwise.runs.benchmarks.tasks import OBSERVABILITY_TASK_ID, observability_steps
+from stepwise.runs.engine.executor import attempt_execute
+from stepwise.runs.engine.spans import tracing_enabled_set
+from stepwise.runs.models import RunStatus
 
 try:
-    from runs.triggers import TriggerOptions, run_trigger
+    from stepwise.runs.triggers import TriggerOptions, run_trigger
 except ImportError:  # an older tree kept triggers with the other run services
-    from runs.services import TriggerOptions, run_trigger
-from runs.states import run_transition
-from runs.store import OrmRunStore
-from runs.tracing import setup as tracing
+    from stepwise.runs.services import TriggerOptions, run_trigger
+from stepwise.runs.states import run_transition
+from stepwise.runs.store import OrmRunStore
+from stepwise.runs.tracing import setup as tracing
 
 FINAL = {str(s) for s in FINAL_STATUSES}
 MEASURE_TIMEOUT_SECONDS = 120
@@ -112,7 +112,7 @@ def _percentile(samples: list[float], q: float) -> float:
 
 
 async def _latencies(run_id: str, after: int, user, dispatch: Callable[[str], None] | None) -> list[float]:
-    from runs.consumers import RunEventsConsumer
+    from stepwise.runs.consumers import RunEventsConsumer
 
     scope = {
         "type": "websocket",
@@ -194,8 +194,8 @@ async def _sse_latencies(run_id: str, after: int, api_key: str, dispatch: Callab
 
 def measure_sse_latency(*, steps: int = 100, dispatch: Callable[[str], None] | None = None) -> dict[str, float]:
     """Return p50/p99 ms from an event's insert by a worker to its arrival at a server-sent events client."""
-    from runs.models import Run
-    from tasks.apikeys import api_key_create
+    from stepwise.runs.models import Run
+    from stepwise.tasks.apikeys import api_key_create
 
     key = api_key_create(environment="dev", name="stepwise-bench-sse", scopes=["read"])
     try:
@@ -221,7 +221,7 @@ def measure_event_latency(*, steps: int = 100, dispatch: Callable[[str], None] |
     """
     from django.contrib.auth import get_user_model
 
-    from runs.models import Run
+    from stepwise.runs.models import Run
 
     user, _ = get_user_model().objects.get_or_create(username="stepwise-bench", defaults={"is_superuser": True})
     run_id = _queued_run(steps)

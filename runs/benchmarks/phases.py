@@ -11,21 +11,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from runs.benchmarks import measure, seeding
-from runs.benchmarks.embedded import embedded_start_latencies
-from runs.benchmarks.floor import commit_floor
-from runs.benchmarks.lateness import wait_lateness
-from runs.benchmarks.listing import list_page_timings
-from runs.benchmarks.measure import BenchUnavailable, Latencies
-from runs.benchmarks.report import Row
-from runs.benchmarks.selection import named_select
-from runs.benchmarks.tasks import NOOP_TASK_ID, OBSERVABILITY_TASK_ID, STEPS_TASK_ID, WAIT_TASK_ID
-from runs.dispatch import dispatch_run
-from runs.models import Run
+from stepwise.runs.benchmarks import measure, seeding
+from stepwise.runs.benchmarks.embedded import embedded_start_latencies
+from stepwise.runs.benchmarks.floor import commit_floor
+from stepwise.runs.benchmarks.lateness import wait_lateness
+from stepwise.runs.benchmarks.listing import list_page_timings
+from stepwise.runs.benchmarks.measure import BenchUnavailable, Latencies
+from stepwise.runs.benchmarks.report import Row
+from stepwise.runs.benchmarks.selection import named_select
+from stepwise.runs.benchmarks.tasks import NOOP_TASK_ID, OBSERVABILITY_TASK_ID, STEPS_TASK_ID, WAIT_TASK_ID
+from stepwise.runs.dispatch import dispatch_run
+from stepwise.runs.models import Run
 
 OBSERVABILITY_MISSING = ""
 try:
-    from runs.benchmarks import observability
+    from stepwise.runs.benchmarks import observability
 except ImportError as exc:  # it drives engine internals that may have moved: its two phases read n/a
     observability = None
     OBSERVABILITY_MISSING = str(exc)
@@ -141,7 +141,7 @@ def ten_step_phase(state: BenchState) -> list[Row]:
 
 def _observability() -> Any:
     if observability is None:
-        raise BenchUnavailable(f"runs.benchmarks.observability cannot be imported: {OBSERVABILITY_MISSING}")
+        raise BenchUnavailable(f"stepwise.runs.benchmarks.observability cannot be imported: {OBSERVABILITY_MISSING}")
     return observability
 
 
@@ -236,7 +236,7 @@ def prune_phase(state: BenchState) -> list[Row]:
     from django.test.utils import override_settings
     from django.utils import timezone
 
-    from runs.retention import prune_environment
+    from stepwise.runs.retention import prune_environment
 
     count = state.opts["prune_runs"]
     task = seeding.seed_task_ensure(NOOP_TASK_ID)

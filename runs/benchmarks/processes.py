@@ -15,10 +15,10 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from runs.celery_app import celery_app
+from stepwise.runs.celery_app import celery_app
 
 # The bench tasks (no-op, steps, wait and observability tasks); they need nothing but the SDK.
-BENCH_TASK_MODULES = ("runs.benchmarks.tasks",)
+BENCH_TASK_MODULES = ("stepwise.runs.benchmarks.tasks",)
 
 
 def shared_services_missing(who: str) -> str | None:
@@ -156,7 +156,8 @@ class BenchProcesses:
         hostname = f"{self.queue}-{index}@{socket.gethostname()}"
         self.hostnames.append(hostname)
         proc = self._spawn(
-            ["-m", "celery", "-A", "runs.celery_app:app", "worker", f"--pool={pool}", f"--concurrency={concurrency}",
+            ["-m", "celery", "-A", "stepwise.runs.celery_app:app", "worker", f"--pool={pool}",
+             f"--concurrency={concurrency}",
              f"--include={','.join(self.modules)}",
              "--without-mingle", "--without-gossip", "--without-heartbeat", "-Q", self.queue,
              f"--loglevel={self.loglevel}", f"--hostname={hostname}"],

@@ -17,12 +17,12 @@ from django.utils import timezone
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
-from runs.models import Attempt, Run, RunEvent, Step
+from stepwise.runs.models import Attempt, Run, RunEvent, Step
 
 try:
-    from runs.triggers import TriggerOptions, run_trigger
+    from stepwise.runs.triggers import TriggerOptions, run_trigger
 except ImportError:  # an older tree kept triggers with the other run services
-    from runs.services import TriggerOptions, run_trigger
+    from stepwise.runs.services import TriggerOptions, run_trigger
 
 # Seeded runs carry {SEED_MARKER_KEY: <marker>} in their metadata: one DELETE finds them all, and only them.
 SEED_MARKER_KEY = "stepwise_bench_seed"
@@ -32,7 +32,7 @@ DETAIL_EVENTS = 6
 TAG_POOL = tuple(f"customer-{i:02d}" for i in range(50)) + ("region-eu", "region-us", "region-ap")
 # About 1.5 % of the tagged seeded runs carry it: the tag the runs-list bench filters on.
 LISTED_TAG = "customer-07"
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"  # the alphabet of runs.ids, lower case
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"  # the alphabet of stepwise.runs.ids, lower case
 _PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)  # ten bits -> two characters
 _ID_SHIFTS = tuple(range(120, -1, -10))  # 48 bits of milliseconds then 80 random bits, ten at a time
 

@@ -16,7 +16,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from tasks.sdk import Retry, step, task, wait
+from stepwise.tasks.sdk import Retry, step, task, wait
 
 NOOP_TASK_ID = "bench-noop"
 STEPS_TASK_ID = "bench-steps"

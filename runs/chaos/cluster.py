@@ -12,12 +12,12 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from runs.benchmarks.processes import BenchProcesses, celery_conf_overridden, database_url
-from runs.chaos.proxy import DatabaseProxy
-from runs.chaos.records import RECORDS_URL_VARIABLE
-from runs.chaos.redis_server import PrivateRedis
+from stepwise.runs.benchmarks.processes import BenchProcesses, celery_conf_overridden, database_url
+from stepwise.runs.chaos.proxy import DatabaseProxy
+from stepwise.runs.chaos.records import RECORDS_URL_VARIABLE
+from stepwise.runs.chaos.redis_server import PrivateRedis
 
-CHAOS_TASK_MODULES = ("runs.chaos.tasks",)
+CHAOS_TASK_MODULES = ("stepwise.runs.chaos.tasks",)
 # The one switch of the store's fault injection; its settings refuse it unless DEBUG is on.
 FAULT_RATE_VARIABLE = "STEPWISE_STORE_FAULT_RATE"
 # The chaos processes get a short warm stop at the end: their runs are final (or deliberately left).

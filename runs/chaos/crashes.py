@@ -9,8 +9,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from runs.chaos.cluster import wait_until
-from runs.chaos.figures import (
+from stepwise.runs.chaos.cluster import wait_until
+from stepwise.runs.chaos.figures import (
     ChaosState,
     Figure,
     executions_of,
@@ -22,11 +22,11 @@ from runs.chaos.figures import (
     seconds_after,
     wrong_outputs,
 )
-from runs.chaos.records import max_overlap
-from runs.chaos.tasks import CONCURRENCY_LIMIT, LIMITED_QUEUE, chaos_crash_loop, chaos_limited, chaos_steps
-from runs.models import FINAL_STATUSES, Run, RunEvent, Span, Step
-from runs.statuses import RunStatus
-from tasks.queues import queue_limit_set
+from stepwise.runs.chaos.records import max_overlap
+from stepwise.runs.chaos.tasks import CONCURRENCY_LIMIT, LIMITED_QUEUE, chaos_crash_loop, chaos_limited, chaos_steps
+from stepwise.runs.models import FINAL_STATUSES, Run, RunEvent, Span, Step
+from stepwise.runs.statuses import RunStatus
+from stepwise.tasks.queues import queue_limit_set
 
 
 def _expected_total(steps: int) -> dict[str, int]:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import time
 
-from runs.benchmarks.lateness import fired_lateness, resume_lateness
-from runs.chaos.figures import ChaosState, Figure, not_final, runs_settle
-from runs.chaos.tasks import chaos_timer, chaos_token
-from runs.statuses import RunStatus
+from stepwise.runs.benchmarks.lateness import fired_lateness, resume_lateness
+from stepwise.runs.chaos.figures import ChaosState, Figure, not_final, runs_settle
+from stepwise.runs.chaos.tasks import chaos_timer, chaos_token
+from stepwise.runs.statuses import RunStatus
 
 LATENESS_P99_TARGET_MS = 1000
 

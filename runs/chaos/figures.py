@@ -11,10 +11,10 @@ from typing import Any
 
 from django.db.models import Max, Min
 
-from runs.chaos.cluster import ChaosCluster
-from runs.chaos.records import Execution, executions
-from runs.models import Attempt, Run, Step
-from runs.statuses import FINAL_STATUSES, RunStatus
+from stepwise.runs.chaos.cluster import ChaosCluster
+from stepwise.runs.chaos.records import Execution, executions
+from stepwise.runs.models import Attempt, Run, Step
+from stepwise.runs.statuses import FINAL_STATUSES, RunStatus
 
 POLL_SECONDS = 0.1
 

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from django.db.models import Max
 from django.utils import timezone
 
-from runs.chaos.cluster import FAULT_RATE_VARIABLE, wait_until
-from runs.chaos.figures import (
+from stepwise.runs.chaos.cluster import FAULT_RATE_VARIABLE, wait_until
+from stepwise.runs.chaos.figures import (
     ChaosState,
     Figure,
     first_finished_after,
@@ -19,8 +19,8 @@ from runs.chaos.figures import (
     seconds_after,
     wrong_outputs,
 )
-from runs.chaos.tasks import chaos_steps, chaos_timer
-from runs.models import Attempt, Step, Waitpoint
+from stepwise.runs.chaos.tasks import chaos_steps, chaos_timer
+from stepwise.runs.models import Attempt, Step, Waitpoint
 
 INJECTED_FAULT_LOG = "injected store fault"
 OUTAGE_LEAD_SECONDS = 3.0

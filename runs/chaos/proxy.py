@@ -9,7 +9,7 @@ import asyncio
 import threading
 from concurrent.futures import Future
 
-from runs.benchmarks.processes import free_port
+from stepwise.runs.benchmarks.processes import free_port
 
 
 class DatabaseProxy:

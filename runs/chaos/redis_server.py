@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from runs.benchmarks.processes import free_port
+from stepwise.runs.benchmarks.processes import free_port
 
 
 class RedisServerMissing(RuntimeError):

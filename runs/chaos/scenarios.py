@@ -5,10 +5,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runs.chaos.crashes import crash_loop, killed_workers, limited_queue, paused_worker
-from runs.chaos.deadlines import deadlines
-from runs.chaos.figures import ChaosState, Figure
-from runs.chaos.outages import broker_outage, database_outage, store_faults
+from stepwise.runs.chaos.crashes import crash_loop, killed_workers, limited_queue, paused_worker
+from stepwise.runs.chaos.deadlines import deadlines
+from stepwise.runs.chaos.figures import ChaosState, Figure
+from stepwise.runs.chaos.outages import broker_outage, database_outage, store_faults
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-from runs.chaos.records import execution_note, now
-from tasks.sdk import Retry, task, wait
+from stepwise.runs.chaos.records import execution_note, now
+from stepwise.tasks.sdk import Retry, task, wait
 
 STEPS_TASK_ID = "chaos-steps"
 CRASH_LOOP_TASK_ID = "chaos-crash-loop"

@@ -6,7 +6,7 @@ import re
 import sys
 from typing import Any
 
-from runs.engine.errors import CheckpointSerializationError, InvalidJson, PayloadTooLarge
+from stepwise.runs.engine.errors import CheckpointSerializationError, InvalidJson, PayloadTooLarge
 
 # How deeply JSON values may nest: far past any real payload, well short of Python's recursion limit.
 MAX_DEPTH = 200

@@ -12,19 +12,19 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 
-from runs.engine.checkpoints import checkpoint_encode
-from runs.engine.errors import (
+from stepwise.runs.engine.checkpoints import checkpoint_encode
+from stepwise.runs.engine.errors import (
     NonDeterminismError,
     RunInterrupted,
     StepFailedError,
     error_describe,
     is_permanent,
 )
-from runs.engine.metadata import Cursor, RunMetadata
-from runs.engine.redaction import redactor_for, sensitive_add
-from runs.engine.spans import step_span, wait_span_record
-from runs.engine.store import Claim, RecordedStep, RunInfo, RunStore
-from runs.engine.waits import RunSuspended, WaitResult, WaitSpec
+from stepwise.runs.engine.metadata import Cursor, RunMetadata
+from stepwise.runs.engine.redaction import redactor_for, sensitive_add
+from stepwise.runs.engine.spans import step_span, wait_span_record
+from stepwise.runs.engine.store import Claim, RecordedStep, RunInfo, RunStore
+from stepwise.runs.engine.waits import RunSuspended, WaitResult, WaitSpec
 
 T = TypeVar("T")
 

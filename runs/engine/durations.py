@@ -5,7 +5,7 @@ import math
 import re
 from datetime import timedelta
 
-from runs.engine.errors import StepwiseError
+from stepwise.runs.engine.errors import StepwiseError
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")

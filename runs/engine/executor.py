@@ -14,20 +14,20 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from runs.engine.checkpoints import checkpoint_encode
-from runs.engine.context import RunContext, current_context
-from runs.engine.errors import (
+from stepwise.runs.engine.checkpoints import checkpoint_encode
+from stepwise.runs.engine.context import RunContext, current_context
+from stepwise.runs.engine.errors import (
     RunInterrupted,
     TaskNotRegistered,
     error_describe,
     is_permanent,
 )
-from runs.engine.hooks import ErrorDecision, HookRunner, Hooks, RunResult, user_call
-from runs.engine.redaction import pii_hook_set, sensitive_forget
-from runs.engine.retry import RetryPolicy
-from runs.engine.spans import attempt_span_end, attempt_span_start
-from runs.engine.store import Claim, RunStore
-from runs.engine.waits import RunSuspended
+from stepwise.runs.engine.hooks import ErrorDecision, HookRunner, Hooks, RunResult, user_call
+from stepwise.runs.engine.redaction import pii_hook_set, sensitive_forget
+from stepwise.runs.engine.retry import RetryPolicy
+from stepwise.runs.engine.spans import attempt_span_end, attempt_span_start
+from stepwise.runs.engine.store import Claim, RunStore
+from stepwise.runs.engine.waits import RunSuspended
 
 logger = logging.getLogger(__name__)
 

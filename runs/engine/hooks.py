@@ -10,10 +10,10 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from runs.engine.context import RunContext
-from runs.engine.errors import PermanentError, StepwiseError
-from runs.engine.spans import engine_span
-from runs.engine.store import RunStore
+from stepwise.runs.engine.context import RunContext
+from stepwise.runs.engine.errors import PermanentError, StepwiseError
+from stepwise.runs.engine.spans import engine_span
+from stepwise.runs.engine.store import RunStore
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from opentelemetry import trace
 
-from runs.engine import context as run_context
-from runs.engine.context import ATTRIBUTES, RunContext
-from runs.engine.redaction import redactor_for, sensitive_redactor
-from runs.engine.store import LogEntry
+from stepwise.runs.engine import context as run_context
+from stepwise.runs.engine.context import ATTRIBUTES, RunContext
+from stepwise.runs.engine.redaction import redactor_for, sensitive_redactor
+from stepwise.runs.engine.store import LogEntry
 
 # Our own plumbing logs from inside a run too; recording those would loop or add noise.
 IGNORED_LOGGERS = ("runs.", "celery", "kombu", "django", "opentelemetry", "asyncio", "channels", "urllib3")

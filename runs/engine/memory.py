@@ -6,8 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from runs.engine.store import Claim, LogEntry, RecordedStep
-from runs.engine.waits import WaitpointState, WaitSpec
+from stepwise.runs.engine.store import Claim, LogEntry, RecordedStep
+from stepwise.runs.engine.waits import WaitpointState, WaitSpec
 
 Report = Callable[[str, dict[str, Any]], None]
 TIMERS = ("DURATION", "DATE")

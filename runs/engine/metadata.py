@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from runs.engine.checkpoints import checkpoint_encode
-from runs.engine.errors import InvalidMetadata, StepwiseError
+from stepwise.runs.engine.checkpoints import checkpoint_encode
+from stepwise.runs.engine.errors import InvalidMetadata, StepwiseError
 
 # Where a change stands in the run's code: (steps called before it, its index among the
 # changes made outside steps since). Changes inside a step have no place: they belong to it.

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from runs.engine.durations import MAX_SECONDS
-from runs.engine.errors import is_permanent
+from stepwise.runs.engine.durations import MAX_SECONDS
+from stepwise.runs.engine.errors import is_permanent
 
 MAX_ATTEMPTS = 1000
 MAX_FACTOR = 100

@@ -1,6 +1,6 @@
 """The engine's spans (attempt, step, wait) opened with the OpenTelemetry API.
 
-The process decides where spans go by installing a tracer provider (``runs.tracing``);
+The process decides where spans go by installing a tracer provider (``stepwise.runs.tracing``);
 without one, these spans are free no-ops.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
-from runs.engine.store import Claim
+from stepwise.runs.engine.store import Claim
 
 RUN_ID = "stepwise.run_id"
 KIND = "stepwise.kind"

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from runs.engine.waits import WaitpointState, WaitSpec
+from stepwise.runs.engine.waits import WaitpointState, WaitSpec
 
 
 @dataclass(frozen=True)

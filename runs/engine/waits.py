@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from runs.engine.errors import InvalidEventName
+from stepwise.runs.engine.errors import InvalidEventName
 
 EVENT_NAME_MAX_LENGTH = 255
 # Letters, digits and the separators of names like "invoice.paid", "orders/shipped" or "user:signup".

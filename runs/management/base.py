@@ -7,10 +7,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.engine.errors import StepwiseError
-from tasks.audit import actor_of_cli, audit_record
-from tasks.registry import UnknownTask
-from tasks.services import UnknownEnvironment, environment_require
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.tasks.audit import actor_of_cli, audit_record
+from stepwise.tasks.registry import UnknownTask
+from stepwise.tasks.services import UnknownEnvironment, environment_require
 
 
 def env_option(parser: CommandParser) -> None:

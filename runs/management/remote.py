@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.engine.errors import error_text
-from runs.management.base import user_errors
-from runs.triggers import payload_parse
 from stepwise.client import FINAL_STATUSES, Client, StepwiseApiError
+from stepwise.runs.engine.errors import error_text
+from stepwise.runs.management.base import user_errors
+from stepwise.runs.triggers import payload_parse
 
 # What the statuses whose detail does not say it mean for a CLI user.
 WHY = {401: "the API key was refused (revoked, mistyped, or for another server)",

@@ -5,7 +5,7 @@ from django.db import migrations, models
 def _tags_gin_index(apps, schema_editor):
     # jsonb @> (the tag filter) is served by a GIN index; SQLite has no such index.
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("CREATE INDEX IF NOT EXISTS run_tags_gin ON runs_run USING gin (tags jsonb_path_ops)")
+        schema_editor.execute("CREATE INDEX IF NOT EXISTS run_tags_gin ON stepwise_runs_run USING gin (tags jsonb_path_ops)")
 
 
 def _drop_tags_gin_index(apps, schema_editor):
@@ -14,7 +14,7 @@ def _drop_tags_gin_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("runs", "0001_initial")]
+    dependencies = [("stepwise_runs", "0001_initial")]
 
     operations = [
         migrations.AddIndex(model_name="run", index=models.Index(fields=["status", "-id"], name="run_status_id")),

@@ -6,9 +6,9 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0002_console_indexes'),
-        ('runs', '0002_spans'),
-        ('runs', '0002_waitpoints'),
+        ('stepwise_runs', '0002_console_indexes'),
+        ('stepwise_runs', '0002_spans'),
+        ('stepwise_runs', '0002_waitpoints'),
     ]
 
     operations = [

@@ -3,7 +3,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-PATTERN_INDEXED_IDS = ("runs_run", "runs_waitpoint", "runs_event")
+PATTERN_INDEXED_IDS = ("stepwise_runs_run", "stepwise_runs_waitpoint", "stepwise_runs_event")
 
 
 def drop_id_pattern_indexes(apps, schema_editor):
@@ -23,8 +23,8 @@ def drop_id_pattern_indexes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0003_merge_0002_console_indexes_0002_spans_0002_waitpoints'),
-        ('tasks', '0003_merge_20261123_0557'),
+        ('stepwise_runs', '0003_merge_0002_console_indexes_0002_spans_0002_waitpoints'),
+        ('stepwise_tasks', '0003_merge_20261123_0557'),
     ]
 
     operations = [
@@ -35,42 +35,42 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='attempt',
             name='run',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='runs.run'),
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='stepwise_runs.run'),
         ),
         migrations.AlterField(
             model_name='attempt',
             name='version',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tasks.taskversion'),
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='stepwise_tasks.taskversion'),
         ),
         migrations.AlterField(
             model_name='event',
             name='environment',
-            field=models.ForeignKey(db_index=False, default='dev', on_delete=django.db.models.deletion.PROTECT, to='tasks.environment'),
+            field=models.ForeignKey(db_index=False, default='dev', on_delete=django.db.models.deletion.PROTECT, to='stepwise_tasks.environment'),
         ),
         migrations.AlterField(
             model_name='run',
             name='environment',
-            field=models.ForeignKey(db_index=False, default='dev', on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='tasks.environment'),
+            field=models.ForeignKey(db_index=False, default='dev', on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='stepwise_tasks.environment'),
         ),
         migrations.AlterField(
             model_name='run',
             name='parent_run',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='child_runs', to='runs.run'),
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='child_runs', to='stepwise_runs.run'),
         ),
         migrations.AlterField(
             model_name='run',
             name='parent_waitpoint',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='child_runs', to='runs.waitpoint'),
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='child_runs', to='stepwise_runs.waitpoint'),
         ),
         migrations.AlterField(
             model_name='run',
             name='replayed_from',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='replays', to='runs.run'),
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='replays', to='stepwise_runs.run'),
         ),
         migrations.AlterField(
             model_name='run',
             name='root_run',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='runs.run'),
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='stepwise_runs.run'),
         ),
         migrations.AlterField(
             model_name='run',
@@ -80,37 +80,37 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='run',
             name='task',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='tasks.task'),
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='stepwise_tasks.task'),
         ),
         migrations.AlterField(
             model_name='run',
             name='version',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='tasks.taskversion'),
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='stepwise_tasks.taskversion'),
         ),
         migrations.AlterField(
             model_name='runevent',
             name='run',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='runs.run'),
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='stepwise_runs.run'),
         ),
         migrations.AlterField(
             model_name='span',
             name='run',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='spans', to='runs.run'),
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='spans', to='stepwise_runs.run'),
         ),
         migrations.AlterField(
             model_name='step',
             name='run',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='steps', to='runs.run'),
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='steps', to='stepwise_runs.run'),
         ),
         migrations.AlterField(
             model_name='waitpoint',
             name='matched_event',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='runs.event'),
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='stepwise_runs.event'),
         ),
         migrations.AlterField(
             model_name='waitpoint',
             name='run',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='waitpoints', to='runs.run'),
+            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='waitpoints', to='stepwise_runs.run'),
         ),
         migrations.AddIndex(
             model_name='run',

@@ -6,8 +6,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0004_lean_indexes'),
-        ('tasks', '0003_merge_20261123_0557'),
+        ('stepwise_runs', '0004_lean_indexes'),
+        ('stepwise_tasks', '0003_merge_20261123_0557'),
     ]
 
     operations = [

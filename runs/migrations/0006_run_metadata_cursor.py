@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0005_event_idempotency_key'),
+        ('stepwise_runs', '0005_event_idempotency_key'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0006_run_metadata_cursor'),
+        ('stepwise_runs', '0006_run_metadata_cursor'),
     ]
 
     operations = [

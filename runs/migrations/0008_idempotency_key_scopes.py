@@ -5,28 +5,28 @@ import hashlib
 from django.db import migrations, models
 
 # Keys the SDK gave children triggered inside a run without a key of their own began with the
-# parent's id and ":"; they become call keys (runs.idempotency.call_key_effective), shown as no key.
+# parent's id and ":"; they become call keys (stepwise.runs.idempotency.call_key_effective), shown as no key.
 POSTGRES_FORWARD = """
-UPDATE runs_run SET
+UPDATE stepwise_runs_run SET
     idempotency_key_effective = CASE WHEN char_length(e.text) <= 255 THEN e.text
         ELSE 'sha256:' || encode(sha256(convert_to(e.text, 'UTF8')), 'hex') END,
     idempotency_key_scope = CASE WHEN e.call THEN NULL ELSE 'global' END,
-    idempotency_key = CASE WHEN e.call THEN NULL ELSE runs_run.idempotency_key END,
-    idempotency_expires_at = CASE WHEN e.call THEN NULL ELSE runs_run.idempotency_expires_at END
+    idempotency_key = CASE WHEN e.call THEN NULL ELSE stepwise_runs_run.idempotency_key END,
+    idempotency_expires_at = CASE WHEN e.call THEN NULL ELSE stepwise_runs_run.idempotency_expires_at END
 FROM (
     SELECT id, call, CASE WHEN call THEN 'call:' ELSE 'global:' END || idempotency_key AS text FROM (
         SELECT id, idempotency_key, coalesce(
             left(idempotency_key, char_length(parent_run_id) + 1) = parent_run_id || ':', false) AS call
-        FROM runs_run WHERE idempotency_key IS NOT NULL
+        FROM stepwise_runs_run WHERE idempotency_key IS NOT NULL
     ) k
 ) e
-WHERE runs_run.id = e.id
+WHERE stepwise_runs_run.id = e.id
 """
 
 # Back to one column: freed keys are dropped, call keys come back, run and attempt keys keep their
 # scope in the text (two parents may have used the same key).
 POSTGRES_BACKWARD = """
-UPDATE runs_run SET idempotency_key = CASE
+UPDATE stepwise_runs_run SET idempotency_key = CASE
     WHEN idempotency_key_effective IS NULL THEN NULL
     WHEN idempotency_key_scope = 'global' THEN idempotency_key
     WHEN left(idempotency_key_effective, 5) = 'call:' THEN substr(idempotency_key_effective, 6)
@@ -43,7 +43,7 @@ def effective_keys_fill(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(POSTGRES_FORWARD)
         return
-    Run = apps.get_model("runs", "Run")
+    Run = apps.get_model("stepwise_runs", "Run")
     for run in Run.objects.filter(idempotency_key__isnull=False).iterator():
         call = bool(run.parent_run_id) and run.idempotency_key.startswith(f"{run.parent_run_id}:")
         run.idempotency_key_effective = _bounded(("call:" if call else "global:") + run.idempotency_key)
@@ -59,7 +59,7 @@ def effective_keys_fold(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(POSTGRES_BACKWARD)
         return
-    Run = apps.get_model("runs", "Run")
+    Run = apps.get_model("stepwise_runs", "Run")
     for run in Run.objects.filter(models.Q(idempotency_key__isnull=False) | models.Q(
             idempotency_key_effective__isnull=False)).iterator():
         effective = run.idempotency_key_effective
@@ -73,8 +73,8 @@ def effective_keys_fold(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0007_run_retry_hooks_done'),
-        ('tasks', '0003_merge_20261123_0557'),
+        ('stepwise_runs', '0007_run_retry_hooks_done'),
+        ('stepwise_tasks', '0003_merge_20261123_0557'),
     ]
 
     operations = [

@@ -6,8 +6,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0008_idempotency_key_scopes'),
-        ('tasks', '0004_worker_versions'),
+        ('stepwise_runs', '0008_idempotency_key_scopes'),
+        ('stepwise_tasks', '0004_worker_versions'),
     ]
 
     operations = [

@@ -6,8 +6,8 @@ from django.db import migrations, models
 
 def link_existing_children(apps, schema_editor):
     """Waitpoints made before the link table found their children by the runs' parent_waitpoint."""
-    Run = apps.get_model("runs", "Run")
-    WaitpointChild = apps.get_model("runs", "WaitpointChild")
+    Run = apps.get_model("stepwise_runs", "Run")
+    WaitpointChild = apps.get_model("stepwise_runs", "WaitpointChild")
     links, positions = [], {}
     children = Run.objects.filter(parent_waitpoint__isnull=False).order_by("parent_waitpoint_id", "id")
     for waitpoint_id, run_id in children.values_list("parent_waitpoint_id", "id").iterator():
@@ -22,7 +22,7 @@ def link_existing_children(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0009_version_pinning'),
+        ('stepwise_runs', '0009_version_pinning'),
     ]
 
     operations = [
@@ -31,8 +31,8 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('position', models.PositiveIntegerField()),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='waited_by', to='runs.run')),
-                ('waitpoint', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='child_links', to='runs.waitpoint')),
+                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='waited_by', to='stepwise_runs.run')),
+                ('waitpoint', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='child_links', to='stepwise_runs.waitpoint')),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('waitpoint', 'position'), name='uniq_waitpoint_child')],

@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0010_waitpoint_children'),
-        ('tasks', '0004_worker_versions'),
+        ('stepwise_runs', '0010_waitpoint_children'),
+        ('stepwise_tasks', '0004_worker_versions'),
     ]
 
     operations = [
@@ -20,9 +20,9 @@ class Migration(migrations.Migration):
                 ('key', models.CharField(max_length=255)),
                 ('first_at', models.DateTimeField(blank=True, null=True)),
                 ('open_at', models.DateTimeField(blank=True, null=True)),
-                ('environment', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tasks.environment')),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='runs.run')),
-                ('task', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tasks.task')),
+                ('environment', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='stepwise_tasks.environment')),
+                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='stepwise_runs.run')),
+                ('task', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='stepwise_tasks.task')),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('kind', 'task', 'environment', 'key'), name='uniq_trigger_gate')],

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0011_trigger_gates'),
+        ('stepwise_runs', '0011_trigger_gates'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0012_schedulerbeat'),
+        ('stepwise_runs', '0012_schedulerbeat'),
     ]
 
     operations = [

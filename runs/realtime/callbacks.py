@@ -12,10 +12,10 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from console.api import error_status
-from runs.engine.checkpoints import json_parse
-from runs.engine.errors import StepwiseError
-from runs.waits import waitpoint_callback_complete
+from stepwise.console.api import error_status
+from stepwise.runs.engine.checkpoints import json_parse
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.runs.waits import waitpoint_callback_complete
 
 logger = logging.getLogger(__name__)
 

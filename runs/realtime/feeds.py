@@ -9,7 +9,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from runs.selectors import run_events_after
+from stepwise.runs.selectors import run_events_after
 
 PAGE = 500
 

@@ -5,12 +5,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runs.realtime.tokens import OutOfScope, PublicToken, PublicTokenRefused, is_public_token, public_token_verify
-from runs.selectors import run_display_get
-from tasks.access import Capability, may
-from tasks.apikeys import api_key_authenticate
-from tasks.models import ApiKey
-from tasks.redaction import RunDisplay
+from stepwise.runs.realtime.tokens import (
+    OutOfScope,
+    PublicToken,
+    PublicTokenRefused,
+    is_public_token,
+    public_token_verify,
+)
+from stepwise.runs.selectors import run_display_get
+from stepwise.tasks.access import Capability, may
+from stepwise.tasks.apikeys import api_key_authenticate
+from stepwise.tasks.models import ApiKey
+from stepwise.tasks.redaction import RunDisplay
 
 
 @dataclass(frozen=True)

@@ -26,23 +26,23 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 
-from console.failed_attempts import (
+from stepwise.console.failed_attempts import (
     API_KEY,
     TooManyFailedAttempts,
     client_address,
     failed_attempt_record,
     failed_attempts_check,
 )
-from runs.engine.errors import error_summary
-from runs.events import RUNS_GROUP, run_group_name
-from runs.models import Run
-from runs.realtime.feeds import RunEventFeed
-from runs.realtime.readers import Reader, reader_from_authorization
-from runs.realtime.tokens import OutOfScope, PublicTokenRefused
-from runs.selectors import RunFilters, runs_filtered
-from runs.statuses import FINAL_STATUSES
-from tasks.access import payloads_hidden
-from tasks.redaction import RunDisplay, run_shown
+from stepwise.runs.engine.errors import error_summary
+from stepwise.runs.events import RUNS_GROUP, run_group_name
+from stepwise.runs.models import Run
+from stepwise.runs.realtime.feeds import RunEventFeed
+from stepwise.runs.realtime.readers import Reader, reader_from_authorization
+from stepwise.runs.realtime.tokens import OutOfScope, PublicTokenRefused
+from stepwise.runs.selectors import RunFilters, runs_filtered
+from stepwise.runs.statuses import FINAL_STATUSES
+from stepwise.tasks.access import payloads_hidden
+from stepwise.tasks.redaction import RunDisplay, run_shown
 
 FINAL = frozenset(str(s) for s in FINAL_STATUSES)
 TAG_SNAPSHOT_LIMIT = 100

@@ -14,9 +14,9 @@ from typing import Any
 from django.core import signing
 from django.utils import timezone
 
-from runs.engine.durations import InvalidDuration, duration_seconds
-from runs.engine.errors import StepwiseError
-from tasks.models import ApiKey
+from stepwise.runs.engine.durations import InvalidDuration, duration_seconds
+from stepwise.runs.engine.errors import StepwiseError
+from stepwise.tasks.models import ApiKey
 
 PREFIX = "pt_"
 SALT = "stepwise.public-token"

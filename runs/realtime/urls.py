@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from runs.realtime import callbacks, sse
+from stepwise.runs.realtime import callbacks, sse
 
 urlpatterns = [
     path("runs/stream", sse.runs_stream, name="runs-stream"),

@@ -13,9 +13,9 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 
-from runs.engine.context import current_context
-from runs.engine.redaction import Redactor, redactor_for
-from runs.engine.spans import KIND, RUN_ID
+from stepwise.runs.engine.context import current_context
+from stepwise.runs.engine.redaction import Redactor, redactor_for
+from stepwise.runs.engine.spans import KIND, RUN_ID
 
 logger = logging.getLogger(__name__)
 KINDS = frozenset({"run", "attempt", "step", "wait", "user"})

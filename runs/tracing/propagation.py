@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from runs.engine.errors import StepwiseError
+from stepwise.runs.engine.errors import StepwiseError
 
 
 class InvalidTraceparent(StepwiseError):

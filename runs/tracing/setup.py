@@ -7,8 +7,8 @@ import threading
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
 
-from runs.tracing.processor import DatabaseSpanProcessor, RedactingSpanProcessor, SampledSpanProcessor
-from runs.tracing.storage import spans_store
+from stepwise.runs.tracing.processor import DatabaseSpanProcessor, RedactingSpanProcessor, SampledSpanProcessor
+from stepwise.runs.tracing.storage import spans_store
 
 database_processor = DatabaseSpanProcessor(write=spans_store)
 # Set when an exporter is configured (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER): spans go there too.
@@ -23,7 +23,7 @@ def tracing_setup() -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-    from runs.engine.logs import run_logging_install
+    from stepwise.runs.engine.logs import run_logging_install
 
     with _setup_lock:
         if _done:
@@ -122,7 +122,7 @@ def run_span_export(run_id: str) -> None:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
-    from runs.models import Span, SpanKind
+    from stepwise.runs.models import Span, SpanKind
 
     processor = export_processor
     span = Span.objects.filter(run_id=run_id, kind=SpanKind.RUN, ended_at__isnull=False).first()

@@ -7,11 +7,11 @@ from typing import Any
 
 from django.db import transaction
 
-from runs.engine.errors import RunInterrupted
-from runs.events import event_append, events_append_fenced
-from runs.models import Run, Span, SpanKind
-from runs.statements import span_ended_data, span_fields
-from runs.statuses import run_span_result
+from stepwise.runs.engine.errors import RunInterrupted
+from stepwise.runs.events import event_append, events_append_fenced
+from stepwise.runs.models import Run, Span, SpanKind
+from stepwise.runs.statements import span_ended_data, span_fields
+from stepwise.runs.statuses import run_span_result
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ class Migration(migrations.Migration):
                 ('content_hash', models.CharField(max_length=64)),
                 ('deploy_label', models.CharField(blank=True, max_length=128)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='tasks.task')),
+                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='stepwise_tasks.task')),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('task', 'content_hash', 'deploy_label'), name='uniq_task_version')],

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0001_initial'),
+        ('stepwise_tasks', '0001_initial'),
     ]
 
     operations = [
@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('last_used_at', models.DateTimeField(blank=True, null=True)),
                 ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='tasks.environment')),
+                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='stepwise_tasks.environment')),
             ],
             options={
                 'ordering': ['-created_at'],
@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
                 ('ciphertext', models.BinaryField()),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='webhook_secrets', to='tasks.environment')),
+                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='webhook_secrets', to='stepwise_tasks.environment')),
             ],
             options={
                 'ordering': ['-created_at'],
@@ -56,7 +56,7 @@ class Migration(migrations.Migration):
                 ('last_run_at', models.DateTimeField(blank=True, null=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='schedules', to='tasks.environment')),
+                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='schedules', to='stepwise_tasks.environment')),
             ],
             options={
                 'ordering': ['id'],
@@ -71,7 +71,7 @@ class Migration(migrations.Migration):
                 ('ciphertext', models.BinaryField()),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='secrets', to='tasks.environment')),
+                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='secrets', to='stepwise_tasks.environment')),
             ],
             options={
                 'ordering': ['name'],
@@ -85,7 +85,7 @@ class Migration(migrations.Migration):
                 ('delivery_id', models.CharField(max_length=255)),
                 ('run_id', models.CharField(max_length=40)),
                 ('received_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tasks.environment')),
+                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='stepwise_tasks.environment')),
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('environment', 'delivery_id'), name='uniq_webhook_delivery')],

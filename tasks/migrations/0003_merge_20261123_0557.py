@@ -6,8 +6,8 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0002_default_environments'),
-        ('tasks', '0002_schedules_secrets_apikeys'),
+        ('stepwise_tasks', '0002_default_environments'),
+        ('stepwise_tasks', '0002_schedules_secrets_apikeys'),
     ]
 
     operations = [

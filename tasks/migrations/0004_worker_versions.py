@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0003_merge_20261123_0557'),
+        ('stepwise_tasks', '0003_merge_20261123_0557'),
     ]
 
     operations = [

@@ -2,7 +2,7 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-import tasks.models
+import stepwise.tasks.models
 
 APPEND_ONLY_SQL = """
 CREATE FUNCTION stepwise_audit_append_only() RETURNS trigger AS $$
@@ -10,11 +10,11 @@ BEGIN
     RAISE EXCEPTION 'the audit log is append-only: % refused', TG_OP;
 END;
 $$ LANGUAGE plpgsql;
-CREATE TRIGGER tasks_auditentry_append_only BEFORE UPDATE OR DELETE ON tasks_auditentry
+CREATE TRIGGER tasks_auditentry_append_only BEFORE UPDATE OR DELETE ON stepwise_tasks_auditentry
     FOR EACH ROW EXECUTE FUNCTION stepwise_audit_append_only();
 """
 DROP_APPEND_ONLY_SQL = """
-DROP TRIGGER IF EXISTS tasks_auditentry_append_only ON tasks_auditentry;
+DROP TRIGGER IF EXISTS tasks_auditentry_append_only ON stepwise_tasks_auditentry;
 DROP FUNCTION IF EXISTS stepwise_audit_append_only();
 """
 
@@ -34,14 +34,14 @@ def append_only_undo(apps, schema_editor):
 def existing_keys_keep_operating(apps, schema_editor):
     # Keys made before scopes could do everything; they keep reading, triggering and operating,
     # but no longer administer (keys, secrets, queues, schedules) until given "admin" again.
-    apps.get_model("tasks", "ApiKey").objects.update(scopes=["read", "trigger", "operate"])
+    apps.get_model("stepwise_tasks", "ApiKey").objects.update(scopes=["read", "trigger", "operate"])
 
 
 def queues_per_environment(apps, schema_editor):
     # A queue's limit and pause held for every environment; each environment now starts with its own copy.
-    Environment = apps.get_model("tasks", "Environment")
-    OldQueue = apps.get_model("tasks", "Queue")
-    NewQueue = apps.get_model("tasks", "EnvironmentQueue")
+    Environment = apps.get_model("stepwise_tasks", "Environment")
+    OldQueue = apps.get_model("stepwise_tasks", "Queue")
+    NewQueue = apps.get_model("stepwise_tasks", "EnvironmentQueue")
     slugs = list(Environment.objects.values_list("slug", flat=True))
     NewQueue.objects.bulk_create(
         NewQueue(environment_id=slug, name=q.name, concurrency_limit=q.concurrency_limit, paused=q.paused)
@@ -52,14 +52,14 @@ def queues_per_environment(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("tasks", "0004_worker_versions"),
+        ("stepwise_tasks", "0004_worker_versions"),
     ]
 
     operations = [
         migrations.AddField(
             model_name="apikey",
             name="scopes",
-            field=models.JSONField(default=tasks.models.default_api_key_scopes),
+            field=models.JSONField(default=stepwise.tasks.models.default_api_key_scopes),
         ),
         migrations.RunPython(existing_keys_keep_operating, migrations.RunPython.noop),
         migrations.CreateModel(
@@ -93,7 +93,7 @@ class Migration(migrations.Migration):
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
                 ("environment", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE,
-                                                  related_name="queues", to="tasks.environment")),
+                                                  related_name="queues", to="stepwise_tasks.environment")),
             ],
         ),
         migrations.RunPython(queues_per_environment, migrations.RunPython.noop),

@@ -3,7 +3,7 @@ from django.contrib.auth.management import create_permissions
 from django.db import migrations
 from django.db.models import Q
 
-from tasks.access import Role, role_group_name, role_permissions_q
+from stepwise.tasks.access import Role, role_group_name, role_permissions_q
 
 
 def role_groups(apps, schema_editor):
@@ -14,7 +14,7 @@ def role_groups(apps, schema_editor):
         app_config.models_module = None
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    Environment = apps.get_model("tasks", "Environment")
+    Environment = apps.get_model("stepwise_tasks", "Environment")
     User = apps.get_model("auth", "User")
     for slug in Environment.objects.values_list("slug", flat=True):
         for role in Role:
@@ -24,7 +24,7 @@ def role_groups(apps, schema_editor):
         # watching every environment as viewers, and an admin grants them more (manage.py roles grant).
         viewers = Group.objects.get(name=role_group_name(slug, Role.VIEWER))
         watchers = Q(is_staff=True) | Q(user_permissions__codename="view_run",
-                                        user_permissions__content_type__app_label="runs")
+                                        user_permissions__content_type__app_label="stepwise_runs")
         for user in User.objects.filter(watchers, is_superuser=False).distinct():
             user.groups.add(viewers)
 
@@ -32,8 +32,8 @@ def role_groups(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("tasks", "0005_scopes_audit_environment_queues"),
-        ("runs", "0009_version_pinning"),
+        ("stepwise_tasks", "0005_scopes_audit_environment_queues"),
+        ("stepwise_runs", "0009_version_pinning"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0006_role_groups'),
+        ('stepwise_tasks', '0006_role_groups'),
     ]
 
     operations = [

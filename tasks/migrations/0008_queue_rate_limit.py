@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0007_queue_total_limit'),
+        ('stepwise_tasks', '0007_queue_total_limit'),
     ]
 
     operations = [

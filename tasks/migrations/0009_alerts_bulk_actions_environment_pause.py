@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0008_queue_rate_limit'),
+        ('stepwise_tasks', '0008_queue_rate_limit'),
     ]
 
     operations = [
@@ -39,7 +39,7 @@ class Migration(migrations.Migration):
                 ('checked_until', models.DateTimeField()),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alert_rules', to='tasks.environment')),
+                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alert_rules', to='stepwise_tasks.environment')),
             ],
             options={
                 'ordering': ['environment', 'name'],
@@ -57,7 +57,7 @@ class Migration(migrations.Migration):
                 ('unsent', models.PositiveIntegerField(default=0)),
                 ('unsent_runs', models.JSONField(blank=True, default=list)),
                 ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='incidents', to='tasks.alertrule')),
+                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='incidents', to='stepwise_tasks.alertrule')),
             ],
         ),
         migrations.CreateModel(
@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
                 ('last_error', models.TextField(blank=True)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='tasks.alertrule')),
+                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='stepwise_tasks.alertrule')),
             ],
             options={
                 'ordering': ['-id'],
@@ -94,7 +94,7 @@ class Migration(migrations.Migration):
                 ('problems', models.JSONField(blank=True, default=list)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tasks.environment')),
+                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='stepwise_tasks.environment')),
             ],
             options={
                 'ordering': ['-id'],

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tasks.access import SCOPES
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.tasks.access import SCOPES
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 
 
 class ApiClient:

@@ -6,9 +6,9 @@ import json
 from django.contrib.auth.models import User
 from django.test import Client
 
-from runs.models import Run
-from tasks.models import ApiKey, Queue, Secret
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run
+from stepwise.tasks.models import ApiKey, Queue, Secret
+from stepwise.tasks.services import environments_ensure
 from tests.roles import grant
 
 

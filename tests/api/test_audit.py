@@ -9,10 +9,10 @@ from django.contrib.auth.models import User
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 
-from tasks.apikeys import api_key_create
-from tasks.models import AuditEntry, AuditLogAppendOnly
-from tasks.registry import task_get
-from tasks.services import task_version_ensure
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.models import AuditEntry, AuditLogAppendOnly
+from stepwise.tasks.registry import task_get
+from stepwise.tasks.services import task_version_ensure
 from tests.api.conftest import ApiClient
 from tests.commands import run_command
 from tests.console.conftest import csrf_post
@@ -80,7 +80,7 @@ def test_entries_cannot_be_changed_or_deleted_through_the_app_or_in_sql(prod_adm
         AuditEntry.objects.filter(id=entry.id).update(actor="someone else")
     with pytest.raises(AuditLogAppendOnly):
         AuditEntry.objects.all().delete()
-    for statement in ("UPDATE tasks_auditentry SET actor = 'x'", "DELETE FROM tasks_auditentry"):
+    for statement in ("UPDATE stepwise_tasks_auditentry SET actor = 'x'", "DELETE FROM stepwise_tasks_auditentry"):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement)
     assert AuditEntry.objects.get().actor.startswith("api key deployer")

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runs.models import Run, RunEvent
-from tasks.models import Schedule
+from stepwise.runs.models import Run, RunEvent
+from stepwise.tasks.models import Schedule
 
 DEEP = "[" * 10_000 + "]" * 10_000
 HUGE_INT = "9" * 5_000

@@ -11,10 +11,10 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from ninja.responses import NinjaJSONEncoder
 
-from console.api import api
-from tasks.access import SCOPES
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.console.api import api
+from stepwise.tasks.access import SCOPES
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 
 # The document itself needs a console sign-in: read it from the API object, call the real application.
 schema = schemathesis.openapi.from_dict(json.loads(json.dumps(api.get_openapi_schema(), cls=NinjaJSONEncoder)))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from runs.models import Run
-from runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.models import Run
+from stepwise.runs.triggers import TriggerOptions, run_trigger
 
 RESET = "/api/tasks/test-idem-echo/idempotency-keys/reset"
 

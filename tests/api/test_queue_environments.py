@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run
-from tasks.apikeys import api_key_create
-from tasks.registry import task_get
-from tasks.services import task_version_ensure
+from stepwise.runs.models import Run
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.registry import task_get
+from stepwise.tasks.services import task_version_ensure
 from tests.api.conftest import ApiClient
 
 pytestmark = pytest.mark.django_db

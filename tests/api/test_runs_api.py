@@ -6,10 +6,10 @@ import json
 from django.test import Client
 from django.utils import timezone
 
-from runs.models import Run
-from runs.statuses import RunStatus
-from runs.sweeper import pinned_runs_sweep
-from tasks.models import Queue
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.sweeper import pinned_runs_sweep
+from stepwise.tasks.models import Queue
 from tests.factories import ELSEWHERE, run_build, run_pinned_elsewhere
 from tests.waiting import wait_finished
 
@@ -136,7 +136,7 @@ def test_a_failed_run_shows_the_cause_chain_of_its_error_attempts_and_step_with_
 
     chain = [("ConnectionError", "partner refused key ••••"), ("ValueError", "bad total"), ("KeyError", "'total'")]
     error = detail["error"]
-    assert (error["type"], error["message"]) == ("runs.engine.errors.AbortRun", "could not charge order A-17")
+    assert (error["type"], error["message"]) == ("stepwise.runs.engine.errors.AbortRun", "could not charge order A-17")
     assert [(c["type"], c["message"]) for c in error["causes"]] == chain
     assert error["causes"][1]["where"].startswith("tests/engine_tasks.py:")
     assert error["causes"][1]["where"].endswith(" in read_total")

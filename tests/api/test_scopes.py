@@ -6,9 +6,9 @@ import json
 from django.contrib.auth.models import User
 from django.test import Client
 
-from runs.models import Run
-from tasks.apikeys import api_key_create
-from tasks.models import ApiKey, Queue, Secret
+from stepwise.runs.models import Run
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.models import ApiKey, Queue, Secret
 from tests.api.conftest import ApiClient
 from tests.roles import grant
 

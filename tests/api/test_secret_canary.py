@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from runs.models import Run
+from stepwise.runs.models import Run
 from tests.processes import LOG_DIR
 from tests.waiting import wait_finished
 
@@ -48,7 +48,8 @@ class RedisMonitor:
 def rows_containing(needle: str) -> list[str]:
     hits = []
     with connection.cursor() as cursor:
-        for table in ("runs_run", "runs_attempt", "runs_step", "runs_runevent", "tasks_secret"):
+        for table in ("stepwise_runs_run", "stepwise_runs_attempt", "stepwise_runs_step", "stepwise_runs_runevent",
+                      "stepwise_tasks_secret"):
             cursor.execute(f"SELECT row_to_json(t)::text FROM {table} t")  # noqa: S608
             hits += [f"{table}: {row[0][:200]}" for row in cursor.fetchall() if needle in row[0]]
     return hits

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-from runs.models import Event, Run, Waitpoint
-from runs.statuses import RunStatus
-from tasks.access import SCOPES
-from tasks.apikeys import api_key_create
+from stepwise.runs.models import Event, Run, Waitpoint
+from stepwise.runs.statuses import RunStatus
+from stepwise.tasks.access import SCOPES
+from stepwise.tasks.apikeys import api_key_create
 from tests.api.conftest import ApiClient
 from tests.factories import waitpoint_build
 from tests.waiting import wait_finished, wait_for

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from django.test import Client
 
-from runs.models import Run
+from stepwise.runs.models import Run
+from stepwise.tasks.webhooks import webhook_secret_create, webhook_sign
 from stepwise.webhooks import webhook_headers
-from tasks.webhooks import webhook_secret_create, webhook_sign
 
 
 @pytest.fixture
@@ -85,8 +85,8 @@ def test_doubtful_deliveries_are_refused_and_nothing_is_enqueued(signing, case, 
     elif case == "unknown task":
         response = deliver(body, secret=signing, task="nope")
     else:
-        from tasks.models import WebhookSecret
-        from tasks.webhooks import webhook_secret_revoke
+        from stepwise.tasks.models import WebhookSecret
+        from stepwise.tasks.webhooks import webhook_secret_revoke
 
         webhook_secret_revoke(environment="prod", secret_id=WebhookSecret.objects.get().id)
         response = deliver(body, secret=signing)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run
 from stepwise.client import Client, RunTimeout, StepwiseApiError
-from tasks.access import SCOPES
-from tasks.apikeys import api_key_create
-from tasks.models import Queue
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run
+from stepwise.tasks.access import SCOPES
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.models import Queue
+from stepwise.tasks.services import environments_ensure
 from tests.processes import Processes
 from tests.waiting import wait_finished, wait_for
 

@@ -3,4 +3,4 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-urlpatterns = [path("stepwise/", include("console.urls"))]
+urlpatterns = [path("stepwise/", include("stepwise.console.urls"))]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run
-from runs.triggers import run_trigger
+from stepwise.runs.models import Run
+from stepwise.runs.triggers import run_trigger
 from tests.console.conftest import csrf_post
 from tests.factories import run_build
 

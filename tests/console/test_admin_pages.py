@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 
-from runs.triggers import run_trigger
-from tasks.apikeys import api_key_authenticate, api_key_create
-from tasks.models import ApiKey, Queue, Schedule, Secret
-from tasks.schedules import schedule_upsert
-from tasks.secrets import secret_set, secrets_for_environment
-from tasks.services import environments_ensure
+from stepwise.runs.triggers import run_trigger
+from stepwise.tasks.apikeys import api_key_authenticate, api_key_create
+from stepwise.tasks.models import ApiKey, Queue, Schedule, Secret
+from stepwise.tasks.schedules import schedule_upsert
+from stepwise.tasks.secrets import secret_set, secrets_for_environment
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import csrf_post
 
 pytestmark = pytest.mark.django_db

@@ -7,11 +7,11 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from runs.triggers import run_trigger
-from tasks.models import ApiKey, Queue, Schedule, Secret
-from tasks.schedules import schedule_upsert
-from tasks.secrets import secret_set, secrets_for_environment
-from tasks.services import environments_ensure
+from stepwise.runs.triggers import run_trigger
+from stepwise.tasks.models import ApiKey, Queue, Schedule, Secret
+from stepwise.tasks.schedules import schedule_upsert
+from stepwise.tasks.secrets import secret_set, secrets_for_environment
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import screenshot
 from tests.waiting import wait_finished
 

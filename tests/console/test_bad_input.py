@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runs.models import Run
-from runs.triggers import run_trigger
-from tasks.models import Schedule
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run
+from stepwise.runs.triggers import run_trigger
+from stepwise.tasks.models import Schedule
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import csrf_post
 
 pytestmark = pytest.mark.django_db

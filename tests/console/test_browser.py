@@ -7,8 +7,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from runs.models import Run
-from runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.models import Run
+from stepwise.runs.triggers import TriggerOptions, run_trigger
 from tests.console.conftest import SCREENSHOTS, screenshot
 from tests.factories import ELSEWHERE, run_build, run_pinned_elsewhere
 from tests.waiting import wait_finished
@@ -173,7 +173,7 @@ def test_a_run_with_5000_steps_renders_without_freezing_the_page(page):
 
 
 def test_approving_a_waitpoint_from_the_run_page_resumes_the_run_live(page):
-    from runs.models import Waitpoint
+    from stepwise.runs.models import Waitpoint
     from tests.waiting import wait_for
 
     run = run_trigger(task_id="test-wait-token", payload={})[0]
@@ -212,6 +212,7 @@ def causes_of(panel) -> list[str]:
     return [" ".join(text.split()) for text in panel.locator(".error-causes li .cause-text").all_inner_texts()]
 
 
+ABORT_LINE = "stepwise.runs.engine.errors.AbortRun: could not charge order A-17"
 CHAIN = ["ConnectionError: partner refused key ••••", "ValueError: bad total", "KeyError: 'total'"]
 
 
@@ -233,7 +234,7 @@ def test_a_failed_run_shows_its_cause_chain_in_the_error_panel_and_the_attempts_
 
     expect(status_badge(page)).to_have_attribute("data-status", "FAILED", timeout=30_000)
     panel = page.locator("#result-card")
-    expect(panel.locator(".error-line")).to_have_text("runs.engine.errors.AbortRun: could not charge order A-17")
+    expect(panel.locator(".error-line")).to_have_text(ABORT_LINE)
     assert causes_of(panel) == CHAIN
     expect(panel.locator(".error-causes .error-where").nth(1)).to_contain_text("in read_total")
     traceback = panel.locator(".traceback pre")
@@ -253,7 +254,7 @@ def test_a_failed_run_shows_its_cause_chain_in_the_error_panel_and_the_attempts_
     page.emulate_media(color_scheme="light")
 
     page.locator('.tl-row[data-span-id^="step-2-"]').click()
-    expect(inspector.locator(".error-line")).to_have_text("runs.engine.errors.AbortRun: could not charge order A-17")
+    expect(inspector.locator(".error-line")).to_have_text(ABORT_LINE)
     expect(inspector.locator(".error-causes li")).to_have_count(3)
     assert causes_of(inspector) == CHAIN
     page.locator(".timeline-card").screenshot(path=str(SCREENSHOTS / "run-detail-cause-chain-inspector.png"))

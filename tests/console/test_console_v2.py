@@ -11,9 +11,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from runs.models import Attempt, Event, Run, Waitpoint
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.services import environments_ensure
+from stepwise.runs.models import Attempt, Event, Run, Waitpoint
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import csrf_post
 from tests.factories import run_build, waitpoint_build
 from tests.roles import grant
@@ -197,7 +197,7 @@ def test_runs_list_counts_each_status_and_shows_attempts(signed_in):
 def test_runs_list_time_presets_keep_only_recent_runs(signed_in, monkeypatch):
     run = run_build()
     later = timezone.now() + timedelta(hours=2)
-    monkeypatch.setattr("console.views.runs.timezone.now", lambda: later)  # the run is two hours old now
+    monkeypatch.setattr("stepwise.console.views.runs.timezone.now", lambda: later)  # the run is two hours old now
 
     within_hour = signed_in.get("/?period=1h").content.decode()
     within_day = signed_in.get("/?period=24h").content.decode()

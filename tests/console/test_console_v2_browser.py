@@ -12,11 +12,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from runs.models import Run, Waitpoint
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.models import Queue
-from tasks.queues import queue_pause, queue_resume
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run, Waitpoint
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.models import Queue
+from stepwise.tasks.queues import queue_pause, queue_resume
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import SCREENSHOTS, screenshot
 from tests.factories import run_build
 from tests.waiting import wait_finished, wait_for

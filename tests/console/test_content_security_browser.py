@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from runs.triggers import run_trigger
-from tasks.services import environments_ensure
+from stepwise.runs.triggers import run_trigger
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import screenshot
 from tests.waiting import wait_finished
 

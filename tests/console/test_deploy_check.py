@@ -33,7 +33,7 @@ def _settings_of(env: dict[str, str], expression: str) -> subprocess.CompletedPr
 def _without(*names: str, **extra: str) -> dict[str, str]:
     """Return this environment less ``names``, on the project's settings (not the test suite's)."""
     return {**{k: v for k, v in os.environ.items() if k not in names},
-            "DJANGO_SETTINGS_MODULE": "console.settings", **extra}
+            "DJANGO_SETTINGS_MODULE": "stepwise.console.settings", **extra}
 
 
 def test_debug_is_off_unless_asked_for():

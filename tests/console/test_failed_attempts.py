@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs.models import Run
-from runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.models import Run
+from stepwise.runs.triggers import TriggerOptions, run_trigger
 from tests.console.conftest import csrf_post
 
 pytestmark = pytest.mark.django_db

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from runs.models import Run
-from runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.models import Run
+from stepwise.runs.triggers import TriggerOptions, run_trigger
 from tests.console.conftest import screenshot
 
 pytestmark = pytest.mark.xdist_group("browser")

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from tasks.redaction import HIDDEN_FROM_VIEWERS
+from stepwise.tasks.redaction import HIDDEN_FROM_VIEWERS
 from tests.console.conftest import PASSWORD, screenshot
 from tests.console.test_roles_browser import sign_in
 from tests.ops.test_payloads_hidden import run_holding

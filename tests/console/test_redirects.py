@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from runs.triggers import run_trigger
+from stepwise.runs.triggers import run_trigger
 from tests.console.conftest import csrf_post
 
 pytestmark = pytest.mark.django_db

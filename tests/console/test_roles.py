@@ -7,11 +7,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from runs.models import Run, Waitpoint
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.models import ApiKey, Queue, Schedule, Secret
-from tasks.secrets import secret_set
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run, Waitpoint
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.models import ApiKey, Queue, Schedule, Secret
+from stepwise.tasks.secrets import secret_set
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import csrf_post
 from tests.factories import run_build
 from tests.roles import grant

@@ -5,8 +5,8 @@ import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.models import ApiKey
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.models import ApiKey
 from tests.console.conftest import PASSWORD, screenshot
 from tests.roles import grant
 

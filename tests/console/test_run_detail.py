@@ -7,11 +7,11 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from runs.engine.errors import error_describe
-from runs.events import event_append
-from runs.models import Attempt, Run
-from runs.sweeper import pinned_runs_sweep
-from runs.triggers import run_trigger
+from stepwise.runs.engine.errors import error_describe
+from stepwise.runs.events import event_append
+from stepwise.runs.models import Attempt, Run
+from stepwise.runs.sweeper import pinned_runs_sweep
+from stepwise.runs.triggers import run_trigger
 from tests.factories import ELSEWHERE, chained_error_build, run_build, run_pinned_elsewhere
 
 pytestmark = pytest.mark.django_db
@@ -138,7 +138,7 @@ def test_checkpoint_state_holds_the_step_results_recorded_up_to_a_step(signed_in
 
 @pytest.mark.django_db(transaction=True)
 def test_a_step_cut_short_by_its_failed_attempt_shows_on_the_timeline_after_a_reload(signed_in):
-    from runs.worker import run_attempt
+    from stepwise.runs.worker import run_attempt
 
     run = run_trigger(task_id="test-third-step-flaky", payload={})[0]
     assert run_attempt(run.id).result == "retrying"

@@ -8,10 +8,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from runs.models import Run
-from runs.selectors import RunFilters, runs_filtered
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.models import TaskVersion
+from stepwise.runs.models import Run
+from stepwise.runs.selectors import RunFilters, runs_filtered
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.models import TaskVersion
 from tests.factories import run_build
 
 
@@ -134,4 +134,4 @@ def test_every_runs_list_filter_is_served_by_an_index(filters):
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
-    assert "Seq Scan on runs_run" not in plan, plan
+    assert "Seq Scan on stepwise_runs_run" not in plan, plan

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from tasks.models import TaskVersion
-from tasks.services import worker_versions_announce
+from stepwise.tasks.models import TaskVersion
+from stepwise.tasks.services import worker_versions_announce
 from tests.factories import ELSEWHERE, run_build, run_pinned_elsewhere
 
 pytestmark = pytest.mark.django_db

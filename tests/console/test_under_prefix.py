@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from runs.routing import websocket_urlpatterns_under
-from runs.triggers import run_trigger
+from stepwise.runs.routing import websocket_urlpatterns_under
+from stepwise.runs.triggers import run_trigger
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from django.test import Client
 
-from runs.models import Run, Waitpoint
-from runs.statuses import RunStatus
-from runs.triggers import run_trigger
+from stepwise.runs.models import Run, Waitpoint
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import run_trigger
 from tests.console.conftest import csrf_post
 from tests.waiting import wait_for
 

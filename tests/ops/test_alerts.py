@@ -8,15 +8,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs import alerts
-from runs.alerts import alert_deliveries_send, alerts_evaluate
-from runs.models import Run
-from runs.services import run_cancel
-from runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs import alerts
+from stepwise.runs.alerts import alert_deliveries_send, alerts_evaluate
+from stepwise.runs.models import Run
+from stepwise.runs.services import run_cancel
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.alerts import alert_rule_create
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.models import AlertDelivery, AlertRule, AuditEntry
 from stepwise.webhooks import webhook_sign
-from tasks.alerts import alert_rule_create
-from tasks.apikeys import api_key_create
-from tasks.models import AlertDelivery, AlertRule, AuditEntry
 from tests.api.conftest import ApiClient
 from tests.factories import run_build
 from tests.ops.receivers import HttpReceiver, SmtpServer
@@ -269,7 +269,7 @@ def test_the_test_button_sends_to_every_channel(api, smtp, receiver):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_scheduler_mails_a_run_that_failed_on_a_real_worker(processes):
-    from tasks.services import environments_ensure
+    from stepwise.tasks.services import environments_ensure
 
     environments_ensure()
     with SmtpServer() as smtp:

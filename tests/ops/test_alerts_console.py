@@ -4,9 +4,9 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tasks.alerts import alert_rule_create
-from tasks.models import AlertDelivery, AlertRule, AuditEntry
-from tasks.services import environments_ensure
+from stepwise.tasks.alerts import alert_rule_create
+from stepwise.tasks.models import AlertDelivery, AlertRule, AuditEntry
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import csrf_post
 from tests.roles import grant
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from runs.bulk import BULK_BATCH, bulk_actions_advance
-from runs.models import Run
-from runs.statuses import RunStatus
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.apikeys import api_key_create
-from tasks.models import AuditEntry, BulkAction
+from stepwise.runs.bulk import BULK_BATCH, bulk_actions_advance
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.models import AuditEntry, BulkAction
 from tests.api.conftest import ApiClient
 from tests.factories import run_build
 

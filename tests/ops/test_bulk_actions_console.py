@@ -4,11 +4,11 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.test import Client
 
-from runs.bulk import bulk_actions_advance
-from runs.models import Run
-from runs.statuses import RunStatus
-from tasks.models import AuditEntry, BulkAction
-from tasks.services import environments_ensure
+from stepwise.runs.bulk import bulk_actions_advance
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.tasks.models import AuditEntry, BulkAction
+from stepwise.tasks.services import environments_ensure
 from tests.console.conftest import csrf_post
 from tests.ops.test_bulk_actions import delayed
 from tests.roles import grant

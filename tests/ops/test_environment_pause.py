@@ -5,15 +5,15 @@ import time
 
 import pytest
 
-from runs.models import Run
-from runs.statuses import RunStatus
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.apikeys import api_key_create
-from tasks.environments import environment_pause, environment_resume
-from tasks.models import AuditEntry, Queue
-from tasks.queues import queue_pause
-from tasks.registry import task_get
-from tasks.services import environments_ensure, task_cache_clear, task_version_ensure
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.environments import environment_pause, environment_resume
+from stepwise.tasks.models import AuditEntry, Queue
+from stepwise.tasks.queues import queue_pause
+from stepwise.tasks.registry import task_get
+from stepwise.tasks.services import environments_ensure, task_cache_clear, task_version_ensure
 from tests.api.conftest import ApiClient
 from tests.commands import run_command
 from tests.console.conftest import csrf_post

@@ -17,15 +17,15 @@ from django.test import Client
 from django.utils import timezone
 from websockets.sync.client import connect
 
-from runs.models import Attempt, Run, RunEvent, Step, Waitpoint
-from runs.realtime.tokens import public_token_create
-from runs.statuses import WaitpointKind, WaitpointStatus
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.access import payloads_hidden
-from tasks.apikeys import api_key_create
-from tasks.redaction import HIDDEN_FROM_VIEWERS
-from tasks.schedules import schedule_upsert
-from tasks.services import environments_ensure
+from stepwise.runs.models import Attempt, Run, RunEvent, Step, Waitpoint
+from stepwise.runs.realtime.tokens import public_token_create
+from stepwise.runs.statuses import WaitpointKind, WaitpointStatus
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.access import payloads_hidden
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.redaction import HIDDEN_FROM_VIEWERS
+from stepwise.tasks.schedules import schedule_upsert
+from stepwise.tasks.services import environments_ensure
 from tests.api.conftest import ApiClient
 from tests.roles import grant
 

@@ -10,11 +10,11 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
-from runs.engine.redaction import REDACTED, redact_keys
-from runs.models import Run, Waitpoint
-from runs.statuses import WaitpointKind, WaitpointStatus
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.runs.engine.redaction import REDACTED, redact_keys
+from stepwise.runs.models import Run, Waitpoint
+from stepwise.runs.statuses import WaitpointKind, WaitpointStatus
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 from tests.api.conftest import ApiClient
 from tests.api.test_secret_canary import RedisMonitor
 from tests.factories import run_build
@@ -26,11 +26,11 @@ def rows_containing(needle: str) -> list[str]:
     """Return the stored rows holding ``needle`` among those that must never (run rows: their error only)."""
     hits = []
     with connection.cursor() as cursor:
-        for table in ("runs_attempt", "runs_runevent", "runs_span"):
+        for table in ("stepwise_runs_attempt", "stepwise_runs_runevent", "stepwise_runs_span"):
             cursor.execute(f"SELECT row_to_json(t)::text FROM {table} t")  # noqa: S608
             hits += [f"{table}: {row[0][:200]}" for row in cursor.fetchall() if needle in row[0]]
-        cursor.execute("SELECT id, error::text FROM runs_run")
-        hits += [f"runs_run.error of {row[0]}" for row in cursor.fetchall() if row[1] and needle in row[1]]
+        cursor.execute("SELECT id, error::text FROM stepwise_runs_run")
+        hits += [f"stepwise_runs_run.error of {row[0]}" for row in cursor.fetchall() if row[1] and needle in row[1]]
     return hits
 
 
@@ -87,7 +87,7 @@ def test_redact_keys_hides_keys_at_any_depth_and_patterns_in_any_text():
 
 
 def test_a_hook_that_fails_hides_the_whole_value():
-    from runs.engine.redaction import MASK, pii_apply
+    from stepwise.runs.engine.redaction import MASK, pii_apply
 
     def broken(value):
         raise RuntimeError("bug in the hook")

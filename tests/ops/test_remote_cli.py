@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from django.core.management.base import CommandError
 
-from runs.models import Run, Waitpoint
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run, Waitpoint
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 from tests.commands import run_command
 from tests.processes import free_port
 from tests.waiting import wait_for

@@ -5,9 +5,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
-from tasks.models import Schedule
-from tasks.schedules import schedule_upsert, schedules_fire_due
+from stepwise.runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
+from stepwise.tasks.models import Schedule
+from stepwise.tasks.schedules import schedule_upsert, schedules_fire_due
 
 
 def trigger(task_id: str = "test-noop", environment: str = "dev", **options):
@@ -20,7 +20,7 @@ def scheduled_run(environment: str = "dev") -> tuple[int, str]:
                                   dedup_key=f"every-minute-{environment}", payload={})
     Schedule.objects.filter(id=schedule.id).update(next_run_at=timezone.now() - timedelta(minutes=1))
     assert schedules_fire_due() == 1
-    from runs.models import Run
+    from stepwise.runs.models import Run
 
     return schedule.id, Run.objects.get(tags__contains=[f"schedule:{schedule.id}"]).id
 

@@ -7,8 +7,8 @@ from django.dispatch import receiver
 from django.tasks import task
 from django.tasks.signals import task_finished, task_started
 
-from tasks.django_backend import StepwiseBackend
-from tasks.sdk import step
+from stepwise.tasks.django_backend import StepwiseBackend
+from stepwise.tasks.sdk import step
 from tests.engine_tasks import _redis
 
 

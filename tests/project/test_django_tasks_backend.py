@@ -15,11 +15,11 @@ from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultD
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from runs.engine.errors import AbortRun, RunInterrupted
-from runs.models import Run
-from runs.statuses import RunStatus
-from tasks.django_backend import StepwiseBackend
-from tasks.registry import UnknownTask, task_get
+from stepwise.runs.engine.errors import AbortRun, RunInterrupted
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.tasks.django_backend import StepwiseBackend
+from stepwise.tasks.registry import UnknownTask, task_get
 from tests.engine_tasks import third_step_flaky
 from tests.project import jobs
 from tests.waiting import wait_finished
@@ -177,7 +177,7 @@ async def test_async_tasks_enqueue_and_results_load_asynchronously(live):
     ("retry", "must be a dict, not str"),
 ])
 def test_bad_options_are_an_invalid_backend_naming_the_problem(settings, options, message):
-    settings.TASKS = {**settings.TASKS, "broken": {"BACKEND": "tasks.django_backend.StepwiseBackend",
+    settings.TASKS = {**settings.TASKS, "broken": {"BACKEND": "stepwise.tasks.django_backend.StepwiseBackend",
                                                   "OPTIONS": options}}
     with pytest.raises(InvalidTaskBackend, match=message) as raised:
         task_backends["broken"]
@@ -216,7 +216,7 @@ def test_a_worker_sends_task_started_and_task_finished_once_with_the_outcome(liv
 
 @pytest.mark.parametrize(("kind", "exception_class"), [
     ("TimedOut", TimeoutError), ("Canceled", RunInterrupted), ("Crashed", RunInterrupted),
-    ("ValueError", ValueError), ("runs.engine.errors.AbortRun", AbortRun),
+    ("ValueError", ValueError), ("stepwise.runs.engine.errors.AbortRun", AbortRun),
 ])
 def test_errors_name_an_exception_class_django_can_import(db, kind, exception_class):
     result = jobs.add.enqueue(1, 2)

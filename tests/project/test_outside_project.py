@@ -45,6 +45,21 @@ print(json.dumps({{"status": result.status, "value": result.return_value if resu
                   "order": Order.objects.filter(id={order}).values("status", "shipped_by").get()}}))
 """
 
+# The shop's apps tasks and runs, and Stepwise's, side by side in one process and one database.
+OWN_APPS_SCRIPT = """
+import json, os, runs.models, tasks.models
+from django.db import connection
+from stepwise.runs.models import Run as StepwiseRun
+from stepwise.tasks.models import Task as StepwiseTask
+todo = tasks.models.Task.objects.create(title="pack order")
+tables = connection.introspection.table_names()
+print(json.dumps({"tasks": tasks.models.__file__.removeprefix(os.getcwd()),
+                  "runs": runs.models.__file__.removeprefix(os.getcwd()),
+                  "tables": sorted(t for t in tables if t in ("runs_run", "tasks_task")),
+                  "todo": tasks.models.Task.objects.get().title,
+                  "stepwise": [StepwiseRun._meta.db_table, StepwiseTask._meta.db_table, StepwiseRun.objects.count()]}))
+"""
+
 
 def _admin_url() -> urllib.parse.ParseResult:
     return urllib.parse.urlparse(os.environ["DATABASE_URL"])
@@ -178,10 +193,14 @@ def test_a_project_of_its_own_installs_stepwise_with_pip_and_runs_tasks_on_its_m
     assert sys.version_info >= (3, 12), f"Python {sys.version.split()[0]} cannot install Stepwise"
     subprocess.run([sys.executable, "-m", "venv", str(shop.venv)], check=True, timeout=120)
     shop.run(shop.bin("pip"), "install", "--quiet", "--no-compile", str(ROOT), timeout=600)
-    installed = shop.run(shop.bin("python"), "-c", "import runs, tasks; print(runs.__file__, tasks.__file__)").stdout
+    installed = shop.run(shop.bin("python"), "-c", "import stepwise.runs as r; print(r.__file__)").stdout
     assert str(shop.venv) in installed and str(ROOT) not in installed  # the copy imports what pip installed
 
     shop.manage("migrate", "--noinput")
+    # The shop's own apps named tasks and runs (models Task and Run) live beside Stepwise's, tables and all.
+    own = json.loads(shop.manage("shell", "--no-imports", "-c", OWN_APPS_SCRIPT))
+    assert own == {"tasks": "/tasks/models.py", "runs": "/runs/models.py", "tables": ["runs_run", "tasks_task"],
+                   "todo": "pack order", "stepwise": ["stepwise_runs_run", "stepwise_tasks_task", 0]}
     shop.manage("createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
     order = int(shop.manage("shell", "--no-imports", "-c", ORDER_SCRIPT).strip())
     shop.start(shop.bin("celery"), "-A", "shopsite", "worker", "--pool=threads", "--concurrency=2", "-Q", shop.queue,

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from django.db import connection
 
-from runs.models import Run
-from runs.statuses import RunStatus
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
 from tests.engine_tasks import executions
 from tests.processes import ROOT, _die_with_parent, child_env, free_port
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 import tests.realtime.stream_tasks  # noqa: F401  (registers the streaming tasks in this process)
-from tasks.access import SCOPES
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.tasks.access import SCOPES
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 from tests.processes import TASK_MODULES
 
 MODULES = f"{TASK_MODULES},examples.realtime,tests.realtime.stream_tasks"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tasks.sdk import Retry, task, wait
+from stepwise.tasks.sdk import Retry, task, wait
 from tests.engine_tasks import _redis, log_execution
 
 FAST_RETRY = Retry(max_attempts=3, factor=1, min_timeout=0.1, max_timeout=0.1, jitter=False)

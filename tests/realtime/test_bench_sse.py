@@ -1,10 +1,10 @@
 """The bench's figure for server-sent events: latency from a worker's write to an SSE client."""
 from __future__ import annotations
 
-from runs.benchmarks.observability import measure_sse_latency
-from runs.models import Run
-from tasks.models import ApiKey
-from tasks.services import environments_ensure
+from stepwise.runs.benchmarks.observability import measure_sse_latency
+from stepwise.runs.models import Run
+from stepwise.tasks.models import ApiKey
+from stepwise.tasks.services import environments_ensure
 
 
 def test_sse_latency_is_measured_on_every_live_event_of_a_run(processes, transactional_db):

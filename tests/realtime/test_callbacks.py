@@ -6,10 +6,10 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from runs.models import Step, Waitpoint
-from runs.triggers import run_trigger
-from runs.waits import waitpoint_callback_signature
-from tasks.apikeys import api_key_create
+from stepwise.runs.models import Step, Waitpoint
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.waits import waitpoint_callback_signature
+from stepwise.tasks.apikeys import api_key_create
 from tests.waiting import wait_finished, wait_for
 
 

@@ -6,12 +6,12 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import CommandError
 from django.db import connections
 
-from console.asgi import application
-from runs.models import RunEvent
-from runs.realtime.tokens import public_token_create
-from runs.triggers import TriggerOptions, run_trigger
 from stepwise.client import Client, StepwiseApiError
-from tasks.apikeys import api_key_create
+from stepwise.console.asgi import application
+from stepwise.runs.models import RunEvent
+from stepwise.runs.realtime.tokens import public_token_create
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.apikeys import api_key_create
 from tests.commands import run_command
 from tests.engine_tasks import _redis
 from tests.realtime.stream_tasks import gate_key

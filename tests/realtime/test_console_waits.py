@@ -5,9 +5,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from runs.models import Run, Waitpoint
-from runs.statuses import RunStatus
-from runs.triggers import run_trigger
+from stepwise.runs.models import Run, Waitpoint
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import run_trigger
 from tests.console.conftest import csrf_post
 from tests.roles import grant
 from tests.waiting import wait_finished, wait_for

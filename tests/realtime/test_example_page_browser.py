@@ -5,8 +5,8 @@ import pytest
 from playwright.sync_api import expect
 
 import examples.realtime  # noqa: F401  (registers summarise-document in this process)
-from runs.realtime.tokens import public_token_create
-from runs.triggers import run_trigger
+from stepwise.runs.realtime.tokens import public_token_create
+from stepwise.runs.triggers import run_trigger
 from tests.console.conftest import browser, screenshot  # noqa: F401  (the module's browser)
 from tests.waiting import wait_finished
 

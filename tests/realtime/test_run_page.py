@@ -5,12 +5,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from runs.engine.errors import RunInterrupted
-from runs.models import RunEvent
-from runs.selectors import run_streams
-from runs.services import run_cancel
-from runs.store import OrmRunStore
-from runs.triggers import run_trigger
+from stepwise.runs.engine.errors import RunInterrupted
+from stepwise.runs.models import RunEvent
+from stepwise.runs.selectors import run_streams
+from stepwise.runs.services import run_cancel
+from stepwise.runs.store import OrmRunStore
+from stepwise.runs.triggers import run_trigger
 from tests.waiting import wait_finished
 
 

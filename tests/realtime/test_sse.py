@@ -11,14 +11,14 @@ from asgiref.testing import ApplicationCommunicator
 from django.core import signing
 from django.db import connections
 
-from console.asgi import django_asgi_app
-from runs.models import RunEvent
-from runs.realtime import sse
-from runs.realtime.tokens import PREFIX, SALT, public_token_create
-from runs.services import run_cancel
-from runs.triggers import TriggerOptions, run_trigger
 from stepwise.client import Client, StepwiseApiError
-from tasks.apikeys import api_key_create, api_key_revoke
+from stepwise.console.asgi import django_asgi_app
+from stepwise.runs.models import RunEvent
+from stepwise.runs.realtime import sse
+from stepwise.runs.realtime.tokens import PREFIX, SALT, public_token_create
+from stepwise.runs.services import run_cancel
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.apikeys import api_key_create, api_key_revoke
 from tests.realtime.conftest import sse_events
 from tests.waiting import wait_finished
 

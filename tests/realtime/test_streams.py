@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run, RunEvent
-from runs.selectors import run_streams
-from runs.triggers import run_trigger
+from stepwise.runs.models import Run, RunEvent
+from stepwise.runs.selectors import run_streams
+from stepwise.runs.triggers import run_trigger
 from tests.engine_tasks import _redis, executions
 from tests.realtime.conftest import sse_events
 from tests.realtime.stream_tasks import gate_key

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from runs.batches import BatchThread
+from stepwise.runs.batches import BatchThread
 
 
 def _recording(batches: list[list[int]], started: threading.Event):

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from runs.models import Attempt, Run, RunEvent, Step
+from stepwise.runs.models import Attempt, Run, RunEvent, Step
 
 ROWS = [
     "no-op runs, triggered -> completed",

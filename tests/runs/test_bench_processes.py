@@ -5,11 +5,11 @@ import uuid
 
 import pytest
 
-from runs.benchmarks.processes import BenchProcesses, celery_conf_overridden
-from runs.benchmarks.tasks import NOOP_TASK_ID
-from runs.celery_app import celery_app
-from runs.statuses import RunStatus
-from runs.triggers import run_trigger
+from stepwise.runs.benchmarks.processes import BenchProcesses, celery_conf_overridden
+from stepwise.runs.benchmarks.tasks import NOOP_TASK_ID
+from stepwise.runs.celery_app import celery_app
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import run_trigger
 from tests.processes import LOG_DIR
 from tests.waiting import wait_finished
 

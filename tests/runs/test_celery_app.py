@@ -14,11 +14,11 @@ from celery.contrib.testing.app import setup_default_app
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
-import console.celery
-from runs.broker import broker_backlog, broker_lost_messages
-from runs.celery_app import CeleryAppMissing, celery_app
-from runs.dispatch import _hints
-from runs.triggers import run_trigger
+import stepwise.console.celery
+from stepwise.runs.broker import broker_backlog, broker_lost_messages
+from stepwise.runs.celery_app import CeleryAppMissing, celery_app
+from stepwise.runs.dispatch import _hints
+from stepwise.runs.triggers import run_trigger
 
 SEPARATOR = "\x06\x16"  # kombu's Redis transport: "<queue>\x06\x16<priority step>"
 
@@ -82,9 +82,9 @@ def test_the_broker_marker_lives_beside_the_project_app_s_queue_and_tells_when_i
 
 
 def test_stepwise_celery_app_names_the_app_as_celery_dash_a_does(settings):
-    for name in ("console", "console.celery", "console.celery:app"):
+    for name in ("stepwise.console", "stepwise.console.celery", "stepwise.console.celery:app"):
         settings.STEPWISE_CELERY_APP = name
-        assert celery_app() is console.celery.app
+        assert celery_app() is stepwise.console.celery.app
 
 
 def test_without_a_celery_app_the_engine_says_how_to_make_one(settings):

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from runs.models import Run
+from stepwise.runs.models import Run
 
 # What a user must never see, whatever the machine's load: each of these figures is 0.
 MUST_BE_ZERO = [
@@ -79,7 +79,7 @@ def test_chaos_refuses_the_embedded_database_with_a_clear_error(transactional_db
 
 def test_store_fault_injection_is_refused_without_debug():
     env = {
-        "PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "console.settings",
+        "PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "stepwise.console.settings",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/stepwise", "DEBUG": "0",
         "SECRET_KEY": "x" * 50, "STEPWISE_SECRET_KEYS": "dGVzdC1vbmx5LWtleS1mb3Itc3RlcHdpc2UtdGVzdHM=",
         "STEPWISE_STORE_FAULT_RATE": "0.01",

@@ -6,8 +6,10 @@ import json
 import pytest
 from django.core.management import CommandError
 
-from runs.models import Run
+from stepwise.runs.models import Run
 from tests.commands import run_command
+
+ABORT = "stepwise.runs.engine.errors.AbortRun"  # how an AbortRun of a task shows in a run's error
 
 
 def test_trigger_follow_prints_progress_and_succeeds(live):
@@ -23,7 +25,7 @@ def test_trigger_follow_prints_progress_and_succeeds(live):
 
 
 def test_trigger_follow_of_a_failing_run_exits_with_an_error(live):
-    with pytest.raises(CommandError, match="ended FAILED: runs.engine.errors.AbortRun: the order has no items$"):
+    with pytest.raises(CommandError, match=f"ended FAILED: {ABORT}: the order has no items$"):
         run_command("trigger", "test-abort", "{}", "--follow", "--timeout", "60")
 
 
@@ -54,11 +56,11 @@ def test_trigger_follow_and_runs_show_print_the_cause_chain_with_secrets_masked(
         run_command("trigger", "test-chained-failure", "{}", "--follow", "--timeout", "60")
     run = Run.objects.get()
     assert str(failed.value) == (
-        f"run {run.id} ended FAILED: runs.engine.errors.AbortRun: could not charge order A-17  <- caused by {chain}"
+        f"run {run.id} ended FAILED: {ABORT}: could not charge order A-17  <- caused by {chain}"
     )
 
     shown = run_command("runs", "show", run.id).splitlines()
-    assert f"error     runs.engine.errors.AbortRun: could not charge order A-17  <- caused by {chain}" in shown
+    assert f"error     {ABORT}: could not charge order A-17  <- caused by {chain}" in shown
     attempts = [line for line in shown if line.startswith("  #")]
     assert attempts[0].endswith(f"tests.engine_tasks.Flaky: charge failed, trying again  <- caused by {chain}")
     assert attempts[1].endswith(f"AbortRun: could not charge order A-17  <- caused by {chain}")

@@ -12,12 +12,12 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client
 
-from console.asgi import application
-from console.websocket_origins import SameOriginValidator
-from runs.models import Run, RunEvent
-from runs.routing import websocket_urlpatterns_under
-from runs.statuses import FINAL_STATUSES
-from runs.triggers import TriggerOptions, run_trigger
+from stepwise.console.asgi import application
+from stepwise.console.websocket_origins import SameOriginValidator
+from stepwise.runs.models import Run, RunEvent
+from stepwise.runs.routing import websocket_urlpatterns_under
+from stepwise.runs.statuses import FINAL_STATUSES
+from stepwise.runs.triggers import TriggerOptions, run_trigger
 from tests.engine_tasks import CANARY
 from tests.roles import grant
 from tests.waiting import wait_finished, wait_for
@@ -267,7 +267,7 @@ async def test_live_event_after_lost_messages_brings_the_missing_ones_from_the_d
         from django.db import transaction
         from django.db.models import F
 
-        from runs.events import event_append
+        from stepwise.runs.events import event_append
 
         with transaction.atomic():  # rows written without a broadcast: as if the channel layer dropped them
             for n in (1, 2):

@@ -28,7 +28,7 @@ def test_a_run_with_steps_retries_and_spans_completes_on_the_embedded_default():
         run_id, status = done.stdout.strip().splitlines()[-1].split()[:2]
         assert status == "COMPLETED"
         with closing(sqlite3.connect(workdir / "stepwise.sqlite3")) as db:
-            kinds = {kind for (kind,) in db.execute("SELECT kind FROM runs_span WHERE run_id = ?", (run_id,))}
+            kinds = {kind for (kind,) in db.execute("SELECT kind FROM stepwise_runs_span WHERE run_id = ?", (run_id,))}
         assert {"run", "attempt", "step"} <= kinds
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -10,11 +10,11 @@ from django.test import Client
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from runs.models import Attempt, Run, RunEvent, Span, Step
-from runs.triggers import run_trigger
-from runs.worker import run_attempt
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.worker import run_attempt
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 from tests.api.conftest import ApiClient
 from tests.commands import run_command
 from tests.roles import grant

@@ -10,7 +10,7 @@ from django.core.management import CommandError
 from django.test import override_settings
 from django.utils import timezone
 
-from runs.models import SchedulerBeat
+from stepwise.runs.models import SchedulerBeat
 from tests.commands import run_command
 from tests.waiting import wait_for
 

@@ -6,10 +6,10 @@ import time
 import pytest
 from django.core.management import CommandError
 
-from runs.idempotency import IdempotencyKeyNotFound, InvalidIdempotencyKey
-from runs.models import Run, RunEvent
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.sdk import idempotency_keys
+from stepwise.runs.idempotency import IdempotencyKeyNotFound, InvalidIdempotencyKey
+from stepwise.runs.models import Run, RunEvent
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.sdk import idempotency_keys
 from tests.commands import run_command
 from tests.engine_tasks import idem_echo
 

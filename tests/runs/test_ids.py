@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from runs.ids import new_run_id
+from stepwise.runs.ids import new_run_id
 
 
 def test_ids_made_in_a_burst_sort_in_the_order_they_were_made():
@@ -13,7 +13,7 @@ def test_ids_made_in_a_burst_sort_in_the_order_they_were_made():
 
 
 def test_a_forked_child_starts_its_own_sequence():
-    from runs import ids
+    from stepwise.runs import ids
 
     read, write = os.pipe()
     new_run_id()

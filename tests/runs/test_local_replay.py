@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from django.core.management import CommandError
 
-from runs.triggers import run_trigger
-from runs.worker import run_attempt
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.worker import run_attempt
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 from tests.commands import run_command
 from tests.engine_tasks import executions
 
@@ -53,7 +53,7 @@ def test_a_failing_run_fails_here_too_with_its_error(server):
     run, _ = run_trigger(task_id="test-abort", payload={})
     assert run_attempt(run.id).result == "failed"
 
-    with pytest.raises(CommandError, match="FAILED: runs.engine.errors.AbortRun: the order has no items"):
+    with pytest.raises(CommandError, match="FAILED: stepwise.runs.engine.errors.AbortRun: the order has no items"):
         run_command("replay", run.id, "--from", url, "--api-key", key)
 
 

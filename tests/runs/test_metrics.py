@@ -8,12 +8,12 @@ from django.test import override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from runs import metrics
-from runs.models import Run, Step
-from runs.states import run_transition
-from runs.statuses import RunStatus
-from runs.sweeper import recover_lost_leases
-from runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs import metrics
+from stepwise.runs.models import Run, Step
+from stepwise.runs.states import run_transition
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.sweeper import recover_lost_leases
+from stepwise.runs.triggers import TriggerOptions, run_trigger
 from tests.waiting import wait_finished
 
 TOKEN = "metrics-token-0123456789"
@@ -27,7 +27,7 @@ def fresh_collector(monkeypatch):
     monkeypatch.setattr(metrics, "collector", collector)
     registry = metrics.CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    monkeypatch.setattr("console.views.metrics.registry", registry)
+    monkeypatch.setattr("stepwise.console.views.metrics.registry", registry)
 
 
 def scrape(client) -> dict[tuple, float]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from runs.benchmarks.observability import measure_event_latency, measure_tracing_overhead
-from runs.models import Run, Span
+from stepwise.runs.benchmarks.observability import measure_event_latency, measure_tracing_overhead
+from stepwise.runs.models import Run, Span
 
 
 @pytest.fixture(autouse=True)

@@ -12,12 +12,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from runs.models import Span
-from runs.states import run_transition
-from runs.statuses import RunStatus
-from runs.tracing.setup import export_sampler, span_exporter, tracing_resource
-from runs.triggers import TriggerOptions, run_trigger
-from runs.worker import execute_run
+from stepwise.runs.models import Span
+from stepwise.runs.states import run_transition
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.tracing.setup import export_sampler, span_exporter, tracing_resource
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.worker import execute_run
 from tests.engine_tasks import CANARY
 from tests.processes import test_queue_name as session_queue_name
 from tests.waiting import wait_finished, wait_for

@@ -5,7 +5,7 @@ import asyncio
 
 from channels.layers import channel_layers
 
-from runs.events import RUNS_GROUP, publish_batch, run_group_name
+from stepwise.runs.events import RUNS_GROUP, publish_batch, run_group_name
 
 
 def _message(run_id: str, seq: int, type_: str = "step.completed") -> dict:

@@ -8,10 +8,10 @@ import pytest
 from django.core.management import CommandError
 from django.utils import timezone
 
-from runs.models import Attempt, Run, RunEvent, Span, Step
-from runs.sweeper import sweep_once
-from tasks.models import AuditEntry
-from tasks.services import environments_ensure
+from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step
+from stepwise.runs.sweeper import sweep_once
+from stepwise.tasks.models import AuditEntry
+from stepwise.tasks.services import environments_ensure
 from tests.commands import run_command
 from tests.factories import run_build
 
@@ -32,8 +32,8 @@ class _Clock:
 
 def _run(monkeypatch, *, days_ago: float, finished_days_ago: float | None = None, status: str = "COMPLETED") -> Run:
     """A run created ``days_ago`` (its id says so too), finished ``finished_days_ago`` (default: the same)."""
-    monkeypatch.setattr("runs.ids.time", _Clock(days_ago))
-    monkeypatch.setattr("runs.ids._last", (0, 0))  # ids of one process only go forward: start this one anew
+    monkeypatch.setattr("stepwise.runs.ids.time", _Clock(days_ago))
+    monkeypatch.setattr("stepwise.runs.ids._last", (0, 0))  # ids of one process only go forward: start this one anew
     run = run_build(steps=2, failed_attempts=1, status=status)
     monkeypatch.undo()
     created = timezone.now() - timedelta(days=days_ago)

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from runs.ids import new_span_id, new_trace_id
-from runs.models import Attempt, Run, RunEvent, Span, Step
-from runs.selectors import run_checkpoint_state, run_spans
-from runs.statuses import RunStatus
-from runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
+from stepwise.runs.ids import new_span_id, new_trace_id
+from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step
+from stepwise.runs.selectors import run_checkpoint_state, run_spans
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
 from tests.engine_tasks import CANARY, third_step_flaky
 from tests.processes import LOG_DIR
 from tests.waiting import wait_finished

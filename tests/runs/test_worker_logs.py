@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from runs.models import RunEvent
-from runs.statuses import RunStatus
-from runs.triggers import run_trigger
+from stepwise.runs.models import RunEvent
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import run_trigger
 from tests.processes import TASK_MODULES, embedded_up
 from tests.waiting import wait_finished
 

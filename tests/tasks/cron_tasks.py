@@ -1,7 +1,7 @@
 """A task declaring its schedule in code (imported by the schedule tests only)."""
 from __future__ import annotations
 
-from tasks.sdk import task
+from stepwise.tasks.sdk import task
 
 
 @task(id="test-hourly-paris", cron="0 * * * *", timezone="Europe/Paris")

@@ -7,13 +7,13 @@ import sys
 import pytest
 from django.core.management import CommandError
 
-from runs.states import run_transition
-from runs.statuses import RunStatus
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.access import Capability, may
-from tasks.apikeys import api_key_authenticate
-from tasks.models import ApiKey, AuditEntry, Queue, Schedule, Secret
-from tasks.services import environments_ensure
+from stepwise.runs.states import run_transition
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.access import Capability, may
+from stepwise.tasks.apikeys import api_key_authenticate
+from stepwise.tasks.models import ApiKey, AuditEntry, Queue, Schedule, Secret
+from stepwise.tasks.services import environments_ensure
 from tests.commands import run_command
 
 
@@ -253,7 +253,7 @@ def test_roles_grant_replaces_the_role_revoke_takes_it_away_and_each_change_is_a
     assert list(ada.groups.values_list("name", flat=True)) == ["stepwise:prod:operator"]
     assert may(ada, "prod", Capability.OPERATE) and not may(ada, "prod", Capability.ADMIN)
     assert not may(ada, "dev", Capability.READ)
-    assert ada.has_perm("runs.change_run") and not ada.has_perm("tasks.change_secret")
+    assert ada.has_perm("stepwise_runs.change_run") and not ada.has_perm("stepwise_tasks.change_secret")
     assert "prod         operator   ada" in run_command("roles", "list", "--env", "prod")
     assert "ada is no longer operator in prod" in run_command("roles", "revoke", "ada", "--env", "prod")
     assert not ada.groups.exists()

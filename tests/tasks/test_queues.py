@@ -8,11 +8,11 @@ from collections import defaultdict
 
 import pytest
 
-from runs.models import Attempt, Run
-from runs.statuses import RunStatus
-from runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
-from tasks.models import Queue
-from tasks.queues import (
+from stepwise.runs.models import Attempt, Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import TriggerOptions, run_batch_trigger, run_trigger
+from stepwise.tasks.models import Queue
+from stepwise.tasks.queues import (
     InvalidQueueLimit,
     queue_limit_set,
     queue_pause,
@@ -21,7 +21,7 @@ from tasks.queues import (
     rate_parse,
     rate_text,
 )
-from tasks.services import environments_ensure
+from stepwise.tasks.services import environments_ensure
 from tests.engine_tasks import _redis, intervals_key
 from tests.waiting import wait_for
 
@@ -241,7 +241,7 @@ def test_pause_holds_runs_and_resume_starts_them_best_priority_first(transaction
 @pytest.mark.xdist_group("heavy")
 def test_an_unlimited_queue_starts_waiting_runs_best_priority_first(transactional_db, processes):
     environments_ensure()
-    from runs.dispatch import _hints
+    from stepwise.runs.dispatch import _hints
 
     label = uuid.uuid4().hex
     # No worker yet: every hint waits in the broker, the low ones sent first.

@@ -6,11 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs.engine.context import RunContext, current_context
-from runs.realtime.tokens import InvalidPublicTokenRequest, public_token_verify
-from runs.store import OrmRunStore
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.sdk import auth
+from stepwise.runs.engine.context import RunContext, current_context
+from stepwise.runs.realtime.tokens import InvalidPublicTokenRequest, public_token_verify
+from stepwise.runs.store import OrmRunStore
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.sdk import auth
 
 
 def test_a_public_token_made_outside_a_run_reads_the_given_environment_until_it_expires(db):

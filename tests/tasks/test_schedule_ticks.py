@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from runs.models import Run
-from tasks.models import Schedule
-from tasks.schedules import (
+from stepwise.runs.models import Run
+from stepwise.tasks.models import Schedule
+from stepwise.tasks.schedules import (
     schedule_upsert,
     schedules_fire_due,
 )
-from tasks.services import environments_ensure
+from stepwise.tasks.services import environments_ensure
 from tests.tasks import cron_tasks  # noqa: F401  (registers test-hourly-paris)
 
 
@@ -27,7 +27,7 @@ def test_two_schedulers_with_overlapping_views_trigger_each_tick_exactly_once(tr
     ]
     start = utc(2025, 1, 1, 10)
     Schedule.objects.update(next_run_at=start)
-    from tasks.schedules import _fire
+    from stepwise.tasks.schedules import _fire
 
     for step in range(6):
         now = start + timedelta(minutes=5 * step, seconds=1)

@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runs.models import Run
-from tasks.models import Schedule
-from tasks.schedules import (
+from stepwise.runs.models import Run
+from stepwise.tasks.models import Schedule
+from stepwise.tasks.schedules import (
     InvalidSchedule,
     cron_next,
     schedule_next_runs,
@@ -15,7 +15,7 @@ from tasks.schedules import (
     schedules_declared_sync,
     schedules_fire_due,
 )
-from tasks.services import environments_ensure
+from stepwise.tasks.services import environments_ensure
 from tests.tasks import cron_tasks  # noqa: F401  (registers test-hourly-paris)
 
 

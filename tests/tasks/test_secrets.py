@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from tasks.models import Secret
-from tasks.secrets import SecretUndecryptable, secret_set, secrets_for_environment, secrets_reencrypt
-from tasks.services import environments_ensure
+from stepwise.tasks.models import Secret
+from stepwise.tasks.secrets import SecretUndecryptable, secret_set, secrets_for_environment, secrets_reencrypt
+from stepwise.tasks.services import environments_ensure
 
 
 def test_rotation_reencrypts_with_the_new_first_key_and_old_keys_stop_being_needed(db, settings):

@@ -1,6 +1,6 @@
 """The shop's Stepwise tasks: found by Stepwise in every installed app's ``stepwise_tasks`` module."""
 from shop.models import Order
-from tasks.sdk import AbortRun, step, task
+from stepwise.tasks.sdk import AbortRun, step, task
 
 
 @step()

@@ -10,7 +10,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from runs.routing import websocket_urlpatterns_under  # noqa: E402
+from stepwise.runs.routing import websocket_urlpatterns_under  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,

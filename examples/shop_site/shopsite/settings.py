@@ -19,12 +19,14 @@ INSTALLED_APPS = [
     # Stepwise and what it is built on:
     "channels",
     "ninja",
+    "stepwise.tasks",
+    "stepwise.runs",
+    "stepwise.console",
+    "stepwise",
+    # The shop's own apps; "tasks" and "runs" are names Stepwise must leave to the project:
+    "shop",
     "tasks",
     "runs",
-    "console",
-    "stepwise",
-    # The shop's own app:
-    "shop",
 ]
 
 MIDDLEWARE = [
@@ -69,4 +71,4 @@ STEPWISE_SECRET_KEYS = [os.environ.get("STEPWISE_SECRET_KEYS", "c2hvcC1leGFtcGxl
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "console:runs"
 # Django's own @task functions (shop/tasks.py) become durable Stepwise runs.
-TASKS = {"default": {"BACKEND": "tasks.django_backend.StepwiseBackend"}}
+TASKS = {"default": {"BACKEND": "stepwise.tasks.django_backend.StepwiseBackend"}}

@@ -3,5 +3,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("stepwise/", include("console.urls")),  # Stepwise's console and REST API, under a prefix we chose
+    path("stepwise/", include("stepwise.console.urls")),  # Stepwise's console and REST API, under a prefix we chose
 ]

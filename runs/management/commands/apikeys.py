@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from runs.management.base import SubcommandCommand, audit, env_option
-from tasks.access import DEFAULT_SCOPES, SCOPES
-from tasks.apikeys import api_key_create, api_key_list, api_key_revoke
+from stepwise.runs.management.base import SubcommandCommand, audit, env_option
+from stepwise.tasks.access import DEFAULT_SCOPES, SCOPES
+from stepwise.tasks.apikeys import api_key_create, api_key_list, api_key_revoke
 
 
 def _when(at: datetime | None, *, empty: str) -> str:

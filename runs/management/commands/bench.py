@@ -13,10 +13,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.utils import timezone
 
-import runs.benchmarks.tasks  # noqa: F401  (registers the bench tasks in this process)
-from runs.benchmarks import measure
-from runs.benchmarks.phases import PHASE_NAMES, BenchState, Phase, phases_select
-from runs.benchmarks.processes import (
+import stepwise.runs.benchmarks.tasks  # noqa: F401  (registers the bench tasks in this process)
+from stepwise.runs.benchmarks import measure
+from stepwise.runs.benchmarks.phases import PHASE_NAMES, BenchState, Phase, phases_select
+from stepwise.runs.benchmarks.processes import (
     BenchProcesses,
     WorkersNotReady,
     celery_conf_overridden,
@@ -24,8 +24,8 @@ from runs.benchmarks.processes import (
     shared_services_missing,
     sigterm_raises,
 )
-from runs.benchmarks.report import Row, figures_table, parameters_table
-from runs.benchmarks.selection import names_parse
+from stepwise.runs.benchmarks.report import Row, figures_table, parameters_table
+from stepwise.runs.benchmarks.selection import names_parse
 
 # Size flags: (option, default, help). Each must be at least 1; --skip leaves a phase out.
 SIZES: tuple[tuple[str, int, str], ...] = (

@@ -14,16 +14,16 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-import runs.chaos.tasks  # noqa: F401  (registers the chaos tasks in this process)
-from runs.benchmarks.measure import runs_delete
-from runs.benchmarks.processes import WorkersNotReady, shared_services_missing, sigterm_raises
-from runs.benchmarks.report import figure, parameters_table, text_table
-from runs.benchmarks.selection import named_select, names_parse
-from runs.chaos.cluster import ChaosCluster, ClusterShape
-from runs.chaos.figures import ChaosState, Figure
-from runs.chaos.records import executions_forget
-from runs.chaos.redis_server import RedisServerMissing
-from runs.chaos.scenarios import PROFILES, SCENARIO_NAMES, SCENARIOS, SETUPS, Scenario
+import stepwise.runs.chaos.tasks  # noqa: F401  (registers the chaos tasks in this process)
+from stepwise.runs.benchmarks.measure import runs_delete
+from stepwise.runs.benchmarks.processes import WorkersNotReady, shared_services_missing, sigterm_raises
+from stepwise.runs.benchmarks.report import figure, parameters_table, text_table
+from stepwise.runs.benchmarks.selection import named_select, names_parse
+from stepwise.runs.chaos.cluster import ChaosCluster, ClusterShape
+from stepwise.runs.chaos.figures import ChaosState, Figure
+from stepwise.runs.chaos.records import executions_forget
+from stepwise.runs.chaos.redis_server import RedisServerMissing
+from stepwise.runs.chaos.scenarios import PROFILES, SCENARIO_NAMES, SCENARIOS, SETUPS, Scenario
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ import socket
 
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.health import (
+from stepwise.runs.health import (
     READY_REQUIRES,
     broker_check,
     database_check,

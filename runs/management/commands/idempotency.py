@@ -1,9 +1,9 @@
 """manage.py idempotency reset TASK KEY: free an idempotency key from the command line."""
 from __future__ import annotations
 
-from runs.idempotency import idempotency_key_reset
-from runs.management.base import SubcommandCommand, audit, env_option
-from runs.statuses import IdempotencyKeyScope
+from stepwise.runs.idempotency import idempotency_key_reset
+from stepwise.runs.management.base import SubcommandCommand, audit, env_option
+from stepwise.runs.statuses import IdempotencyKeyScope
 
 
 class Command(SubcommandCommand):

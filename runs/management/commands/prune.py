@@ -7,9 +7,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from runs.management.base import audit
-from runs.retention import prune, retention_for
-from tasks.models import Environment
+from stepwise.runs.management.base import audit
+from stepwise.runs.retention import prune, retention_for
+from stepwise.tasks.models import Environment
 
 
 class Command(BaseCommand):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from runs.management.base import SubcommandCommand, audit, env_option
-from tasks.environments import environment_pause, environment_resume, environment_state
-from tasks.queues import (
+from stepwise.runs.management.base import SubcommandCommand, audit, env_option
+from stepwise.tasks.environments import environment_pause, environment_resume, environment_state
+from stepwise.tasks.queues import (
     MAX_LIMIT,
     UNCHANGED,
     queue_limit_set,

@@ -8,14 +8,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.engine.errors import error_text
-from runs.engine.executor import attempt_execute
-from runs.engine.memory import MemoryRunStore
-from runs.engine.spans import tracing_enabled_set
-from runs.engine.store import Claim, RecordedStep
-from runs.management.remote import remote_client, server_options
-from tasks.registry import UnknownTask, task_get
-from tasks.secrets import secrets_for_environment
+from stepwise.runs.engine.errors import error_text
+from stepwise.runs.engine.executor import attempt_execute
+from stepwise.runs.engine.memory import MemoryRunStore
+from stepwise.runs.engine.spans import tracing_enabled_set
+from stepwise.runs.engine.store import Claim, RecordedStep
+from stepwise.runs.management.remote import remote_client, server_options
+from stepwise.tasks.registry import UnknownTask, task_get
+from stepwise.tasks.secrets import secrets_for_environment
 
 
 def _recorded(steps: list[dict[str, Any]]) -> tuple[RecordedStep, ...]:

@@ -1,8 +1,8 @@
 """manage.py roles grant|revoke|list: who may do what in each environment (viewer, operator, admin)."""
 from __future__ import annotations
 
-from runs.management.base import SubcommandCommand, audit
-from tasks.access import Role, role_grant, role_group_name, role_list, role_revoke
+from stepwise.runs.management.base import SubcommandCommand, audit
+from stepwise.tasks.access import Role, role_grant, role_group_name, role_list, role_revoke
 
 
 def _env_option(parser, *, required: bool) -> None:

@@ -5,15 +5,15 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.engine.errors import error_text
-from runs.exports import FORMATS, run_export
-from runs.management.base import audit, user_errors
-from runs.management.commands.trigger import event_line
-from runs.management.remote import is_remote, runs_remote, server_options
-from runs.selectors import RunFilters, run_events_after, run_get, run_page
-from runs.services import run_cancel, run_replay
-from runs.statuses import RunStatus
-from runs.triggers import payload_parse
+from stepwise.runs.engine.errors import error_text
+from stepwise.runs.exports import FORMATS, run_export
+from stepwise.runs.management.base import audit, user_errors
+from stepwise.runs.management.commands.trigger import event_line
+from stepwise.runs.management.remote import is_remote, runs_remote, server_options
+from stepwise.runs.selectors import RunFilters, run_events_after, run_get, run_page
+from stepwise.runs.services import run_cancel, run_replay
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import payload_parse
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from runs.sweeper import sweeper_loop
+from stepwise.runs.sweeper import sweeper_loop
 
 
 class Command(BaseCommand):

@@ -6,10 +6,10 @@ from datetime import datetime
 
 from django.core.management.base import CommandError
 
-from runs.management.base import SubcommandCommand, audit, env_option
-from runs.triggers import payload_parse
-from tasks.models import Schedule
-from tasks.schedules import (
+from stepwise.runs.management.base import SubcommandCommand, audit, env_option
+from stepwise.runs.triggers import payload_parse
+from stepwise.tasks.models import Schedule
+from stepwise.tasks.schedules import (
     schedule_delete,
     schedule_get,
     schedule_list,

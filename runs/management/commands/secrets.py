@@ -4,8 +4,8 @@ from __future__ import annotations
 import getpass
 import sys
 
-from runs.management.base import SubcommandCommand, audit, env_option
-from tasks.secrets import secret_delete, secret_list, secret_set, secrets_reencrypt
+from stepwise.runs.management.base import SubcommandCommand, audit, env_option
+from stepwise.tasks.secrets import secret_delete, secret_list, secret_set, secrets_reencrypt
 
 
 class Command(SubcommandCommand):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from runs.management.base import user_errors
-from runs.triggers import payload_parse
-from runs.waits import event_send
+from stepwise.runs.management.base import user_errors
+from stepwise.runs.triggers import payload_parse
+from stepwise.runs.waits import event_send
 
 
 class Command(BaseCommand):

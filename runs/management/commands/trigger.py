@@ -12,13 +12,13 @@ from types import SimpleNamespace
 
 from django.core.management.base import BaseCommand, CommandError
 
-from runs.engine.errors import error_text
-from runs.management.base import user_errors
-from runs.management.remote import is_remote, remote_client, run_ended, server_options
-from runs.selectors import run_events_after, run_get
-from runs.statuses import IdempotencyKeyScope, RunStatus
-from runs.triggers import InvalidTrigger, TriggerOptions, payload_parse, run_trigger
 from stepwise.client import Client, RunTimeout
+from stepwise.runs.engine.errors import error_text
+from stepwise.runs.management.base import user_errors
+from stepwise.runs.management.remote import is_remote, remote_client, run_ended, server_options
+from stepwise.runs.selectors import run_events_after, run_get
+from stepwise.runs.statuses import IdempotencyKeyScope, RunStatus
+from stepwise.runs.triggers import InvalidTrigger, TriggerOptions, payload_parse, run_trigger
 
 
 def event_line(event) -> str:

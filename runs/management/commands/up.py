@@ -10,10 +10,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.urls import reverse
 
-from runs.celery_app import celery_app
-from runs.sweeper import local_hints_loop, sweeper_loop
-from tasks.registry import task_all
-from tasks.services import task_version_ensure
+from stepwise.runs.celery_app import celery_app
+from stepwise.runs.sweeper import local_hints_loop, sweeper_loop
+from stepwise.tasks.registry import task_all
+from stepwise.tasks.services import task_version_ensure
 
 
 class Command(BaseCommand):

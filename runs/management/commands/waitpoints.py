@@ -5,12 +5,12 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from runs.management.base import audit, user_errors
-from runs.management.remote import is_remote, server_options, waitpoints_remote
-from runs.models import WaitpointStatus
-from runs.selectors import waitpoint_list
-from runs.triggers import payload_parse
-from runs.waits import waitpoint_approve, waitpoint_complete, waitpoint_reject
+from stepwise.runs.management.base import audit, user_errors
+from stepwise.runs.management.remote import is_remote, server_options, waitpoints_remote
+from stepwise.runs.models import WaitpointStatus
+from stepwise.runs.selectors import waitpoint_list
+from stepwise.runs.triggers import payload_parse
+from stepwise.runs.waits import waitpoint_approve, waitpoint_complete, waitpoint_reject
 
 
 class Command(BaseCommand):

@@ -5,12 +5,12 @@ import time
 
 import pytest
 
-from runs.models import Run, RunEvent
-from runs.services import RunAlreadyFinished, run_cancel
-from runs.statuses import RunStatus
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.models import Queue
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run, RunEvent
+from stepwise.runs.services import RunAlreadyFinished, run_cancel
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.models import Queue
+from stepwise.tasks.services import environments_ensure
 from tests.engine_tasks import executions
 from tests.waiting import wait_finished, wait_for
 

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from runs.models import Run, Step
-from runs.statuses import RunStatus
+from stepwise.runs.models import Run, Step
+from stepwise.runs.statuses import RunStatus
 from tests.engine_tasks import crashable, executions
 from tests.waiting import wait_finished, wait_for
 

@@ -8,12 +8,12 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from runs.models import Run, RunEvent, TriggerGate
-from runs.statuses import RunStatus
-from runs.sweeper import fire_due_timers
-from runs.triggers import InvalidTrigger, Throttled, TriggerOptions, run_trigger
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run, RunEvent, TriggerGate
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.sweeper import fire_due_timers
+from stepwise.runs.triggers import InvalidTrigger, Throttled, TriggerOptions, run_trigger
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 from tests.api.conftest import ApiClient
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,9 +5,9 @@ import signal
 
 import pytest
 
-from runs.models import Attempt, Run, Waitpoint
-from runs.statuses import RunStatus
-from runs.waits import waitpoint_complete
+from stepwise.runs.models import Attempt, Run, Waitpoint
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.waits import waitpoint_complete
 from tests.engine_tasks import noop, wait_token
 from tests.waiting import wait_finished, wait_for
 

@@ -1,8 +1,8 @@
 """The stored form of an error names its causes: explicit, implicit, suppressed, long and cyclic chains."""
 from __future__ import annotations
 
-from runs.engine.errors import MAX_CAUSES, error_describe, error_text
-from runs.engine.redaction import MASK, redact_for_run, sensitive_add, sensitive_forget
+from stepwise.runs.engine.errors import MAX_CAUSES, error_describe, error_text
+from stepwise.runs.engine.redaction import MASK, redact_for_run, sensitive_add, sensitive_forget
 from tests.factories import chained_error_build
 
 

@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from runs.engine.retry import RetryPolicy
-from runs.statuses import RunStatus
-from runs.triggers import run_trigger
+from stepwise.runs.engine.retry import RetryPolicy
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import run_trigger
 from tests.engine_tasks import executions
 from tests.waiting import wait_finished
 
@@ -38,7 +38,7 @@ def test_abort_fails_at_once_without_retry(live):
     run = wait_finished(trigger("test-abort"))
     assert run.status == RunStatus.FAILED
     assert run.attempt_count == 1 and executions(run.id) == ["abort:1"]
-    assert run.error["type"] == "runs.engine.errors.AbortRun"
+    assert run.error["type"] == "stepwise.runs.engine.errors.AbortRun"
     assert run.error["message"] == "the order has no items"
 
 
@@ -76,7 +76,7 @@ def test_unserialisable_output_fails_naming_the_return_value(live):
 def test_steps_called_in_another_order_fail_with_a_non_determinism_error(live):
     run = wait_finished(trigger("test-reorder"))
     assert run.status == RunStatus.FAILED and run.attempt_count == 2
-    assert run.error["type"] == "runs.engine.errors.NonDeterminismError"
+    assert run.error["type"] == "stepwise.runs.engine.errors.NonDeterminismError"
     assert run.error["message"] == (
         "non-deterministic step order at position 2: the run recorded step 'b' but the code now calls 'c'"
     )

@@ -6,13 +6,13 @@ import logging
 import pytest
 from django.utils import timezone
 
-from runs.engine.context import RunContext, current_context
-from runs.engine.errors import RunInterrupted
-from runs.engine.logs import RunLogHandler
-from runs.engine.store import LogEntry
-from runs.models import Run, RunEvent
-from runs.store import OrmRunStore
-from runs.triggers import run_trigger
+from stepwise.runs.engine.context import RunContext, current_context
+from stepwise.runs.engine.errors import RunInterrupted
+from stepwise.runs.engine.logs import RunLogHandler
+from stepwise.runs.engine.store import LogEntry
+from stepwise.runs.models import Run, RunEvent
+from stepwise.runs.store import OrmRunStore
+from stepwise.runs.triggers import run_trigger
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run, Step
-from runs.services import run_cancel
-from runs.statuses import RunStatus
+from stepwise.runs.models import Run, Step
+from stepwise.runs.services import run_cancel
+from stepwise.runs.statuses import RunStatus
 from tests.engine_tasks import noop, stuck_step
 from tests.waiting import wait_finished, wait_for
 

@@ -8,11 +8,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from runs.models import Run
-from runs.statuses import RunStatus
-from runs.sweeper import recover_lost_leases
-from runs.triggers import run_trigger
-from runs.worker import run_attempt
+from stepwise.runs.models import Run
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.sweeper import recover_lost_leases
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.worker import run_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

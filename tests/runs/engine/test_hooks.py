@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from runs.engine.hooks import InvalidHook
-from runs.models import Run, RunEvent
-from runs.services import run_cancel
-from runs.statuses import RunStatus
-from runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
-from runs.worker import run_attempt
-from tasks.hooks import global_hooks
-from tasks.sdk import task
+from stepwise.runs.engine.hooks import InvalidHook
+from stepwise.runs.models import Run, RunEvent
+from stepwise.runs.services import run_cancel
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
+from stepwise.runs.worker import run_attempt
+from stepwise.tasks.hooks import global_hooks
+from stepwise.tasks.sdk import task
 from tests.waiting import run_requeue, wait_finished, wait_for, waits_resume_now
 
 pytestmark = pytest.mark.django_db(transaction=True)

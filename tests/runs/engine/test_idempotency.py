@@ -6,10 +6,10 @@ import time
 
 from django.db import connection
 
-from runs.models import Run
-from runs.triggers import TriggerOptions, run_trigger
-from tasks.models import Queue
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.tasks.models import Queue
+from stepwise.tasks.services import environments_ensure
 
 
 def _pause(task_queue: str) -> None:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run, RunEvent, Step
-from runs.statuses import RunStatus
-from runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
-from tasks.models import Queue
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run, RunEvent, Step
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import InvalidTrigger, TriggerOptions, run_trigger
+from stepwise.tasks.models import Queue
+from stepwise.tasks.services import environments_ensure
 from tests.engine_tasks import idem_echo
 from tests.waiting import wait_finished
 

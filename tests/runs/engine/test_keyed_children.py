@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run, Waitpoint
-from runs.statuses import RunStatus
-from runs.triggers import TriggerOptions, run_trigger
-from runs.waits import children_waits_settle
-from runs.worker import run_attempt
+from stepwise.runs.models import Run, Waitpoint
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.waits import children_waits_settle
+from stepwise.runs.worker import run_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from runs.engine.errors import RunInterrupted
-from runs.models import Run, RunEvent
-from runs.statuses import RunStatus
-from runs.store import OrmRunStore
-from runs.triggers import TriggerOptions, run_trigger
-from runs.worker import run_attempt, worker_id
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.runs.engine.errors import RunInterrupted
+from stepwise.runs.models import Run, RunEvent
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.store import OrmRunStore
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.worker import run_attempt, worker_id
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 from tests.api.conftest import ApiClient
 from tests.waiting import run_requeue, wait_finished, wait_for, waits_resume_now
 
@@ -93,7 +93,7 @@ def test_a_worker_that_lost_its_lease_cannot_write_metadata(processes):
 
 
 def test_metadata_outside_a_run_says_so():
-    from tasks.sdk import metadata
+    from stepwise.tasks.sdk import metadata
 
     with pytest.raises(RuntimeError, match="only available inside a run"):
         metadata.set("progress", 1)

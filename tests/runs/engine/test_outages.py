@@ -14,12 +14,12 @@ import pytest
 from django.db import connection
 from psycopg import sql
 
-from runs.chaos.redis_server import PrivateRedis
-from runs.models import Run, Step
-from runs.statuses import RunStatus
-from tasks.access import SCOPES
-from tasks.apikeys import api_key_create
-from tasks.services import environments_ensure
+from stepwise.runs.chaos.redis_server import PrivateRedis
+from stepwise.runs.models import Run, Step
+from stepwise.runs.statuses import RunStatus
+from stepwise.tasks.access import SCOPES
+from stepwise.tasks.apikeys import api_key_create
+from stepwise.tasks.services import environments_ensure
 from tests.engine_tasks import crashable, executions
 from tests.processes import LOG_DIR, database_url
 from tests.waiting import wait_finished, wait_for
@@ -101,7 +101,7 @@ def test_a_database_error_in_the_engines_own_write_never_fails_the_run(transacti
     with admin_connect(name) as holder, admin_connect(name) as watcher:
         with holder.transaction():
             # Hold the run's row: the worker's next step write (its fenced event-seq bump) waits on it ...
-            holder.execute("SELECT 1 FROM runs_run WHERE id = %s FOR UPDATE", [run_id])
+            holder.execute("SELECT 1 FROM stepwise_runs_run WHERE id = %s FOR UPDATE", [run_id])
 
             def blocked_step_write():
                 return watcher.execute(

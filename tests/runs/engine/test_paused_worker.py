@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from runs.chaos.crashes import rows_of_attempt
-from runs.models import Run, Step
-from runs.statuses import RunStatus
+from stepwise.runs.chaos.crashes import rows_of_attempt
+from stepwise.runs.models import Run, Step
+from stepwise.runs.statuses import RunStatus
 from tests.engine_tasks import chatty_steps
 from tests.waiting import wait_finished, wait_for
 

@@ -1,7 +1,7 @@
 """Masking of sensitive values and secret-named keys, in plain Python."""
 from __future__ import annotations
 
-from runs.engine.redaction import MASK, Redactor, redact_for_run, sensitive_add, sensitive_forget
+from stepwise.runs.engine.redaction import MASK, Redactor, redact_for_run, sensitive_add, sensitive_forget
 
 
 def test_sensitive_values_are_masked_anywhere_in_nested_values():

@@ -1,8 +1,8 @@
 """Checkpointed steps on real workers: finished steps replay, retries resume after them."""
 from __future__ import annotations
 
-from runs.models import Attempt, Run
-from runs.statuses import RunStatus
+from stepwise.runs.models import Attempt, Run
+from stepwise.runs.statuses import RunStatus
 from tests.engine_tasks import async_task, executions, third_step_flaky
 from tests.waiting import wait_finished
 

@@ -7,10 +7,10 @@ import logging.config
 import pytest
 from django.conf import settings
 
-from runs.engine.logs import RunLogHandler
-from runs.models import RunEvent
-from runs.triggers import run_trigger
-from runs.worker import run_attempt
+from stepwise.runs.engine.logs import RunLogHandler
+from stepwise.runs.models import RunEvent
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.worker import run_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

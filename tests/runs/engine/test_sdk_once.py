@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Event, Run, Step, Waitpoint
-from runs.statuses import RunStatus
-from runs.triggers import run_trigger
-from runs.worker import run_attempt
+from stepwise.runs.models import Event, Run, Step, Waitpoint
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.worker import run_attempt
 from tests.waiting import wait_finished, waits_resume_now
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,13 +11,13 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from runs.models import Run, RunEvent, Span, Step, Waitpoint
-from runs.statuses import RunStatus
-from runs.store import OrmRunStore
-from runs.sweeper import next_timer_in
-from runs.triggers import run_trigger
-from runs.waits import waitpoints_fire_due
-from runs.worker import execute_run, run_attempt
+from stepwise.runs.models import Run, RunEvent, Span, Step, Waitpoint
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.store import OrmRunStore
+from stepwise.runs.sweeper import next_timer_in
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.waits import waitpoints_fire_due
+from stepwise.runs.worker import execute_run, run_attempt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
-from runs.engine.logs import _off_loop
-from runs.models import Run, RunEvent, Step
-from runs.statuses import RunStatus
-from runs.triggers import run_trigger
-from runs.worker import run_attempt
+from stepwise.runs.engine.logs import _off_loop
+from stepwise.runs.models import Run, RunEvent, Step
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.worker import run_attempt
 from tests.engine_tasks import executions
 
 pytestmark = pytest.mark.django_db(transaction=True)

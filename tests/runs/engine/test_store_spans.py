@@ -7,15 +7,15 @@ import pytest
 from django.utils import timezone
 from opentelemetry.sdk.trace import TracerProvider
 
-from runs.engine.spans import RUN_ID
-from runs.engine.store import RecordedStep
-from runs.engine.waits import WaitSpec
-from runs.models import RunEvent, Span
-from runs.store import OrmRunStore
-from runs.tracing.processor import DatabaseSpanProcessor
-from runs.tracing.storage import spans_store
-from runs.triggers import run_trigger
-from runs.waits import waitpoint_complete
+from stepwise.runs.engine.spans import RUN_ID
+from stepwise.runs.engine.store import RecordedStep
+from stepwise.runs.engine.waits import WaitSpec
+from stepwise.runs.models import RunEvent, Span
+from stepwise.runs.store import OrmRunStore
+from stepwise.runs.tracing.processor import DatabaseSpanProcessor
+from stepwise.runs.tracing.storage import spans_store
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.waits import waitpoint_complete
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

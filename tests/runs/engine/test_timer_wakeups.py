@@ -5,9 +5,9 @@ from __future__ import annotations
 import psycopg
 from django.db import connection
 
-from runs.models import SchedulerBeat
-from runs.statuses import RunStatus
-from runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.models import SchedulerBeat
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import TriggerOptions, run_trigger
 from tests.processes import database_url
 from tests.waiting import wait_finished, wait_for
 
@@ -35,7 +35,7 @@ def test_timers_set_while_the_scheduler_sleeps_fire_long_before_its_interval(tra
 def _pass_blocked_on_its_beat() -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                       " AND query LIKE 'UPDATE \"runs_schedulerbeat\"%'")
+                       " AND query LIKE 'UPDATE \"stepwise_runs_schedulerbeat\"%'")
         return cursor.fetchone()[0] > 0
 
 
@@ -46,7 +46,7 @@ def test_a_full_pass_held_up_does_not_hold_up_deadlines(transactional_db, proces
     wait_for(SchedulerBeat.objects.exists, timeout=30, message="the scheduler's first beat")
 
     with psycopg.connect(database_url()) as blocker:
-        blocker.execute("SELECT * FROM runs_schedulerbeat FOR UPDATE")
+        blocker.execute("SELECT * FROM stepwise_runs_schedulerbeat FOR UPDATE")
         wait_for(_pass_blocked_on_its_beat, timeout=10, message="a full pass to wait for the locked beat row")
         run_id = run_trigger(task_id="test-wait-duration", payload={"seconds": 1})[0].id
         # The wait's deadline fires and the run completes while the full pass is still stuck.

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run, RunEvent
-from runs.statuses import RunStatus
-from runs.triggers import InvalidTrigger, TriggerOptions, run_batch_trigger, run_trigger
-from tasks.models import Queue, TaskVersion
-from tasks.registry import UnknownTask
-from tasks.services import environments_ensure
+from stepwise.runs.models import Run, RunEvent
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import InvalidTrigger, TriggerOptions, run_batch_trigger, run_trigger
+from stepwise.tasks.models import Queue, TaskVersion
+from stepwise.tasks.registry import UnknownTask
+from stepwise.tasks.services import environments_ensure
 from tests.engine_tasks import noop
 
 pytestmark = pytest.mark.django_db

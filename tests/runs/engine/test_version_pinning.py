@@ -16,9 +16,9 @@ from subprocess import Popen
 
 import pytest
 
-from runs.models import Attempt, Run, RunEvent, Step
-from runs.statuses import AttemptStatus, RunStatus
-from tasks.models import TaskVersion, WorkerVersion
+from stepwise.runs.models import Attempt, Run, RunEvent, Step
+from stepwise.runs.statuses import AttemptStatus, RunStatus
+from stepwise.tasks.models import TaskVersion, WorkerVersion
 from tests.processes import code_env
 from tests.waiting import wait_finished, wait_for
 
@@ -29,7 +29,7 @@ PROBE_SOURCE = '''"""The version-probe task as one deploy has it: CODE names thi
 import os
 import time
 
-from tasks.sdk import Retry, step, task, wait
+from stepwise.tasks.sdk import Retry, step, task, wait
 
 CODE = {code!r}
 

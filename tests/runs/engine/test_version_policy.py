@@ -8,15 +8,15 @@ import redis
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from runs.dispatch import _hints, version_queue
-from runs.models import Attempt, Run, RunEvent
-from runs.statuses import RunStatus, VersionPolicy
-from runs.sweeper import pinned_runs_sweep, redispatch_stale
-from runs.triggers import run_trigger
-from runs.worker import run_attempt
-from tasks.registry import InvalidVersionPolicy, UnknownTask, task_get
-from tasks.sdk import task
-from tasks.services import worker_versions_announce, worker_versions_forget
+from stepwise.runs.dispatch import _hints, version_queue
+from stepwise.runs.models import Attempt, Run, RunEvent
+from stepwise.runs.statuses import RunStatus, VersionPolicy
+from stepwise.runs.sweeper import pinned_runs_sweep, redispatch_stale
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.worker import run_attempt
+from stepwise.tasks.registry import InvalidVersionPolicy, UnknownTask, task_get
+from stepwise.tasks.sdk import task
+from stepwise.tasks.services import worker_versions_announce, worker_versions_forget
 from tests.factories import ELSEWHERE, run_pinned_elsewhere
 
 pytestmark = pytest.mark.django_db(transaction=True)

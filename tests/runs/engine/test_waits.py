@@ -6,13 +6,13 @@ import time
 import pytest
 from django.utils import timezone
 
-from runs.engine.errors import InvalidEventName
-from runs.models import Attempt, Event, Run, Waitpoint, WaitpointKind
-from runs.services import run_cancel
-from runs.statuses import RunStatus
-from runs.triggers import TriggerOptions, run_trigger
-from runs.waits import WaitpointError, event_send, waitpoint_approve, waitpoint_complete, waitpoint_reject
-from tasks.services import environments_ensure
+from stepwise.runs.engine.errors import InvalidEventName
+from stepwise.runs.models import Attempt, Event, Run, Waitpoint, WaitpointKind
+from stepwise.runs.services import run_cancel
+from stepwise.runs.statuses import RunStatus
+from stepwise.runs.triggers import TriggerOptions, run_trigger
+from stepwise.runs.waits import WaitpointError, event_send, waitpoint_approve, waitpoint_complete, waitpoint_reject
+from stepwise.tasks.services import environments_ensure
 from tests.engine_tasks import executions
 from tests.factories import waitpoint_build
 from tests.waiting import wait_finished, wait_for
@@ -221,7 +221,7 @@ def test_thousand_waiting_runs_hold_no_workers_and_all_complete(transactional_db
 
 
 def test_resolved_wait_is_a_span_under_the_run_covering_the_wait(live):
-    from runs.models import Span
+    from stepwise.runs.models import Span
 
     run_id = trigger("test-wait-event", {"filter": {"span": 1}})
     wait_status(run_id, RunStatus.WAITING)
