@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import urllib.parse
@@ -26,6 +27,7 @@ DUMP = Path(__file__).with_name("stepwise_0_1.sql")
 LEGACY_SECRETS_KEY = "PYQ2tx8Khet9G7OeK2fqlBAq9tXAJNZJ8mfBJ4N_VB4="
 CHECK_SCRIPT = """
 import json
+import sqlite3
 from django.contrib.auth.models import User
 from stepwise.runs.models import Run, Step
 from stepwise.tasks.models import ApiKey
@@ -34,7 +36,8 @@ ada = User.objects.get(username="ada")
 print(json.dumps({
     "runs": sorted(Run.objects.values_list("status", flat=True)), "steps": Step.objects.count(),
     "operator": [ada.has_perm("stepwise_runs.change_run"), ada.has_perm("stepwise_tasks.change_secret")],
-    "keys": list(ApiKey.objects.values_list("name", flat=True)), "secret": secrets_for_environment("dev")["CARRIER_TOKEN"],
+    "keys": list(ApiKey.objects.values_list("name", flat=True)),
+    "secret": secrets_for_environment("dev")["CARRIER_TOKEN"],
 }))
 """
 
@@ -101,3 +104,30 @@ def test_a_projects_own_runs_app_is_not_taken_for_stepwise(db):
     assert legacy_labels_move(connection) == []
     assert MigrationRecorder.Migration.objects.filter(app="runs").count() == 1
     assert "runs_run" in connection.introspection.table_names()
+
+
+def test_the_embedded_sqlite_database_of_0_1_upgrades_too(tmp_path):
+    # 0.1's SQLite layout is today's with the old labels (the same migrations): made here by undoing the move.
+    path = tmp_path / "stepwise.sqlite3"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "stepwise.console.settings", "DEBUG": "1",
+           "STEPWISE_SQLITE_PATH": str(path)}
+    env.pop("DATABASE_URL", None)
+
+    def manage(*args: str) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    manage("migrate", "--noinput")
+    run_id = manage("trigger", "process-order", '{"orderId": "1"}').split()[0]
+    with sqlite3.connect(path) as db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stepwise_%'"):
+            db.execute(f'ALTER TABLE "{table}" RENAME TO "{table.removeprefix("stepwise_")}"')
+        for old, new in (("runs", "stepwise_runs"), ("tasks", "stepwise_tasks")):
+            db.execute("UPDATE django_migrations SET app = ? WHERE app = ?", (old, new))
+            db.execute("UPDATE django_content_type SET app_label = ? WHERE app_label = ?", (old, new))
+
+    migrated = manage("migrate", "--noinput")
+    assert "runs -> stepwise_runs: 10 tables renamed" in migrated and "No migrations to apply." in migrated
+    assert run_id in manage("runs", "list")
