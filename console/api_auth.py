@@ -15,6 +15,7 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.utils import check_csrf
 
 from stepwise.console.failed_attempts import API_KEY, client_address, failed_attempt_record, failed_attempts_check
+from stepwise.runs.realtime.tokens import PREFIX as PUBLIC_TOKEN_PREFIX
 from stepwise.tasks.access import Capability, may
 from stepwise.tasks.apikeys import api_key_authenticate
 from stepwise.tasks.audit import Actor, audit_record
@@ -67,6 +68,9 @@ class ApiKeyAuth(HttpBearer):
         scheme, _, token = request.headers.get(self.header, "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
+        if token.startswith(PUBLIC_TOKEN_PREFIX):
+            raise HttpError(401, "a public token (pt_...) reads only the streams /api/runs/stream and "
+                                 "/api/runs/<id>/events/stream; this endpoint needs an API key (sk_...)")
         # Guessing keys is throttled per client (stepwise.console.failed_attempts); a refusal raises a 429.
         failed_attempts_check(API_KEY, client_address(request))
         principal = self.authenticate(request, token.strip())

@@ -7,6 +7,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from stepwise.runs.models import Run
+from stepwise.runs.realtime.tokens import public_token_create
 from stepwise.tasks.apikeys import api_key_create
 from stepwise.tasks.models import ApiKey, Queue, Secret
 from tests.api.conftest import ApiClient
@@ -67,3 +68,15 @@ def test_a_scope_holds_only_in_the_key_s_own_environment(environments):
     assert dev_ops.get(f"/api/runs/{prod_run}").status_code == 404
     assert dev_ops.post(f"/api/runs/{prod_run}/cancel").status_code == 404
     assert Run.objects.get(id=prod_run).status == "QUEUED"
+
+
+def test_a_public_token_on_the_rest_api_is_told_it_reads_only_the_streams(environments):
+    run_id = ApiClient(api_key_create(environment="dev", name="t").secret).post(
+        "/api/tasks/test-noop/trigger", {"payload": {}}).json()["id"]
+    token = public_token_create(environment="dev", scopes={"runs": [run_id]})[0]
+
+    refused = ApiClient(token).get(f"/api/runs/{run_id}")
+    assert refused.status_code == 401
+    assert "public token" in refused.json()["detail"] and "/api/runs/<id>/events/stream" in refused.json()["detail"]
+    assert ApiClient(token).post("/api/tasks/test-noop/trigger", {"payload": {}}).status_code == 401
+    assert Run.objects.count() == 1
