@@ -35,6 +35,10 @@ class RunTimeout(TimeoutError):
     """A run did not finish within the time given to ``wait``."""
 
 
+class StreamEnded(Exception):
+    """A run's stream ended before the run did: its public token expired, or the run was deleted."""
+
+
 class Client:
     """Talk to one Stepwise environment with one API key (sent as a bearer header).
 
@@ -160,7 +164,8 @@ class Client:
         """Yield a run's events (stored ones after ``after``, then live ones) until it finishes.
 
         Server-sent events: a dropped connection is opened again where it stopped (``Last-Event-ID``),
-        so every event comes once and in order. Raise RunTimeout after ``timeout`` seconds.
+        so every event comes once and in order. Raise RunTimeout after ``timeout`` seconds, and
+        StreamEnded when the stream ends before the run (a public token expired, the run was deleted).
 
         Example: ``for event in client.events(run["id"]): print(event["seq"], event["type"])``
         """
@@ -177,7 +182,9 @@ class Client:
             try:
                 for kind, data in self._stream(f"/runs/{run_id}/events/stream", last, deadline):
                     if kind == "end":
-                        return
+                        if data.get("status") in FINAL_STATUSES:
+                            return
+                        raise StreamEnded(f"run {run_id}: {data.get('reason') or 'the stream ended'}")
                     if kind != "run" and data.get("seq") is not None:
                         last = data["seq"]
                     yield kind, data  # an event without a seq is live only (a step started)

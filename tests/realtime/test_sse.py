@@ -11,9 +11,9 @@ from asgiref.testing import ApplicationCommunicator
 from django.core import signing
 from django.db import connections
 
-from stepwise.client import Client, StepwiseApiError
+from stepwise.client import Client, StepwiseApiError, StreamEnded
 from stepwise.console.asgi import django_asgi_app
-from stepwise.runs.models import RunEvent
+from stepwise.runs.models import Run, RunEvent
 from stepwise.runs.realtime import sse
 from stepwise.runs.realtime.tokens import PREFIX, SALT, public_token_create
 from stepwise.runs.services import run_cancel
@@ -161,6 +161,15 @@ def test_an_idle_stream_sends_heartbeats_and_ends_when_its_token_expires(realtim
             assert data == {"reason": "the public token expired; subscribe again with a new one"}
             break
     assert "comment" in seen  # heartbeats kept it open while the run waited
+
+
+def test_the_client_says_when_a_stream_ends_because_its_token_expired(realtime):
+    run_id = _run("test-wait-token", {})
+    token = public_token_create(environment="dev", scopes={"runs": [run_id]}, expires_in=2)[0]
+    with Client(realtime, api_key=token) as public, pytest.raises(StreamEnded, match="public token expired"):
+        for _ in public.events(run_id, timeout=30):
+            pass
+    assert Run.objects.get(id=run_id).status == "WAITING"  # the run goes on: only the reader's token ended
 
 
 def test_a_tag_stream_sends_each_tagged_run_as_it_changes_and_no_other(realtime):
