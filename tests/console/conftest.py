@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,9 +46,16 @@ def console_url(live) -> str:
 
     One server per test: the server caches task-version rows, which the flush between tests removes.
     """
+    with console_served() as url:
+        yield url
+
+
+@contextmanager
+def console_served(**env: str) -> Iterator[str]:
+    """Serve the console with uvicorn, with ``env`` added to its environment, until the block ends."""
     procs = Processes("console")
     try:
-        yield procs.console()
+        yield procs.console(**env)
     finally:
         procs.stop_all()
 

@@ -8,10 +8,9 @@ from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from stepwise.tasks.redaction import HIDDEN_FROM_VIEWERS
-from tests.console.conftest import PASSWORD, screenshot
+from tests.console.conftest import PASSWORD, console_served, screenshot
 from tests.console.test_roles_browser import sign_in
 from tests.ops.test_payloads_hidden import run_holding
-from tests.processes import Processes
 from tests.roles import grant
 
 pytestmark = pytest.mark.xdist_group("browser")
@@ -21,11 +20,8 @@ expect.set_options(timeout=20_000)
 @pytest.fixture
 def console_hiding_prod(live):
     """The console served with prod's payloads hidden from viewers, as a deployment would set it."""
-    procs = Processes("console")
-    try:
-        yield procs.console(STEPWISE_PAYLOADS_HIDDEN_FROM_VIEWERS="prod")
-    finally:
-        procs.stop_all()
+    with console_served(STEPWISE_PAYLOADS_HIDDEN_FROM_VIEWERS="prod") as url:
+        yield url
 
 
 def test_a_viewer_s_run_page_shows_the_placeholder_and_never_the_values(live, console_hiding_prod, browser):
