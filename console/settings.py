@@ -191,7 +191,6 @@ STORAGES = {
 }
 
 LOGIN_URL = "login"  # a URL name: the sign-in page wherever the console is mounted
-LOGIN_REDIRECT_URL = "console:runs"
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG=0.
 # The embedded default serves http://127.0.0.1 on one machine: HTTPS only once a DATABASE_URL is set.

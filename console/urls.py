@@ -70,8 +70,11 @@ console_patterns = [
 
 
 urlpatterns = [
+    # After signing in: the page asked for (?next=, if safe), else the console, whatever the project's
+    # LOGIN_REDIRECT_URL (Django's default, /accounts/profile/, is a page most projects do not have).
     path("login/", sign_in_throttled(auth_views.LoginView.as_view(
-        template_name="console/login.html", redirect_authenticated_user=True)), name="login"),
+        template_name="console/login.html", redirect_authenticated_user=True, next_page="console:runs")),
+        name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("metrics", metrics_view, name="metrics"),
     path("", include((console_patterns, "console"))),

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from stepwise.runs.routing import websocket_urlpatterns_under
 from stepwise.runs.triggers import run_trigger
+from tests.console.conftest import PASSWORD
 
 
 @pytest.fixture
@@ -21,6 +22,21 @@ def test_the_live_pages_connect_below_the_prefix_the_console_is_included_at(sign
     run_page = signed_in.get(f"/stepwise/runs/{run_id}/")
     assert run_page.status_code == 200
     assert f'data-ws-path="/stepwise/ws/runs/{run_id}/"' in run_page.text
+
+
+@override_settings(ROOT_URLCONF="tests.console.prefixed_urls")
+def test_signing_in_leads_to_the_console_under_its_prefix_or_to_the_page_asked_for(user):
+    # Django's default LOGIN_REDIRECT_URL is /accounts/profile/, a page the project may not have.
+    with override_settings(LOGIN_REDIRECT_URL="/accounts/profile/"):
+        client = Client()
+        signed_in = client.post("/stepwise/login/", {"username": "ada", "password": PASSWORD})
+        assert (signed_in.status_code, signed_in["Location"]) == (302, "/stepwise/")
+        assert client.get("/stepwise/login/")["Location"] == "/stepwise/"  # already signed in
+        asked = Client().post("/stepwise/login/?next=/stepwise/queues/", {"username": "ada", "password": PASSWORD})
+        assert asked["Location"] == "/stepwise/queues/"
+        elsewhere = Client().post("/stepwise/login/?next=https://evil.example/", {"username": "ada",
+                                                                               "password": PASSWORD})
+        assert elsewhere["Location"] == "/stepwise/"  # never off the site
 
 
 def test_the_console_at_the_root_connects_at_the_root(signed_in, run_id):

@@ -69,6 +69,5 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"
 # Stepwise: the key that encrypts secrets at rest (required), and where the console's sign-in is.
 STEPWISE_SECRET_KEYS = [os.environ.get("STEPWISE_SECRET_KEYS", "c2hvcC1leGFtcGxlLW9ubHkta2V5LW5vdC1zZWNyZXQ=")]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "console:runs"
 # Django's own @task functions (shop/tasks.py) become durable Stepwise runs.
 TASKS = {"default": {"BACKEND": "stepwise.tasks.django_backend.StepwiseBackend"}}
