@@ -6,6 +6,7 @@ runs are hinted after commit.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,15 @@ from stepwise.runs.statuses import FINAL_STATUSES, RunStatus
 from stepwise.runs.tracing import setup as tracing_setup
 from stepwise.runs.tracing.storage import run_span_end
 from stepwise.runs.waits import waitpoints_on_run_finished
+
+# Called with (run id, final status) inside the transaction that ends a run with no worker's outcome
+# (canceled, expired, crashed, its lease lost for good): what a worker's hooks would have said.
+_ended_without_worker: list[Callable[[str, str], None]] = []
+
+
+def run_ended_without_worker_listen(listener: Callable[[str, str], None]) -> None:
+    """Call ``listener(run_id, status)`` whenever a run reaches a final status that no worker's outcome wrote."""
+    _ended_without_worker.append(listener)
 
 
 def run_finished(*, run_id: str, status: str, at: datetime) -> None:
@@ -43,12 +53,15 @@ def run_settle(
     attempt: dict[str, Any] | None = None,
     expected_token: str | None = None,
     event_data: dict[str, Any] | None = None,
+    by_worker: bool = False,
     **fields: Any,
 ) -> str:
     """Move a run to ``to`` (compare-and-set), end its attempt, and run what the move sets off.
 
     ``attempt`` holds the arguments of ``attempt_end`` (its status, error...); ``queue`` is
-    hinted after commit when the run held one of its slots. Returns the status it left.
+    hinted after commit when the run held one of its slots; ``by_worker`` says a worker's outcome
+    ends it (its hooks ran), so the listeners of runs ended without one are not called. Returns
+    the status it left.
     """
     now = timezone.now()
     if RunStatus(to) in FINAL_STATUSES:
@@ -62,6 +75,9 @@ def run_settle(
             attempt_end(run_id=run_id, at=now, **attempt)
         if RunStatus(to) in FINAL_STATUSES:
             run_finished(run_id=run_id, status=to, at=fields["finished_at"])
+            if not by_worker:
+                for listener in _ended_without_worker:
+                    listener(run_id, to)
         if queue and previous == RunStatus.EXECUTING:
             queue_dispatch_on_commit(queue, run_id=run_id)
     return previous

@@ -435,6 +435,7 @@ class OrmRunStore:
                     attempt={"number": claim.attempt_number, "status": outcome.attempt_status,
                              "error": outcome.attempt_error, "retry_delay": outcome.retry_delay},
                     event_data=outcome.event_data,
+                    by_worker=True,
                     executed_seconds=F("executed_seconds") + elapsed,
                     **outcome.run_fields,
                 )

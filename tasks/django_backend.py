@@ -14,6 +14,7 @@ import inspect
 from typing import Any
 
 from django.apps import apps
+from django.db import transaction
 from django.tasks import DEFAULT_TASK_QUEUE_NAME, TaskContext, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import Task, TaskError
@@ -27,6 +28,7 @@ from stepwise.runs.engine.context import current_context
 from stepwise.runs.engine.errors import StepwiseError
 from stepwise.runs.engine.hooks import Hooks, RunResult
 from stepwise.runs.engine.retry import RetryPolicy
+from stepwise.runs.lifecycle import run_ended_without_worker_listen
 from stepwise.runs.models import Run
 from stepwise.runs.statuses import RunStatus
 from stepwise.tasks.models import Queue
@@ -265,6 +267,21 @@ def _result_as_ended(task: Task, ctx: Any, ended: RunResult) -> TaskResult:
         if attempt.number == ctx.attempt and ended.error and not attempt.error:
             attempt.error = ended.error
     return result_from_run(run, task)
+
+
+def _finished_without_worker(run_id: str, status: str) -> None:
+    """Send ``task_finished`` for a Django task's run that ended with no worker (canceled, expired, crashed)."""
+
+    def send() -> None:
+        run = Run.objects.prefetch_related("attempts").filter(id=run_id).first()
+        task = _django_task(run.task_id) if run is not None else None
+        if task is not None:
+            task_finished.send(sender=type(task.get_backend()), task_result=result_from_run(run, task))
+
+    transaction.on_commit(send, robust=True)
+
+
+run_ended_without_worker_listen(_finished_without_worker)
 
 
 def _resolve(task_id: str) -> TaskDefinition | None:

@@ -17,9 +17,12 @@ from django.utils import timezone
 
 from stepwise.runs.engine.errors import AbortRun, RunInterrupted
 from stepwise.runs.models import Run
+from stepwise.runs.services import run_cancel
 from stepwise.runs.statuses import RunStatus
 from stepwise.tasks.django_backend import StepwiseBackend
+from stepwise.tasks.models import Queue
 from stepwise.tasks.registry import UnknownTask, task_get
+from stepwise.tasks.services import environments_ensure
 from tests.engine_tasks import third_step_flaky
 from tests.project import jobs
 from tests.waiting import wait_finished
@@ -212,6 +215,24 @@ def test_a_worker_sends_task_started_and_task_finished_once_with_the_outcome(liv
     # Two attempts, one run: started once, finished once, with the first attempt's error kept.
     assert signals_sent(retried.id) == [["started", "RUNNING", None, []],
                                         ["finished", "SUCCESSFUL", retried.return_value, ["ConnectionError"]]]
+
+
+def test_a_run_of_a_limited_queue_sends_task_finished_once_too(live):
+    # Such a run's outcome is stored by the ORM path that also ends runs without a worker.
+    environments_ensure()
+    Queue.objects.update_or_create(environment_id="dev", name="emails", defaults={"concurrency_limit": 1})
+    done = finished(jobs.add.using(queue_name="emails").enqueue(2, 3))
+    assert Run.objects.get(id=done.id).queue == "emails"
+    assert signals_sent(done.id) == [["started", "RUNNING", None, []], ["finished", "SUCCESSFUL", 5, []]]
+
+
+def test_a_run_ended_with_no_worker_sends_task_finished_once_it_is_stored(transactional_db):
+    later = jobs.add.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(1, 1)
+    assert signals_sent(later.id) == []
+
+    run_cancel(run_id=later.id)
+    # Canceled before any worker took it: no task_started, and task_finished with the run's end.
+    assert signals_sent(later.id) == [["finished", "FAILED", None, ["RunInterrupted"]]]
 
 
 @pytest.mark.parametrize(("kind", "exception_class"), [
