@@ -17,25 +17,31 @@ import urllib.error
 import urllib.request
 from contextlib import closing
 from datetime import datetime
+from importlib.util import find_spec
 from pathlib import Path
 
-from django.conf import settings
-
-from stepwise.runs.benchmarks.measure import BenchFailed, Latencies
+from stepwise.runs.benchmarks.measure import BenchFailed, BenchUnavailable, Latencies
 from stepwise.runs.benchmarks.processes import process_group_stop, task_modules
 from stepwise.runs.benchmarks.tasks import NOOP_TASK_ID
+
+# A checkout of the repository: its project (manage.py beside console/) is what a new user starts.
+# Found, not imported: the console sits above the engine's tools.
+REPOSITORY = Path(find_spec("stepwise.console").origin).resolve().parent.parent
 
 
 def embedded_start_latencies(*, triggers: int, timeout: float, log_dir: Path) -> Latencies:
     """Start ``manage.py up`` on a fresh SQLite file, trigger runs from other processes, time their starts."""
+    if not (REPOSITORY / "manage.py").exists():
+        raise BenchUnavailable("it starts the repository's own project on its embedded default, and this "
+                               "Stepwise is installed, not a checkout")
     workdir = Path(tempfile.mkdtemp(prefix="stepwise-bench-embedded-"))
     env = _embedded_env(workdir)
     port = _free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "embedded-up.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(settings.BASE_DIR / "manage.py"), "up", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, str(REPOSITORY / "manage.py"), "up", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPOSITORY, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
         _until_serving(proc, port, timeout=timeout, log=log_dir / "embedded-up.log")
@@ -54,7 +60,7 @@ def _embedded_env(workdir: Path) -> dict[str, str]:
         STEPWISE_SQLITE_PATH=str(workdir / "stepwise.sqlite3"),
         STEPWISE_TASK_MODULES=task_modules(),
         DJANGO_SETTINGS_MODULE="stepwise.console.settings",
-        PYTHONPATH=str(settings.BASE_DIR),
+        PYTHONPATH=str(REPOSITORY),
         LOG_LEVEL="WARNING",
     )
     return env
@@ -87,8 +93,8 @@ def _until_serving(proc: subprocess.Popen, port: int, *, timeout: float, log: Pa
 def _trigger_and_time(env: dict[str, str], sqlite_path: Path, *, timeout: float) -> float:
     """Run ``manage.py trigger`` in a new process; return the run's started_at - created_at in ms."""
     done = subprocess.run(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "trigger", NOOP_TASK_ID, "{}"],
-        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, str(REPOSITORY / "manage.py"), "trigger", NOOP_TASK_ID, "{}"],
+        cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=timeout,
     )
     if done.returncode != 0 or not done.stdout.startswith("run_"):
         raise BenchFailed(f"manage.py trigger failed ({done.returncode}): {(done.stderr or done.stdout)[-300:]}")

@@ -13,7 +13,8 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from stepwise.runs.benchmarks.tasks import bench_noop, bench_raw_noop, bench_steps, bench_work, step_chain
+from stepwise.runs.benchmarks.tasks import RAW_TASK_NAME, bench_noop, bench_steps, bench_work, step_chain
+from stepwise.runs.celery_app import celery_app
 from stepwise.runs.models import Attempt, Run, RunStatus
 
 try:
@@ -180,12 +181,13 @@ def idle_latencies(count: int, created: list[str], *, timeout: float) -> Latenci
 def raw_celery_throughput(count: int, *, timeout: float) -> tuple[Throughput, Latencies]:
     """Send ``count`` plain Celery no-op tasks; time them until the last one ran, and each send-to-start."""
     client = redis.Redis.from_url(settings.REDIS_URL)
+    app = celery_app()
     done_key = f"stepwise-bench:raw:{uuid.uuid4().hex}"
     try:
         started_at = time.time()
         started = time.monotonic()
         for _ in range(count):
-            bench_raw_noop.apply_async(args=[done_key, time.time()])
+            app.send_task(RAW_TASK_NAME, args=[done_key, time.time()])  # routed as the hints are
         enqueue_seconds = time.monotonic() - started
         deadline = time.monotonic() + timeout
         while client.llen(done_key) < count:

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,33 @@ def task_modules(extra: Sequence[str] = BENCH_TASK_MODULES) -> str:
     return ",".join([*modules, *extra])
 
 
+def project_dir() -> Path:
+    """Return the folder the project's settings package lives in (where its manage.py usually is)."""
+    top = import_module(settings.SETTINGS_MODULE.partition(".")[0])
+    return Path(top.__file__).resolve().parent.parent
+
+
+SETTINGS_MODULE = "stepwise_bench_settings"
+SETTINGS_TEXT = """\
+# Written by manage.py bench for its worker and scheduler processes: the project's settings, and what
+# the benchmark needs of them, taken from the environment it gives each process, whatever the
+# project's own settings read from it.
+import os
+
+import dj_database_url
+
+from {project} import *
+
+DEBUG = os.environ.get("DEBUG") == "1"  # off unless asked: Django's debug cursor records every statement
+CELERY_TASK_DEFAULT_QUEUE = {queue!r}  # hints, the scheduler's too, go to the bench's workers only
+STEPWISE_DURABILITY = os.environ["STEPWISE_DURABILITY"]
+STEPWISE_TASK_MODULES = os.environ["STEPWISE_TASK_MODULES"].split(",")
+_database = dj_database_url.parse(os.environ["DATABASE_URL"])  # this process's database, or a proxy of it
+_connection = {{key: _database[key] for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT")}}
+DATABASES = {{**DATABASES, "default": {{**DATABASES["default"], **_connection}}}}
+"""
+
+
 def free_port() -> int:
     """Return a TCP port of 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -66,18 +94,25 @@ def free_port() -> int:
 def celery_conf_overridden(**keys: Any) -> Iterator[None]:
     """Point this process's Celery app elsewhere (``CELERY_``-prefixed setting names), restored afterwards.
 
-    The prefixed keys shadow Celery's own names once the Django settings are loaded. The app's
+    A prefixed key the project's settings set shadows Celery's own name, so that one is changed;
+    one they do not set is changed under Celery's own name (``task_default_queue``). The app's
     broker connection pools are dropped on the way in and out, so a changed broker URL is used
     by the next message sent, and the old one again afterwards.
     """
     app = celery_app()
+    # Celery loads the project's configuration at the first key read; until then ``in`` sees none of it,
+    # and what is set now would be overwritten by the load.
+    app.conf["broker_url"]
+    keys = {key if key in app.conf else key.removeprefix("CELERY_").lower(): value for key, value in keys.items()}
     previous = {key: app.conf[key] for key in keys}
 
     def apply(values: dict[str, Any]) -> None:
         for key, value in values.items():
             app.conf[key] = value
-        app._pool = None  # rebuilt from the conf at the next send (kombu keeps one pool per URL)
-        app.amqp._producer_pool = None
+        # Rebuilt from the conf at the next send: the broker pool (kombu keeps one per URL) and the
+        # app's AMQP side, whose default queue, exchange and producers are read once and cached.
+        app._pool = None
+        app.__dict__.pop("amqp", None)
 
     apply(keys)
     try:
@@ -89,6 +124,9 @@ def celery_conf_overridden(**keys: Any) -> Iterator[None]:
 class BenchProcesses:
     """Owns the worker and scheduler subprocesses of one benchmark; ``stop`` kills them all.
 
+    They run on a settings module written beside their logs, which imports the project's and sets
+    what the benchmark needs (its queue; DEBUG, durability, task modules and database from the
+    environment below), so they start the same in any project, whatever its settings read.
     ``env`` is added to every process's environment (after the defaults: it may point them at
     another database or broker); ``modules`` are the task modules loaded besides the configured ones.
     """
@@ -108,6 +146,15 @@ class BenchProcesses:
         self._started = 0
         self._procs: list[subprocess.Popen] = []
 
+    def _settings_dir(self) -> Path:
+        """Write the processes' settings module (once) and return the folder that holds it."""
+        folder = self.log_dir / "settings"
+        if not (folder / f"{SETTINGS_MODULE}.py").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            text = SETTINGS_TEXT.format(project=settings.SETTINGS_MODULE, queue=self.queue)
+            (folder / f"{SETTINGS_MODULE}.py").write_text(text)
+        return folder
+
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -116,8 +163,8 @@ class BenchProcesses:
             STEPWISE_CELERY_QUEUE=self.queue,
             STEPWISE_CHANNEL_PREFIX=getattr(settings, "CHANNEL_PREFIX", "stepwise"),
             STEPWISE_TASK_MODULES=task_modules(self.modules),
-            PYTHONPATH=str(settings.BASE_DIR),
-            DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE,  # this project's, whichever it is
+            PYTHONPATH=os.pathsep.join([str(self._settings_dir()), str(project_dir())]),
+            DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,  # this project's, with the bench's settings over it
             LOG_LEVEL=self.loglevel,
             STEPWISE_BENCH_WAKE_INTERVAL=str(self.wake_interval),
             STEPWISE_DURABILITY=self.durability,
@@ -136,7 +183,7 @@ class BenchProcesses:
         with open(self.log_dir / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, *args],
-                cwd=settings.BASE_DIR,
+                cwd=project_dir(),
                 env=self._env(env or {}),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -168,9 +215,8 @@ class BenchProcesses:
         return proc
 
     def start_scheduler(self, *, interval: float, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """Start ``manage.py scheduler``, which re-sends lost hints and recovers lost leases."""
-        return self._spawn([str(settings.BASE_DIR / "manage.py"), "scheduler", f"--interval={interval}"],
-                           "scheduler", env)
+        """Start the ``scheduler`` command, which re-sends lost hints and recovers lost leases."""
+        return self._spawn(["-m", "django", "scheduler", f"--interval={interval}"], "scheduler", env)
 
     def kill(self, proc: subprocess.Popen, *, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to a process's group (SIGKILL by default, as an OOM kill or a lost machine) and forget it.

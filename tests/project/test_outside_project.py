@@ -245,3 +245,9 @@ def test_a_project_of_its_own_installs_stepwise_with_pip_and_runs_tasks_on_its_m
                          console.cookies["sessionid"], origin=f"http://127.0.0.1:{port}")
     assert (first["seq"], first["type"]) == (1, "run.created")
     console.close()
+
+    # manage.py bench in the shop: its workers and scheduler start on the shop's settings and Celery app.
+    shop.stop()
+    bench = shop.manage("bench", "--only", "idle", "--latency-runs", "3", "--workers", "1", "--concurrency", "1",
+                        timeout=300)
+    assert re.search(r"trigger-to-start latency p50, idle \(3 runs\) +[\d.]+ +ms", bench), bench

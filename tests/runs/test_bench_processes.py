@@ -30,3 +30,15 @@ def test_a_bench_worker_runs_on_the_project_s_celery_app_and_takes_the_bench_s_q
         procs.stop()
     assert celery_app().conf.task_default_queue != queue  # put back afterwards
     assert procs.log_count("Traceback") == 0
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_celery_setting_the_project_does_not_set_is_overridden_under_celerys_own_name():
+    # A project that never sets CELERY_TASK_DEFAULT_QUEUE (a new one) must still have the bench's queue used.
+    app = celery_app()
+    assert "CELERY_TASK_DEFAULT_PRIORITY" not in app.conf
+    before = app.conf.task_default_priority
+    with celery_conf_overridden(CELERY_TASK_DEFAULT_PRIORITY=7):
+        assert app.conf.task_default_priority == 7
+    assert app.conf.task_default_priority == before
+
