@@ -11,6 +11,7 @@ backends do), checkpoints the steps it calls, and shows in the console like any 
 from __future__ import annotations
 
 import inspect
+from importlib.util import find_spec
 from typing import Any
 
 from django.apps import apps
@@ -184,7 +185,17 @@ def _task_error(error: dict[str, Any]) -> TaskError:
     # Stored errors name built-in exceptions without their module, and the ends Stepwise records itself
     # by a word; Django imports the path.
     path = kind if "." in kind else ENDED_BY_STEPWISE.get(kind, f"builtins.{kind}")
+    if path.startswith(("runs.", "tasks.")) and _module_exists(f"stepwise.{path}"):
+        path = f"stepwise.{path}"  # stored by Stepwise 0.1, whose packages were the top-level runs and tasks
     return TaskError(exception_class_path=path, traceback=error.get("traceback") or f"{kind}: {error.get('message')}")
+
+
+def _module_exists(path: str) -> bool:
+    """Tell whether the module of a class path (``package.module.Class``) is there to import."""
+    try:
+        return find_spec(path.rpartition(".")[0]) is not None
+    except ImportError:
+        return False
 
 
 def _in_installed_app(module: str) -> bool:

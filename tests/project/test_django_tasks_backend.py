@@ -238,6 +238,7 @@ def test_a_run_ended_with_no_worker_sends_task_finished_once_it_is_stored(transa
 @pytest.mark.parametrize(("kind", "exception_class"), [
     ("TimedOut", TimeoutError), ("Canceled", RunInterrupted), ("Crashed", RunInterrupted),
     ("ValueError", ValueError), ("stepwise.runs.engine.errors.AbortRun", AbortRun),
+    ("runs.engine.errors.AbortRun", AbortRun),  # as Stepwise 0.1 stored it, before its packages moved
 ])
 def test_errors_name_an_exception_class_django_can_import(db, kind, exception_class):
     result = jobs.add.enqueue(1, 2)
