@@ -33,12 +33,17 @@ def legacy_labels_move(connection: BaseDatabaseWrapper) -> list[str]:
     moves = []
     for old, new in OLD_LABELS.items():
         recorded = {name for app, name in applied if app == old}
-        names = {name for app, name in ours if app == new}
-        if any(app == new for app, _ in applied) or not recorded <= names or not recorded - {"0001_initial"}:
+        stepwise = {name for app, name in ours if app == new}
+        if any(app == new for app, _ in applied) or not recorded <= stepwise or not recorded - {"0001_initial"}:
             continue  # already moved, or the label is a project's own app (only Stepwise has its later migrations)
         moves.append((old, new, recorded))
     if not moves:
         return []
+    content_types = None
+    if apps.is_installed("django.contrib.contenttypes"):
+        from django.contrib.contenttypes.models import ContentType
+
+        content_types = ContentType.objects
     done = []
     # One transaction (the editor's own; on SQLite it also turns foreign key checks off around it).
     with connection.schema_editor(atomic=True) as editor:
@@ -51,17 +56,10 @@ def legacy_labels_move(connection: BaseDatabaseWrapper) -> list[str]:
                     editor.alter_db_table(model, legacy, model._meta.db_table)
                     renamed += 1
             recorder.migration_qs.filter(app=old, name__in=recorded).update(app=new)
-            if "django_content_type" in tables:  # by SQL: the permissions and role groups follow the rows
-                names = [model._meta.model_name for model in models]
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "UPDATE django_content_type SET app_label = %s WHERE app_label = %s AND model IN ({})".format(
-                            ", ".join(["%s"] * len(names))),
-                        [new, old, *names],
-                    )
+            if content_types is not None:  # the permissions and role groups follow these rows
+                content_types.using(connection.alias).filter(
+                    app_label=old, model__in=[model._meta.model_name for model in models]).update(app_label=new)
             done.append(f"{old} -> {new}: {renamed} tables renamed, {len(recorded)} migration records moved")
-    if apps.is_installed("django.contrib.contenttypes"):
-        from django.contrib.contenttypes.models import ContentType
-
-        ContentType.objects.clear_cache()
+    if content_types is not None:
+        content_types.clear_cache()  # it may hold the rows under their old labels
     return done

@@ -284,9 +284,11 @@ def _finished_without_worker(run_id: str, status: str) -> None:
     """Send ``task_finished`` for a Django task's run that ended with no worker (canceled, expired, crashed)."""
 
     def send() -> None:
-        run = Run.objects.prefetch_related("attempts").filter(id=run_id).first()
-        task = _django_task(run.task_id) if run is not None else None
+        # The task id first (most runs are not Django tasks'), the run and its attempts only for one.
+        task_id = Run.objects.filter(id=run_id).values_list("task_id", flat=True).first()
+        task = _django_task(task_id) if task_id is not None else None
         if task is not None:
+            run = Run.objects.prefetch_related("attempts").get(id=run_id)
             task_finished.send(sender=type(task.get_backend()), task_result=result_from_run(run, task))
 
     transaction.on_commit(send, robust=True)

@@ -58,8 +58,10 @@ def legacy_database():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _manage(url: str, *args: str) -> str:
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "stepwise.console.settings", "DEBUG": "1",
+def _manage(database: dict[str, str], *args: str) -> str:
+    """Run this repository's manage.py on ``database`` (DATABASE_URL, or STEPWISE_SQLITE_PATH alone)."""
+    env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **database,
+           "DJANGO_SETTINGS_MODULE": "stepwise.console.settings", "DEBUG": "1",
            "STEPWISE_SECRET_KEYS": LEGACY_SECRETS_KEY}
     done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=180)
@@ -75,7 +77,7 @@ def _tables(url: str) -> set[str]:
 def test_migrate_moves_a_0_1_deployment_onto_the_new_labels_and_keeps_its_data(legacy_database):
     assert {"runs_run", "tasks_task"} <= _tables(legacy_database)
 
-    migrated = _manage(legacy_database, "migrate", "--noinput")
+    migrated = _manage({"DATABASE_URL": legacy_database}, "migrate", "--noinput")
     assert "Stepwise's apps were renamed: runs -> stepwise_runs: 10 tables renamed, 15 migration records moved" \
         in migrated
     assert "tasks -> stepwise_tasks: 15 tables renamed, 10 migration records moved" in migrated
@@ -84,13 +86,13 @@ def test_migrate_moves_a_0_1_deployment_onto_the_new_labels_and_keeps_its_data(l
     assert {"stepwise_runs_run", "stepwise_runs_step", "stepwise_tasks_task", "stepwise_tasks_secret"} <= tables
     assert not {t for t in tables if t.startswith(("runs_", "tasks_"))}
 
-    assert json.loads(_manage(legacy_database, "shell", "--no-imports", "-c", CHECK_SCRIPT)) == {
+    assert json.loads(_manage({"DATABASE_URL": legacy_database}, "shell", "--no-imports", "-c", CHECK_SCRIPT)) == {
         "runs": ["COMPLETED", "COMPLETED"], "steps": 6, "operator": [True, False], "keys": ["ci-bot"],
         "secret": "s3cret",
     }
-    again = _manage(legacy_database, "migrate", "--noinput")
+    again = _manage({"DATABASE_URL": legacy_database}, "migrate", "--noinput")
     assert "renamed" not in again and "No migrations to apply." in again
-    assert "No changes detected" in _manage(legacy_database, "makemigrations", "--check", "--dry-run")
+    assert "No changes detected" in _manage({"DATABASE_URL": legacy_database}, "makemigrations", "--check", "--dry-run")
 
 
 def test_a_projects_own_runs_app_is_not_taken_for_stepwise(db):
@@ -109,18 +111,10 @@ def test_a_projects_own_runs_app_is_not_taken_for_stepwise(db):
 def test_the_embedded_sqlite_database_of_0_1_upgrades_too(tmp_path):
     # 0.1's SQLite layout is today's with the old labels (the same migrations): made here by undoing the move.
     path = tmp_path / "stepwise.sqlite3"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "stepwise.console.settings", "DEBUG": "1",
-           "STEPWISE_SQLITE_PATH": str(path)}
-    env.pop("DATABASE_URL", None)
+    sqlite = {"STEPWISE_SQLITE_PATH": str(path)}
 
-    def manage(*args: str) -> str:
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=180)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    manage("migrate", "--noinput")
-    run_id = manage("trigger", "process-order", '{"orderId": "1"}').split()[0]
+    _manage(sqlite, "migrate", "--noinput")
+    run_id = _manage(sqlite, "trigger", "process-order", '{"orderId": "1"}').split()[0]
     with sqlite3.connect(path) as db:
         for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'stepwise_%'"):
             db.execute(f'ALTER TABLE "{table}" RENAME TO "{table.removeprefix("stepwise_")}"')
@@ -128,6 +122,6 @@ def test_the_embedded_sqlite_database_of_0_1_upgrades_too(tmp_path):
             db.execute("UPDATE django_migrations SET app = ? WHERE app = ?", (old, new))
             db.execute("UPDATE django_content_type SET app_label = ? WHERE app_label = ?", (old, new))
 
-    migrated = manage("migrate", "--noinput")
+    migrated = _manage(sqlite, "migrate", "--noinput")
     assert "runs -> stepwise_runs: 10 tables renamed" in migrated and "No migrations to apply." in migrated
-    assert run_id in manage("runs", "list")
+    assert run_id in _manage(sqlite, "runs", "list")
