@@ -17,6 +17,11 @@ def test_tracing_overhead_compares_traced_and_untraced_runs_of_the_same_steps(tr
 
     assert figures["untraced_ms_per_step"] > 0 and figures["traced_ms_per_step"] > 0
     assert figures["ratio"] == round(figures["traced_ms_per_step"] / figures["untraced_ms_per_step"], 3)
+    # An untraced step's time splits into the attempt's statements and the Python around them.
+    assert figures["statement_ms_per_step"] > 0 and figures["python_ms_per_step"] > 0
+    assert figures["statement_ms_per_step"] + figures["python_ms_per_step"] == pytest.approx(
+        figures["untraced_ms_per_step"], abs=1e-3
+    )
     runs = list(Run.objects.filter(task_id="bench-observability-steps"))
     assert len(runs) == 4 and {r.status for r in runs} == {"COMPLETED"}
     step_spans = sorted(Span.objects.filter(run__in=runs, kind="step").values_list("run_id", flat=True))
