@@ -54,4 +54,3 @@ def test_a_row_written_in_one_statement_reads_back_as_the_orm_stores_it(values):
     write.row("step", _step(run.id, 2, **values), "source")
     write.execute("SELECT 1")
     assert _stored(run.id, 2) == _stored(run.id, 1)
-
