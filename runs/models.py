@@ -216,7 +216,12 @@ class Attempt(models.Model):
 class Step(models.Model):
     """The recorded result of one durable step inside a run."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps", db_index=False)
+    # No database constraint: every row is written by a statement that first updated its run (the
+    # fenced write in stepwise.runs.statements), and a run's rows are deleted with it (the ORM's
+    # cascade, retention's explicit deletes). A constraint checked each insert at commit, per row.
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="steps", db_index=False, db_constraint=False
+    )
     position = models.PositiveIntegerField()
     key = models.CharField(max_length=255)
     name = models.CharField(max_length=255)
@@ -243,7 +248,12 @@ class Step(models.Model):
 class RunEvent(models.Model):
     """One entry of a run's append-only, gap-free event sequence."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events", db_index=False)
+    # No database constraint: every row is written by a statement that first updated its run (the
+    # fenced write in stepwise.runs.statements), and a run's rows are deleted with it (the ORM's
+    # cascade, retention's explicit deletes). A constraint checked each insert at commit, per row.
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False
+    )
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=64)
     data = models.JSONField(default=dict)
@@ -369,7 +379,12 @@ class TriggerGate(models.Model):
 class Span(models.Model):
     """An OpenTelemetry span belonging to a run; its events hold the log lines."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="spans", db_index=False)
+    # No database constraint: every row is written by a statement that first updated its run (the
+    # fenced write in stepwise.runs.statements), and a run's rows are deleted with it (the ORM's
+    # cascade, retention's explicit deletes). A constraint checked each insert at commit, per row.
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="spans", db_index=False, db_constraint=False
+    )
     trace_id = models.CharField(max_length=32)
     span_id = models.CharField(max_length=16)
     parent_span_id = models.CharField(max_length=16, blank=True, default="")
