@@ -251,6 +251,30 @@ def traced(payload, ctx):
     return {"total": total}
 
 
+@task(id="test-span-shapes", retry=Retry(max_attempts=1))
+def span_shapes(payload, ctx):
+    """A step with a nested span, a log line, an attribute and an event of its own; a step that raises."""
+    def fetch():
+        with _tracer.start_as_current_span("http GET /items", attributes={"http.method": "GET"}):
+            ctx.logger.info("fetched items", count=2)
+        step_span = trace.get_current_span()
+        step_span.set_attribute("items", [1, 2])
+        step_span.set_attribute("filters", {"status": "open", "ids": [1, 2]})
+        step_span.set_attribute("handler", object())  # not an attribute value: the SDK stores None
+        step_span.add_event("parsed", {"rows": 2})
+        return 2
+
+    def explode():
+        raise ValueError("no such item")
+
+    ctx.step("fetch", fetch)
+    try:
+        ctx.step("explode", explode)
+    except ValueError:
+        ctx.logger.warning("explode failed")
+    return "ok"
+
+
 @task(id="test-canary", retry=FAST_RETRY)
 def canary(payload, ctx):
     secret = ctx.sensitive(CANARY)

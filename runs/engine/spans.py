@@ -5,13 +5,19 @@ without one, these spans are free no-ops.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import INVALID_SPAN_ID, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
 
 from stepwise.runs.engine.store import Claim
 
@@ -23,6 +29,18 @@ _tracer = trace.get_tracer("stepwise")
 _tracing_enabled = True
 
 
+class SpanSink(Protocol):
+    """Where step spans recorded without the SDK go: the process's span processor that stores them."""
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None: ...
+
+    def on_end(self, span: Any) -> None: ...
+
+
+_step_sink: SpanSink | None = None
+_step_limits: SpanLimits | None = None
+
+
 def engine_tracer() -> trace.Tracer:
     """Return the tracer the engine opens its spans with."""
     return _tracer if _tracing_enabled else _disabled
@@ -32,6 +50,18 @@ def tracing_enabled_set(enabled: bool) -> None:
     """Turn the engine's own spans on or off in this process (the benchmark compares both)."""
     global _tracing_enabled
     _tracing_enabled = enabled
+
+
+def step_spans_direct(sink: SpanSink | None, limits: SpanLimits | None = None) -> None:
+    """Record step spans without the SDK and hand them to ``sink`` (None: through the SDK, the default).
+
+    A step's span through the SDK costs about as much Python as the rest of the step around its
+    statement. The tracing setup chooses this when the database is the only place spans go: an
+    exporter, or a tracer provider the project installed with processors of its own, gets them
+    through the SDK.
+    """
+    global _step_sink, _step_limits
+    _step_sink, _step_limits = sink, limits or SpanLimits()
 
 
 def run_span_context(claim: Claim) -> Context | None:
@@ -93,6 +123,14 @@ def step_span(claim: Claim, *, key: str, name: str, position: int, replayed: boo
         "stepwise.step.replayed": replayed,
         "stepwise.attempt": claim.attempt_number,
     }
+    sink = _step_sink if _tracing_enabled else None
+    parent = trace.get_current_span().get_span_context() if sink is not None else None
+    if parent is not None and parent.is_valid:
+        span = StepSpan(f"step {key}", parent=parent, attributes=attributes, sink=sink, limits=_step_limits)
+        with trace.use_span(span, end_on_exit=True):
+            yield span
+            span.set_status(Status(StatusCode.OK))
+        return
     with engine_tracer().start_as_current_span(f"step {key}", attributes=attributes) as span:
         yield span
         span.set_status(Status(StatusCode.OK))
@@ -130,3 +168,115 @@ def wait_span_record(claim: Claim, *, key: str, waitpoint_id: str, status: str, 
     else:
         span.set_status(Status(StatusCode.ERROR, status))
     span.end(end_time=int(ended.timestamp() * 1e9))
+
+
+@dataclass(frozen=True)
+class SpanEvent:
+    """An event of a step span, shaped as the SDK's (name, attributes, timestamp in ns)."""
+
+    name: str
+    attributes: BoundedAttributes
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class SpanLimits:
+    """How much of a step's attributes and events its span keeps, as the SDK's limits say (128 each by default)."""
+
+    attributes: int | None = 128
+    events: int | None = 128
+    event_attributes: int | None = 128
+    span_attribute_length: int | None = None  # of a span's attribute values
+    attribute_length: int | None = None  # of an event's
+
+
+@dataclass(eq=False)
+class StepSpan(trace.Span):
+    """A step's span recorded without the SDK: what the span processor reads of an ended span, nothing more.
+
+    It is the current span while the step runs, so the step's own spans (through the SDK) nest
+    under it and its log lines become its events; ending it hands it to the sink, which stores
+    it like any other span of the run. Attributes and events set on it are kept as the SDK keeps
+    them (values cleaned, the oldest dropped past the limits).
+    """
+
+    name: str
+    parent: SpanContext
+    attributes: dict[str, Any] | BoundedAttributes
+    sink: SpanSink
+    limits: SpanLimits = SpanLimits()
+    events: deque[SpanEvent] = field(init=False)
+    status: Status = field(default_factory=Status)
+    start_time: int = field(default_factory=time.time_ns)
+    end_time: int | None = None
+    context: SpanContext = field(init=False)
+
+    def __post_init__(self) -> None:
+        span_id = random.getrandbits(64)
+        while span_id == INVALID_SPAN_ID:
+            span_id = random.getrandbits(64)
+        self.context = SpanContext(self.parent.trace_id, span_id, is_remote=False, trace_flags=self.parent.trace_flags)
+        self.events = deque(maxlen=self.limits.events)
+        if self.limits.span_attribute_length is not None:  # values to shorten, as the SDK would at the start
+            self._checked_attributes()
+        self.sink.on_start(self)
+
+    def _checked_attributes(self) -> BoundedAttributes:
+        if not isinstance(self.attributes, BoundedAttributes):  # the engine's own are clean; the code's are checked
+            self.attributes = BoundedAttributes(
+                self.limits.attributes, self.attributes, immutable=False,
+                max_value_len=self.limits.span_attribute_length,
+            )
+        return self.attributes
+
+    def get_span_context(self) -> SpanContext:
+        return self.context
+
+    def is_recording(self) -> bool:
+        return self.end_time is None
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self.is_recording():
+            self._checked_attributes()[key] = value
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
+        if self.is_recording() and self.limits.events != 0:
+            kept = BoundedAttributes(
+                self.limits.event_attributes, attributes, immutable=True, max_value_len=self.limits.attribute_length
+            )
+            self.events.append(SpanEvent(name, kept, timestamp or time.time_ns()))
+
+    def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
+        """Links are not stored (the console shows none); accepted so code written for the SDK runs."""
+
+    def update_name(self, name: str) -> None:
+        if self.is_recording():
+            self.name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if not self.is_recording() or self.status.status_code is StatusCode.OK:  # OK is final, as in the SDK
+            return
+        self.status = status if isinstance(status, Status) else Status(status, description)
+
+    def record_exception(
+        self, exception: BaseException, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        kind = type(exception)
+        module = kind.__module__
+        self.add_event("exception", {
+            "exception.type": f"{module}.{kind.__qualname__}" if module and module != "builtins" else kind.__qualname__,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+            **(attributes or {}),
+        }, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self.end_time is None:
+            self.end_time = end_time or time.time_ns()
+            self.sink.on_end(self)

@@ -7,6 +7,7 @@ import threading
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
 
+from stepwise.runs.engine.spans import SpanLimits, step_spans_direct
 from stepwise.runs.tracing.processor import DatabaseSpanProcessor, RedactingSpanProcessor, SampledSpanProcessor
 from stepwise.runs.tracing.storage import spans_store
 
@@ -20,6 +21,7 @@ _done = False
 def tracing_setup() -> None:
     """Install the tracer provider with the span processors, and capture log lines of runs."""
     global _done, export_processor
+    from opentelemetry.sdk.trace import SpanLimits as SdkSpanLimits
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
@@ -29,12 +31,21 @@ def tracing_setup() -> None:
         if _done:
             return
         provider = trace.get_tracer_provider()
-        if not isinstance(provider, TracerProvider):
+        ours = not isinstance(provider, TracerProvider)
+        if ours:
             # Every span is recorded: the console shows them all. OTEL_TRACES_SAMPLER decides what is exported.
             provider = TracerProvider(resource=tracing_resource(), sampler=ALWAYS_ON)
             trace.set_tracer_provider(provider)
         provider.add_span_processor(database_processor)
         exporter = span_exporter()
+        # Spans that only go to the database: steps skip the SDK (a project's own provider, or an
+        # exporter, gets every span through it).
+        limits = SdkSpanLimits()  # from OTEL_SPAN_*_LIMIT, as the SDK's own spans
+        step_spans_direct(
+            database_processor if ours and exporter is None else None,
+            SpanLimits(limits.max_span_attributes, limits.max_events, limits.max_event_attributes,
+                       limits.max_span_attribute_length, limits.max_attribute_length),
+        )
         if exporter is not None:
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 

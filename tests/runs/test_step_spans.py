@@ -1,0 +1,125 @@
+"""Step spans recorded without the OpenTelemetry SDK are stored as the SDK's would be."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from opentelemetry.sdk.trace import SpanLimits as SdkSpanLimits
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+
+from stepwise.runs.engine import spans as engine_spans
+from stepwise.runs.engine.spans import SpanLimits, StepSpan, step_spans_direct
+from stepwise.runs.selectors import run_spans
+from stepwise.runs.tracing.setup import database_processor
+from stepwise.runs.triggers import run_trigger
+from stepwise.runs.worker import run_attempt
+
+
+def _shape(run_id: str) -> list[tuple]:
+    """Every span of a run as the console shows it, without its ids and times."""
+    spans = run_spans(run_id=run_id)
+    by_id = {s.span_id: s for s in spans}
+    for span in spans:  # each inside its parent
+        if span.parent_span_id in by_id:
+            parent = by_id[span.parent_span_id]
+            assert parent.started_at <= span.started_at <= span.ended_at <= parent.ended_at, span.name
+
+    def event(e: dict) -> tuple:
+        attributes = {k: v for k, v in e["attributes"].items() if k != "exception.stacktrace"}
+        return e["name"], json.dumps(attributes, sort_keys=True), "exception.stacktrace" in e["attributes"]
+
+    def attributes(s) -> str:  # the run's own id aside, which the root span carries
+        return json.dumps({k: v for k, v in s.attributes.items() if k != "stepwise.run_id"}, sort_keys=True)
+
+    return sorted(
+        (s.kind, s.name, by_id[s.parent_span_id].name if s.parent_span_id in by_id else "", s.status,
+         s.status_message, attributes(s), [event(e) for e in s.events])
+        for s in spans
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_runs_spans_are_the_same_with_step_spans_recorded_directly_or_through_the_sdk(processes):
+    before = engine_spans._step_sink
+    shapes = []
+    try:
+        for sink in (database_processor, None):
+            step_spans_direct(sink)
+            run, _ = run_trigger(task_id="test-span-shapes", payload={})
+            assert run_attempt(run.id).result == "completed"
+            shapes.append(_shape(run.id))
+    finally:
+        step_spans_direct(before)
+    direct, sdk = shapes
+    assert direct == sdk
+
+    steps = {name: rest for kind, name, *rest in direct if kind == "step"}
+    assert set(steps) == {"step fetch", "step explode"}
+    parent, status, message, attributes, events = steps["step fetch"]
+    assert parent == "attempt 1" and status == "OK" and message == ""
+    assert json.loads(attributes)["items"] == [1, 2]
+    assert json.loads(attributes)["filters"] == {"status": "open", "ids": [1, 2]}
+    assert [name for name, *_ in events] == ["parsed"]
+    [user] = [rest for kind, name, *rest in direct if kind == "user"]
+    assert user[0] == "step fetch"
+    parent, status, message, attributes, events = steps["step explode"]
+    assert (status, message) == ("ERROR", "ValueError: no such item")
+    [(name, exception, has_stacktrace)] = events
+    assert name == "exception" and has_stacktrace
+    assert json.loads(exception)["exception.type"] == "ValueError"
+
+
+class _Kept:
+    """The sink's side of a span processor: what it was handed."""
+
+    def __init__(self):
+        self.started, self.ended = [], []
+
+    def on_start(self, span, parent_context=None):
+        self.started.append(span)
+
+    def on_end(self, span):
+        self.ended.append(span)
+
+
+def _use(span) -> None:
+    span.set_attribute("tags", ["a", "b"])
+    span.set_attribute("handler", object())
+    span.set_attributes({f"a{i}": i for i in range(12)})  # past the limit: the oldest go
+    for i in range(7):
+        span.add_event("log", {"n": i, "payload": {"k": [1, 2]}, "long": "x" * 40})
+    span.record_exception(KeyError("sku"), escaped=True)
+    span.update_name("step renamed")
+    span.set_status(Status(StatusCode.OK))
+    span.set_status(Status(StatusCode.ERROR, "too late"))  # OK is final
+    span.end()
+    span.set_attribute("after", 1)
+    span.add_event("after")
+
+
+def test_a_step_span_keeps_what_an_sdk_span_keeps_under_the_same_limits():
+    sdk_limits = SdkSpanLimits(max_span_attributes=10, max_events=5, max_event_attributes=2, max_attribute_length=8)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=sdk_limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sdk_span = provider.get_tracer("test").start_span("step s", attributes={"stepwise.step.key": "s"})
+    _use(sdk_span)
+    [sdk] = exporter.get_finished_spans()
+
+    kept = _Kept()
+    parent = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    limits = SpanLimits(attributes=10, events=5, event_attributes=2, span_attribute_length=None, attribute_length=8)
+    span = StepSpan("step s", parent=parent, attributes={"stepwise.step.key": "s"}, sink=kept, limits=limits)
+    _use(span)
+
+    assert kept.started == kept.ended == [span]
+    assert span.get_span_context().trace_id == 0xABC and span.get_span_context().span_id not in (0, 0xDEF)
+    assert span.name == sdk.name == "step renamed"
+    assert dict(span.attributes) == dict(sdk.attributes)
+    assert [(e.name, dict(e.attributes)) for e in span.events] == [(e.name, dict(e.attributes)) for e in sdk.events]
+    assert len(span.events) == 5 and span.events[-1].name == "exception"
+    assert (span.status.status_code, span.status.description) == (sdk.status.status_code, sdk.status.description)
+    assert span.end_time >= span.start_time
