@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 
 
@@ -14,7 +13,7 @@ class BatchThread[T]:
     The thread starts on first use in a process (and anew in a forked child). In it, ``start``
     makes the sender once (a connection, an event loop); each batch of up to ``max_batch``
     items then goes to that sender, which handles its own failures. With ``linger`` (seconds) the
-    thread waits that long after the first item of a batch for more to join it: one round trip
+    thread sleeps that long after the first item of a batch while more join it: one round trip
     then carries what a busy process produced meanwhile instead of one item each.
     """
 
@@ -31,17 +30,21 @@ class BatchThread[T]:
         self._pending = 0
         self._idle = threading.Event()
         self._idle.set()
+        self._full = threading.Event()  # set once a batch's worth is waiting: the linger ends early
 
     def submit(self, item: T) -> None:
         with self._lock:
             if self._pid != os.getpid():  # first use in this (possibly forked) process
                 self._pid = os.getpid()
                 self._queue = queue.SimpleQueue()
+                self._full = threading.Event()
                 self._pending = 0
                 threading.Thread(target=self._run, name=self._name, daemon=True).start()
             self._pending += 1
             self._idle.clear()
             self._queue.put(item)
+            if self._pending >= self._max_batch:
+                self._full.set()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every submitted item went through the sender."""
@@ -52,18 +55,16 @@ class BatchThread[T]:
         q = self._queue
         while True:
             batch = [q.get()]
-            until = time.monotonic() + self._linger
+            if self._linger:
+                # Waiting for a full batch, not on the queue: what callers submit meanwhile wakes
+                # no thread (a wake-up per item would cost the submitting thread a switch each).
+                self._full.wait(self._linger)
+                self._full.clear()
             while len(batch) < self._max_batch:
                 try:
                     batch.append(q.get_nowait())
                 except queue.Empty:
-                    left = until - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:
-                        batch.append(q.get(timeout=left))
-                    except queue.Empty:
-                        break
+                    break
             try:
                 send(batch)
             finally:
