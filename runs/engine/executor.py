@@ -4,6 +4,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -164,13 +165,18 @@ class _Beats:
         self._due: list[tuple[float, int, Heartbeat, bool]] = []  # (when, order, heartbeat, flush)
         self._order = itertools.count()
         self._changed = threading.Condition()
+        # When the thread wakes if nothing changes (-inf while it is not waiting: it looks at
+        # the heap again before it waits). Only an earlier beat needs to wake it sooner: an
+        # attempt that starts wakes no thread, since its first beat comes after the one awaited.
+        self._waking_at = -math.inf
         self._thread = threading.Thread(target=self._loop, name="stepwise-heartbeats", daemon=True)
         self._thread.start()
 
     def add(self, heartbeat: Heartbeat, at: float, *, flush: bool = False) -> None:
         with self._changed:
             heapq.heappush(self._due, (at, next(self._order), heartbeat, flush))
-            self._changed.notify()
+            if at < self._waking_at:
+                self._changed.notify()
 
     def discard(self, heartbeat: Heartbeat) -> None:
         with self._changed:
@@ -184,9 +190,12 @@ class _Beats:
                     wait = self._due[0][0] - time.monotonic()
                     if wait <= 0:
                         break
+                    self._waking_at = self._due[0][0]
                     self._changed.wait(wait)
                 else:
+                    self._waking_at = math.inf
                     self._changed.wait()
+                self._waking_at = -math.inf
             now = time.monotonic()
             due = []
             while self._due and self._due[0][0] <= now:

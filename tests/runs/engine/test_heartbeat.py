@@ -66,3 +66,38 @@ def test_a_run_past_its_max_duration_is_timed_out_by_the_heartbeat(settings):
     final = Run.objects.get(id=run.id)
     assert final.status == RunStatus.TIMED_OUT
     assert final.steps.count() < 10
+
+
+class _Beating:
+    """What the heartbeat thread calls of an attempt's heartbeat, noting when it was called."""
+
+    on_thread_exit = None
+
+    def __init__(self, name: str, beats: list[tuple[str, float]]):
+        self.name, self.beats, self.stopped = name, beats, False
+
+    def beat(self) -> bool:
+        self.beats.append((self.name, time.monotonic()))
+        self.stopped = True  # one beat each is enough here
+        return True
+
+    def next_beat(self) -> float:
+        return time.monotonic() + 60
+
+
+def test_a_beat_due_sooner_than_the_one_the_thread_waits_for_still_comes_on_time():
+    from stepwise.runs.engine.executor import _Beats
+
+    beats: list[tuple[str, float]] = []
+    thread = _Beats()
+    start = time.monotonic()
+    thread.add(_Beating("later", beats), start + 0.6)
+    time.sleep(0.1)  # the thread now waits for "later"
+    thread.add(_Beating("later still", beats), start + 0.9)  # after the awaited one: nothing to wake for
+    thread.add(_Beating("sooner", beats), start + 0.3)  # before it: the thread must wake up for it
+    deadline = time.monotonic() + 5
+    while len(beats) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [name for name, _ in beats] == ["sooner", "later", "later still"]
+    for (name, at), due in zip(beats, (0.3, 0.6, 0.9), strict=True):
+        assert due <= at - start < due + 0.2, name
