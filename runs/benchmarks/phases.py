@@ -148,7 +148,11 @@ def _observability() -> Any:
 def tracing_phase(state: BenchState) -> list[Row]:
     """Time traced and untraced attempts of the same steps in this process."""
     try:
-        tracing = _observability().measure_tracing_overhead(steps=state.opts["steps"], rounds=3)
+        # Many short rounds, in turn: a step's tracing costs a tenth of a millisecond, less than this
+        # machine's drift over a few seconds, which three rounds could not tell apart.
+        tracing = _observability().measure_tracing_overhead(
+            steps=state.opts["steps"], rounds=state.opts["tracing_rounds"]
+        )
     finally:
         Run.objects.filter(task_id=OBSERVABILITY_TASK_ID).delete()
     rows = [Row(f"{tracing['steps']}-step attempt in-process, untraced", tracing["untraced_ms_per_step"], "ms/step")]

@@ -33,6 +33,7 @@ SIZES: tuple[tuple[str, int, str], ...] = (
     ("latency-runs", 50, "idle phase: runs triggered one at a time on idle workers"),
     ("steps", 50, "checkpoint, tracing and events phases: steps of the task"),
     ("step-runs", 3, "checkpoint phase: runs of the steps task (median is reported)"),
+    ("tracing-rounds", 25, "tracing phase: traced and untraced attempts, in turn (medians are reported)"),
     ("floor-samples", 500, "floor phase: INSERT + COMMIT round trips"),
     ("ten-step-runs", 100, "ten-step phase: 10-step runs in the burst"),
     ("wait-runs", 100, "waits phase: runs waiting for the same deadline"),
