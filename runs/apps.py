@@ -17,6 +17,9 @@ class RunsConfig(AppConfig):
         from django.conf import settings
 
         import stepwise.runs.worker  # noqa: F401  (the engine's Celery task and worker signals, in any Celery app)
+        from stepwise.runs.broker_client import redis_client_reuse_install
+
+        redis_client_reuse_install()
 
         if settings.STEPWISE_TRACING:
             from stepwise.runs.tracing.setup import tracing_setup

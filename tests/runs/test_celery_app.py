@@ -17,7 +17,7 @@ from django.core.management import call_command
 import stepwise.console.celery
 from stepwise.runs.broker import broker_backlog, broker_lost_messages
 from stepwise.runs.celery_app import CeleryAppMissing, celery_app
-from stepwise.runs.dispatch import _hints
+from stepwise.runs.dispatch import _hint_send, _hints
 from stepwise.runs.triggers import run_trigger
 
 SEPARATOR = "\x06\x16"  # kombu's Redis transport: "<queue>\x06\x16<priority step>"
@@ -96,3 +96,25 @@ def test_without_a_celery_app_the_engine_says_how_to_make_one(settings):
             celery_app()
         with pytest.raises(CeleryAppMissing, match="STEPWISE_CELERY_APP"):
             call_command("up", "--port", "0")  # before it migrates or serves anything
+
+
+def test_hints_reuse_their_channel_s_redis_client_and_a_new_connection_gets_its_own(shop_app, monkeypatch):
+    made = []
+    make = redis.Redis.__init__
+
+    def counted(self, *args, **kwargs):
+        made.append(self)
+        make(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "__init__", counted)
+    queue = shop_app.conf.task_default_queue
+    for connection in range(2):  # the second as after a broker restart: a new connection, a new pool
+        with shop_app.connection_for_write() as conn, conn.Producer() as producer:
+            for i in range(20):
+                assert _hint_send(shop_app, f"run_{connection}_{i}", resume=False, producer=producer)
+
+    # kombu alone makes a client per message (over 40 here); a channel now keeps one while its pool lives.
+    assert len(made) <= 4  # two connections, each with its default channel and the producer's
+    hints = _queue_messages(queue)
+    assert sorted(json.loads(base64.b64decode(h["body"]))[0][0] for h in hints) == sorted(
+        f"run_{c}_{i}" for c in range(2) for i in range(20))
