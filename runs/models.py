@@ -188,6 +188,18 @@ class Run(models.Model):
 
 
 
+def hot_run_link(related_name: str) -> models.ForeignKey:
+    """Return the link to its run of a row the hot path inserts (a step, an event, a span).
+
+    No database constraint: every such row is written by a statement that first updated its run
+    (the fenced write in stepwise.runs.statements), and a run's rows are deleted with it (the
+    ORM's cascade, retention's explicit deletes). A constraint checked each insert at commit, per row.
+    """
+    return models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name=related_name, db_index=False, db_constraint=False
+    )
+
+
 class Attempt(models.Model):
     """One try at executing a run."""
 
@@ -216,12 +228,7 @@ class Attempt(models.Model):
 class Step(models.Model):
     """The recorded result of one durable step inside a run."""
 
-    # No database constraint: every row is written by a statement that first updated its run (the
-    # fenced write in stepwise.runs.statements), and a run's rows are deleted with it (the ORM's
-    # cascade, retention's explicit deletes). A constraint checked each insert at commit, per row.
-    run = models.ForeignKey(
-        Run, on_delete=models.CASCADE, related_name="steps", db_index=False, db_constraint=False
-    )
+    run = hot_run_link("steps")
     position = models.PositiveIntegerField()
     key = models.CharField(max_length=255)
     name = models.CharField(max_length=255)
@@ -248,12 +255,7 @@ class Step(models.Model):
 class RunEvent(models.Model):
     """One entry of a run's append-only, gap-free event sequence."""
 
-    # No database constraint: every row is written by a statement that first updated its run (the
-    # fenced write in stepwise.runs.statements), and a run's rows are deleted with it (the ORM's
-    # cascade, retention's explicit deletes). A constraint checked each insert at commit, per row.
-    run = models.ForeignKey(
-        Run, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False
-    )
+    run = hot_run_link("events")
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=64)
     data = models.JSONField(default=dict)
@@ -379,12 +381,7 @@ class TriggerGate(models.Model):
 class Span(models.Model):
     """An OpenTelemetry span belonging to a run; its events hold the log lines."""
 
-    # No database constraint: every row is written by a statement that first updated its run (the
-    # fenced write in stepwise.runs.statements), and a run's rows are deleted with it (the ORM's
-    # cascade, retention's explicit deletes). A constraint checked each insert at commit, per row.
-    run = models.ForeignKey(
-        Run, on_delete=models.CASCADE, related_name="spans", db_index=False, db_constraint=False
-    )
+    run = hot_run_link("spans")
     trace_id = models.CharField(max_length=32)
     span_id = models.CharField(max_length=16)
     parent_span_id = models.CharField(max_length=16, blank=True, default="")
