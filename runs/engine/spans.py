@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
@@ -30,9 +31,10 @@ _tracing_enabled = True
 
 
 class SpanSink(Protocol):
-    """Where step spans recorded without the SDK go: the process's span processor that stores them."""
+    """Where step spans recorded without the SDK go when they end: the process's span processor that stores them.
 
-    def on_start(self, span: Any, parent_context: Context | None = None) -> None: ...
+    A step span carries its run and its attempt's lease, so the sink needs no word of its start.
+    """
 
     def on_end(self, span: Any) -> None: ...
 
@@ -126,10 +128,23 @@ def step_span(claim: Claim, *, key: str, name: str, position: int, replayed: boo
     sink = _step_sink if _tracing_enabled else None
     parent = trace.get_current_span().get_span_context() if sink is not None else None
     if parent is not None and parent.is_valid:
-        span = StepSpan(f"step {key}", parent=parent, attributes=attributes, sink=sink, limits=_step_limits)
-        with trace.use_span(span, end_on_exit=True):
+        span = StepSpan(f"step {key}", parent=parent, attributes=attributes, sink=sink, limits=_step_limits,
+                        lease_token=claim.lease_token)
+        # What trace.use_span(span, end_on_exit=True) does, without a second generator per step.
+        token = context_api.attach(trace.set_span_in_context(span))
+        try:
             yield span
             span.set_status(Status(StatusCode.OK))
+        except Exception as exc:  # as the SDK: BaseException (GeneratorExit, an interrupt) is no error
+            context_api.detach(token)
+            token = None
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            if token is not None:
+                context_api.detach(token)
+            span.end()
         return
     with engine_tracer().start_as_current_span(f"step {key}", attributes=attributes) as span:
         yield span
@@ -205,6 +220,7 @@ class StepSpan(trace.Span):
     attributes: dict[str, Any] | BoundedAttributes
     sink: SpanSink
     limits: SpanLimits = SpanLimits()
+    lease_token: str | None = None  # of the attempt that opened it: its row is stored under that lease
     events: deque[SpanEvent] = field(init=False)
     status: Status = field(default_factory=Status)
     start_time: int = field(default_factory=time.time_ns)
@@ -219,7 +235,6 @@ class StepSpan(trace.Span):
         self.events = deque(maxlen=self.limits.events)
         if self.limits.span_attribute_length is not None:  # values to shorten, as the SDK would at the start
             self._checked_attributes()
-        self.sink.on_start(self)
 
     def _checked_attributes(self) -> BoundedAttributes:
         if not isinstance(self.attributes, BoundedAttributes):  # the engine's own are clean; the code's are checked

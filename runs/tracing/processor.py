@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 
 from stepwise.runs.engine.context import current_context
 from stepwise.runs.engine.redaction import Redactor, redactor_for
-from stepwise.runs.engine.spans import KIND, RUN_ID
+from stepwise.runs.engine.spans import KIND, RUN_ID, StepSpan
 
 logger = logging.getLogger(__name__)
 KINDS = frozenset({"run", "attempt", "step", "wait", "user"})
@@ -91,7 +91,10 @@ class DatabaseSpanProcessor(SpanProcessor):
         self._batch_age = batch_age
         self._batch_size = batch_size
         self._max_queue = max_queue
-        self._queue: deque[tuple[float, dict[str, Any]]] = deque()
+        # Per run, its ended spans in order, each with when it was queued: a step asks for its own
+        # run's spans at every record, and must not scan every other run's.
+        self._runs: dict[str, deque[tuple[float, dict[str, Any]]]] = {}
+        self._count = 0
         self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -113,20 +116,27 @@ class DatabaseSpanProcessor(SpanProcessor):
             # Opened by an attempt: it is stored under that attempt's lease, like its steps.
             self._leases[span.get_span_context().span_id] = ctx.claim.lease_token
 
-    def on_end(self, span: ReadableSpan) -> None:
-        lease_token = self._leases.pop(span.get_span_context().span_id, None)
+    def on_end(self, span: ReadableSpan | StepSpan) -> None:
+        if type(span) is StepSpan:
+            lease_token = span.lease_token
+        else:
+            lease_token = self._leases.pop(span.get_span_context().span_id, None)
         row = span_row(span)
         if row is None or self._stopped:
             return
         row["lease_token"] = lease_token
-        if len(self._queue) >= self._max_queue:
+        if self._count >= self._max_queue:
             logger.warning("span queue full; dropping span %s of run %s", row["name"], row["run_id"])
             return
         with self._queue_lock:
-            self._queue.append((time.monotonic(), row))
+            queued = self._runs.get(row["run_id"])
+            if queued is None:
+                queued = self._runs[row["run_id"]] = deque()
+            queued.append((time.monotonic(), row))
+            self._count += 1
         if self._thread is None or self._pid != os.getpid():
             self._start_thread()
-        if len(self._queue) >= self._batch_size:
+        if self._count >= self._batch_size:
             self._wake.set()
 
     def _start_thread(self) -> None:
@@ -141,18 +151,18 @@ class DatabaseSpanProcessor(SpanProcessor):
         or old enough, and an empty list comes back.
         """
         with self._queue_lock:
-            if not self._queue:
-                return []
-            mine = [(queued, row) for queued, row in self._queue if row["run_id"] == run_id]
+            mine = self._runs.get(run_id)
             if not mine:
                 return []
             if not everything and len(mine) < self._batch and time.monotonic() - mine[0][0] < self._batch_age:
                 return []
-            self._queue = deque(item for item in self._queue if item[1]["run_id"] != run_id)
+            del self._runs[run_id]
+            self._count -= len(mine)
         return [row for _, row in mine]
 
     def _after_fork(self) -> None:
-        self._queue.clear()
+        self._runs.clear()
+        self._count = 0
         self._leases.clear()
         self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -165,7 +175,7 @@ class DatabaseSpanProcessor(SpanProcessor):
         while not self._stopped:
             self._wake.wait(self._interval)
             self._wake.clear()
-            if self._queue:
+            if self._count:
                 self.write_pending(older_than=self._hold)
                 # Attempts flush their own spans when they end, so this thread writes rarely:
                 # holding a connection between writes would only pin a database session.
@@ -179,22 +189,37 @@ class DatabaseSpanProcessor(SpanProcessor):
             rows = []
             cutoff = time.monotonic() - older_than
             with self._queue_lock:
-                while self._queue and len(rows) < 5_000 and self._queue[0][0] <= cutoff:
-                    rows.append(self._queue.popleft()[1])
+                for run_id in list(self._runs):
+                    queued = self._runs[run_id]
+                    while queued and len(rows) < 5_000 and queued[0][0] <= cutoff:
+                        rows.append(queued.popleft()[1])
+                    if not queued:
+                        del self._runs[run_id]
+                self._count -= len(rows)
             if not rows:
                 return True
             try:
                 self._write(rows)
             except DatabaseError as exc:
                 logger.warning("could not store %d spans (%s); will try again", len(rows), exc)
-                with self._queue_lock:
-                    self._queue.extendleft((time.monotonic(), row) for row in reversed(rows))
+                self._requeue(rows)
                 connection.close()
                 return False
             except Exception:  # a batch that can never be stored must not block the ones after it
                 logger.exception("dropped %d spans that could not be stored", len(rows))
                 return False
         return self.write_pending(older_than) if len(rows) == 5_000 else True
+
+    def _requeue(self, rows: list[dict[str, Any]]) -> None:
+        """Put rows that could not be stored back at the head of their runs' queues, in their order."""
+        now = time.monotonic()
+        with self._queue_lock:
+            for row in reversed(rows):
+                queued = self._runs.get(row["run_id"])
+                if queued is None:
+                    queued = self._runs[row["run_id"]] = deque()
+                queued.appendleft((now, row))
+            self._count += len(rows)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.write_pending()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -85,3 +86,35 @@ def test_a_step_takes_spans_that_waited_long_enough_without_a_full_batch():
     _, carried = _quick_steps_with_spans(DatabaseSpanProcessor(write=spans_store, batch=1000, batch_age=0,
                                                                hold=3600), steps=3)
     assert carried == [1, 1, 1]
+
+
+def test_a_run_takes_only_its_own_spans_in_order_and_a_failed_write_keeps_the_rest():
+    written, failures = [], [DatabaseError("the database went away")]
+
+    def write(rows):
+        if failures:
+            raise failures.pop()
+        written.extend(row["name"] for row in rows)
+        return len(rows)
+
+    processor = DatabaseSpanProcessor(write=write, batch=5, batch_age=3600, hold=0, interval=3600)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("test")
+    try:
+        for i in range(4):
+            for run_id in ("run_a", "run_b"):
+                with tracer.start_as_current_span(f"{run_id} {i}", attributes={RUN_ID: run_id}):
+                    pass
+
+        assert [row["name"] for row in processor.take("run_a")] == ["run_a 0", "run_a 1", "run_a 2", "run_a 3"]
+        assert processor.take("run_a") == []
+        assert processor.take("run_b", everything=False) == [], "four spans are not a batch of five yet"
+
+        assert processor.write_pending() is False
+        assert written == []
+        assert processor.write_pending() is True
+        assert written == ["run_b 0", "run_b 1", "run_b 2", "run_b 3"]
+        assert processor.take("run_b") == []
+    finally:
+        provider.shutdown()
