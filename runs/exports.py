@@ -10,7 +10,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse, StreamingHttpResponse
 
 from stepwise.runs.engine.errors import error_text
-from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step
+from stepwise.runs.models import Attempt, Run, RunEvent, Step
+from stepwise.runs.selectors import run_spans
 from stepwise.tasks.redaction import RunDisplay, run_display, run_shown, step_shown
 
 FORMATS = {
@@ -30,10 +31,6 @@ class UnknownExportFormat(ValueError):
 
 def _line(kind: str, data: dict[str, Any]) -> str:
     return json.dumps({"type": kind, **data}, cls=DjangoJSONEncoder, ensure_ascii=False) + "\n"
-
-
-def _spans(run: Run) -> list[Span]:
-    return list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
 
 
 def run_export_jsonl(run: Run, display: RunDisplay) -> Iterator[str]:
@@ -61,7 +58,7 @@ def run_export_jsonl(run: Run, display: RunDisplay) -> Iterator[str]:
             "status": step.status, "attempt": step.attempt_number, "output": step.output, "error": step.error,
             "started_at": step.started_at, "finished_at": step.finished_at,
         })
-    for span in _spans(run):
+    for span in run_spans(run_id=run.id):
         yield _line("span", {
             "trace_id": span.trace_id, "span_id": span.span_id, "parent_span_id": span.parent_span_id,
             "name": span.name, "kind": span.kind, "status": span.status, "status_message": span.status_message,
@@ -168,7 +165,7 @@ _STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
 def run_export_otlp(run: Run) -> dict[str, Any]:
     """Return the run's spans as an OTLP-JSON ExportTraceServiceRequest (ids in hex, as OTLP/JSON has them)."""
     spans = []
-    for span in _spans(run):
+    for span in run_spans(run_id=run.id):
         spans.append({
             "traceId": span.trace_id,
             "spanId": span.span_id,

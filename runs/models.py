@@ -239,6 +239,12 @@ class Step(models.Model):
     attempt_number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
+    # The span of the step, when it is stored here rather than as a Span row: a step that completed
+    # with nothing on its span but what the engine puts there (stepwise.runs.selectors.run_spans).
+    # A database default too: a worker of the previous release, still running while this one
+    # migrates, inserts steps without these columns.
+    span_id = models.CharField(max_length=16, blank=True, default="", db_default="")
+    parent_span_id = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["position"]

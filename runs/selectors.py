@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from stepwise.runs.ids import encode_millis
-from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint, WaitpointStatus
+from stepwise.runs.models import Attempt, Run, RunEvent, Span, SpanKind, SpanStatus, Step, Waitpoint, WaitpointStatus
 from stepwise.tasks.models import TaskVersion
 from stepwise.tasks.redaction import RunDisplay, run_display, run_shown, step_shown
 
@@ -109,8 +109,38 @@ def waitpoint_detail_get(*, waitpoint_id: str, environment: str | None = None) -
 
 
 def run_spans(*, run_id: str) -> list[Span]:
-    """Return a run's spans, the run's root span first, then by start time."""
-    return list(Span.objects.filter(run_id=run_id).order_by("started_at", "id"))
+    """Return a run's spans by start time (the root span first): its Span rows, and the spans its steps' rows hold.
+
+    A step that completed with a plain span (nothing on it but what the engine sets) stores the
+    span's ids in its own row instead of a Span row (stepwise.runs.engine.spans.step_span_ids);
+    it comes back here as the span it was.
+    """
+    stored = list(Span.objects.filter(run_id=run_id).order_by("started_at", "id"))
+    steps = list(Step.objects.filter(run_id=run_id).exclude(span_id="").select_related("run").only(
+        "run__trace_id", "span_id", "parent_span_id", "key", "name", "position", "attempt_number", "started_at",
+        "finished_at",
+    ))
+    return spans_with_steps(stored, steps, trace_id=steps[0].run.trace_id if steps else "")
+
+
+def spans_with_steps(stored: list[Span], steps: list[Step], *, trace_id: str) -> list[Span]:
+    """Return a run's stored spans with the spans its ``steps`` rows hold, by start time.
+
+    Each is unsaved (no ``pk``): named ``step <key>``, OK, with the engine's attributes, from the
+    step's start to its finish, as the span was when its step recorded it.
+    """
+    held = [
+        Span(run_id=step.run_id, trace_id=trace_id, span_id=step.span_id, parent_span_id=step.parent_span_id,
+             name=f"step {step.key}", kind=SpanKind.STEP, status=SpanStatus.OK, attributes={
+                 "stepwise.step.key": step.key, "stepwise.step.name": step.name,
+                 "stepwise.step.position": step.position, "stepwise.step.replayed": False,
+                 "stepwise.attempt": step.attempt_number,
+             }, events=[], started_at=step.started_at, ended_at=step.finished_at)
+        for step in steps if step.span_id
+    ]
+    if not held:
+        return stored
+    return sorted(stored + held, key=lambda span: span.started_at)  # stable: rows keep their order on a tie
 
 
 @dataclass(frozen=True)

@@ -245,7 +245,9 @@ def with_spans(data: dict[str, Any], spans: Sequence[dict[str, Any]]) -> dict[st
     Ids only: a step record carries a batch of spans, and repeating each span in the event
     would double what the write stores.
     """
-    return {**data, "span_ids": [r["span_id"] for r in spans]} if spans else data
+    if not spans:
+        return data
+    return {**data, "span_ids": [*data.get("span_ids", ()), *(r["span_id"] for r in spans)]}
 
 
 def span_ended_data(row: dict[str, Any]) -> dict[str, Any]:

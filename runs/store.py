@@ -369,6 +369,7 @@ class OrmRunStore:
                 "attempt": claim.attempt_number,
                 "duration_ms": round(duration_ms, 3),
                 **error,
+                **({"span_ids": [step.span_id]} if step.span_id else {}),  # its span, stored in its row
             }))
             rows.append(Step(
                 run_id=claim.run_id,
@@ -382,6 +383,8 @@ class OrmRunStore:
                 attempt_number=claim.attempt_number,
                 started_at=step.started_at,
                 finished_at=step.finished_at,
+                span_id=step.span_id,
+                parent_span_id=step.parent_span_id,
             ))
         return events, rows
 

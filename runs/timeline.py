@@ -11,6 +11,7 @@ from typing import Any
 from django.utils import timezone
 
 from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
+from stepwise.runs.selectors import spans_with_steps
 from stepwise.tasks.redaction import RunDisplay, run_display
 
 # Attempt statuses drawn as failures on the timeline.
@@ -235,7 +236,8 @@ def run_timeline(*, run: Run, first: int | None = None, viewer: Any = None) -> d
     recorded_steps = (
         Step.objects.filter(run_id=run.id, kind="step")
         .order_by("position")
-        .only("position", "key", "name", "kind", "status", "error", "attempt_number", "started_at", "finished_at")
+        .only("position", "key", "name", "kind", "status", "error", "attempt_number", "started_at", "finished_at",
+              "span_id", "parent_span_id")
     )
     steps = list(recorded_steps[:first] if first else recorded_steps)
     noted = RunEvent.objects.filter(run_id=run.id, type__in=["step.started", *NOTED_EVENTS])
@@ -256,7 +258,8 @@ def run_timeline(*, run: Run, first: int | None = None, viewer: Any = None) -> d
         )
     ends = {a.number: a for a in attempts}
     partial = bool(first) and len(steps) == first
-    traced = [] if partial else list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
+    stored = [] if partial else list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
+    traced = [] if partial else spans_with_steps(stored, steps, trace_id=run.trace_id)
     # Steps that left no record: running now, or cut short by a failed attempt. Their stored span
     # says so (older runs stored a "step.started" event instead).
     unrecorded: dict[tuple[Any, Any], tuple[int, str, datetime, datetime | None]] = {}

@@ -253,7 +253,7 @@ def traced(payload, ctx):
 
 @task(id="test-span-shapes", retry=Retry(max_attempts=1))
 def span_shapes(payload, ctx):
-    """A step with a nested span, a log line, an attribute and an event of its own; a step that raises."""
+    """A step with a nested span, a log line, an attribute and an event of its own; a step that raises; a plain step."""
     def fetch():
         with _tracer.start_as_current_span("http GET /items", attributes={"http.method": "GET"}):
             ctx.logger.info("fetched items", count=2)
@@ -267,11 +267,16 @@ def span_shapes(payload, ctx):
     def explode():
         raise ValueError("no such item")
 
+    def plain():  # nothing set on its own span
+        with _tracer.start_as_current_span("cache lookup"):
+            return 1
+
     ctx.step("fetch", fetch)
     try:
         ctx.step("explode", explode)
     except ValueError:
         ctx.logger.warning("explode failed")
+    ctx.step("plain", plain)
     return "ok"
 
 

@@ -73,7 +73,7 @@ def rows_of_attempt(run_id: str, number: int) -> dict[str, int]:
         "log lines": events.filter(type="log").count(),
         "spans": Span.objects.filter(run_id=run_id).filter(
             Q(name__endswith=f" a{number}") | Q(attributes__contains={"stepwise.attempt": number})
-        ).count(),
+        ).count() + Step.objects.filter(run_id=run_id, attempt_number=number).exclude(span_id="").count(),
     }
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from opentelemetry.trace import Span
 
 from stepwise.runs.engine.checkpoints import checkpoint_encode
 from stepwise.runs.engine.errors import (
@@ -22,7 +23,7 @@ from stepwise.runs.engine.errors import (
 )
 from stepwise.runs.engine.metadata import Cursor, RunMetadata
 from stepwise.runs.engine.redaction import redactor_for, sensitive_add
-from stepwise.runs.engine.spans import step_span, wait_span_record
+from stepwise.runs.engine.spans import step_span, step_span_ids, step_span_stored, wait_span_record
 from stepwise.runs.engine.store import Claim, RecordedStep, RunInfo, RunStore
 from stepwise.runs.engine.waits import RunSuspended, WaitResult, WaitSpec
 
@@ -244,14 +245,18 @@ class RunContext:
         self._store.step_begin(self._claim, key=key, name=name, position=position)
         return _now()
 
-    def _finish(self, key: str, name: str, position: int, started: datetime, result: Any) -> Any:
+    def _finish(self, key: str, name: str, position: int, started: datetime, result: Any, span: Span) -> Any:
         value = checkpoint_encode(
             result, where=f"the result of step '{key}'", max_bytes=self._max_output_bytes
         )
+        span_id, parent_span_id = step_span_ids(span, self._claim)
         self._store.step_record(
             self._claim,
-            RecordedStep(position, key, name, "COMPLETED", value, None, "step", started, _now()),
+            RecordedStep(position, key, name, "COMPLETED", value, None, "step", started, _now(),
+                         span_id, parent_span_id),
         )
+        if span_id:
+            step_span_stored(span)
         return value
 
     def _record_failure(self, key: str, name: str, position: int, started: datetime, exc: BaseException) -> None:
@@ -265,7 +270,7 @@ class RunContext:
 
     def _step(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         key, position, recorded = self._next_call(name)
-        with step_span(self._claim, key=key, name=name, position=position, replayed=recorded is not None):
+        with step_span(self._claim, key=key, name=name, position=position, replayed=recorded is not None) as span:
             if recorded is not None:
                 return self._replay(recorded)
             started = self._begin(key, name, position)
@@ -277,11 +282,11 @@ class RunContext:
                 raise
             finally:
                 _inside_step.reset(inside)
-            return self._finish(key, name, position, started, result)
+            return self._finish(key, name, position, started, result, span)
 
     async def _astep(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         key, position, recorded = self._next_call(name)
-        with step_span(self._claim, key=key, name=name, position=position, replayed=recorded is not None):
+        with step_span(self._claim, key=key, name=name, position=position, replayed=recorded is not None) as span:
             if recorded is not None:
                 return self._replay(recorded)
             started = await sync_to_async(self._begin)(key, name, position)
@@ -293,7 +298,7 @@ class RunContext:
                 raise
             finally:
                 _inside_step.reset(inside)
-            return await sync_to_async(self._finish)(key, name, position, started, result)
+            return await sync_to_async(self._finish)(key, name, position, started, result, span)
 
     def once(self, name: str, kind: str, call: Callable[[str], T]) -> T:
         """Make an SDK call that writes (a trigger, an event) happen once per run, however often the code replays.

@@ -151,6 +151,27 @@ def step_span(claim: Claim, *, key: str, name: str, position: int, replayed: boo
         span.set_status(Status(StatusCode.OK))
 
 
+def step_span_ids(span: trace.Span, claim: Claim) -> tuple[str, str]:
+    """Return the hex ids (span, parent) of a step's span that its record can store, or two empty strings.
+
+    Only a plain span recorded without the SDK, in the run's own trace, qualifies: everything
+    else it would say (name, attributes, OK, times) the step's row says already, and
+    ``stepwise.runs.selectors.run_spans`` makes it a span again. Mark it ``step_span_stored``
+    once the record is written, and its sink stores nothing more of it.
+    """
+    if type(span) is not StepSpan or not span.plain or not claim.trace_id:
+        return "", ""
+    if span.context.trace_id != int(claim.trace_id, 16):
+        return "", ""
+    return f"{span.context.span_id:016x}", f"{span.parent.span_id:016x}"
+
+
+def step_span_stored(span: trace.Span) -> None:
+    """Say that a step's span was stored with its step's record (its ids came from ``step_span_ids``)."""
+    if type(span) is StepSpan:
+        span.stored = True
+
+
 @contextmanager
 def engine_span(
     claim: Claim, *, kind: str, name: str, attributes: dict[str, Any] | None = None
@@ -226,6 +247,10 @@ class StepSpan(trace.Span):
     start_time: int = field(default_factory=time.time_ns)
     end_time: int | None = None
     context: SpanContext = field(init=False)
+    # Nothing was set on it but what the engine sets: it can be stored as part of its step's record.
+    plain: bool = field(default=True, init=False)
+    # It was stored with its step's record: the sink has nothing left to store.
+    stored: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         span_id = random.getrandbits(64)
@@ -235,6 +260,7 @@ class StepSpan(trace.Span):
         self.events = deque(maxlen=self.limits.events)
         if self.limits.span_attribute_length is not None:  # values to shorten, as the SDK would at the start
             self._checked_attributes()
+            self.plain = False  # values may have been shortened: the row says what was kept
 
     def _checked_attributes(self) -> BoundedAttributes:
         if not isinstance(self.attributes, BoundedAttributes):  # the engine's own are clean; the code's are checked
@@ -257,6 +283,7 @@ class StepSpan(trace.Span):
     def set_attribute(self, key: str, value: Any) -> None:
         if self.is_recording():
             self._checked_attributes()[key] = value
+            self.plain = False
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None) -> None:
         if self.is_recording() and self.limits.events != 0:
@@ -264,6 +291,7 @@ class StepSpan(trace.Span):
                 self.limits.event_attributes, attributes, immutable=True, max_value_len=self.limits.attribute_length
             )
             self.events.append(SpanEvent(name, kept, timestamp or time.time_ns()))
+            self.plain = False
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
         """Links are not stored (the console shows none); accepted so code written for the SDK runs."""
@@ -271,11 +299,14 @@ class StepSpan(trace.Span):
     def update_name(self, name: str) -> None:
         if self.is_recording():
             self.name = name
+            self.plain = False
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         if not self.is_recording() or self.status.status_code is StatusCode.OK:  # OK is final, as in the SDK
             return
         self.status = status if isinstance(status, Status) else Status(status, description)
+        if self.status.status_code is not StatusCode.OK:
+            self.plain = False
 
     def record_exception(
         self, exception: BaseException, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None,

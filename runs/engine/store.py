@@ -21,6 +21,9 @@ class RecordedStep:
     kind: str = "step"
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The step's span, stored with the step instead of on its own (hex ids; empty: it has a Span row).
+    span_id: str = ""
+    parent_span_id: str = ""
 
 
 @dataclass(frozen=True)

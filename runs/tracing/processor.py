@@ -118,6 +118,8 @@ class DatabaseSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan | StepSpan) -> None:
         if type(span) is StepSpan:
+            if span.stored:  # with its step's row
+                return
             lease_token = span.lease_token
         else:
             lease_token = self._leases.pop(span.get_span_context().span_id, None)

@@ -10,7 +10,8 @@ from django.test import Client
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step
+from stepwise.runs.models import Attempt, Run, RunEvent, Step
+from stepwise.runs.selectors import run_spans
 from stepwise.runs.triggers import run_trigger
 from stepwise.runs.worker import run_attempt
 from stepwise.tasks.apikeys import api_key_create
@@ -67,7 +68,7 @@ def test_json_lines_hold_every_row_of_the_run_one_object_a_line(chatty_run):
     assert kinds[0] == "run" and objects[0]["id"] == chatty_run.id
     assert kinds.count("attempt") == Attempt.objects.filter(run=chatty_run).count() == 1
     assert kinds.count("step") == Step.objects.filter(run=chatty_run).count() == 2
-    assert kinds.count("span") == Span.objects.filter(run=chatty_run).count()
+    assert kinds.count("span") == len(run_spans(run_id=chatty_run.id))
     assert kinds.count("event") == RunEvent.objects.filter(run=chatty_run).count()
     assert {o["name"] for o in objects if o["type"] == "span"} >= {"work a1", "step s0", "step s1"}
     logs = [o["data"]["message"] for o in objects if o["type"] == "event" and o["event"] == "log"]
@@ -78,7 +79,7 @@ def test_otlp_json_is_a_valid_export_request_with_every_span_and_its_parent(chat
     request = json.loads(run_command("runs", "export", chatty_run.id, "--format", "otlp"))
 
     spans = request["resourceSpans"][0]["scopeSpans"][0]["spans"]
-    assert len(spans) == Span.objects.filter(run=chatty_run).count()
+    assert len(spans) == len(run_spans(run_id=chatty_run.id))
     ids = {s["spanId"] for s in spans}
     roots = [s["name"] for s in spans if s.get("parentSpanId") not in ids]
     assert roots == ["run test-chatty-steps"], "every span but the run's own hangs under another span of the run"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from stepwise.runs.benchmarks.observability import measure_event_latency, measure_tracing_overhead
-from stepwise.runs.models import Run, Span
+from stepwise.runs.models import Run
+from stepwise.runs.selectors import run_spans
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +25,7 @@ def test_tracing_overhead_compares_traced_and_untraced_runs_of_the_same_steps(tr
     )
     runs = list(Run.objects.filter(task_id="bench-observability-steps"))
     assert len(runs) == 4 and {r.status for r in runs} == {"COMPLETED"}
-    step_spans = sorted(Span.objects.filter(run__in=runs, kind="step").values_list("run_id", flat=True))
+    step_spans = sorted(s.run_id for r in runs for s in run_spans(run_id=r.id) if s.kind == "step")
     assert len(step_spans) == 2 * 20 and len(set(step_spans)) == 2  # only the traced runs have step spans
 
 

@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from stepwise.runs.engine import spans as engine_spans
 from stepwise.runs.engine.spans import SpanLimits, StepSpan, step_spans_direct
+from stepwise.runs.models import Span, Step
 from stepwise.runs.selectors import run_spans
 from stepwise.runs.tracing.setup import database_processor
 from stepwise.runs.triggers import run_trigger
@@ -44,27 +45,37 @@ def _shape(run_id: str) -> list[tuple]:
 @pytest.mark.django_db(transaction=True)
 def test_a_runs_spans_are_the_same_with_step_spans_recorded_directly_or_through_the_sdk(processes):
     before = engine_spans._step_sink
-    shapes = []
+    shapes, runs = [], []
     try:
         for sink in (database_processor, None):
             step_spans_direct(sink)
             run, _ = run_trigger(task_id="test-span-shapes", payload={})
             assert run_attempt(run.id).result == "completed"
             shapes.append(_shape(run.id))
+            runs.append(run.id)
     finally:
         step_spans_direct(before)
     direct, sdk = shapes
     assert direct == sdk
+    # Recorded directly, the plain step's span is kept in the step's row, the others in rows of their own.
+    direct_run, sdk_run = runs
+    assert Step.objects.get(run_id=direct_run, key="plain").span_id
+    assert set(Span.objects.filter(run_id=direct_run, kind="step").values_list("name", flat=True)) == {
+        "step fetch", "step explode"}
+    assert not Step.objects.filter(run_id=sdk_run).exclude(span_id="").exists()
 
     steps = {name: rest for kind, name, *rest in direct if kind == "step"}
-    assert set(steps) == {"step fetch", "step explode"}
+    assert set(steps) == {"step fetch", "step explode", "step plain"}
+    assert steps["step plain"] == ["attempt 1", "OK", "", json.dumps(
+        {"stepwise.attempt": 1, "stepwise.step.key": "plain", "stepwise.step.name": "plain",
+         "stepwise.step.position": 3, "stepwise.step.replayed": False}, sort_keys=True), []]
     parent, status, message, attributes, events = steps["step fetch"]
     assert parent == "attempt 1" and status == "OK" and message == ""
     assert json.loads(attributes)["items"] == [1, 2]
     assert json.loads(attributes)["filters"] == {"status": "open", "ids": [1, 2]}
     assert [name for name, *_ in events] == ["parsed"]
-    [user] = [rest for kind, name, *rest in direct if kind == "user"]
-    assert user[0] == "step fetch"
+    users = {name: rest[0] for kind, name, *rest in direct if kind == "user"}
+    assert users == {"http GET /items": "step fetch", "cache lookup": "step plain"}
     parent, status, message, attributes, events = steps["step explode"]
     assert (status, message) == ("ERROR", "ValueError: no such item")
     [(name, exception, has_stacktrace)] = events

@@ -169,7 +169,7 @@ def test_run_triggered_inside_a_step_joins_the_parents_trace_under_that_step(liv
     child = wait_finished(parent.output["child"])
 
     assert child.trace_id == parent.trace_id
-    step = Span.objects.get(run=parent, kind="step", name="step start child")
+    [step] = [s for s in run_spans(run_id=parent.id) if s.kind == "step" and s.name == "step start child"]
     assert Span.objects.get(run=child, kind="run").parent_span_id == step.span_id
 
 

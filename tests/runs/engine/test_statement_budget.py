@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from stepwise.runs.models import Run, RunEvent, Span, Step, Waitpoint
+from stepwise.runs.selectors import run_spans
 from stepwise.runs.statuses import RunStatus
 from stepwise.runs.store import OrmRunStore
 from stepwise.runs.sweeper import next_timer_in
@@ -71,8 +72,10 @@ def test_each_step_costs_one_statement(django_assert_num_queries):
     assert outcome.result == "completed"
     assert Run.objects.get(id=run_id).output == {"total": 6}
     assert Step.objects.filter(run_id=run_id).count() == 3
-    # The steps' spans are stored with a later record (here the outcome): none is lost.
-    assert Span.objects.filter(run_id=run_id, kind="step").count() == 3
+    # Plain step spans are stored in their steps' rows, by the same statement: none is lost.
+    steps = [s for s in run_spans(run_id=run_id) if s.kind == "step"]
+    assert [(s.name, s.status) for s in steps] == [("step add", "OK"), ("step add#2", "OK"), ("step add#3", "OK")]
+    assert not Span.objects.filter(run_id=run_id, kind="step").exists()
 
 
 def test_a_replayed_run_reads_its_steps_with_the_claim(django_assert_num_queries):
