@@ -67,6 +67,8 @@ def test_a_run_s_hint_goes_through_the_project_s_own_celery_app(transactional_db
     (hint,) = _queue_messages(queue)
     assert hint["headers"]["task"] == "stepwise.execute_run"
     assert json.loads(base64.b64decode(hint["body"]))[0] == [run.id]
+    # What Celery's tools (events, flower, `celery inspect`) show of the task's arguments.
+    assert (hint["headers"]["argsrepr"], hint["headers"]["kwargsrepr"]) == (repr([run.id]), "{}")
     assert broker_backlog() == 1
 
 
