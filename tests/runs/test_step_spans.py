@@ -131,3 +131,18 @@ def test_a_step_span_keeps_what_an_sdk_span_keeps_under_the_same_limits():
     assert len(span.events) == 5 and span.events[-1].name == "exception"
     assert (span.status.status_code, span.status.description) == (sdk.status.status_code, sdk.status.description)
     assert span.end_time >= span.start_time
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_async_tasks_plain_steps_keep_their_spans_in_their_rows_under_their_attempt(processes):
+    run, _ = run_trigger(task_id="test-async", payload={"x": 2})
+    assert run_attempt(run.id).result == "retrying"  # its first attempt raises after both steps
+
+    steps = list(Step.objects.filter(run_id=run.id).order_by("position"))
+    assert [s.key for s in steps] == ["async_double", "async_double#2"] and all(s.span_id for s in steps)
+    spans = run_spans(run_id=run.id)
+    [attempt] = [s for s in spans if s.kind == "attempt"]
+    kept = [s for s in spans if s.kind == "step"]
+    assert [(s.name, s.parent_span_id, s.status) for s in kept] == [
+        ("step async_double", attempt.span_id, "OK"), ("step async_double#2", attempt.span_id, "OK")]
+    assert {s.trace_id for s in spans} == {run.trace_id}
