@@ -5,7 +5,7 @@ import logging
 import os
 import threading
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -93,7 +93,7 @@ class DatabaseSpanProcessor(SpanProcessor):
         self._max_queue = max_queue
         # Per run, its ended spans in order, each with when it was queued: a step asks for its own
         # run's spans at every record, and must not scan every other run's.
-        self._runs: dict[str, deque[tuple[float, dict[str, Any]]]] = {}
+        self._runs: defaultdict[str, deque[tuple[float, dict[str, Any]]]] = defaultdict(deque)
         self._count = 0
         self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -131,10 +131,7 @@ class DatabaseSpanProcessor(SpanProcessor):
             logger.warning("span queue full; dropping span %s of run %s", row["name"], row["run_id"])
             return
         with self._queue_lock:
-            queued = self._runs.get(row["run_id"])
-            if queued is None:
-                queued = self._runs[row["run_id"]] = deque()
-            queued.append((time.monotonic(), row))
+            self._runs[row["run_id"]].append((time.monotonic(), row))
             self._count += 1
         if self._thread is None or self._pid != os.getpid():
             self._start_thread()
@@ -217,10 +214,7 @@ class DatabaseSpanProcessor(SpanProcessor):
         now = time.monotonic()
         with self._queue_lock:
             for row in reversed(rows):
-                queued = self._runs.get(row["run_id"])
-                if queued is None:
-                    queued = self._runs[row["run_id"]] = deque()
-                queued.appendleft((now, row))
+                self._runs[row["run_id"]].appendleft((now, row))
             self._count += len(rows)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
