@@ -136,14 +136,11 @@ def step_span(claim: Claim, *, key: str, name: str, position: int, replayed: boo
             yield span
             span.set_status(Status(StatusCode.OK))
         except Exception as exc:  # as the SDK: BaseException (GeneratorExit, an interrupt) is no error
-            context_api.detach(token)
-            token = None
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
             raise
         finally:
-            if token is not None:
-                context_api.detach(token)
+            context_api.detach(token)
             span.end()
         return
     with engine_tracer().start_as_current_span(f"step {key}", attributes=attributes) as span:
