@@ -379,6 +379,13 @@ class ClaimedRow:
     idempotency_key_scope: str | None = None
 
 
+@dataclass(frozen=True)
+class ClaimRefused:
+    """The claim statement took nothing; ``queued``: the run was QUEUED, so the locked claim may still take it."""
+
+    queued: bool
+
+
 def _version_held(versions: Sequence[str] | None) -> tuple[str, list[Any]]:
     """Return the claim's condition that a pinned run's version is one of ``versions`` (none without them)."""
     if versions is None:
@@ -393,12 +400,13 @@ def _version_held(versions: Sequence[str] | None) -> tuple[str, list[Any]]:
 def run_claim(
     *, run_id: str, worker_id: str, token: str, now: datetime, lease_expires_at: datetime,
     versions: Sequence[str] | None = None,
-) -> ClaimedRow | None:
-    """Claim a QUEUED run of an unlimited, unpaused queue (its environment's) in one statement; None otherwise.
+) -> ClaimedRow | ClaimRefused:
+    """Claim a QUEUED run of an unlimited, unpaused queue (its environment's) in one statement.
 
     A run of a paused or limited queue is left to the ORM claim, which locks the queue row
     to count its slots. With ``versions`` (the content hashes of the worker's code), a run
-    pinned to another version is refused too.
+    pinned to another version is refused too. A refusal says whether the run was QUEUED when
+    the statement began: a hint of a run that runs, waits or ended already needs no second look.
     """
     held, held_params = _version_held(versions)
     write = Write()
@@ -441,20 +449,25 @@ def run_claim(
         f"FROM {_table(Waitpoint)} w WHERE w.run_id = c.id AND w.status <> 'PENDING' "
         f"AND NOT EXISTS (SELECT 1 FROM {_table(Step)} s WHERE s.run_id = w.run_id AND s.key = w.key)"
     )
-    write.params.append(AttemptStatus.FAILED.value)
+    write.params += [AttemptStatus.FAILED.value, run_id]
+    # The run as the statement's snapshot saw it (before the UPDATE), joined to what was claimed:
+    # one row whether or not the claim took it, so a refusal says whether the run was QUEUED.
     rows = write.execute(
         "SELECT c.task_id, c.payload::text, c.attempt_count, c.environment_id, c.max_duration, c.executed_seconds, "
         "c.tags::text, c.metadata::text, c.metadata_cursor::text, c.retry::text, c.hooks_done::text, c.trace_id, "
         "c.span_id, c.last_event_seq, c.queue, c.parent_waitpoint_id, "
         f"v.content_hash, (SELECT count(*) FROM {_table(Attempt)} a WHERE a.run_id = c.id AND a.status = %s), "
-        f"({steps}), ({resolved_waits}), c.idempotency_key, c.idempotency_key_scope "
-        f"FROM claimed c JOIN {_table(TaskVersion)} v ON v.id = c.version_id"
+        f"({steps}), ({resolved_waits}), c.idempotency_key, c.idempotency_key_scope, r.status "
+        f"FROM {_table(Run)} r LEFT JOIN claimed c ON c.id = r.id "
+        f"LEFT JOIN {_table(TaskVersion)} v ON v.id = c.version_id WHERE r.id = %s"
     )
     if not rows:
-        return None
+        return ClaimRefused(queued=False)  # no such run (deleted since its hint was sent)
     (task_id, payload, number, environment, max_duration, executed, tags, metadata, cursor, retry, hooks_done,
      trace_id, span_id, seq, queue, parent_waitpoint_id, version_hash, failed, steps_json, waits_json, key,
-     key_scope) = rows[0]
+     key_scope, status_before) = rows[0]
+    if task_id is None:
+        return ClaimRefused(queued=status_before == RunStatus.QUEUED.value)
     return ClaimedRow(
         task_id=task_id, payload=json.loads(payload), attempt_number=number, environment=environment,
         max_duration=max_duration, executed_seconds=executed, tags=json.loads(tags), metadata=json.loads(metadata),

@@ -27,7 +27,14 @@ from stepwise.runs.events import event_append, events_append_fenced, publish_run
 from stepwise.runs.lifecycle import run_settle, run_span_export_on_commit
 from stepwise.runs.models import Attempt, Run, RunEvent, Step
 from stepwise.runs.selectors import run_stream_chunks
-from stepwise.runs.statements import Outcome, is_postgresql, run_claim, run_outcome, status_event_data
+from stepwise.runs.statements import (
+    ClaimRefused,
+    Outcome,
+    is_postgresql,
+    run_claim,
+    run_outcome,
+    status_event_data,
+)
 from stepwise.runs.states import TransitionRefused, finished_fields, run_transition
 from stepwise.runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, run_span_result
 from stepwise.runs.timers import TIMERS_CHANNEL, timer_is_soon, timer_notify
@@ -161,18 +168,20 @@ class OrmRunStore:
     def claim(self, run_id: str, worker_id: str) -> Claim | None:
         if is_postgresql():
             claim = self._claim_one_statement(run_id, worker_id)
-            if claim is not None:
+            if not isinstance(claim, ClaimRefused):
                 return claim
+            if not claim.queued:  # running, waiting or ended: the hint is stale, and that is all
+                return None
         return self._claim_locked(run_id, worker_id)
 
-    def _claim_one_statement(self, run_id: str, worker_id: str) -> Claim | None:
+    def _claim_one_statement(self, run_id: str, worker_id: str) -> Claim | ClaimRefused:
         token = uuid.uuid4().hex
         now = timezone.now()
         # One statement commits on its own: no BEGIN and COMMIT round trips around it.
         row = run_claim(run_id=run_id, worker_id=worker_id, token=token, now=now, lease_expires_at=_lease_expiry(),
                         versions=self._versions)
-        if row is None:
-            return None
+        if isinstance(row, ClaimRefused):
+            return row
         publish_run_event_on_commit(RunEvent(
             run_id=run_id, seq=row.seq, type="run.status", created_at=now,
             data={"from": RunStatus.QUEUED.value, "to": RunStatus.EXECUTING.value,

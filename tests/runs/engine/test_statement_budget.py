@@ -65,6 +65,37 @@ def test_the_workers_task_adds_no_statement_for_a_run_of_an_unlimited_queue(djan
     assert Run.objects.get(id=run_id).status == RunStatus.COMPLETED
 
 
+def test_a_stale_hint_costs_one_statement_and_changes_nothing(django_assert_num_queries):
+    """A second hint of a run (a re-send, a drain that got there first) is turned away by the claim itself."""
+    run_id = _queued("test-noop")
+    execute_run(run_id)
+    before = list(RunEvent.objects.filter(run_id=run_id).values_list("seq", "type"))
+    for _ in range(2):
+        with django_assert_num_queries(1):
+            execute_run(run_id)
+    run = Run.objects.get(id=run_id)
+    assert run.status == RunStatus.COMPLETED
+    assert run.attempts.count() == 1
+    assert list(RunEvent.objects.filter(run_id=run_id).values_list("seq", "type")) == before
+    with django_assert_num_queries(1):
+        assert run_attempt("run_no-such-run") is None
+
+
+def test_a_hint_of_a_run_in_a_limited_queue_still_takes_the_locked_claim(django_assert_num_queries):
+    """The claim statement leaves a QUEUED run of a limited queue alone; the locked claim counts its slots."""
+    from stepwise.tasks.models import Queue
+
+    run_id = _queued("test-noop")
+    run = Run.objects.get(id=run_id)
+    Queue.objects.filter(environment_id=run.environment_id, name=run.queue).update(concurrency_limit=3)
+    try:
+        outcome = run_attempt(run_id)
+    finally:
+        Queue.objects.filter(environment_id=run.environment_id, name=run.queue).update(concurrency_limit=None)
+    assert outcome is not None and outcome.result == "completed"
+    assert outcome.queue_limited
+
+
 def test_each_step_costs_one_statement(django_assert_num_queries):
     run_id = _queued("test-three-steps")
     with django_assert_num_queries(2 + 3):
