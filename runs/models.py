@@ -110,9 +110,11 @@ class Run(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     executed_seconds = models.FloatField(default=0)
     last_event_seq = models.PositiveIntegerField(default=0)
-    # The run's root span: every attempt's spans join this trace under this span.
+    # The run's root span: every attempt's spans join this trace under this span. The span itself
+    # is this row (stepwise.runs.selectors.run_span_of): its parent is the caller's span, if any.
     trace_id = models.CharField(max_length=32, default=new_trace_id)
     span_id = models.CharField(max_length=16, default=new_span_id)
+    parent_span_id = models.CharField(max_length=16, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

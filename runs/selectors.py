@@ -11,6 +11,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 
 from stepwise.runs.ids import encode_millis
 from stepwise.runs.models import Attempt, Run, RunEvent, Span, SpanKind, SpanStatus, Step, Waitpoint, WaitpointStatus
+from stepwise.runs.statuses import FINAL_STATUSES, run_span_result
 from stepwise.tasks.models import TaskVersion
 from stepwise.tasks.redaction import RunDisplay, run_display, run_shown, step_shown
 
@@ -108,29 +109,54 @@ def waitpoint_detail_get(*, waitpoint_id: str, environment: str | None = None) -
     return qs.first()
 
 
-def run_spans(*, run_id: str) -> list[Span]:
-    """Return a run's spans by start time (the root span first): its Span rows, and the spans its steps' rows hold.
+# What a run's root span is made of: its own row holds all of it.
+RUN_SPAN_FIELDS = ("id", "task_id", "queue", "tags", "status", "trace_id", "span_id", "parent_span_id", "created_at",
+                   "finished_at")
 
-    A step that completed with a plain span (nothing on it but what the engine sets) stores the
-    span's ids in its own row instead of a Span row (stepwise.runs.engine.spans.step_span_ids);
-    it comes back here as the span it was.
+
+def run_spans(*, run_id: str) -> list[Span]:
+    """Return a run's spans by start time (the root span first): its Span rows, and the spans its own rows hold.
+
+    The run's root span is its run row (``run_span_of``). A step that completed with a plain span
+    (nothing on it but what the engine sets) stores the span's ids in its own row instead of a
+    Span row (stepwise.runs.engine.spans.step_span_ids); it comes back here as the span it was.
     """
+    run = Run.objects.only(*RUN_SPAN_FIELDS).filter(id=run_id).first()
+    if run is None:
+        return []
     stored = list(Span.objects.filter(run_id=run_id).order_by("started_at", "id"))
-    steps = list(Step.objects.filter(run_id=run_id).exclude(span_id="").select_related("run").only(
-        "run__trace_id", "span_id", "parent_span_id", "key", "name", "position", "attempt_number", "started_at",
+    steps = list(Step.objects.filter(run_id=run_id).exclude(span_id="").only(
+        "run_id", "span_id", "parent_span_id", "key", "name", "position", "attempt_number", "started_at",
         "finished_at",
     ))
-    return spans_with_steps(stored, steps, trace_id=steps[0].run.trace_id if steps else "")
+    return spans_held(run, stored, steps)
 
 
-def spans_with_steps(stored: list[Span], steps: list[Step], *, trace_id: str) -> list[Span]:
-    """Return a run's stored spans with the spans its ``steps`` rows hold, by start time.
+def run_span_of(run: Run) -> Span:
+    """Return a run's root span as its row holds it (unsaved): open until the run reaches a final status.
 
-    Each is unsaved (no ``pk``): named ``step <key>``, OK, with the engine's attributes, from the
-    step's start to its finish, as the span was when its step recorded it.
+    Runs triggered before the span moved into the run row have a Span row of their own instead.
     """
-    held = [
-        Span(run_id=step.run_id, trace_id=trace_id, span_id=step.span_id, parent_span_id=step.parent_span_id,
+    final = run.status in FINAL_STATUSES
+    status, message = run_span_result(run.status) if final else (SpanStatus.UNSET, "")
+    return Span(
+        run=run, trace_id=run.trace_id, span_id=run.span_id, parent_span_id=run.parent_span_id,
+        name=f"run {run.task_id}", kind=SpanKind.RUN, status=status, status_message=message,
+        attributes={"stepwise.run_id": run.id, "stepwise.task_id": run.task_id, "stepwise.queue": run.queue,
+                    "stepwise.tags": list(run.tags)},
+        events=[], started_at=run.created_at, ended_at=run.finished_at if final else None,
+    )
+
+
+def spans_held(run: Run, stored: list[Span], steps: list[Step]) -> list[Span]:
+    """Return a run's stored spans with the spans its rows hold (its root span, its steps'), by start time.
+
+    Each held span is unsaved (no ``pk``). A step's is named ``step <key>``, OK, with the engine's
+    attributes, from the step's start to its finish, as the span was when its step recorded it.
+    """
+    own = [] if any(span.kind == SpanKind.RUN for span in stored) else [run_span_of(run)]
+    held = own + [
+        Span(run_id=step.run_id, trace_id=run.trace_id, span_id=step.span_id, parent_span_id=step.parent_span_id,
              name=f"step {step.key}", kind=SpanKind.STEP, status=SpanStatus.OK, attributes={
                  "stepwise.step.key": step.key, "stepwise.step.name": step.name,
                  "stepwise.step.position": step.position, "stepwise.step.replayed": False,
@@ -140,7 +166,7 @@ def spans_with_steps(stored: list[Span], steps: list[Step], *, trace_id: str) ->
     ]
     if not held:
         return stored
-    return sorted(stored + held, key=lambda span: span.started_at)  # stable: rows keep their order on a tie
+    return sorted(held + stored, key=lambda span: span.started_at)  # stable: the root span first on a tie
 
 
 @dataclass(frozen=True)

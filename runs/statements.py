@@ -336,8 +336,8 @@ def fenced_append(
     return found[0][0] if found else None
 
 
-def run_insert(*, run: Run, span: Span, event: RunEvent) -> bool:
-    """Insert a new run with its root span and first event; False if its idempotency key is taken."""
+def run_insert(*, run: Run, event: RunEvent) -> bool:
+    """Insert a new run with its first event; False if its idempotency key is taken."""
     write = Write()
     _, columns, placeholders = _insert_shape(Run)
     write.add(
@@ -346,7 +346,6 @@ def run_insert(*, run: Run, span: Span, event: RunEvent) -> bool:
         "ON CONFLICT DO NOTHING RETURNING id, last_event_seq",
         [read(run) for read in _value_readers(Run)],
     )
-    write.row("span", span, "run")
     write.events(run.id, [event], "run")
     return bool(write.execute("SELECT id FROM run"))
 
@@ -536,7 +535,7 @@ def run_outcome(
     for index, row in enumerate(rows):
         write.row(f"row{index}", row, "moved")
     write.spans(list(spans), "moved")
-    if outcome.span_result is not None:
+    if outcome.span_result is not None:  # the root span row of a run triggered before 0016
         write.add(
             "root_span",
             f"UPDATE {_table(Span)} SET ended_at = %s, status = %s, status_message = %s "

@@ -11,7 +11,7 @@ from typing import Any
 from django.utils import timezone
 
 from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
-from stepwise.runs.selectors import spans_with_steps
+from stepwise.runs.selectors import spans_held
 from stepwise.tasks.redaction import RunDisplay, run_display
 
 # Attempt statuses drawn as failures on the timeline.
@@ -259,7 +259,7 @@ def run_timeline(*, run: Run, first: int | None = None, viewer: Any = None) -> d
     ends = {a.number: a for a in attempts}
     partial = bool(first) and len(steps) == first
     stored = [] if partial else list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
-    traced = [] if partial else spans_with_steps(stored, steps, trace_id=run.trace_id)
+    traced = [] if partial else spans_held(run, stored, steps)
     # Steps that left no record: running now, or cut short by a failed attempt. Their stored span
     # says so (older runs stored a "step.started" event instead).
     unrecorded: dict[tuple[Any, Any], tuple[int, str, datetime, datetime | None]] = {}

@@ -23,12 +23,11 @@ from stepwise.runs.idempotency import (
     scope_check,
 )
 from stepwise.runs.ids import new_id
-from stepwise.runs.models import Run, RunEvent, Span, TriggerGate
+from stepwise.runs.models import Run, RunEvent, TriggerGate
 from stepwise.runs.statements import is_postgresql, run_insert
 from stepwise.runs.statuses import IdempotencyKeyScope, RunStatus
 from stepwise.runs.timers import timer_notify
 from stepwise.runs.tracing.propagation import InvalidTraceparent, traceparent_current, traceparent_parse
-from stepwise.runs.tracing.storage import run_span_build
 from stepwise.tasks.models import Queue
 from stepwise.tasks.registry import task_all, task_get
 from stepwise.tasks.services import UnknownEnvironment, environment_require, task_version_ensure
@@ -306,18 +305,16 @@ def _existing_for_key(fields: dict[str, Any]) -> Run | None:
 def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
     """Insert one run inside the caller's transaction; an idempotency key may return an existing run."""
     fields = dict(fields)
-    parent_span_id = fields.pop("parent_span_id", "")
     if fields["parent_run_id"]:
         parent_root = Run.objects.filter(id=fields["parent_run_id"]).values_list("root_run_id", flat=True).first()
         fields["root_run_id"] = parent_root or fields["parent_run_id"]
     run = Run(**fields, last_event_seq=1)
     run.created_at = run.updated_at = timezone.now()
-    span = run_span_build(run=run, parent_span_id=parent_span_id)
     event = RunEvent(
         run_id=run.id, seq=1, type="run.created", created_at=run.created_at,
         data={"status": run.status, "task": run.task_id, "version": fields["version"].label, "tags": run.tags},
     )
-    if not _insert(run, span, event):
+    if not _insert(run, event):
         existing = _existing_for_key(fields)
         if existing is not None:
             if existing.idempotency_expires_at is None or existing.idempotency_expires_at > timezone.now():
@@ -328,7 +325,7 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
                 idempotency_key_effective=None
             )
         # (No holder: the key was reset between the insert and the read.)
-        if not _insert(run, span, event):
+        if not _insert(run, event):
             winner = _existing_for_key(fields)
             if winner is None:
                 raise IntegrityError(f"run {run.id} could not be stored")
@@ -341,10 +338,13 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
     return run, True
 
 
-def _insert(run: Run, span: Span, event: RunEvent) -> bool:
-    """Store a run, its root span and its first event; False if its idempotency key is taken."""
+def _insert(run: Run, event: RunEvent) -> bool:
+    """Store a run and its first event; False if its idempotency key is taken.
+
+    The run's root span is the run's own row (stepwise.runs.selectors.run_span_of): no row of its own.
+    """
     if is_postgresql():
-        return run_insert(run=run, span=span, event=event)
+        return run_insert(run=run, event=event)
     try:
         with transaction.atomic():
             run.save(force_insert=True)
@@ -352,7 +352,6 @@ def _insert(run: Run, span: Span, event: RunEvent) -> bool:
         if run.idempotency_key_effective is None:
             raise
         return False
-    span.save(force_insert=True)
     event.save(force_insert=True)
     return True
 
@@ -360,8 +359,8 @@ def _insert(run: Run, span: Span, event: RunEvent) -> bool:
 def run_trigger(*, task_id: str, payload: Any, options: TriggerOptions | None = None) -> tuple[Run, bool]:
     """Create a run (or return the one its idempotency key names); return (run, created).
 
-    On PostgreSQL the run, its root span and its first event are one statement, which needs
-    no transaction around it; elsewhere they are written in one transaction.
+    On PostgreSQL the run and its first event are one statement, which needs no transaction
+    around it; elsewhere they are written in one transaction.
     """
     if is_postgresql():
         return run_trigger_in_transaction(task_id=task_id, payload=payload, options=options)

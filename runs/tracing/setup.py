@@ -133,11 +133,17 @@ def run_span_export(run_id: str) -> None:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
-    from stepwise.runs.models import Span, SpanKind
+    from stepwise.runs.models import Run, Span, SpanKind
+    from stepwise.runs.selectors import RUN_SPAN_FIELDS, run_span_of
 
     processor = export_processor
-    span = Span.objects.filter(run_id=run_id, kind=SpanKind.RUN, ended_at__isnull=False).first()
-    if processor is None or span is None:
+    if processor is None:
+        return
+    span = Span.objects.filter(run_id=run_id, kind=SpanKind.RUN).first()  # a run triggered before 0016
+    if span is None:
+        run = Run.objects.only(*RUN_SPAN_FIELDS).filter(id=run_id).first()
+        span = run_span_of(run) if run is not None else None
+    if span is None or span.ended_at is None:
         return
     sampled = TraceFlags(TraceFlags.SAMPLED)
     trace_id = int(span.trace_id, 16)

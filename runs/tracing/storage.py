@@ -1,4 +1,4 @@
-"""Writes of spans: batches from the span processor, and the run's root span."""
+"""Writes of spans: batches from the span processor, and the root span rows of older runs."""
 from __future__ import annotations
 
 import logging
@@ -49,27 +49,11 @@ def spans_store(rows: list[dict[str, Any]]) -> int:
     return stored
 
 
-def run_span_build(*, run: Run, parent_span_id: str = "") -> Span:
-    """Return the open root span of a new run, unsaved: the trigger stores it with the run."""
-    return Span(
-        run=run,
-        trace_id=run.trace_id,
-        span_id=run.span_id,
-        parent_span_id=parent_span_id,
-        name=f"run {run.task_id}",
-        kind=SpanKind.RUN,
-        attributes={
-            "stepwise.run_id": run.id,
-            "stepwise.task_id": run.task_id,
-            "stepwise.queue": run.queue,
-            "stepwise.tags": list(run.tags),
-        },
-        started_at=run.created_at,
-    )
-
-
 def run_span_end(*, run_id: str, status: str, at: datetime) -> bool:
-    """End a run's root span when the run reaches a final status; tell whether it was open."""
+    """End the root span row of a run triggered before 0016 as the run reaches a final status; tell whether it was open.
+
+    A newer run's root span is its run row (stepwise.runs.selectors.run_span_of): it ends with the run.
+    """
     span_status, message = run_span_result(status)
     return bool(
         Span.objects.filter(run_id=run_id, kind=SpanKind.RUN, ended_at__isnull=True).update(

@@ -146,3 +146,20 @@ def test_an_async_tasks_plain_steps_keep_their_spans_in_their_rows_under_their_a
     assert [(s.name, s.parent_span_id, s.status) for s in kept] == [
         ("step async_double", attempt.span_id, "OK"), ("step async_double#2", attempt.span_id, "OK")]
     assert {s.trace_id for s in spans} == {run.trace_id}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_triggered_with_a_root_span_row_keeps_it_and_its_outcome_ends_it(processes):
+    """Runs triggered before the root span moved into the run row still have a span row: it is not shown twice."""
+    run, _ = run_trigger(task_id="test-noop", payload={})
+    assert not Span.objects.filter(run_id=run.id).exists()
+    [synthesized] = run_spans(run_id=run.id)
+    Span.objects.create(  # as the previous release's trigger stored it
+        run_id=run.id, trace_id=run.trace_id, span_id=run.span_id, name=f"run {run.task_id}", kind="run",
+        attributes=synthesized.attributes, started_at=run.created_at,
+    )
+    assert run_attempt(run.id).result == "completed"
+    run.refresh_from_db()
+    [root] = [s for s in run_spans(run_id=run.id) if s.kind == "run"]
+    assert root.pk is not None
+    assert (root.span_id, root.ended_at, root.status) == (run.span_id, run.finished_at, "OK")
