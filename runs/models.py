@@ -217,6 +217,8 @@ class Attempt(models.Model):
     retry_delay = models.FloatField(null=True, blank=True)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The attempt's span, when this row holds it instead of a span row (stepwise.runs.selectors.spans_held).
+    span_id = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["number"]

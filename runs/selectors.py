@@ -117,9 +117,10 @@ RUN_SPAN_FIELDS = ("id", "task_id", "queue", "tags", "status", "trace_id", "span
 def run_spans(*, run_id: str) -> list[Span]:
     """Return a run's spans by start time (the root span first): its Span rows, and the spans its own rows hold.
 
-    The run's root span is its run row (``run_span_of``). A step that completed with a plain span
-    (nothing on it but what the engine sets) stores the span's ids in its own row instead of a
-    Span row (stepwise.runs.engine.spans.step_span_ids); it comes back here as the span it was.
+    The run's root span is its run row (``run_span_of``). A step or an attempt that completed with
+    a plain span (nothing on it but what the engine sets) stores the span's ids in its own row
+    instead of a Span row (stepwise.runs.engine.spans.step_span_ids, attempt_span_end); it comes
+    back here as the span it was.
     """
     run = Run.objects.only(*RUN_SPAN_FIELDS).filter(id=run_id).first()
     if run is None:
@@ -129,7 +130,10 @@ def run_spans(*, run_id: str) -> list[Span]:
         "run_id", "span_id", "parent_span_id", "key", "name", "position", "attempt_number", "started_at",
         "finished_at",
     ))
-    return spans_held(run, stored, steps)
+    attempts = list(Attempt.objects.filter(run_id=run_id).exclude(span_id="").select_related("version").only(
+        "run_id", "span_id", "number", "worker_id", "started_at", "finished_at", "version__content_hash",
+    ))
+    return spans_held(run, stored, steps, attempts)
 
 
 def run_span_of(run: Run) -> Span:
@@ -148,14 +152,23 @@ def run_span_of(run: Run) -> Span:
     )
 
 
-def spans_held(run: Run, stored: list[Span], steps: list[Step]) -> list[Span]:
-    """Return a run's stored spans with the spans its rows hold (its root span, its steps'), by start time.
+def spans_held(run: Run, stored: list[Span], steps: list[Step], attempts: list[Attempt] = ()) -> list[Span]:
+    """Return a run's stored spans with those its rows hold (its root span, its attempts', steps'), by start time.
 
-    Each held span is unsaved (no ``pk``). A step's is named ``step <key>``, OK, with the engine's
-    attributes, from the step's start to its finish, as the span was when its step recorded it.
+    Each held span is unsaved (no ``pk``). An attempt's or a step's is named as the engine names
+    it, OK, with the engine's attributes, from its row's start to its finish, as the span was
+    when its attempt or step recorded it. ``attempts`` may include attempts that hold no span.
     """
     own = [] if any(span.kind == SpanKind.RUN for span in stored) else [run_span_of(run)]
     held = own + [
+        Span(run_id=run.id, trace_id=run.trace_id, span_id=attempt.span_id, parent_span_id=run.span_id,
+             name=f"attempt {attempt.number}", kind=SpanKind.ATTEMPT, status=SpanStatus.OK, attributes={
+                 "stepwise.task_id": run.task_id, "stepwise.attempt": attempt.number,
+                 "stepwise.worker_id": attempt.worker_id, "stepwise.version": attempt.version.content_hash[:12],
+                 "stepwise.attempt.result": "completed",
+             }, events=[], started_at=attempt.started_at, ended_at=attempt.finished_at)
+        for attempt in attempts if attempt.span_id
+    ] + [
         Span(run_id=step.run_id, trace_id=run.trace_id, span_id=step.span_id, parent_span_id=step.parent_span_id,
              name=f"step {step.key}", kind=SpanKind.STEP, status=SpanStatus.OK, attributes={
                  "stepwise.step.key": step.key, "stepwise.step.name": step.name,

@@ -489,6 +489,7 @@ class Outcome:
     retry_delay: float | None = None
     event_data: dict[str, Any] = field(default_factory=dict)
     span_result: tuple[str, str] | None = None  # set when the run reaches a final status: its root span ends
+    attempt_span_id: str = ""  # the attempt's span, when its row holds it (stepwise.runs.engine.spans.attempt_span_end)
     notify: tuple[str, str] | None = None  # (channel, payload) sent with the commit: a scheduler's timer wakes
 
 
@@ -526,10 +527,10 @@ def run_outcome(
     error_field = Attempt._meta.get_field("error")
     write.add(
         "attempt",
-        f"UPDATE {_table(Attempt)} SET status = %s, error = %s, retry_delay = %s, finished_at = %s "
+        f"UPDATE {_table(Attempt)} SET status = %s, error = %s, retry_delay = %s, finished_at = %s, span_id = %s "
         "WHERE run_id = %s AND number = %s AND status = %s AND EXISTS (SELECT 1 FROM moved)",
         [outcome.attempt_status, error_field.get_db_prep_save(outcome.attempt_error, connection), outcome.retry_delay,
-         now, run_id, attempt_number, AttemptStatus.EXECUTING.value],
+         now, outcome.attempt_span_id, run_id, attempt_number, AttemptStatus.EXECUTING.value],
     )
     write.events(run_id, events, "moved")
     for index, row in enumerate(rows):

@@ -445,7 +445,8 @@ class OrmRunStore:
                     expected_token=claim.lease_token,
                     queue=claim.queue,
                     attempt={"number": claim.attempt_number, "status": outcome.attempt_status,
-                             "error": outcome.attempt_error, "retry_delay": outcome.retry_delay},
+                             "error": outcome.attempt_error, "retry_delay": outcome.retry_delay,
+                             "span_id": outcome.attempt_span_id},
                     event_data=outcome.event_data,
                     by_worker=True,
                     executed_seconds=F("executed_seconds") + elapsed,
@@ -483,9 +484,10 @@ class OrmRunStore:
         if final:
             run_span_export_on_commit(claim.run_id)
 
-    def run_complete(self, claim: Claim, *, output: Any, elapsed: float) -> None:
+    def run_complete(self, claim: Claim, *, output: Any, elapsed: float, span_id: str = "") -> None:
         self._end(claim, Outcome(to=RunStatus.COMPLETED, attempt_status=AttemptStatus.COMPLETED,
-                                 run_fields={"output": output}, event_data={"attempt": claim.attempt_number}),
+                                 run_fields={"output": output}, event_data={"attempt": claim.attempt_number},
+                                 attempt_span_id=span_id),
                   elapsed=elapsed)
 
     def run_fail(self, claim: Claim, *, error: dict[str, Any], retry_delay: float | None, elapsed: float) -> None:

@@ -259,7 +259,7 @@ def run_timeline(*, run: Run, first: int | None = None, viewer: Any = None) -> d
     ends = {a.number: a for a in attempts}
     partial = bool(first) and len(steps) == first
     stored = [] if partial else list(Span.objects.filter(run_id=run.id).order_by("started_at", "id"))
-    traced = [] if partial else spans_held(run, stored, steps)
+    traced = [] if partial else spans_held(run, stored, steps, attempts)
     # Steps that left no record: running now, or cut short by a failed attempt. Their stored span
     # says so (older runs stored a "step.started" event instead).
     unrecorded: dict[tuple[Any, Any], tuple[int, str, datetime, datetime | None]] = {}

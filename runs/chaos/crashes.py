@@ -24,7 +24,7 @@ from stepwise.runs.chaos.figures import (
 )
 from stepwise.runs.chaos.records import max_overlap
 from stepwise.runs.chaos.tasks import CONCURRENCY_LIMIT, LIMITED_QUEUE, chaos_crash_loop, chaos_limited, chaos_steps
-from stepwise.runs.models import FINAL_STATUSES, Run, RunEvent, Span, Step
+from stepwise.runs.models import FINAL_STATUSES, Attempt, Run, RunEvent, Span, Step
 from stepwise.runs.statuses import RunStatus
 from stepwise.tasks.queues import queue_limit_set
 
@@ -73,7 +73,8 @@ def rows_of_attempt(run_id: str, number: int) -> dict[str, int]:
         "log lines": events.filter(type="log").count(),
         "spans": Span.objects.filter(run_id=run_id).filter(
             Q(name__endswith=f" a{number}") | Q(attributes__contains={"stepwise.attempt": number})
-        ).count() + Step.objects.filter(run_id=run_id, attempt_number=number).exclude(span_id="").count(),
+        ).count() + Step.objects.filter(run_id=run_id, attempt_number=number).exclude(span_id="").count()
+        + Attempt.objects.filter(run_id=run_id, number=number).exclude(span_id="").count(),
     }
 
 

@@ -280,8 +280,12 @@ def attempt_execute(
     span = attempt_span_start(claim)
     span_token = otel_context.attach(trace.set_span_in_context(span))
 
-    def settle(result: str, error: dict[str, Any] | None = None, retry_delay: float | None = None) -> None:
-        attempt_span_end(span, result=result, error=error, retry_delay=retry_delay)
+    # The attempt's row may hold its span, if the row names the version the span does.
+    same_version = executable.version_hash == claim.version_hash
+
+    def settle(result: str, error: dict[str, Any] | None = None, retry_delay: float | None = None) -> str:
+        return attempt_span_end(span, result=result, error=error, retry_delay=retry_delay,
+                                claim=claim if same_version else None)
 
     # The attempt's span ends before the run is suspended, so the suspension stores it under the
     # attempt's lease, which the suspension gives up.
@@ -343,8 +347,8 @@ def attempt_execute(
                     store.run_fail(claim, error=error, retry_delay=retry_delay, elapsed=heartbeat.elapsed())
                     return ended(result)
             hooks.ended(RunResult("COMPLETED", output=output))
-            settle("completed")
-            store.run_complete(claim, output=output, elapsed=heartbeat.elapsed())
+            span_id = settle("completed")
+            store.run_complete(claim, output=output, elapsed=heartbeat.elapsed(), span_id=span_id)
             return ended("completed")
     except RunInterrupted:
         return ended("interrupted")

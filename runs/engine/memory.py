@@ -83,7 +83,7 @@ class MemoryRunStore:
     def version_mismatch_note(self, claim: Claim, *, worker_hash: str) -> None:
         pass  # a local replay runs the local code on purpose
 
-    def run_complete(self, claim: Claim, *, output: Any, elapsed: float) -> None:
+    def run_complete(self, claim: Claim, *, output: Any, elapsed: float, span_id: str = "") -> None:
         self.status, self.output = "COMPLETED", output
         self._report("completed", {"output": output, "seconds": elapsed})
 

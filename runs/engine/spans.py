@@ -38,6 +38,9 @@ class SpanSink(Protocol):
 
     def on_end(self, span: Any) -> None: ...
 
+    def hold(self, span_id: int) -> None:
+        """Store no row for this SDK span when it ends: a row of the engine's holds it (an attempt's)."""
+
 
 _step_sink: SpanSink | None = None
 _step_limits: SpanLimits | None = None
@@ -93,12 +96,25 @@ def attempt_span_start(claim: Claim) -> trace.Span:
     )
 
 
+# Everything the engine puts on an attempt's span; its attempt row says all of it again.
+ATTEMPT_SPAN_ATTRIBUTES = frozenset({RUN_ID, KIND, "stepwise.task_id", "stepwise.attempt", "stepwise.worker_id",
+                                     "stepwise.version", "stepwise.attempt.result"})
+
+
 def attempt_span_end(
-    span: trace.Span, *, result: str, error: dict[str, Any] | None = None, retry_delay: float | None = None
-) -> None:
-    """End an attempt's span with its result, error and the delay before the next attempt."""
+    span: trace.Span, *, result: str, error: dict[str, Any] | None = None, retry_delay: float | None = None,
+    claim: Claim | None = None,
+) -> str:
+    """End an attempt's span with its result, error and the delay before the next attempt.
+
+    Return the span's id when the attempt's row is to hold it instead of a span row, else "".
+    That is when the span goes only to the database (as a step span that skips the SDK), the
+    attempt completed, and nothing but the engine's attributes is on the span: no log line, no
+    event or attribute of the task's code, the run's own trace. ``claim`` is the attempt's,
+    whose version is the one its row names (None: the worker runs other code; not held).
+    """
     if not span.is_recording():
-        return
+        return ""
     span.set_attribute("stepwise.attempt.result", result)
     if retry_delay is not None:
         span.set_attribute("stepwise.retry_delay", round(retry_delay, 3))
@@ -110,7 +126,27 @@ def attempt_span_end(
         span.set_status(Status(StatusCode.ERROR, f"{error.get('type')}: {error.get('message')}"))
     elif result == "completed":
         span.set_status(Status(StatusCode.OK))
+    held = _attempt_span_id_held(span, claim) if result == "completed" and claim is not None else ""
     span.end()
+    return held
+
+
+def _attempt_span_id_held(span: Any, claim: Claim) -> str:
+    """Return the id of an attempt's span its row may hold (see attempt_span_end), telling the sink; else ""."""
+    sink = _step_sink if _tracing_enabled else None
+    context, parent = span.get_span_context(), getattr(span, "parent", None)
+    plain = (
+        sink is not None
+        and not getattr(span, "events", True) and not getattr(span, "links", True)
+        and set(getattr(span, "attributes", None) or {"?"}) <= ATTEMPT_SPAN_ATTRIBUTES
+        and span.name == f"attempt {claim.attempt_number}"
+        and parent is not None and f"{parent.span_id:016x}" == claim.span_id
+        and f"{context.trace_id:032x}" == claim.trace_id
+    )
+    if not plain:
+        return ""
+    sink.hold(context.span_id)
+    return f"{context.span_id:016x}"
 
 
 @contextmanager

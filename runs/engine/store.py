@@ -122,8 +122,8 @@ class RunStore(Protocol):
     def version_mismatch_note(self, claim: Claim, *, worker_hash: str) -> None:
         """Record that the worker's code differs from the version the run is pinned to."""
 
-    def run_complete(self, claim: Claim, *, output: Any, elapsed: float) -> None:
-        """Finish the run with its output."""
+    def run_complete(self, claim: Claim, *, output: Any, elapsed: float, span_id: str = "") -> None:
+        """Finish the run with its output; ``span_id``: the attempt's span, which its row is to hold."""
 
     def run_fail(
         self, claim: Claim, *, error: dict[str, Any], retry_delay: float | None, elapsed: float

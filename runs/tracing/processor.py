@@ -102,6 +102,7 @@ class DatabaseSpanProcessor(SpanProcessor):
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._leases: dict[int, str] = {}  # span id -> the lease token of the attempt that opened it
+        self._held: set[int] = set()  # spans a row of the engine's holds (an attempt's): no row of their own
         os.register_at_fork(after_in_child=self._after_fork)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -116,13 +117,20 @@ class DatabaseSpanProcessor(SpanProcessor):
             # Opened by an attempt: it is stored under that attempt's lease, like its steps.
             self._leases[span.get_span_context().span_id] = ctx.claim.lease_token
 
+    def hold(self, span_id: int) -> None:
+        self._held.add(span_id)
+
     def on_end(self, span: ReadableSpan | StepSpan) -> None:
         if type(span) is StepSpan:
             if span.stored:  # with its step's row
                 return
             lease_token = span.lease_token
         else:
-            lease_token = self._leases.pop(span.get_span_context().span_id, None)
+            span_id = span.get_span_context().span_id
+            lease_token = self._leases.pop(span_id, None)
+            if span_id in self._held:
+                self._held.discard(span_id)
+                return
         row = span_row(span)
         if row is None or self._stopped:
             return

@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from stepwise.runs.engine import spans as engine_spans
 from stepwise.runs.engine.spans import SpanLimits, StepSpan, step_spans_direct
-from stepwise.runs.models import Span, Step
+from stepwise.runs.models import Attempt, Span, Step
 from stepwise.runs.selectors import run_spans
 from stepwise.runs.tracing.setup import database_processor
 from stepwise.runs.triggers import run_trigger
@@ -63,6 +63,10 @@ def test_a_runs_spans_are_the_same_with_step_spans_recorded_directly_or_through_
     assert set(Span.objects.filter(run_id=direct_run, kind="step").values_list("name", flat=True)) == {
         "step fetch", "step explode"}
     assert not Step.objects.filter(run_id=sdk_run).exclude(span_id="").exists()
+    # The attempt's span is in exactly one place: its attempt's row when recorded directly and plain.
+    assert Attempt.objects.get(run_id=sdk_run).span_id == ""
+    held = Attempt.objects.get(run_id=direct_run).span_id
+    assert bool(held) != Span.objects.filter(run_id=direct_run, kind="attempt").exists()
 
     steps = {name: rest for kind, name, *rest in direct if kind == "step"}
     assert set(steps) == {"step fetch", "step explode", "step plain"}

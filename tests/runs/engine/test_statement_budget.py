@@ -54,11 +54,13 @@ def test_a_noop_run_is_claimed_and_finished_in_two_statements(django_assert_num_
     run = Run.objects.get(id=run_id)
     assert run.status == RunStatus.COMPLETED
     assert run.attempts.get().status == "COMPLETED"
-    # The run span ended and the attempt's span was stored with the outcome, in the same statement.
-    assert not Span.objects.filter(run_id=run_id, kind="run").exists()
+    # The run's span ended with the run; it and the plain attempt's span are held by their rows.
+    assert not Span.objects.filter(run_id=run_id).exists()
     [root] = [s for s in run_spans(run_id=run_id) if s.kind == "run"]
     assert (root.ended_at, root.status) == (run.finished_at, "OK")
-    assert Span.objects.filter(run_id=run_id, kind="attempt").count() == 1
+    [attempt] = [s for s in run_spans(run_id=run_id) if s.kind == "attempt"]
+    assert (attempt.parent_span_id, attempt.span_id) == (run.span_id, run.attempts.get().span_id)
+    assert attempt.span_id and attempt.attributes["stepwise.attempt.result"] == "completed"
     seqs = list(RunEvent.objects.filter(run_id=run_id).values_list("seq", flat=True))
     assert seqs == list(range(1, run.last_event_seq + 1))
 
