@@ -9,6 +9,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
 
+from stepwise.runs.engine.spans import attempt_span_attributes, step_span_attributes
 from stepwise.runs.ids import encode_millis
 from stepwise.runs.models import Attempt, Run, RunEvent, Span, SpanKind, SpanStatus, Step, Waitpoint, WaitpointStatus
 from stepwise.runs.statuses import FINAL_STATUSES, run_span_result
@@ -163,18 +164,17 @@ def spans_held(run: Run, stored: list[Span], steps: list[Step], attempts: list[A
     held = own + [
         Span(run_id=run.id, trace_id=run.trace_id, span_id=attempt.span_id, parent_span_id=run.span_id,
              name=f"attempt {attempt.number}", kind=SpanKind.ATTEMPT, status=SpanStatus.OK, attributes={
-                 "stepwise.task_id": run.task_id, "stepwise.attempt": attempt.number,
-                 "stepwise.worker_id": attempt.worker_id, "stepwise.version": attempt.version.content_hash[:12],
+                 **attempt_span_attributes(task_id=run.task_id, number=attempt.number, worker_id=attempt.worker_id,
+                                           version_hash=attempt.version.content_hash),
                  "stepwise.attempt.result": "completed",
              }, events=[], started_at=attempt.started_at, ended_at=attempt.finished_at)
         for attempt in attempts if attempt.span_id
     ] + [
         Span(run_id=step.run_id, trace_id=run.trace_id, span_id=step.span_id, parent_span_id=step.parent_span_id,
-             name=f"step {step.key}", kind=SpanKind.STEP, status=SpanStatus.OK, attributes={
-                 "stepwise.step.key": step.key, "stepwise.step.name": step.name,
-                 "stepwise.step.position": step.position, "stepwise.step.replayed": False,
-                 "stepwise.attempt": step.attempt_number,
-             }, events=[], started_at=step.started_at, ended_at=step.finished_at)
+             name=f"step {step.key}", kind=SpanKind.STEP, status=SpanStatus.OK,
+             attributes=step_span_attributes(key=step.key, name=step.name, position=step.position, replayed=False,
+                                             attempt=step.attempt_number),
+             events=[], started_at=step.started_at, ended_at=step.finished_at)
         for step in steps if step.span_id
     ]
     if not held:

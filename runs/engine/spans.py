@@ -80,6 +80,18 @@ def run_span_context(claim: Claim) -> Context | None:
     return trace.set_span_in_context(NonRecordingSpan(parent))
 
 
+def attempt_span_attributes(*, task_id: str, number: int, worker_id: str, version_hash: str) -> dict[str, Any]:
+    """Return the attributes the engine puts on an attempt's span (besides the run and the kind)."""
+    return {"stepwise.task_id": task_id, "stepwise.attempt": number, "stepwise.worker_id": worker_id,
+            "stepwise.version": version_hash[:12]}
+
+
+def step_span_attributes(*, key: str, name: str, position: int, replayed: bool, attempt: int) -> dict[str, Any]:
+    """Return the attributes the engine puts on a step's span (besides the run and the kind)."""
+    return {"stepwise.step.key": key, "stepwise.step.name": name, "stepwise.step.position": position,
+            "stepwise.step.replayed": replayed, "stepwise.attempt": attempt}
+
+
 def attempt_span_start(claim: Claim) -> trace.Span:
     """Start the span of one attempt as a child of the run's span."""
     return engine_tracer().start_span(
@@ -88,10 +100,8 @@ def attempt_span_start(claim: Claim) -> trace.Span:
         attributes={
             RUN_ID: claim.run_id,
             KIND: "attempt",
-            "stepwise.task_id": claim.task_id,
-            "stepwise.attempt": claim.attempt_number,
-            "stepwise.worker_id": claim.worker_id,
-            "stepwise.version": claim.version_hash[:12],
+            **attempt_span_attributes(task_id=claim.task_id, number=claim.attempt_number,
+                                      worker_id=claim.worker_id, version_hash=claim.version_hash),
         },
     )
 
@@ -132,21 +142,28 @@ def attempt_span_end(
 
 
 def _attempt_span_id_held(span: Any, claim: Claim) -> str:
-    """Return the id of an attempt's span its row may hold (see attempt_span_end), telling the sink; else ""."""
-    sink = _step_sink if _tracing_enabled else None
-    context, parent = span.get_span_context(), getattr(span, "parent", None)
+    """Return the id of an attempt's span its row may hold (see attempt_span_end), telling the sink; else "".
+
+    Only with a sink: spans then go to the database alone, through this process's SDK provider.
+    """
+    if _step_sink is None:
+        return ""
+    context = span.get_span_context()
     plain = (
-        sink is not None
-        and not getattr(span, "events", True) and not getattr(span, "links", True)
-        and set(getattr(span, "attributes", None) or {"?"}) <= ATTEMPT_SPAN_ATTRIBUTES
+        not span.events and not span.links and set(span.attributes) <= ATTEMPT_SPAN_ATTRIBUTES
         and span.name == f"attempt {claim.attempt_number}"
-        and parent is not None and f"{parent.span_id:016x}" == claim.span_id
-        and f"{context.trace_id:032x}" == claim.trace_id
+        and span.parent is not None and f"{span.parent.span_id:016x}" == claim.span_id
+        and _in_run_trace(context, claim)
     )
     if not plain:
         return ""
-    sink.hold(context.span_id)
+    _step_sink.hold(context.span_id)
     return f"{context.span_id:016x}"
+
+
+def _in_run_trace(context: SpanContext, claim: Claim) -> bool:
+    """Tell whether a span is in its run's own trace (a row holding it names no trace of its own)."""
+    return bool(claim.trace_id) and context.trace_id == int(claim.trace_id, 16)
 
 
 @contextmanager
@@ -155,11 +172,8 @@ def step_span(claim: Claim, *, key: str, name: str, position: int, replayed: boo
     attributes = {
         RUN_ID: claim.run_id,
         KIND: "step",
-        "stepwise.step.key": key,
-        "stepwise.step.name": name,
-        "stepwise.step.position": position,
-        "stepwise.step.replayed": replayed,
-        "stepwise.attempt": claim.attempt_number,
+        **step_span_attributes(key=key, name=name, position=position, replayed=replayed,
+                               attempt=claim.attempt_number),
     }
     sink = _step_sink if _tracing_enabled else None
     parent = trace.get_current_span().get_span_context() if sink is not None else None
@@ -192,9 +206,7 @@ def step_span_ids(span: trace.Span, claim: Claim) -> tuple[str, str]:
     ``stepwise.runs.selectors.run_spans`` makes it a span again. Mark it ``step_span_stored``
     once the record is written, and its sink stores nothing more of it.
     """
-    if type(span) is not StepSpan or not span.plain or not claim.trace_id:
-        return "", ""
-    if span.context.trace_id != int(claim.trace_id, 16):
+    if type(span) is not StepSpan or not span.plain or not _in_run_trace(span.context, claim):
         return "", ""
     return f"{span.context.span_id:016x}", f"{span.parent.span_id:016x}"
 
