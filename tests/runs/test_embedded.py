@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -59,3 +60,24 @@ def test_the_embedded_default_prints_each_request_warning_once():
     assert "sweeper:" not in printed  # the scheduler's passes are reported at DEBUG
     # Celery's banner (its queue list grows with every task version) is one line of ours.
     assert "[queues]" not in printed and "Worker: 4 threads on memory://localhost//" in printed
+
+
+def test_up_on_a_taken_port_stops_at_once_and_names_the_port():
+    from stepwise.runs.benchmarks.embedded import _embedded_env
+
+    workdir = Path(tempfile.mkdtemp(prefix="stepwise-test-embedded-"))
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**_embedded_env(workdir), "STEPWISE_TASK_MODULES": "examples.orders"}
+        done = subprocess.run([sys.executable, "manage.py", "up", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        taken.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert done.returncode == 1
+    assert f"cannot serve the console on 127.0.0.1:{port}: Address already in use" in done.stderr
+    # Nothing claimed to serve, and no worker started behind a console that is not there.
+    assert "Stepwise console on" not in done.stdout and "Worker:" not in done.stdout

@@ -1,13 +1,15 @@
 """manage.py up: the console, a worker and the scheduler in one process (the embedded default)."""
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import threading
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
 from stepwise.runs.celery_app import celery_app
@@ -27,6 +29,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts) -> None:
         app = celery_app()  # before anything starts: a project without one is told how to make it
+        # Bound before anything starts, so a taken port stops the command here, saying so, instead
+        # of a worker running behind a console that never served.
+        listener = _listen(opts["host"], opts["port"])
         call_command("migrate", interactive=False, verbosity=0)
         if getattr(settings, "STATIC_ROOT", None):  # a project without one serves its static files its own way
             call_command("collectstatic", interactive=False, verbosity=0)
@@ -42,7 +47,8 @@ class Command(BaseCommand):
         ).start()
         if not settings.REDIS_URL:
             threading.Thread(target=local_hints_loop, kwargs={"stop": stop}, name="local-hints", daemon=True).start()
-        server = threading.Thread(target=self._serve, args=(opts["host"], opts["port"]), name="console", daemon=True)
+        server = threading.Thread(target=self._serve, args=(opts["host"], opts["port"], listener), name="console",
+                                  daemon=True)
         server.start()
         url = f"http://{opts['host']}:{opts['port']}{reverse('console:runs')}"
         tasks = ", ".join(d.id for d in task_all())
@@ -58,12 +64,13 @@ class Command(BaseCommand):
                    without_gossip=True, without_heartbeat=True, quiet=True).start()
         stop.set()
 
-    def _serve(self, host: str, port: int) -> None:
+    def _serve(self, host: str, port: int, listener: socket.socket) -> None:
         import uvicorn
 
         # The project's own ASGI application (Channels reads the same setting): its URLs and websocket routes.
         module, _, name = settings.ASGI_APPLICATION.rpartition(".")
-        uvicorn.Server(uvicorn.Config(f"{module}:{name}", host=host, port=port, log_level="warning")).run()
+        config = uvicorn.Config(f"{module}:{name}", host=host, port=port, log_level="warning")
+        uvicorn.Server(config).run(sockets=[listener])
 
     def _ensure_admin(self) -> None:
         if not settings.DEBUG:
@@ -74,3 +81,20 @@ class Command(BaseCommand):
             password = os.environ.get("STEPWISE_DEV_PASSWORD", "stepwise")
             User.objects.create_superuser(username=username, email="", password=password)
             self.stdout.write(f"created user '{username}' with password '{password}' (development only)")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Return a socket bound to ``host``:``port`` for the console; a CommandError says why it cannot be."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise CommandError(f"cannot serve the console on {host}:{port}: unknown host ({exc.strerror})") from None
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+    except OSError as exc:
+        listener.close()
+        hint = " (another console? choose one with --port or PORT)" if exc.errno == errno.EADDRINUSE else ""
+        raise CommandError(f"cannot serve the console on {host}:{port}: {exc.strerror}{hint}") from None
+    return listener
