@@ -31,10 +31,12 @@ from stepwise.runs.benchmarks.selection import names_parse
 SIZES: tuple[tuple[str, int, str], ...] = (
     ("runs", 1000, "burst and batch phases: no-op runs (and raw Celery tasks)"),
     ("latency-runs", 50, "idle phase: runs triggered one at a time on idle workers"),
-    ("steps", 50, "checkpoint, tracing and events phases: steps of the task"),
-    ("step-runs", 3, "checkpoint phase: runs of the steps task (median is reported)"),
+    # 3 runs of 50 steps put the overhead between 1.2x and 2x the floor from one bench to the next on
+    # the 2-CPU VM; 5 runs of 200 (and 2,000 floor samples) kept it within a tenth.
+    ("steps", 200, "checkpoint, tracing and events phases: steps of the task"),
+    ("step-runs", 5, "checkpoint phase: runs of the steps task (median is reported)"),
     ("tracing-rounds", 25, "tracing phase: traced and untraced attempts, in turn (medians are reported)"),
-    ("floor-samples", 500, "floor phase: INSERT + COMMIT round trips"),
+    ("floor-samples", 2000, "floor phase: INSERT + COMMIT round trips"),
     ("ten-step-runs", 100, "ten-step phase: 10-step runs in the burst"),
     ("wait-runs", 100, "waits phase: runs waiting for the same deadline"),
     ("wait-burst", 1000, "waits phase: no-op runs queued as the deadline falls due"),
