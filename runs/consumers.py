@@ -19,7 +19,7 @@ from stepwise.console.failed_attempts import (
     failed_attempt_record,
     failed_attempts_check,
 )
-from stepwise.runs.events import RUNS_GROUP, RUNS_GROUP_EVENT_TYPES, run_group_name
+from stepwise.runs.events import RUNS_GROUP, RUNS_GROUP_EVENT_TYPES, events_of, run_group_name
 from stepwise.runs.models import Run
 from stepwise.runs.realtime.feeds import RunEventFeed
 from stepwise.runs.realtime.readers import Reader, reader_from_authorization
@@ -154,9 +154,12 @@ class RunEventsConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(run_group_name(self.run_id), self.channel_name)
 
     async def run_event(self, message: dict[str, Any]) -> None:
-        """Forward a live event; fetch any missed ones from the database first, drop duplicates."""
-        async for event in self.feed.live(message["event"]):
-            await self.send_json(self.display.event(event))
+        """Forward live events; fetch any missed ones from the database first, drop duplicates."""
+        for live in events_of(message):
+            async for event in self.feed.live(live):
+                await self.send_json(self.display.event(event))
+
+    run_events = run_event  # a batch of the run's events, in order
 
 
 class RunsListConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
@@ -176,19 +179,25 @@ class RunsListConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(RUNS_GROUP, self.channel_name)
 
     async def run_event(self, message: dict[str, Any]) -> None:
-        """Forward one run's status event, if the caller may see the run (its environment, a token's scope)."""
-        event = message["event"]
+        """Forward runs' status events, each if the caller may see its run (its environment, a token's scope)."""
+        for event in events_of(message):
+            if await self._may_see(event):
+                await self.send_json(event)
+
+    run_events = run_event  # a batch of status events, in order
+
+    async def _may_see(self, event: dict[str, Any]) -> bool:
         if event["type"] not in RUNS_GROUP_EVENT_TYPES:
-            return
+            return False
         if self.readable is not None or isinstance(self.reader.holder, PublicToken):
             access = await self._access_of(event["run_id"])
             if access is None or (self.readable is not None and access[0] not in self.readable):
-                return
+                return False
             if isinstance(self.reader.holder, PublicToken) and not self.reader.holder.covers_run(
                 event["run_id"], access[1]
             ):
-                return
-        await self.send_json(event)
+                return False
+        return True
 
     async def _access_of(self, run_id: str) -> tuple[str, list[str]] | None:
         # A run's environment and tags never change: remembered, up to a bound.

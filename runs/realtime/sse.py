@@ -34,7 +34,7 @@ from stepwise.console.failed_attempts import (
     failed_attempts_check,
 )
 from stepwise.runs.engine.errors import error_summary
-from stepwise.runs.events import RUNS_GROUP, run_group_name
+from stepwise.runs.events import RUNS_GROUP, events_of, run_group_name
 from stepwise.runs.models import Run
 from stepwise.runs.realtime.feeds import RunEventFeed
 from stepwise.runs.realtime.readers import Reader, reader_from_authorization
@@ -192,7 +192,8 @@ class _Subscription:
     async def _pump(self) -> None:
         # Receiving here keeps the layer's per-channel buffer drained while the client is written to.
         while True:
-            await self.queue.put(await self.layer.receive(self.channel))
+            for event in events_of(await self.layer.receive(self.channel)):
+                await self.queue.put({"type": "run.event", "event": event})
 
     async def next(self, timeout: float) -> dict[str, Any] | None:
         """Return the next message, or None after ``timeout`` seconds without one."""

@@ -284,6 +284,46 @@ async def test_live_event_after_lost_messages_brings_the_missing_ones_from_the_d
     assert [(e["seq"], e["data"].get("lost")) for e in received] == [(1, None), (2, 1), (3, 2), (4, 0)]
 
 
+async def test_one_message_per_event_from_a_publisher_of_an_earlier_version_is_still_streamed(staff_cookie):
+    # During a deploy, workers of the earlier version still send each event as a message of its own.
+    from channels.layers import get_channel_layer
+
+    from stepwise.runs.events import RUNS_GROUP, run_group_name
+
+    def delayed_run() -> str:  # no worker takes it, so only this test writes its events
+        return run_trigger(task_id="test-noop", payload={}, options=TriggerOptions(delay=3600))[0].id
+
+    run_id = await sync_to_async(delayed_run)()
+    run_socket = communicator(f"/ws/runs/{run_id}/?after=0", staff_cookie)
+    runs_list = communicator("/ws/runs/", staff_cookie)
+    assert (await run_socket.connect())[0] and (await runs_list.connect())[0]
+    assert (await run_socket.receive_json_from())["seq"] == 1
+
+    def stored_note() -> dict:
+        from django.db import transaction
+
+        from stepwise.runs.events import event_append
+
+        with transaction.atomic():
+            return event_append(run_id=run_id, type="run.status", data={"from": "DELAYED", "to": "QUEUED"}).as_message()
+
+    message = await sync_to_async(stored_note)()  # published in a batch, and once more the earlier way:
+    layer = get_channel_layer()
+    for group in (run_group_name(run_id), RUNS_GROUP):
+        await layer.group_send(group, {"type": "run.event", "event": message})
+    listed = []
+    while len(listed) < 2:
+        event = await runs_list.receive_json_from()
+        if event["type"] != "run.created":  # the trigger's, if it was published after the list connected
+            listed.append(event)
+    streamed = await run_socket.receive_json_from()
+    assert (streamed["seq"], streamed["data"]["to"]) == (2, "QUEUED")
+    assert await run_socket.receive_nothing(timeout=0.5)  # the second copy is a duplicate by seq
+    assert [(e["run_id"], e["seq"]) for e in listed] == [(run_id, 2), (run_id, 2)]
+    await run_socket.disconnect()
+    await runs_list.disconnect()
+
+
 async def test_under_the_console_s_prefix_a_run_s_socket_and_the_runs_list_stream_live_events(live, staff_cookie):
     runs_list = communicator("/stepwise/ws/runs/", staff_cookie, app=application_under_prefix)
     assert (await runs_list.connect())[0]
