@@ -75,7 +75,13 @@ def _pick(qs) -> list[Run]:
 
 
 def _each(qs, move) -> int:
-    """Apply ``move`` to each picked run in its own transaction; count those that moved."""
+    """Apply ``move`` to each picked run in its own transaction; count those that moved.
+
+    Most passes find nothing to do: that is one read, without the transaction the locking pick
+    needs (on SQLite, each one takes the database's write lock).
+    """
+    if not qs.exists():
+        return 0
     moved = 0
     with transaction.atomic():
         runs = _pick(qs)

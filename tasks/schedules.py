@@ -286,12 +286,11 @@ def schedules_fire_due(now: datetime | None = None) -> int:
     """Trigger every due tick once; safe to run from two schedulers at the same time."""
     now = now or dj_timezone.now()
     fired = 0
+    due_now = Schedule.objects.filter(active=True, next_run_at__lte=now)
+    if not due_now.exists():  # most passes: one read, no transaction
+        return 0
     with transaction.atomic():
-        due = list(
-            Schedule.objects.select_for_update(skip_locked=True)
-            .filter(active=True, next_run_at__lte=now)
-            .order_by("next_run_at")[:200]
-        )
+        due = list(due_now.select_for_update(skip_locked=True).order_by("next_run_at")[:200])
         for schedule in due:
             try:
                 with transaction.atomic():
