@@ -178,7 +178,8 @@ class VersionAnnouncer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:  # a worker stopped while starting (Ctrl-C) never started it
+            self._thread.join(timeout=5)
         try:
             worker_versions_forget(worker=self._worker)
         except DatabaseError as exc:  # its rows age out instead

@@ -115,3 +115,15 @@ def test_a_latest_run_is_not_held_back_by_its_version():
     attempt = Attempt.objects.select_related("version").get(run_id=run_id)
     assert attempt.version.content_hash == task_get("test-noop").version_hash  # the code that ran
     assert RunEvent.objects.filter(run_id=run_id, type="version.mismatch").exists()
+
+
+def test_a_worker_stopped_while_it_started_forgets_its_versions_without_an_error():
+    # Ctrl-C between the first announcement and the announcer's thread: the worker's shutdown still says it left.
+    from stepwise.runs.worker import VersionAnnouncer
+    from stepwise.tasks.models import WorkerVersion
+
+    announcer = VersionAnnouncer(worker="w-stopped-early", hashes=(ELSEWHERE,), interval=60)
+    announcer._announce(first=True)
+    assert WorkerVersion.objects.filter(worker="w-stopped-early").exists()
+    announcer.stop()
+    assert not WorkerVersion.objects.filter(worker="w-stopped-early").exists()
