@@ -212,6 +212,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # package would: console is also an app other projects install, and they have apps of their own.
 STEPWISE_CELERY_APP = "stepwise.console.celery:app"
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+if not REDIS_URL:  # the in-process broker, answering Ctrl-C within a quarter second (runs/embedded_broker.py)
+    CELERY_BROKER_TRANSPORT = "stepwise.runs.embedded_broker:Transport"
 CELERY_TASK_IGNORE_RESULT = True
 # Messages are hints ("run this now"): the run lives in the database, a worker that dies
 # mid-run loses its lease and the scheduler re-queues the run. So a hint is acked when a worker

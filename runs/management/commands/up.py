@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
+from kombu import Connection
 
 from stepwise.runs.celery_app import celery_app
 from stepwise.runs.sweeper import local_hints_loop, sweeper_loop
@@ -28,6 +29,13 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="serve the console only")
 
     def handle(self, *args, **opts) -> None:
+        try:
+            self._up(opts)
+        except KeyboardInterrupt:  # Ctrl-C before the worker took over the signal: no traceback
+            self.stderr.write("stopped")
+            raise SystemExit(130) from None
+
+    def _up(self, opts: dict) -> None:
         app = celery_app()  # before anything starts: a project without one is told how to make it
         # Bound before anything starts, so a taken port stops the command here, saying so, instead
         # of a worker running behind a console that never served.
@@ -57,7 +65,7 @@ class Command(BaseCommand):
             server.join()
             return
         # One line instead of Celery's banner, whose queue list grows with every task version.
-        broker = app.connection_for_write().as_uri()  # the password masked
+        broker = Connection(app.conf.broker_url).as_uri()  # the password masked; the URL's transport named
         self.stdout.write(f"Worker: {opts['concurrency']} threads on {broker}, app {app.main}")
         # The worker owns the main thread: it installs signal handlers, which only work there.
         app.Worker(pool="threads", concurrency=opts["concurrency"], loglevel="INFO", without_mingle=True,
