@@ -159,8 +159,6 @@ class RunEventsConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
             async for event in self.feed.live(live):
                 await self.send_json(self.display.event(event))
 
-    run_events = run_event  # a batch of the run's events, in order
-
 
 class RunsListConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
     """``/ws/runs/``: every run's creation and status changes, live, for the runs list."""
@@ -183,8 +181,6 @@ class RunsListConsumer(_RunsAuthMixin, AsyncJsonWebsocketConsumer):
         for event in events_of(message):
             if await self._may_see(event):
                 await self.send_json(event)
-
-    run_events = run_event  # a batch of status events, in order
 
     async def _may_see(self, event: dict[str, Any]) -> bool:
         if event["type"] not in RUNS_GROUP_EVENT_TYPES:

@@ -154,9 +154,13 @@ def _publisher_start():
 async def publish_batch(layer, batch: list[dict[str, Any]]) -> None:
     """Send events to their runs' groups (status events to the runs list too), only to groups someone joined.
 
-    A group gets the batch's events in one ``run.events`` message, in order: a run recording a
+    A group gets the batch's events in one message, in order (``events``): a run recording a
     step every half millisecond produces events faster than a subscriber could take them one
     message each (the layer's receive and the consumer's dispatch cost more than the event).
+    The message keeps the shape consumers of the earlier version read, one ``run.event`` whose
+    ``event`` is the batch's last stored event: during a rolling upgrade those fetch the ones
+    before it from the database by seq, as after any gap, instead of failing on a message they
+    do not know.
     """
     by_group: dict[str, list[dict[str, Any]]] = {}
     for message in batch:
@@ -165,17 +169,19 @@ async def publish_batch(layer, batch: list[dict[str, Any]]) -> None:
             by_group.setdefault(RUNS_GROUP, []).append(message)
     watched = await _groups_watched(layer, set(by_group))
     await asyncio.gather(*(
-        layer.group_send(group, {"type": "run.events", "events": events})
+        layer.group_send(group, {"type": "run.event", "event": _last_stored(events), "events": events})
         for group, events in by_group.items() if group in watched
     ))
 
 
-def events_of(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """Return the events a channel layer message carries: a batch (``run.events``) or one (``run.event``).
+def _last_stored(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the last event that has a seq (a live-only one has none), else the last."""
+    return next((event for event in reversed(events) if event.get("seq") is not None), events[-1])
 
-    A publisher of an earlier version sends one event per message, so both are read.
-    """
-    return message["events"] if message["type"] == "run.events" else [message["event"]]
+
+def events_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the events a channel layer message carries: a batch, or one from a publisher of the earlier version."""
+    return message.get("events") or [message["event"]]
 
 
 async def _groups_watched(layer, groups: set[str]) -> set[str]:

@@ -66,3 +66,23 @@ def test_a_group_gets_the_events_of_a_batch_in_one_message_in_their_order():
         return received
 
     assert all(seqs == [2, 3] for seqs in asyncio.run(scenario()))
+
+
+def test_a_consumer_of_the_earlier_version_gets_the_batch_s_last_stored_event_to_catch_up_from():
+    # During a rolling upgrade a console of the earlier version reads only "event": the last stored
+    # one, so its seq check fetches the others from the database.
+    async def scenario() -> dict:
+        layer = channel_layers.make_backend("default")
+        watcher = await layer.new_channel()
+        await layer.group_add(run_group_name("run_upgrading"), watcher)
+        started = {**_message("run_upgrading", None, "step.started"), "transient": True}
+        try:
+            await publish_batch(layer, [_message("run_upgrading", 2), started, _message("run_upgrading", 3), started])
+            return await asyncio.wait_for(layer.receive(watcher), 5)
+        finally:
+            await layer.group_discard(run_group_name("run_upgrading"), watcher)
+
+    message = asyncio.run(scenario())
+    assert message["type"] == "run.event" and message["event"]["seq"] == 3
+    assert [(e["seq"], e["type"]) for e in events_of(message)] == [
+        (2, "step.completed"), (None, "step.started"), (3, "step.completed"), (None, "step.started")]
