@@ -32,7 +32,7 @@ SIZES: tuple[tuple[str, int, str], ...] = (
     ("runs", 1000, "burst and batch phases: no-op runs (and raw Celery tasks)"),
     ("latency-runs", 50, "idle phase: runs triggered one at a time on idle workers"),
     # 3 runs of 50 steps put the overhead between 1.2x and 2x the floor from one bench to the next on
-    # the 2-CPU VM; 5 runs of 200 (and 2,000 floor samples) kept it within a tenth.
+    # the 2-CPU VM; 5 runs of 200 (and 2,000 floor samples) read 1.26-1.37x in six benches of seven.
     ("steps", 200, "checkpoint, tracing and events phases: steps of the task"),
     ("step-runs", 5, "checkpoint phase: runs of the steps task (median is reported)"),
     ("tracing-rounds", 25, "tracing phase: traced and untraced attempts, in turn (medians are reported)"),
