@@ -173,7 +173,7 @@ def _streaming(frames: AsyncIterator[str]) -> StreamingHttpResponse:
 
 
 class _Subscription:
-    """A channel of the channel layer, its groups, and a queue its messages are pumped into."""
+    """A channel of the channel layer, its groups, and a queue the events of its messages are pumped into."""
 
     def __init__(self) -> None:
         self.layer = get_channel_layer()
@@ -193,10 +193,10 @@ class _Subscription:
         # Receiving here keeps the layer's per-channel buffer drained while the client is written to.
         while True:
             for event in events_of(await self.layer.receive(self.channel)):
-                await self.queue.put({"type": "run.event", "event": event})
+                await self.queue.put(event)
 
     async def next(self, timeout: float) -> dict[str, Any] | None:
-        """Return the next message, or None after ``timeout`` seconds without one."""
+        """Return the next event, or None after ``timeout`` seconds without one."""
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
@@ -217,7 +217,7 @@ def _seconds_left(reader: Reader) -> float | None:
 
 async def _live(subscription: _Subscription, reader: Reader,
                 on_quiet: Callable[[], AsyncIterator[str]] | None = None) -> AsyncIterator[dict[str, Any] | str]:
-    """Yield live messages, and a heartbeat (then any of ``on_quiet``'s frames) after each quiet interval.
+    """Yield live events, and a heartbeat (then any of ``on_quiet``'s frames) after each quiet interval.
 
     Ends with an ``end`` frame when the reader's token expires.
     """
@@ -227,9 +227,9 @@ async def _live(subscription: _Subscription, reader: Reader,
         if left is not None and left <= 0:
             yield sse_frame({"reason": "the public token expired; subscribe again with a new one"}, event="end")
             return
-        message = await subscription.next(heartbeat if left is None else min(heartbeat, left))
-        if message is not None:
-            yield message
+        event = await subscription.next(heartbeat if left is None else min(heartbeat, left))
+        if event is not None:
+            yield event
             continue
         yield ": heartbeat\n\n"
         if on_quiet is not None:
@@ -296,13 +296,13 @@ async def _run_frames(reader: Reader, run_id: str, after: int) -> AsyncIterator[
             if _is_end(frame):
                 return
         # After a quiet interval, look for a live message the layer dropped: it left no gap to notice yet.
-        async for message in _live(subscription, reader, lambda: framed(feed.stored())):
-            if isinstance(message, str):  # a heartbeat, a frame of that look, or the token's end
-                yield message
-                if _is_end(message):
+        async for event in _live(subscription, reader, lambda: framed(feed.stored())):
+            if isinstance(event, str):  # a heartbeat, a frame of that look, or the token's end
+                yield event
+                if _is_end(event):
                     return
                 continue
-            async for frame in framed(feed.live(message["event"])):
+            async for frame in framed(feed.live(event)):
                 yield frame
                 if _is_end(frame):
                     return
@@ -371,13 +371,12 @@ async def _runs_frames(reader: Reader, load: Callable[[], Awaitable[list[dict[st
         if batch_done():
             yield sse_frame({"status": "finished"}, event="end")
             return
-        async for message in _live(subscription, reader):
-            if isinstance(message, str):
-                yield message
-                if message.startswith("event: end"):
+        async for event in _live(subscription, reader):
+            if isinstance(event, str):  # a heartbeat or the token's end
+                yield event
+                if event.startswith("event: end"):
                     return
                 continue
-            event = message["event"]
             if event["type"] not in ("run.created", "run.status", "metadata.updated"):
                 continue
             run_id = event["run_id"]
