@@ -63,66 +63,52 @@ def test_the_embedded_default_prints_each_request_warning_once():
     assert "[queues]" not in printed and "Worker: 4 threads on memory://localhost//" in printed
 
 
-def test_up_on_a_taken_port_stops_at_once_and_names_the_port():
+def test_up_on_a_taken_port_stops_at_once_and_names_the_port(tmp_path):
     from stepwise.runs.benchmarks.embedded import _embedded_env
 
-    workdir = Path(tempfile.mkdtemp(prefix="stepwise-test-embedded-"))
-    taken = socket.socket()
-    try:
+    with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**_embedded_env(workdir), "STEPWISE_TASK_MODULES": "examples.orders"}
+        env = {**_embedded_env(tmp_path), "STEPWISE_TASK_MODULES": "examples.orders"}
         done = subprocess.run([sys.executable, "manage.py", "up", "--host", "127.0.0.1", "--port", str(port)],
                               cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
-    finally:
-        taken.close()
-        shutil.rmtree(workdir, ignore_errors=True)
     assert done.returncode == 1
     assert f"cannot serve the console on 127.0.0.1:{port}: Address already in use" in done.stderr
     # Nothing claimed to serve, and no worker started behind a console that is not there.
     assert "Stepwise console on" not in done.stdout and "Worker:" not in done.stdout
 
 
-def test_ctrl_c_stops_the_embedded_default_cleanly():
+def test_ctrl_c_stops_the_embedded_default_cleanly(tmp_path):
     from stepwise.runs.benchmarks.embedded import _embedded_env, _free_port, _until_serving
 
-    workdir = Path(tempfile.mkdtemp(prefix="stepwise-test-embedded-"))
     port = _free_port()
-    log = workdir / "up.log"
+    log = tmp_path / "up.log"
+    with open(log, "wb") as out:
+        up = subprocess.Popen([sys.executable, "manage.py", "up", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=settings.BASE_DIR, env={**_embedded_env(tmp_path), "LOG_LEVEL": "INFO"},
+                              stdout=out, stderr=subprocess.STDOUT)
     try:
-        with open(log, "wb") as out:
-            up = subprocess.Popen([sys.executable, "manage.py", "up", "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=settings.BASE_DIR, env={**_embedded_env(workdir), "LOG_LEVEL": "INFO"},
-                                  stdout=out, stderr=subprocess.STDOUT)
-        try:
-            _until_serving(up, port, timeout=60, log=log)
-            wait_for(lambda: "ready." in log.read_text(), timeout=30, message="the worker ready")
-            up.send_signal(signal.SIGINT)
-            assert up.wait(timeout=30) == 0
-        finally:
-            if up.poll() is None:
-                up.kill()
-        printed = log.read_text()
+        _until_serving(up, port, timeout=60, log=log)
+        wait_for(lambda: "ready." in log.read_text(), timeout=30, message="the worker ready")
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if up.poll() is None:
+            up.kill()
+    printed = log.read_text()
     assert "Warm shutdown" in printed and "Traceback" not in printed, printed[-3000:]
     # The in-process broker (named as the URL says) is the one that lets the worker's loop see the stop.
     assert "Worker: 4 threads on memory://localhost//" in printed
 
 
-def test_the_embedded_default_s_broker_is_the_in_process_one_that_answers_a_stop():
+def test_the_embedded_default_s_broker_is_the_in_process_one_that_answers_a_stop(tmp_path):
+    from stepwise.runs.benchmarks.embedded import _embedded_env
     from stepwise.runs.embedded_broker import Transport
 
     done = subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); from stepwise.runs.celery_app import celery_app; "
                                "print(type(celery_app().connection_for_write().transport).__module__)"],
-        cwd=settings.BASE_DIR, env=_embedded_env_here(), capture_output=True, text=True, timeout=60)
+        cwd=settings.BASE_DIR, env=_embedded_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == Transport.__module__
-
-
-def _embedded_env_here() -> dict[str, str]:
-    from stepwise.runs.benchmarks.embedded import _embedded_env
-
-    return _embedded_env(Path(tempfile.mkdtemp(prefix="stepwise-test-embedded-")))
