@@ -5,7 +5,6 @@ import heapq
 import itertools
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from stepwise.runs.engine.errors import (
     is_permanent,
 )
 from stepwise.runs.engine.hooks import ErrorDecision, HookRunner, Hooks, RunResult, user_call
+from stepwise.runs.engine.per_process import PerProcess
 from stepwise.runs.engine.redaction import pii_hook_set, sensitive_forget
 from stepwise.runs.engine.retry import RetryPolicy
 from stepwise.runs.engine.spans import attempt_span_end, attempt_span_start
@@ -216,27 +216,7 @@ class _Beats:
                 release()
 
 
-_current_beats: _Beats | None = None
-_beats_lock = threading.Lock()
-
-
-def _beats() -> _Beats:
-    """Return this process's heartbeat thread, started on first use."""
-    global _current_beats
-    with _beats_lock:
-        if _current_beats is None:
-            _current_beats = _Beats()
-        return _current_beats
-
-
-def _forget_beats() -> None:
-    """In a forked child: the parent's heartbeat thread does not exist here; start anew on first use."""
-    global _current_beats, _beats_lock
-    _current_beats = None
-    _beats_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_beats)
+_beats: PerProcess[_Beats] = PerProcess(_Beats)  # the heartbeat thread of this process, started on first use
 
 
 def attempt_execute(
