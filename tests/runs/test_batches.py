@@ -38,3 +38,19 @@ def test_without_linger_a_lone_item_is_sent_at_once_and_a_full_batch_does_not_wa
     eager.submit(1)
     assert eager.flush(1.0)
     assert batches == [[1]]
+
+
+def test_a_busy_linger_gathers_items_that_keep_coming_and_lets_one_after_a_quiet_spell_leave_at_once():
+    batches: list[list[int]] = []
+    sender = BatchThread(name="test-busy", start=_recording(batches, threading.Event()), max_batch=100,
+                         busy_linger=1.0)
+    sender.submit(0)  # nothing was sent before: it leaves alone, at once
+    assert sender.flush(0.5)
+    for item in range(1, 10):  # a burst right after a send: the batch waits for company
+        sender.submit(item)
+        time.sleep(0.001)
+    assert sender.flush(5.0)
+    time.sleep(1.2)  # a quiet spell longer than the linger
+    sender.submit(10)
+    assert sender.flush(0.5)  # not held for the linger
+    assert batches == [[0], list(range(1, 10)), [10]]
