@@ -219,7 +219,9 @@ CELERY_TASK_IGNORE_RESULT = True
 # mid-run loses its lease and the scheduler re-queues the run. So a hint is acked when a worker
 # takes it (no second broker round trip per run, and the next hint is fetched while this one
 # runs), and each process reserves one hint at a time, so a resume is never stuck behind
-# new work another process has reserved.
+# new work another process has reserved. Several runs per delivery come from group hints instead
+# (STEPWISE_HINT_GROUP): a group goes whole to one process, which hands back what it cannot start
+# soon, where a larger prefetch would hold hints in a process whose slot is busy.
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("STEPWISE_CELERY_QUEUE", "stepwise")
@@ -281,6 +283,14 @@ STEPWISE_IDEMPOTENCY_TTL_SECONDS = int(
 STEPWISE_REDISPATCH_SECONDS = float(
     os.environ.get("STEPWISE_REDISPATCH_SECONDS", "15" if REDIS_URL else "2")
 )
+# Hints that queue up together (a burst of triggers, a batch_trigger) travel up to this many runs to a
+# broker message, which one worker process takes in turn, handing the rest back to the broker when the
+# group overstays (stepwise.runs.worker). 1 sends a message per run: the setting for a rolling upgrade
+# from a version whose workers know no group hints (its workers would drop them; the scheduler would
+# re-send them after STEPWISE_REDISPATCH_SECONDS).
+STEPWISE_HINT_GROUP = int(os.environ.get("STEPWISE_HINT_GROUP", "8"))
+if STEPWISE_HINT_GROUP < 1:
+    raise ImproperlyConfigured(f"STEPWISE_HINT_GROUP must be 1 or more, not {STEPWISE_HINT_GROUP}")
 # Spans of runs are stored in the database; OTEL_EXPORTER_OTLP_ENDPOINT also exports them over OTLP.
 STEPWISE_TRACING = env_bool("STEPWISE_TRACING", True)
 # strict: every engine write is flushed to disk before the worker goes on. relaxed: a worker's

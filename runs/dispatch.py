@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from celery import Celery
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Subquery
 from django.utils import timezone
@@ -53,7 +54,8 @@ def dispatch_run_on_commit(run_id: str, *, resume: bool = False, version: str | 
     transaction.on_commit(lambda: _hints.submit((run_id, resume, version, priority)))
 
 
-EXECUTE_RUN = "stepwise.execute_run"  # the Celery task in stepwise.runs.worker, named so no import points up
+EXECUTE_RUN = "stepwise.execute_run"  # the Celery tasks in stepwise.runs.worker, named so no import points up
+EXECUTE_RUNS = "stepwise.execute_runs"
 
 
 def version_queue(content_hash: str) -> str:
@@ -71,27 +73,65 @@ def dispatch_run(
     ``hint_priority``. A hint with a ``version`` goes to that version's queue, straight onto its
     list: no worker without the version ever reads it.
     """
-    if not _hint_send(celery_app(), run_id, resume=resume, producer=producer, version=version, priority=priority):
+    band = hint_priority(priority, resume=resume)
+    if not _hint_send(celery_app(), [run_id], band=band, producer=producer, version=version):
         logger.warning("broker unavailable; run %s will be re-dispatched by the sweeper", run_id)
         _hints_lost([run_id])
 
 
-def _hint_send(app: Celery, run_id: str, *, resume: bool, producer: Any = None, version: str | None = None,
-               priority: int = 0) -> bool:
-    """Publish one hint through the project's Celery ``app``; tell whether the broker took it."""
+def _hint_send(app: Celery, run_ids: list[str], *, band: int, producer: Any = None,
+               version: str | None = None) -> bool:
+    """Publish one hint of one or more runs through the project's Celery ``app``; tell whether the broker took it.
+
+    One run goes as ``execute_run``, several as one ``execute_runs`` message: a worker process
+    takes them one after another for a single broker delivery (stepwise.runs.worker).
+    """
     route = {} if version is None else {"queue": BrokerQueue(version_queue(version))}
+    # A group carries its broker priority and queue along: the rest it hands back goes out the same way.
+    name, args = (EXECUTE_RUN, [run_ids[0]]) if len(run_ids) == 1 else (EXECUTE_RUNS, [run_ids, band, version])
     try:
         # The arguments' repr (shown by Celery's tools) given as it is: Celery's own safe repr of
         # them took about a tenth of a hint's CPU.
-        app.send_task(EXECUTE_RUN, args=[run_id], argsrepr=repr([run_id]), kwargsrepr="{}",
-                      priority=hint_priority(priority, resume=resume), producer=producer, **route)
+        app.send_task(name, args=args, argsrepr=repr(args), kwargsrepr="{}", priority=band, producer=producer,
+                      **route)
     except Exception:
         return False
     return True
 
 
+def hint_groups(hints: list[tuple[str, bool, str | None, int]], size: int) -> list[tuple[list[str], int, str | None]]:
+    """Group hints that go to the same queue at the same broker priority, at most ``size`` runs a group.
+
+    Returns (run ids, broker priority, version) per message, in the order of each group's first
+    hint; the runs of a group keep their order.
+    """
+    groups: list[tuple[list[str], int, str | None]] = []
+    open_groups: dict[tuple[int, str | None], list[str]] = {}
+    for run_id, resume, version, priority in hints:
+        key = (hint_priority(priority, resume=resume), version)
+        run_ids = open_groups.get(key)
+        if run_ids is None or len(run_ids) >= size:
+            run_ids = open_groups[key] = []
+            groups.append((run_ids, *key))
+        run_ids.append(run_id)
+    return groups
+
+
 def _hints_send(batch: list[tuple[str, bool, str | None, int]]) -> None:
-    """Send a batch of hints over one broker connection; once one fails, the rest are marked lost at once.
+    """Send a batch of hints; those that queued up together travel in groups of ``STEPWISE_HINT_GROUP`` at most.
+
+    A burst of triggers then costs the broker and the workers a message per group, not per run.
+    """
+    _groups_send(hint_groups(batch, settings.STEPWISE_HINT_GROUP))
+
+
+def hints_resend(run_ids: list[str], *, band: int, version: str | None) -> None:
+    """Send each of these runs a hint of its own (a worker hands back the rest of a group it cannot take soon)."""
+    _groups_send([([run_id], band, version) for run_id in run_ids])
+
+
+def _groups_send(groups: list[tuple[list[str], int, str | None]]) -> None:
+    """Send hints over one broker connection; once one fails, the rest are marked lost at once.
 
     Each failed send costs the publish retries (about half a second): trying every hint of a
     backlog against a broker that is down would keep the re-sends of the scheduler waiting
@@ -103,9 +143,8 @@ def _hints_send(batch: list[tuple[str, bool, str | None, int]]) -> None:
     try:
         app = celery_app()
         with app.producer_or_acquire() as producer:
-            for run_id, resume, version, priority in batch:
-                if not _hint_send(app, run_id, resume=resume, producer=producer, version=version,
-                                  priority=priority):
+            for run_ids, band, version in groups:
+                if not _hint_send(app, run_ids, band=band, producer=producer, version=version):
                     break
                 sent += 1
     except CeleryAppMissing as exc:  # said on every batch: the scheduler's re-sends find no app either
@@ -113,18 +152,21 @@ def _hints_send(batch: list[tuple[str, bool, str | None, int]]) -> None:
     except Exception:  # no connection to the broker at all
         pass
     try:
-        if sent < len(batch):
-            logger.warning("broker unavailable; %d hints will be re-sent by the scheduler", len(batch) - sent)
-            _hints_lost([run_id for run_id, *_ in batch[sent:]])
+        lost = [run_id for run_ids, _, _ in groups[sent:] for run_id in run_ids]
+        if lost:
+            logger.warning("broker unavailable; %d hints will be re-sent by the scheduler", len(lost))
+            _hints_lost(lost)
     finally:
         connection.close()  # lost hints were marked in the database from this thread
 
 
 # A trigger returns once its run is committed: the database is the truth, and the hint only
 # says "look now". A hint that never leaves (the process died, the broker is down) is re-sent
-# by the scheduler; at exit the thread is given a moment to send what is left.
+# by the scheduler; at exit the thread is given a moment to send what is left. While hints
+# keep coming (a burst of triggers), each batch waits a moment for company, so that they
+# travel in groups; a hint after a quiet spell leaves at once.
 _hints: BatchThread[tuple[str, bool, str | None, int]] = BatchThread(
-    name="stepwise-hints", start=lambda: _hints_send, max_batch=500
+    name="stepwise-hints", start=lambda: _hints_send, max_batch=500, busy_linger=0.003
 )
 atexit.register(_hints.flush, 2.0)
 

@@ -190,7 +190,8 @@ def gauges(now: datetime) -> Iterator[Metric]:
                             value=WorkerVersion.objects.filter(seen_at__gte=seen).values("worker").distinct().count())
     backlog = broker_backlog()
     if backlog is not None:
-        yield GaugeMetricFamily("stepwise_broker_messages", "Hints waiting in the broker's default queue.",
+        yield GaugeMetricFamily("stepwise_broker_messages",
+                                "Hint messages (one run or a group each) waiting in the broker's default queue.",
                                 value=backlog)
 
 

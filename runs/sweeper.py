@@ -178,9 +178,9 @@ def redispatch_stale(now, *, worker_lost: bool = False) -> int:
 
     A hint that could not be sent (the broker was down) is re-sent at once, and so is every
     QUEUED run's when the broker lost what it held (it restarted empty). Hints older than
-    the redispatch delay are re-sent unless the broker holds at least as many messages as
-    there are such runs: then workers are behind, not short of hints, and duplicates would
-    only slow them down. When this pass found a dead worker (``worker_lost``), the hints it
+    the redispatch delay are re-sent unless the broker may hold hints of as many runs as there
+    are such runs (a message may hint a group of them): then workers are behind, not short of
+    hints, and duplicates would only slow them down. When this pass found a dead worker (``worker_lost``), the hints it
     had taken from the broker died with it: each was sent before it died, at most a heartbeat
     after its last renewal, so the delay is then the lease less a heartbeat instead of the
     redispatch delay. A re-sent hint goes ahead of new work: its run has waited longest.
@@ -197,7 +197,8 @@ def redispatch_stale(now, *, worker_lost: bool = False) -> int:
     # A run waiting for its version has no worker to hint: a hint would only pile up unread.
     stale = stale.filter(version_wait_since__isnull=True)
     backlog = broker_backlog()
-    if backlog and backlog >= stale.count():
+    # A message may hint up to STEPWISE_HINT_GROUP runs: the broker may hold that many hints a message.
+    if backlog and backlog * settings.STEPWISE_HINT_GROUP >= stale.count():
         stale = stale.filter(dispatched_at__isnull=True)
     # Runs of a limited or paused queue get hints only for free slots: re-sending one per
     # waiting run would flood the broker with claims that are refused anyway.

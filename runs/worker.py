@@ -1,6 +1,7 @@
 """Celery tasks of the engine: thin wrappers that load by id and call the engine."""
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import os
@@ -16,10 +17,11 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
-from stepwise.runs.dispatch import EXECUTE_RUN, version_queue
+from stepwise.runs.dispatch import EXECUTE_RUN, EXECUTE_RUNS, hints_resend, version_queue
 from stepwise.runs.engine.errors import StoreUnavailable
 from stepwise.runs.engine.executor import AttemptOutcome, attempt_execute
 from stepwise.runs.engine.logs import run_logging_install
+from stepwise.runs.engine.per_process import PerProcess
 from stepwise.runs.models import Run
 from stepwise.runs.store import OrmRunStore
 from stepwise.runs.tracing.setup import database_processor
@@ -98,6 +100,88 @@ HINT_RETRY_PAUSES = (0.25, 0.5, 1.0)
 @shared_task(name=EXECUTE_RUN, ignore_result=True)
 def execute_run(run_id: str) -> None:
     """Execute one attempt of a run; the message is a hint, the claim decides."""
+    _hint_take(run_id)
+
+
+# How long the runs of a group hint may wait in the process that took it: past this, those not
+# started yet go back to the broker, one hint each, for any free worker (a slow run at the head
+# of a group would otherwise hold up the runs behind it).
+GROUP_HANDBACK_SECONDS = 0.1
+
+
+@shared_task(name=EXECUTE_RUNS, ignore_result=True)
+def execute_runs(run_ids: list[str], band: int, version: str | None) -> None:
+    """Execute the runs of a group hint one after another; hand back those still waiting after a moment.
+
+    ``band`` and ``version`` are the broker priority and version queue the group came with.
+    """
+    group = _Group(run_ids, band=band, version=version)
+    handbacks = _handbacks()
+    handbacks.watch(group, time.monotonic() + GROUP_HANDBACK_SECONDS)
+    try:
+        while (run_id := group.take()) is not None:
+            _hint_take(run_id)
+    finally:
+        handbacks.forget(group)
+
+
+class _Group:
+    """The runs of a group hint that its process has not started yet."""
+
+    def __init__(self, run_ids: list[str], *, band: int, version: str | None) -> None:
+        self.band = band
+        self.version = version
+        self._rest = list(reversed(run_ids))
+        self._lock = threading.Lock()
+
+    def take(self) -> str | None:
+        """Return the next run to start here, None once there is none (or the rest was handed back)."""
+        with self._lock:
+            return self._rest.pop() if self._rest else None
+
+    def hand_back(self) -> list[str]:
+        """Return the runs not started yet, in order; none of them starts here any more."""
+        with self._lock:
+            rest, self._rest = self._rest, []
+        return rest[::-1]
+
+
+class _Handbacks:
+    """The thread of a process that hands the waiting runs of overstaying group hints back to the broker."""
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Group]] = []
+        self._order = itertools.count()
+        self._changed = threading.Condition()
+        threading.Thread(target=self._loop, name="stepwise-handbacks", daemon=True).start()
+
+    def watch(self, group: _Group, at: float) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (at, next(self._order), group))
+            self._changed.notify()
+
+    def forget(self, group: _Group) -> None:
+        with self._changed:
+            self._due = [entry for entry in self._due if entry[2] is not group]
+            heapq.heapify(self._due)
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                group = heapq.heappop(self._due)[2]
+            rest = group.hand_back()
+            if rest:
+                logger.info("%d runs of a group hint wait behind a slow run here: handed back to the broker", len(rest))
+                hints_resend(rest, band=group.band, version=group.version)
+
+
+_handbacks: PerProcess[_Handbacks] = PerProcess(_Handbacks)  # this process's hand-back thread
+
+
+def _hint_take(run_id: str) -> None:
+    """Act on one run's hint; keep it for a while when the database is unreachable."""
     deadline = time.monotonic() + HINT_KEEP_SECONDS
     for tries in itertools.count():
         try:

@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "STEPWISE_PRUNE_INTERVAL_SECONDS": 600.0,
     "STEPWISE_IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
     "STEPWISE_REDISPATCH_SECONDS": 15.0,
+    # Runs a hint message carries at most, when hints queue up together (1: one message per run).
+    "STEPWISE_HINT_GROUP": 8,
     "STEPWISE_TRACING": True,
     "STEPWISE_DURABILITY": "strict",
     "STEPWISE_PREPARED_STATEMENTS": True,

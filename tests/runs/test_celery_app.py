@@ -17,7 +17,7 @@ from django.core.management import call_command
 import stepwise.console.celery
 from stepwise.runs.broker import broker_backlog, broker_lost_messages
 from stepwise.runs.celery_app import CeleryAppMissing, celery_app
-from stepwise.runs.dispatch import _hint_send, _hints
+from stepwise.runs.dispatch import _hint_send, _hints, _hints_send
 from stepwise.runs.triggers import run_trigger
 
 SEPARATOR = "\x06\x16"  # kombu's Redis transport: "<queue>\x06\x16<priority step>"
@@ -72,6 +72,35 @@ def test_a_run_s_hint_goes_through_the_project_s_own_celery_app(transactional_db
     assert broker_backlog() == 1
 
 
+def test_hints_that_queue_up_together_travel_in_groups_by_broker_priority(db, shop_app, settings):
+    settings.STEPWISE_HINT_GROUP = 4
+    shop_app.conf.broker_transport_options = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS  # ten priority lists
+    queue = shop_app.conf.task_default_queue
+    new = [f"run_new{n}" for n in range(6)]
+    hints = [(run_id, False, None, 0) for run_id in new[:3]]
+    hints += [("run_resumed", True, None, 0), ("run_urgent", False, None, 1000)]
+    hints += [(run_id, False, None, 0) for run_id in new[3:]]
+
+    _hints_send(hints)
+
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    def messages(step: int) -> list[tuple[str, list]]:
+        key = queue if step == 0 else f"{queue}{SEPARATOR}{step}"
+        raws = [json.loads(raw) for raw in reversed(client.lrange(key, 0, -1))]  # oldest first
+        return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in raws]
+
+    # New runs of the same band share messages, in order, four at most; the resume and the urgent
+    # run keep their own place ahead of them (the broker's priority lists 0 and 1).
+    assert messages(5) == [("stepwise.execute_runs", [new[:4], 5, None]), ("stepwise.execute_runs", [new[4:], 5, None])]
+    assert messages(0) == [("stepwise.execute_run", ["run_resumed"])]
+    assert messages(1) == [("stepwise.execute_run", ["run_urgent"])]
+
+    settings.STEPWISE_HINT_GROUP = 1  # a rolling upgrade from workers that know no group hints
+    client.delete(*_queue_keys(queue))
+    _hints_send([(run_id, False, None, 0) for run_id in new[:2]])
+    assert messages(5) == [("stepwise.execute_run", [new[0]]), ("stepwise.execute_run", [new[1]])]
+
+
 def test_the_broker_marker_lives_beside_the_project_app_s_queue_and_tells_when_it_was_flushed(shop_app):
     marker = f"stepwise:broker-marker:{shop_app.conf.task_default_queue}"
     client = redis.Redis.from_url(django_settings.REDIS_URL)
@@ -113,7 +142,7 @@ def test_hints_reuse_their_channel_s_redis_client_and_a_new_connection_gets_its_
     for connection in range(2):  # the second as after a broker restart: a new connection, a new pool
         with shop_app.connection_for_write() as conn, conn.Producer() as producer:
             for i in range(20):
-                assert _hint_send(shop_app, f"run_{connection}_{i}", resume=False, producer=producer)
+                assert _hint_send(shop_app, [f"run_{connection}_{i}"], band=5, producer=producer)
 
     # kombu alone makes a client per message (over 40 here); a channel now keeps one while its pool lives.
     assert len(made) <= 4  # two connections, each with its default channel and the producer's

@@ -1,0 +1,48 @@
+"""Group hints: the runs of one broker message run in one process, and a slow one does not hold up the rest."""
+from __future__ import annotations
+
+import redis
+from django.conf import settings
+
+from stepwise.runs.dispatch import _hints, _hints_send
+from stepwise.runs.models import Attempt, Run
+from stepwise.runs.statuses import RunStatus
+from tests import processes as test_processes
+from tests.engine_tasks import noop, sleepy_steps
+from tests.waiting import wait_finished
+
+SEPARATOR = "\x06\x16"  # kombu's Redis transport: "<queue>\x06\x16<priority step>"
+
+
+def _broker_empty() -> None:
+    """Drop the hints the triggers sent: the test sends its own group hint instead."""
+    assert _hints.flush(5)
+    queue = test_processes.test_queue_name()
+    redis.Redis.from_url(settings.REDIS_URL).delete(
+        *[queue if step == 0 else f"{queue}{SEPARATOR}{step}" for step in range(10)]
+    )
+
+
+def test_runs_behind_a_slow_run_of_their_group_are_handed_back_and_start_elsewhere(transactional_db, processes):
+    slow = sleepy_steps.trigger({"steps": 1, "sleep": 5}).id
+    fast = [noop.trigger({"n": n}).id for n in range(3)]
+    _broker_empty()
+    _hints_send([(run_id, False, None, 0) for run_id in [slow, *fast]])  # one message: slow first
+    processes.worker(concurrency=2, pool="prefork")
+
+    finished = {run_id: wait_finished(run_id, timeout=60) for run_id in [slow, *fast]}
+    assert {run.status for run in finished.values()} == {RunStatus.COMPLETED}
+    # The runs behind the slow one did not wait for it: the process holding the group handed
+    # them back to the broker, and the other child took them while the slow run slept.
+    assert max(finished[run_id].finished_at for run_id in fast) < finished[slow].finished_at
+    assert Attempt.objects.filter(run_id__in=[slow, *fast]).count() == 4  # each ran once
+
+
+def test_every_run_of_group_hints_runs_once(transactional_db, processes):
+    runs = [noop.trigger({"n": n}).id for n in range(20)]
+    _broker_empty()
+    _hints_send([(run_id, False, None, 0) for run_id in runs])  # groups of STEPWISE_HINT_GROUP (8)
+    processes.worker(concurrency=1, pool="prefork")  # no scheduler: only these hints can start them
+
+    assert {wait_finished(run_id, timeout=60).status for run_id in runs} == {RunStatus.COMPLETED}
+    assert list(Run.objects.filter(id__in=runs).values_list("attempt_count", flat=True).distinct()) == [1]
