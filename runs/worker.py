@@ -123,6 +123,9 @@ def execute_runs(run_ids: list[str], band: int, version: str | None) -> None:
             _hint_take(run_id)
     finally:
         handbacks.forget(group)
+        rest = group.hand_back()  # left by an error that ends this task: another worker takes them
+        if rest:
+            hints_resend(rest, band=band, version=version)
 
 
 class _Group:
