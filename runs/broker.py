@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,6 +18,11 @@ _DEFAULT_PRIORITY_STEPS = (0, 3, 6, 9)
 _SEPARATOR = "\x06\x16"
 
 
+def priority_lists(queue: str, steps: Iterable[int] = range(10)) -> list[str]:
+    """Return the Redis lists kombu keeps for a queue, one per priority step (ten by default, as configured)."""
+    return [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in steps]
+
+
 def broker_backlog() -> int | None:
     """Return how many messages wait in the default Celery queue, or None if it cannot tell."""
     if not settings.REDIS_URL:
@@ -25,7 +30,7 @@ def broker_backlog() -> int | None:
     app = celery_app()
     queue = _default_queue(app)
     steps = (app.conf.broker_transport_options or {}).get("priority_steps") or _DEFAULT_PRIORITY_STEPS
-    keys = [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in steps]
+    keys = priority_lists(queue, steps)
     try:
         with _broker_client(app) as client:
             pipe = client.pipeline(transaction=False)  # one round trip for the lists of every priority

@@ -15,12 +15,10 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 
 import stepwise.console.celery
-from stepwise.runs.broker import broker_backlog, broker_lost_messages
+from stepwise.runs.broker import broker_backlog, broker_lost_messages, priority_lists
 from stepwise.runs.celery_app import CeleryAppMissing, celery_app
 from stepwise.runs.dispatch import _hint_send, _hints, _hints_send
 from stepwise.runs.triggers import run_trigger
-
-SEPARATOR = "\x06\x16"  # kombu's Redis transport: "<queue>\x06\x16<priority step>"
 
 
 @contextmanager
@@ -44,17 +42,13 @@ def shop_app(settings) -> Iterator[Celery]:
     _queue_delete(app.conf.task_default_queue)
 
 
-def _queue_keys(queue: str) -> list[str]:
-    return [queue if step == 0 else f"{queue}{SEPARATOR}{step}" for step in range(10)]
-
-
 def _queue_messages(queue: str) -> list[dict]:
     client = redis.Redis.from_url(django_settings.REDIS_URL)
-    return [json.loads(raw) for key in _queue_keys(queue) for raw in client.lrange(key, 0, -1)]
+    return [json.loads(raw) for key in priority_lists(queue) for raw in client.lrange(key, 0, -1)]
 
 
 def _queue_delete(queue: str) -> None:
-    redis.Redis.from_url(django_settings.REDIS_URL).delete(*_queue_keys(queue), f"stepwise:broker-marker:{queue}")
+    redis.Redis.from_url(django_settings.REDIS_URL).delete(*priority_lists(queue), f"stepwise:broker-marker:{queue}")
 
 
 def test_a_run_s_hint_goes_through_the_project_s_own_celery_app(transactional_db, shop_app):
@@ -85,7 +79,7 @@ def test_hints_that_queue_up_together_travel_in_groups_by_broker_priority(db, sh
 
     client = redis.Redis.from_url(django_settings.REDIS_URL)
     def messages(step: int) -> list[tuple[str, list]]:
-        key = queue if step == 0 else f"{queue}{SEPARATOR}{step}"
+        (key,) = priority_lists(queue, [step])
         raws = [json.loads(raw) for raw in reversed(client.lrange(key, 0, -1))]  # oldest first
         return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in raws]
 
@@ -96,7 +90,7 @@ def test_hints_that_queue_up_together_travel_in_groups_by_broker_priority(db, sh
     assert messages(1) == [("stepwise.execute_run", ["run_urgent"])]
 
     settings.STEPWISE_HINT_GROUP = 1  # a rolling upgrade from workers that know no group hints
-    client.delete(*_queue_keys(queue))
+    client.delete(*priority_lists(queue))
     _hints_send([(run_id, False, None, 0) for run_id in new[:2]])
     assert messages(5) == [("stepwise.execute_run", [new[0]]), ("stepwise.execute_run", [new[1]])]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import redis
 from django.conf import settings
 
+from stepwise.runs.broker import priority_lists
 from stepwise.runs.dispatch import _hints, _hints_send
 from stepwise.runs.models import Attempt, Run
 from stepwise.runs.statuses import RunStatus
@@ -11,16 +12,11 @@ from tests import processes as test_processes
 from tests.engine_tasks import noop, sleepy_steps
 from tests.waiting import wait_finished
 
-SEPARATOR = "\x06\x16"  # kombu's Redis transport: "<queue>\x06\x16<priority step>"
-
 
 def _broker_empty() -> None:
     """Drop the hints the triggers sent: the test sends its own group hint instead."""
     assert _hints.flush(5)
-    queue = test_processes.test_queue_name()
-    redis.Redis.from_url(settings.REDIS_URL).delete(
-        *[queue if step == 0 else f"{queue}{SEPARATOR}{step}" for step in range(10)]
-    )
+    redis.Redis.from_url(settings.REDIS_URL).delete(*priority_lists(test_processes.test_queue_name()))
 
 
 def test_runs_behind_a_slow_run_of_their_group_are_handed_back_and_start_elsewhere(transactional_db, processes):

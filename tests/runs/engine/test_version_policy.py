@@ -8,6 +8,7 @@ import redis
 from django.conf import settings as django_settings
 from django.utils import timezone
 
+from stepwise.runs.broker import priority_lists
 from stepwise.runs.dispatch import _hints, version_queue
 from stepwise.runs.models import Attempt, Run, RunEvent
 from stepwise.runs.statuses import RunStatus, VersionPolicy
@@ -57,7 +58,7 @@ def test_a_pinned_run_on_a_worker_of_its_version_costs_what_any_run_costs(django
 def _hints_waiting_in(queue: str) -> int:
     client = redis.Redis.from_url(django_settings.REDIS_URL)
     # One Redis list per broker priority (0 is the queue's own name): a hint may wait in any of the ten.
-    return sum(client.llen(queue if step == 0 else f"{queue}\x06\x16{step}") for step in range(10))
+    return sum(client.llen(key) for key in priority_lists(queue))
 
 
 def test_a_worker_without_the_runs_version_does_not_claim_it_and_passes_the_hint_to_that_versions_queue():
