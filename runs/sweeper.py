@@ -180,10 +180,10 @@ def redispatch_stale(now, *, worker_lost: bool = False) -> int:
     QUEUED run's when the broker lost what it held (it restarted empty). Hints older than
     the redispatch delay are re-sent unless the broker may hold hints of as many runs as there
     are such runs (a message may hint a group of them): then workers are behind, not short of
-    hints, and duplicates would only slow them down. When this pass found a dead worker (``worker_lost``), the hints it
-    had taken from the broker died with it: each was sent before it died, at most a heartbeat
-    after its last renewal, so the delay is then the lease less a heartbeat instead of the
-    redispatch delay. A re-sent hint goes ahead of new work: its run has waited longest.
+    hints, and duplicates would only slow them down. When this pass found a dead worker
+    (``worker_lost``), the hints it had taken from the broker died with it: each was sent
+    before it died, at most a heartbeat after its last renewal, so the delay is then the lease
+    less a heartbeat instead of the redispatch delay. A re-sent hint goes ahead of new work: its run has waited longest.
     """
     if broker_lost_messages():
         lost = Run.objects.filter(status=RunStatus.QUEUED, dispatched_at__isnull=False).update(dispatched_at=None)
