@@ -6,14 +6,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils import timezone
 
 from stepwise.runs.batches import BatchThread
 from stepwise.runs.engine.errors import RunInterrupted
 from stepwise.runs.engine.redaction import redact_for_run
-from stepwise.runs.models import Run, RunEvent, Span
-from stepwise.runs.statements import fenced_append, is_postgresql, lease_fence, span_fields, with_spans
+from stepwise.runs.models import NewEvent, Run, RunEvent, Span, event_message
+from stepwise.runs.statements import NewRow, fenced_append, is_postgresql, lease_fence, span_fields, with_spans
 from stepwise.runs.statuses import RunStatus
 
 logger = logging.getLogger(__name__)
@@ -65,10 +65,10 @@ def events_append_fenced(
     run_id: str,
     lease_token: str | None,
     events: list[tuple[str, dict[str, Any]]],
-    rows: Sequence[models.Model] = (),
+    rows: Sequence[models.Model | NewRow] = (),
     spans: Sequence[dict[str, Any]] = (),
     run_fields: dict[str, Any] | None = None,
-) -> list[RunEvent]:
+) -> None:
     """Append events, insert unsaved ``rows`` and ended ``spans``, all or nothing, in one statement.
 
     ``run_fields`` are set on the run row by the same fenced write (the run's metadata).
@@ -84,29 +84,24 @@ def events_append_fenced(
         events = [*head, (last_type, with_spans(last_data, spans))]
     if not is_postgresql():
         with transaction.atomic():
-            appended = [event_append(run_id=run_id, type=t, data=d, lease_token=lease_token) for t, d in events]
+            for type_, data in events:
+                event_append(run_id=run_id, type=type_, data=data, lease_token=lease_token)
             if run_fields:
                 fence = {"lease_token": lease_token, "status": RunStatus.EXECUTING} if lease_token else {}
                 if not Run.objects.filter(id=run_id, **fence).update(**run_fields):
                     raise RunInterrupted(f"run {run_id} is no longer held by this attempt")
             for row in rows:
-                row.save()
+                (row.instance() if isinstance(row, NewRow) else row).save()
             if spans:
                 Span.objects.bulk_create([Span(**span_fields(row)) for row in spans], ignore_conflicts=True)
-        return appended
+        return
     now = timezone.now()
-    stored = [
-        RunEvent(run_id=run_id, type=type_, data=redact_for_run(run_id, data), created_at=now)
-        for type_, data in events
-    ]
+    stored = [NewEvent(type_, redact_for_run(run_id, data), now) for type_, data in events]
     last = fenced_append(run_id=run_id, lease_token=lease_token, events=stored, rows=rows, spans=spans,
                          run_fields=run_fields)
     if last is None:
         raise RunInterrupted(f"run {run_id} is no longer held by this attempt")
-    for index, event in enumerate(stored):
-        event.seq = last - len(stored) + 1 + index
-        publish_run_event_on_commit(event)
-    return stored
+    stored_events_publish(run_id, last, stored)
 
 
 def publish_run_event_now(*, run_id: str, type: str, data: dict[str, Any]) -> None:
@@ -123,8 +118,22 @@ def publish_run_event_now(*, run_id: str, type: str, data: dict[str, Any]) -> No
 
 def publish_run_event_on_commit(event) -> None:
     """Broadcast a stored event to websocket listeners once its transaction commits."""
-    message = event.as_message()
-    transaction.on_commit(lambda: publish_run_event(message))
+    _publish_on_commit([event.as_message()])
+
+
+def stored_events_publish(run_id: str, last_seq: int, events: Sequence[NewEvent]) -> None:
+    """Broadcast events a statement just appended (numbered up to ``last_seq``) once their transaction commits."""
+    first = last_seq - len(events) + 1
+    _publish_on_commit([event_message(run_id, first + index, *event) for index, event in enumerate(events)])
+
+
+def _publish_on_commit(messages: list[dict[str, Any]]) -> None:
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    if wrapper.in_atomic_block:
+        wrapper.on_commit(lambda: [publish_run_event(message) for message in messages])
+    else:  # a statement of its own, committed already (what transaction.on_commit does, in fewer steps)
+        for message in messages:
+            publish_run_event(message)
 
 
 def _publisher_start():

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -33,7 +34,7 @@ from django.db.models import (
     TextField,
 )
 
-from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint
+from stepwise.runs.models import Attempt, NewEvent, Run, RunEvent, Span, Step, Waitpoint
 from stepwise.runs.statuses import AttemptStatus, RunStatus, VersionPolicy
 from stepwise.tasks.models import Queue, TaskVersion
 
@@ -67,6 +68,30 @@ def _insert_shape(model: type[Model]) -> tuple[tuple[Any, ...], str, str]:
     return fields, columns, placeholders
 
 
+class NewRow(SimpleNamespace):
+    """An unsaved row of ``model`` for the hot path: its field values as attributes (attnames), no Model instance.
+
+    Building a Model instance runs its init signals and a loop over its fields; the statement
+    only reads the values. Every inserted field must be given. ``instance()`` makes the Model
+    where one is needed (the ORM path of other databases).
+    """
+
+    model: type[Model]
+
+    def instance(self) -> Model:
+        return self.model(**vars(self))
+
+
+@functools.cache
+def new_row_type(model: type[Model]) -> type[NewRow]:
+    """Return the class of ``model``'s unsaved hot-path rows (``NewRow``)."""
+    return type(f"New{model.__name__}", (NewRow,), {"model": model})
+
+
+def _row_model(row: Model | NewRow) -> type[Model]:
+    return row.model if isinstance(row, NewRow) else type(row)
+
+
 @dataclass
 class Write:
     """A statement being built: named CTEs and their parameters, in order."""
@@ -78,13 +103,14 @@ class Write:
         self.ctes.append(f"{name} AS ({sql})")
         self.params.extend(params)
 
-    def row(self, name: str, obj: Model, source: str) -> None:
-        """Insert an unsaved model instance, once per row of ``source``."""
-        _, columns, placeholders = _insert_shape(type(obj))
-        values = [read(obj) for read in _value_readers(type(obj))]
-        self.add(name, f"INSERT INTO {_table(type(obj))} ({columns}) SELECT {placeholders} FROM {source}", values)
+    def row(self, name: str, obj: Model | NewRow, source: str) -> None:
+        """Insert an unsaved model instance (or ``NewRow``), once per row of ``source``."""
+        model = _row_model(obj)
+        _, columns, placeholders = _insert_shape(model)
+        values = [read(obj) for read in _value_readers(model)]
+        self.add(name, f"INSERT INTO {_table(model)} ({columns}) SELECT {placeholders} FROM {source}", values)
 
-    def events(self, run_id: str, events: list[RunEvent], source: str) -> None:
+    def events(self, run_id: str, events: Sequence[NewEvent | RunEvent], source: str) -> None:
         """Insert events numbered up to the ``last_event_seq`` that ``source`` returns."""
         for index, event in enumerate(events):
             back = len(events) - 1 - index
@@ -310,8 +336,8 @@ def fenced_append(
     *,
     run_id: str,
     lease_token: str | None,
-    events: list[RunEvent],
-    rows: list[Model] = (),
+    events: Sequence[NewEvent],
+    rows: Sequence[Model | NewRow] = (),
     spans: list[dict[str, Any]] = (),
     run_fields: dict[str, Any] | None = None,
 ) -> int | None:
@@ -502,14 +528,14 @@ def run_outcome(
     elapsed: float,
     now: datetime,
     spans: list[dict[str, Any]] = (),
-    step_events: list[RunEvent] = (),
-    rows: list[Model] = (),
+    step_events: Sequence[NewEvent] = (),
+    rows: Sequence[Model | NewRow] = (),
 ) -> int | None:
     """Write an attempt's outcome in one statement (run, attempt, events, spans); None if fenced off.
 
     ``step_events`` and ``rows`` record steps noted since the last write (a resumed wait).
     """
-    events = [*step_events, RunEvent(type="run.status", data=status_event_data(outcome, spans), created_at=now)]
+    events = [*step_events, NewEvent("run.status", status_event_data(outcome, spans), now)]
     write = Write()
     assignments = ["status = %s", "updated_at = %s", "executed_seconds = executed_seconds + %s",
                    f"last_event_seq = last_event_seq + {len(events)}"]

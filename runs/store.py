@@ -23,14 +23,16 @@ from stepwise.runs.engine.errors import RunInterrupted, StoreUnavailable, error_
 from stepwise.runs.engine.redaction import redact_for_run
 from stepwise.runs.engine.store import Claim, LogEntry, RecordedStep
 from stepwise.runs.engine.waits import WaitpointState, WaitSpec
-from stepwise.runs.events import event_append, events_append_fenced, publish_run_event_now, publish_run_event_on_commit
+from stepwise.runs.events import event_append, events_append_fenced, publish_run_event_now, stored_events_publish
 from stepwise.runs.lifecycle import run_settle, run_span_export_on_commit
-from stepwise.runs.models import Attempt, Run, RunEvent, Step
+from stepwise.runs.models import Attempt, NewEvent, Run, Step
 from stepwise.runs.selectors import run_stream_chunks
 from stepwise.runs.statements import (
     ClaimRefused,
+    NewRow,
     Outcome,
     is_postgresql,
+    new_row_type,
     run_claim,
     run_outcome,
     status_event_data,
@@ -42,6 +44,7 @@ from stepwise.runs.tracing.storage import spans_store
 from stepwise.tasks.models import Queue, TaskVersion
 
 logger = logging.getLogger(__name__)
+_NewStep = new_row_type(Step)
 
 
 def _parsed(value: str | None) -> datetime | None:
@@ -182,11 +185,12 @@ class OrmRunStore:
                         versions=self._versions)
         if isinstance(row, ClaimRefused):
             return row
-        publish_run_event_on_commit(RunEvent(
-            run_id=run_id, seq=row.seq, type="run.status", created_at=now,
-            data={"from": RunStatus.QUEUED.value, "to": RunStatus.EXECUTING.value,
-                  "attempt": row.attempt_number, "worker": worker_id},
-        ))
+        stored_events_publish(run_id, row.seq, [NewEvent(
+            "run.status",
+            {"from": RunStatus.QUEUED.value, "to": RunStatus.EXECUTING.value,
+             "attempt": row.attempt_number, "worker": worker_id},
+            now,
+        )])
         steps = tuple(
             RecordedStep(s["position"], s["key"], s["name"], s["status"], s["output"], s["error"], s["kind"],
                          datetime.fromisoformat(s["started_at"]), datetime.fromisoformat(s["finished_at"]))
@@ -351,7 +355,7 @@ class OrmRunStore:
     def step_note(self, claim: Claim, step: RecordedStep) -> None:
         self._noted.setdefault(claim.run_id, []).append(step)
 
-    def _noted_writes(self, claim: Claim) -> tuple[list[tuple[str, dict[str, Any]]], list[Step]]:
+    def _noted_writes(self, claim: Claim) -> tuple[list[tuple[str, dict[str, Any]]], list[NewRow]]:
         return self._step_writes(claim, self._noted.pop(claim.run_id, []))
 
     def _noted_store(self, claim: Claim) -> None:
@@ -364,7 +368,7 @@ class OrmRunStore:
 
     def _step_writes(
         self, claim: Claim, steps: list[RecordedStep]
-    ) -> tuple[list[tuple[str, dict[str, Any]]], list[Step]]:
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[NewRow]]:
         """Return the events and the Step rows that record finished steps."""
         events, rows = [], []
         for step in steps:
@@ -380,7 +384,7 @@ class OrmRunStore:
                 **error,
                 **({"span_ids": [step.span_id]} if step.span_id else {}),  # its span, stored in its row
             }))
-            rows.append(Step(
+            rows.append(_NewStep(
                 run_id=claim.run_id,
                 position=step.position,
                 key=step.key,
@@ -462,25 +466,21 @@ class OrmRunStore:
         *,
         elapsed: float,
         spans: list[dict],
-        steps: tuple[list[tuple[str, dict[str, Any]]], list[Step]],
+        steps: tuple[list[tuple[str, dict[str, Any]]], list[NewRow]],
     ) -> None:
         now = timezone.now()
         final = RunStatus(outcome.to) in FINAL_STATUSES
         if final:
             outcome = replace(outcome, run_fields={**finished_fields(now), **outcome.run_fields},
                               span_result=run_span_result(outcome.to))
-        step_events = [RunEvent(run_id=claim.run_id, type=kind, data=redact_for_run(claim.run_id, data),
-                                created_at=now) for kind, data in steps[0]]
+        step_events = [NewEvent(kind, redact_for_run(claim.run_id, data), now) for kind, data in steps[0]]
         last = run_outcome(run_id=claim.run_id, lease_token=claim.lease_token, attempt_number=claim.attempt_number,
                            outcome=outcome, elapsed=elapsed, now=now, spans=spans, step_events=step_events,
                            rows=steps[1])
         if last is None:
             raise RunInterrupted(f"run {claim.run_id} is no longer held by attempt {claim.attempt_number}")
-        for index, event in enumerate(step_events):
-            event.seq = last - len(step_events) + index
-            publish_run_event_on_commit(event)
-        publish_run_event_on_commit(RunEvent(run_id=claim.run_id, seq=last, type="run.status", created_at=now,
-                                             data=status_event_data(outcome, spans)))
+        stored_events_publish(claim.run_id, last,
+                              [*step_events, NewEvent("run.status", status_event_data(outcome, spans), now)])
         if final:
             run_span_export_on_commit(claim.run_id)
 
