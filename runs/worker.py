@@ -1,7 +1,6 @@
 """Celery tasks of the engine: thin wrappers that load by id and call the engine."""
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import os
@@ -18,6 +17,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 from django.utils import timezone
 
 from stepwise.runs.dispatch import EXECUTE_RUN, EXECUTE_RUNS, hints_resend, version_queue
+from stepwise.runs.engine.deadlines import Deadlines
 from stepwise.runs.engine.errors import StoreUnavailable
 from stepwise.runs.engine.executor import AttemptOutcome, attempt_execute
 from stepwise.runs.engine.logs import run_logging_install
@@ -117,12 +117,12 @@ def execute_runs(run_ids: list[str], band: int, version: str | None) -> None:
     """
     group = _Group(run_ids, band=band, version=version)
     handbacks = _handbacks()
-    handbacks.watch(group, time.monotonic() + GROUP_HANDBACK_SECONDS)
+    handbacks.add(group, group, time.monotonic() + GROUP_HANDBACK_SECONDS)
     try:
         while (run_id := group.take()) is not None:
             _hint_take(run_id)
     finally:
-        handbacks.forget(group)
+        handbacks.discard(group)
         rest = group.hand_back()  # left by an error that ends this task: another worker takes them
         if rest:
             hints_resend(rest, band=band, version=version)
@@ -149,38 +149,17 @@ class _Group:
         return rest[::-1]
 
 
-class _Handbacks:
-    """The thread of a process that hands the waiting runs of overstaying group hints back to the broker."""
-
-    def __init__(self) -> None:
-        self._due: list[tuple[float, int, _Group]] = []
-        self._order = itertools.count()
-        self._changed = threading.Condition()
-        threading.Thread(target=self._loop, name="stepwise-handbacks", daemon=True).start()
-
-    def watch(self, group: _Group, at: float) -> None:
-        with self._changed:
-            heapq.heappush(self._due, (at, next(self._order), group))
-            self._changed.notify()
-
-    def forget(self, group: _Group) -> None:
-        with self._changed:
-            self._due = [entry for entry in self._due if entry[2] is not group]
-            heapq.heapify(self._due)
-
-    def _loop(self) -> None:
-        while True:
-            with self._changed:
-                while not self._due or self._due[0][0] > time.monotonic():
-                    self._changed.wait(self._due[0][0] - time.monotonic() if self._due else None)
-                group = heapq.heappop(self._due)[2]
-            rest = group.hand_back()
-            if rest:
-                logger.info("%d runs of a group hint wait behind a slow run here: handed back to the broker", len(rest))
-                hints_resend(rest, band=group.band, version=group.version)
+def _hand_back(groups: list[_Group]) -> None:
+    """Send the runs of overstaying group hints that have not started back to the broker, one hint each."""
+    for group in groups:
+        rest = group.hand_back()
+        if rest:
+            logger.info("%d runs of a group hint wait behind a slow run here: handed back to the broker", len(rest))
+            hints_resend(rest, band=group.band, version=group.version)
 
 
-_handbacks: PerProcess[_Handbacks] = PerProcess(_Handbacks)  # this process's hand-back thread
+# This process's hand-back thread, started on first use.
+_handbacks: PerProcess[Deadlines[_Group]] = PerProcess(lambda: Deadlines("stepwise-handbacks", _hand_back))
 
 
 def _hint_take(run_id: str) -> None:

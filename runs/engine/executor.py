@@ -1,11 +1,7 @@
 """Execute one attempt of a run: claim, call the task from the top, record the outcome."""
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
-import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +12,7 @@ from opentelemetry import trace
 
 from stepwise.runs.engine.checkpoints import checkpoint_encode
 from stepwise.runs.engine.context import RunContext, current_context
+from stepwise.runs.engine.deadlines import Deadlines
 from stepwise.runs.engine.errors import (
     RunInterrupted,
     TaskNotRegistered,
@@ -59,7 +56,7 @@ class AttemptOutcome:
 class Heartbeat:
     """Renews one attempt's lease while its task runs, and enforces max_duration.
 
-    The attempts of a process share one heartbeat thread (``_Beats``): starting an attempt
+    The attempts of a process share one heartbeat thread (``_beats``): starting an attempt
     starts no thread. ``on_thread_exit`` is called in that thread after each round of writes
     (it releases the thread's database connection, which would otherwise pin a session).
     """
@@ -95,14 +92,14 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         self.started = time.monotonic()
-        _beats().add(self, self.next_beat())
+        _beats().add(self, (self, False), self.next_beat())
         return self
 
     def metadata_changed(self) -> None:
         """The run's metadata changed: store it within ``metadata_flush_seconds`` unless a write takes it first."""
         if not self._flush_due and not self.stopped:
             self._flush_due = True
-            _beats().add(self, time.monotonic() + self._metadata_flush_seconds, flush=True)
+            _beats().add(self, (self, True), time.monotonic() + self._metadata_flush_seconds)
 
     def flush(self) -> None:
         """Store the metadata noted since the attempt's last write (a long step's progress)."""
@@ -158,65 +155,22 @@ class Heartbeat:
         return self.stopping
 
 
-class _Beats:
-    """The heartbeat thread of a process: beats each running attempt when it is due."""
-
-    def __init__(self) -> None:
-        self._due: list[tuple[float, int, Heartbeat, bool]] = []  # (when, order, heartbeat, flush)
-        self._order = itertools.count()
-        self._changed = threading.Condition()
-        # When the thread wakes if nothing changes (-inf while it is not waiting: it looks at
-        # the heap again before it waits). Only an earlier beat needs to wake it sooner: an
-        # attempt that starts wakes no thread, since its first beat comes after the one awaited.
-        self._waking_at = -math.inf
-        self._thread = threading.Thread(target=self._loop, name="stepwise-heartbeats", daemon=True)
-        self._thread.start()
-
-    def add(self, heartbeat: Heartbeat, at: float, *, flush: bool = False) -> None:
-        with self._changed:
-            heapq.heappush(self._due, (at, next(self._order), heartbeat, flush))
-            if at < self._waking_at:
-                self._changed.notify()
-
-    def discard(self, heartbeat: Heartbeat) -> None:
-        with self._changed:
-            self._due = [entry for entry in self._due if entry[2] is not heartbeat]
-            heapq.heapify(self._due)
-
-    def _take_due(self) -> list[tuple[Heartbeat, bool]]:
-        with self._changed:
-            while True:
-                if self._due:
-                    wait = self._due[0][0] - time.monotonic()
-                    if wait <= 0:
-                        break
-                    self._waking_at = self._due[0][0]
-                    self._changed.wait(wait)
-                else:
-                    self._waking_at = math.inf
-                    self._changed.wait()
-                self._waking_at = -math.inf
-            now = time.monotonic()
-            due = []
-            while self._due and self._due[0][0] <= now:
-                due.append(heapq.heappop(self._due)[2:])
-            return due
-
-    def _loop(self) -> None:
-        while True:
-            due = self._take_due()
-            for heartbeat, flush in due:
-                if heartbeat.stopped:
-                    continue
-                if flush:
-                    heartbeat.flush()
-                elif heartbeat.beat() and not heartbeat.stopped:
-                    self.add(heartbeat, heartbeat.next_beat())
-            for release in {id(h.on_thread_exit): h.on_thread_exit for h, _ in due if h.on_thread_exit}.values():
-                release()
+def _beats_act(due: list[tuple[Heartbeat, bool]]) -> None:
+    """Beat (or flush the metadata of) each heartbeat due, then release the thread's database connection."""
+    for heartbeat, flush in due:
+        if heartbeat.stopped:
+            continue
+        if flush:
+            heartbeat.flush()
+        elif heartbeat.beat() and not heartbeat.stopped:
+            _beats().add(heartbeat, (heartbeat, False), heartbeat.next_beat())
+    for release in {id(h.on_thread_exit): h.on_thread_exit for h, _ in due if h.on_thread_exit}.values():
+        release()
 
 
-_beats: PerProcess[_Beats] = PerProcess(_Beats)  # the heartbeat thread of this process, started on first use
+# The heartbeat thread of this process, started on first use: an attempt that starts wakes no
+# thread, since its first beat comes after the one awaited.
+_beats: PerProcess[Deadlines[tuple[Heartbeat, bool]]] = PerProcess(lambda: Deadlines("stepwise-heartbeats", _beats_act))
 
 
 def attempt_execute(

@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from stepwise.runs.engine.deadlines import Deadlines
 from stepwise.runs.models import Run
 from stepwise.runs.statuses import RunStatus
 from stepwise.runs.sweeper import recover_lost_leases
@@ -86,15 +87,17 @@ class _Beating:
 
 
 def test_a_beat_due_sooner_than_the_one_the_thread_waits_for_still_comes_on_time():
-    from stepwise.runs.engine.executor import _Beats
+    from stepwise.runs.engine.executor import _beats_act
 
     beats: list[tuple[str, float]] = []
-    thread = _Beats()
+    thread = Deadlines("test-heartbeats", _beats_act)
     start = time.monotonic()
-    thread.add(_Beating("later", beats), start + 0.6)
-    time.sleep(0.1)  # the thread now waits for "later"
-    thread.add(_Beating("later still", beats), start + 0.9)  # after the awaited one: nothing to wake for
-    thread.add(_Beating("sooner", beats), start + 0.3)  # before it: the thread must wake up for it
+    for name, due in (("later", 0.6), ("later still", 0.9), ("sooner", 0.3)):
+        beating = _Beating(name, beats)
+        thread.add(beating, (beating, False), start + due)
+        if name == "later":
+            time.sleep(0.1)  # the thread now waits for "later"; "later still" is after it: nothing to wake for
+        # "sooner" is before it: the thread must wake up for it
     deadline = time.monotonic() + 5
     while len(beats) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
