@@ -31,19 +31,16 @@ _tracing_enabled = True
 
 
 class SpanSink(Protocol):
-    """Where step spans recorded without the SDK go when they end: the process's span processor that stores them.
+    """Where the engine's spans recorded without the SDK go when they end: the span processor that stores them.
 
-    A step span carries its run and its attempt's lease, so the sink needs no word of its start.
+    Such a span carries its run and its attempt's lease, so the sink needs no word of its start.
     """
 
     def on_end(self, span: Any) -> None: ...
 
-    def hold(self, span_id: int) -> None:
-        """Store no row for this SDK span when it ends: a row of the engine's holds it (an attempt's)."""
 
-
-_step_sink: SpanSink | None = None
-_step_limits: SpanLimits | None = None
+_direct_sink: SpanSink | None = None
+_direct_limits: SpanLimits | None = None
 
 
 def engine_tracer() -> trace.Tracer:
@@ -57,27 +54,30 @@ def tracing_enabled_set(enabled: bool) -> None:
     _tracing_enabled = enabled
 
 
-def step_spans_direct(sink: SpanSink | None, limits: SpanLimits | None = None) -> None:
-    """Record step spans without the SDK and hand them to ``sink`` (None: through the SDK, the default).
+def engine_spans_direct(sink: SpanSink | None, limits: SpanLimits | None = None) -> None:
+    """Record attempt and step spans without the SDK and hand them to ``sink`` (None: through the SDK, the default).
 
     A step's span through the SDK costs about as much Python as the rest of the step around its
-    statement. The tracing setup chooses this when the database is the only place spans go: an
-    exporter, or a tracer provider the project installed with processors of its own, gets them
-    through the SDK.
+    statement, and an attempt's a fifth of a no-op run's. The tracing setup chooses this when
+    the database is the only place spans go: an exporter, or a tracer provider the project
+    installed with processors of its own, gets them through the SDK.
     """
-    global _step_sink, _step_limits
-    _step_sink, _step_limits = sink, limits or SpanLimits()
+    global _direct_sink, _direct_limits
+    _direct_sink, _direct_limits = sink, limits or SpanLimits()
 
 
 def run_span_context(claim: Claim) -> Context | None:
     """Return a context whose current span is the run's root span, so attempts join the run's trace."""
     if not claim.trace_id or not claim.span_id:
         return None
+    return trace.set_span_in_context(NonRecordingSpan(_run_span(claim)))
+
+
+def _run_span(claim: Claim) -> SpanContext:
     # Always sampled: the console shows every run's spans even if the caller did not sample.
-    parent = SpanContext(
+    return SpanContext(
         int(claim.trace_id, 16), int(claim.span_id, 16), is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
     )
-    return trace.set_span_in_context(NonRecordingSpan(parent))
 
 
 def attempt_span_attributes(*, task_id: str, number: int, worker_id: str, version_hash: str) -> dict[str, Any]:
@@ -94,21 +94,18 @@ def step_span_attributes(*, key: str, name: str, position: int, replayed: bool, 
 
 def attempt_span_start(claim: Claim) -> trace.Span:
     """Start the span of one attempt as a child of the run's span."""
-    return engine_tracer().start_span(
-        f"attempt {claim.attempt_number}",
-        context=run_span_context(claim),
-        attributes={
-            RUN_ID: claim.run_id,
-            KIND: "attempt",
-            **attempt_span_attributes(task_id=claim.task_id, number=claim.attempt_number,
-                                      worker_id=claim.worker_id, version_hash=claim.version_hash),
-        },
-    )
-
-
-# Everything the engine puts on an attempt's span; its attempt row says all of it again.
-ATTEMPT_SPAN_ATTRIBUTES = frozenset({RUN_ID, KIND, "stepwise.task_id", "stepwise.attempt", "stepwise.worker_id",
-                                     "stepwise.version", "stepwise.attempt.result"})
+    name = f"attempt {claim.attempt_number}"
+    attributes = {
+        RUN_ID: claim.run_id,
+        KIND: "attempt",
+        **attempt_span_attributes(task_id=claim.task_id, number=claim.attempt_number,
+                                  worker_id=claim.worker_id, version_hash=claim.version_hash),
+    }
+    sink = _direct_sink if _tracing_enabled else None
+    if sink is not None and claim.trace_id and claim.span_id:
+        return DirectSpan(name, parent=_run_span(claim), attributes=attributes, sink=sink, limits=_direct_limits,
+                          lease_token=claim.lease_token)
+    return engine_tracer().start_span(name, context=run_span_context(claim), attributes=attributes)
 
 
 def attempt_span_end(
@@ -118,14 +115,15 @@ def attempt_span_end(
     """End an attempt's span with its result, error and the delay before the next attempt.
 
     Return the span's id when the attempt's row is to hold it instead of a span row, else "".
-    That is when the span goes only to the database (as a step span that skips the SDK), the
-    attempt completed, and nothing but the engine's attributes is on the span: no log line, no
-    event or attribute of the task's code, the run's own trace. ``claim`` is the attempt's,
-    whose version is the one its row names (None: the worker runs other code; not held).
+    That is when the span goes only to the database (recorded without the SDK), the attempt
+    completed, and nothing but the engine's attributes is on the span: no log line, no event or
+    attribute of the task's code, the run's own trace. ``claim`` is the attempt's, whose version
+    is the one its row names (None: the worker runs other code; not held).
     """
     if not span.is_recording():
         return ""
-    span.set_attribute("stepwise.attempt.result", result)
+    direct = type(span) is DirectSpan
+    (span.engine_attribute_set if direct else span.set_attribute)("stepwise.attempt.result", result)
     if retry_delay is not None:
         span.set_attribute("stepwise.retry_delay", round(retry_delay, 3))
     if error is not None:
@@ -136,29 +134,12 @@ def attempt_span_end(
         span.set_status(Status(StatusCode.ERROR, f"{error.get('type')}: {error.get('message')}"))
     elif result == "completed":
         span.set_status(Status(StatusCode.OK))
-    held = _attempt_span_id_held(span, claim) if result == "completed" and claim is not None else ""
+    held = ""
+    if direct and result == "completed" and claim is not None and span.plain and _in_run_trace(span.context, claim):
+        span.stored = True  # the sink stores no row of it: the attempt's row holds it
+        held = f"{span.context.span_id:016x}"
     span.end()
     return held
-
-
-def _attempt_span_id_held(span: Any, claim: Claim) -> str:
-    """Return the id of an attempt's span its row may hold (see attempt_span_end), telling the sink; else "".
-
-    Only with a sink: spans then go to the database alone, through this process's SDK provider.
-    """
-    if _step_sink is None:
-        return ""
-    context = span.get_span_context()
-    plain = (
-        not span.events and not span.links and set(span.attributes) <= ATTEMPT_SPAN_ATTRIBUTES
-        and span.name == f"attempt {claim.attempt_number}"
-        and span.parent is not None and f"{span.parent.span_id:016x}" == claim.span_id
-        and _in_run_trace(context, claim)
-    )
-    if not plain:
-        return ""
-    _step_sink.hold(context.span_id)
-    return f"{context.span_id:016x}"
 
 
 def _in_run_trace(context: SpanContext, claim: Claim) -> bool:
@@ -175,10 +156,10 @@ def step_span(claim: Claim, *, key: str, name: str, position: int, replayed: boo
         **step_span_attributes(key=key, name=name, position=position, replayed=replayed,
                                attempt=claim.attempt_number),
     }
-    sink = _step_sink if _tracing_enabled else None
+    sink = _direct_sink if _tracing_enabled else None
     parent = trace.get_current_span().get_span_context() if sink is not None else None
     if parent is not None and parent.is_valid:
-        span = StepSpan(f"step {key}", parent=parent, attributes=attributes, sink=sink, limits=_step_limits,
+        span = DirectSpan(f"step {key}", parent=parent, attributes=attributes, sink=sink, limits=_direct_limits,
                         lease_token=claim.lease_token)
         # What trace.use_span(span, end_on_exit=True) does, without a second generator per step.
         token = context_api.attach(trace.set_span_in_context(span))
@@ -206,14 +187,14 @@ def step_span_ids(span: trace.Span, claim: Claim) -> tuple[str, str]:
     ``stepwise.runs.selectors.run_spans`` makes it a span again. Mark it ``step_span_stored``
     once the record is written, and its sink stores nothing more of it.
     """
-    if type(span) is not StepSpan or not span.plain or not _in_run_trace(span.context, claim):
+    if type(span) is not DirectSpan or not span.plain or not _in_run_trace(span.context, claim):
         return "", ""
     return f"{span.context.span_id:016x}", f"{span.parent.span_id:016x}"
 
 
 def step_span_stored(span: trace.Span) -> None:
     """Say that a step's span was stored with its step's record (its ids came from ``step_span_ids``)."""
-    if type(span) is StepSpan:
+    if type(span) is DirectSpan:
         span.stored = True
 
 
@@ -272,12 +253,12 @@ class SpanLimits:
 
 
 @dataclass(eq=False)
-class StepSpan(trace.Span):
-    """A step's span recorded without the SDK: what the span processor reads of an ended span, nothing more.
+class DirectSpan(trace.Span):
+    """An attempt's or a step's span recorded without the SDK: what the span processor reads of an ended span.
 
-    It is the current span while the step runs, so the step's own spans (through the SDK) nest
-    under it and its log lines become its events; ending it hands it to the sink, which stores
-    it like any other span of the run. Attributes and events set on it are kept as the SDK keeps
+    It is the current span while the attempt or step runs, so the spans its code opens (through
+    the SDK) nest under it and its log lines become its events; ending it hands it to the sink,
+    which stores it like any other span of the run. Attributes and events set on it are kept as the SDK keeps
     them (values cleaned, the oldest dropped past the limits).
     """
 
@@ -320,6 +301,11 @@ class StepSpan(trace.Span):
 
     def is_recording(self) -> bool:
         return self.end_time is None
+
+    def engine_attribute_set(self, key: str, value: Any) -> None:
+        """Set an attribute only the engine sets: the span stays plain (the row that holds it says it again)."""
+        if self.is_recording():
+            self.attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         for key, value in attributes.items():

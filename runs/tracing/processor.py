@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
 
 from stepwise.runs.engine.context import current_context
 from stepwise.runs.engine.redaction import Redactor, redactor_for
-from stepwise.runs.engine.spans import KIND, RUN_ID, StepSpan
+from stepwise.runs.engine.spans import KIND, RUN_ID, DirectSpan
 
 logger = logging.getLogger(__name__)
 KINDS = frozenset({"run", "attempt", "step", "wait", "user"})
@@ -102,7 +102,6 @@ class DatabaseSpanProcessor(SpanProcessor):
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._leases: dict[int, str] = {}  # span id -> the lease token of the attempt that opened it
-        self._held: set[int] = set()  # spans a row of the engine's holds (an attempt's): no row of their own
         os.register_at_fork(after_in_child=self._after_fork)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -117,20 +116,13 @@ class DatabaseSpanProcessor(SpanProcessor):
             # Opened by an attempt: it is stored under that attempt's lease, like its steps.
             self._leases[span.get_span_context().span_id] = ctx.claim.lease_token
 
-    def hold(self, span_id: int) -> None:
-        self._held.add(span_id)
-
-    def on_end(self, span: ReadableSpan | StepSpan) -> None:
-        if type(span) is StepSpan:
-            if span.stored:  # with its step's row
+    def on_end(self, span: ReadableSpan | DirectSpan) -> None:
+        if type(span) is DirectSpan:
+            if span.stored:  # with the row of its step or attempt
                 return
             lease_token = span.lease_token
         else:
-            span_id = span.get_span_context().span_id
-            lease_token = self._leases.pop(span_id, None)
-            if span_id in self._held:
-                self._held.discard(span_id)
-                return
+            lease_token = self._leases.pop(span.get_span_context().span_id, None)
         row = span_row(span)
         if row is None or self._stopped:
             return

@@ -7,7 +7,7 @@ import threading
 from django.core.exceptions import ImproperlyConfigured
 from opentelemetry import trace
 
-from stepwise.runs.engine.spans import SpanLimits, step_spans_direct
+from stepwise.runs.engine.spans import SpanLimits, engine_spans_direct
 from stepwise.runs.tracing.processor import DatabaseSpanProcessor, RedactingSpanProcessor, SampledSpanProcessor
 from stepwise.runs.tracing.storage import spans_store
 
@@ -41,7 +41,7 @@ def tracing_setup() -> None:
         # Spans that only go to the database: steps skip the SDK (a project's own provider, or an
         # exporter, gets every span through it).
         limits = SdkSpanLimits()  # from OTEL_SPAN_*_LIMIT, as the SDK's own spans
-        step_spans_direct(
+        engine_spans_direct(
             database_processor if ours and exporter is None else None,
             SpanLimits(limits.max_span_attributes, limits.max_events, limits.max_event_attributes,
                        limits.max_span_attribute_length, limits.max_attribute_length),

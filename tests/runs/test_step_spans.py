@@ -1,4 +1,4 @@
-"""Step spans recorded without the OpenTelemetry SDK are stored as the SDK's would be."""
+"""Attempt and step spans recorded without the OpenTelemetry SDK are stored as the SDK's would be."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from stepwise.runs.engine import spans as engine_spans
-from stepwise.runs.engine.spans import SpanLimits, StepSpan, step_spans_direct
+from stepwise.runs.engine.spans import DirectSpan, SpanLimits, engine_spans_direct
 from stepwise.runs.models import Attempt, Span, Step
 from stepwise.runs.selectors import run_spans
 from stepwise.runs.tracing.setup import database_processor
@@ -42,20 +42,25 @@ def _shape(run_id: str) -> list[tuple]:
     )
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_runs_spans_are_the_same_with_step_spans_recorded_directly_or_through_the_sdk(processes):
-    before = engine_spans._step_sink
+def _both_ways(task_id: str) -> tuple[list[list[tuple]], list[str]]:
+    """Run the task once with the engine's spans recorded directly, once through the SDK: their shapes and run ids."""
+    before = engine_spans._direct_sink
     shapes, runs = [], []
     try:
         for sink in (database_processor, None):
-            step_spans_direct(sink)
-            run, _ = run_trigger(task_id="test-span-shapes", payload={})
+            engine_spans_direct(sink)
+            run, _ = run_trigger(task_id=task_id, payload={})
             assert run_attempt(run.id).result == "completed"
             shapes.append(_shape(run.id))
             runs.append(run.id)
     finally:
-        step_spans_direct(before)
-    direct, sdk = shapes
+        engine_spans_direct(before)
+    return shapes, runs
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_runs_spans_are_the_same_with_step_spans_recorded_directly_or_through_the_sdk(processes):
+    (direct, sdk), runs = _both_ways("test-span-shapes")
     assert direct == sdk
     # Recorded directly, the plain step's span is kept in the step's row, the others in rows of their own.
     direct_run, sdk_run = runs
@@ -85,6 +90,22 @@ def test_a_runs_spans_are_the_same_with_step_spans_recorded_directly_or_through_
     [(name, exception, has_stacktrace)] = events
     assert name == "exception" and has_stacktrace
     assert json.loads(exception)["exception.type"] == "ValueError"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_plain_attempt_recorded_directly_is_held_by_its_row_and_reads_as_the_sdks_span(processes):
+    (direct, sdk), runs = _both_ways("test-noop")
+    assert direct == sdk
+    assert [(kind, name) for kind, name, *_ in direct] == [("attempt", "attempt 1"), ("run", "run test-noop")]
+    attempt = next(rest for kind, name, *rest in direct if kind == "attempt")
+    assert attempt[:2] == ["run test-noop", "OK"]
+    assert json.loads(attempt[3])["stepwise.attempt.result"] == "completed"
+    direct_run, sdk_run = runs
+    # Recorded directly, nothing but the engine's attributes on it: its attempt's row holds it.
+    assert Attempt.objects.get(run_id=direct_run).span_id
+    assert not Span.objects.filter(run_id=direct_run, kind="attempt").exists()
+    assert Attempt.objects.get(run_id=sdk_run).span_id == ""
+    assert Span.objects.filter(run_id=sdk_run, kind="attempt").count() == 1
 
 
 class _Kept:
@@ -124,7 +145,7 @@ def test_a_step_span_keeps_what_an_sdk_span_keeps_under_the_same_limits():
     kept = _Kept()
     parent = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
     limits = SpanLimits(attributes=10, events=5, event_attributes=2, span_attribute_length=None, attribute_length=8)
-    span = StepSpan("step s", parent=parent, attributes={"stepwise.step.key": "s"}, sink=kept, limits=limits)
+    span = DirectSpan("step s", parent=parent, attributes={"stepwise.step.key": "s"}, sink=kept, limits=limits)
     _use(span)
 
     assert kept.ended == [span]
