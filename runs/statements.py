@@ -362,7 +362,7 @@ def fenced_append(
     return found[0][0] if found else None
 
 
-def run_insert(*, run: Run, event: RunEvent) -> bool:
+def run_insert(*, run: Run, event: NewEvent) -> bool:
     """Insert a new run with its first event; False if its idempotency key is taken."""
     write = Write()
     _, columns, placeholders = _insert_shape(Run)

@@ -14,7 +14,7 @@ from stepwise.runs.engine.checkpoints import checkpoint_encode, json_parse
 from stepwise.runs.engine.durations import InvalidDuration, duration_seconds
 from stepwise.runs.engine.errors import InvalidJson, StepwiseError
 from stepwise.runs.engine.retry import RetryPolicy
-from stepwise.runs.events import event_append, publish_run_event_on_commit
+from stepwise.runs.events import event_append, stored_events_publish
 from stepwise.runs.idempotency import (
     InvalidIdempotencyKey,
     call_key_effective,
@@ -23,7 +23,7 @@ from stepwise.runs.idempotency import (
     scope_check,
 )
 from stepwise.runs.ids import new_id
-from stepwise.runs.models import Run, RunEvent, TriggerGate
+from stepwise.runs.models import NewEvent, Run, RunEvent, TriggerGate
 from stepwise.runs.statements import is_postgresql, run_insert
 from stepwise.runs.statuses import IdempotencyKeyScope, RunStatus
 from stepwise.runs.timers import timer_notify
@@ -310,9 +310,10 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
         fields["root_run_id"] = parent_root or fields["parent_run_id"]
     run = Run(**fields, last_event_seq=1)
     run.created_at = run.updated_at = timezone.now()
-    event = RunEvent(
-        run_id=run.id, seq=1, type="run.created", created_at=run.created_at,
-        data={"status": run.status, "task": run.task_id, "version": fields["version"].label, "tags": run.tags},
+    event = NewEvent(
+        "run.created",
+        {"status": run.status, "task": run.task_id, "version": fields["version"].label, "tags": run.tags},
+        run.created_at,
     )
     if not _insert(run, event):
         existing = _existing_for_key(fields)
@@ -330,7 +331,7 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
             if winner is None:
                 raise IntegrityError(f"run {run.id} could not be stored")
             return winner, False
-    publish_run_event_on_commit(event)
+    stored_events_publish(run.id, 1, [event])
     if run.status == RunStatus.QUEUED:
         dispatch_run_on_commit(run.id, version=run.pinned_hash, priority=run.priority)
     else:
@@ -338,7 +339,7 @@ def _create(fields: dict[str, Any]) -> tuple[Run, bool]:
     return run, True
 
 
-def _insert(run: Run, event: RunEvent) -> bool:
+def _insert(run: Run, event: NewEvent) -> bool:
     """Store a run and its first event; False if its idempotency key is taken.
 
     The run's root span is the run's own row (stepwise.runs.selectors.run_span_of): no row of its own.
@@ -352,7 +353,7 @@ def _insert(run: Run, event: RunEvent) -> bool:
         if run.idempotency_key_effective is None:
             raise
         return False
-    event.save(force_insert=True)
+    RunEvent.objects.create(run_id=run.id, seq=1, type=event.type, data=event.data, created_at=event.created_at)
     return True
 
 
