@@ -42,6 +42,7 @@ SIZES: tuple[tuple[str, int, str], ...] = (
     ("wait-burst", 1000, "waits phase: no-op runs queued as the deadline falls due"),
     ("waiting-runs", 100_000, "waiting-table phase: WAITING runs seeded with COPY"),
     ("dispatch-runs", 500, "waiting-table phase: no-op runs timed with and without them"),
+    ("waiting-rounds", 3, "waiting-table phase: rounds of without and beside them, in turn (medians are reported)"),
     ("list-runs", 1_000_000, "list phase: runs seeded with COPY"),
     ("list-repeats", 20, "list phase: timed calls per filter"),
     ("prune-runs", 1_000_000, "prune phase: runs seeded over 60 days, half past a 30-day retention"),
