@@ -110,7 +110,7 @@ class Write:
         values = [read(obj) for read in _value_readers(model)]
         self.add(name, f"INSERT INTO {_table(model)} ({columns}) SELECT {placeholders} FROM {source}", values)
 
-    def events(self, run_id: str, events: Sequence[NewEvent | RunEvent], source: str) -> None:
+    def events(self, run_id: str, events: Sequence[NewEvent], source: str) -> None:
         """Insert events numbered up to the ``last_event_seq`` that ``source`` returns."""
         for index, event in enumerate(events):
             back = len(events) - 1 - index
@@ -260,9 +260,10 @@ def _value_reader(model_field: Any, ops: Any) -> Callable[[Model], Any]:
     return full
 
 
-def status_event_data(outcome: Outcome, spans: list[dict[str, Any]]) -> dict[str, Any]:
-    """Return the data of the status event an outcome writes, with the spans stored alongside."""
-    return with_spans({"from": RunStatus.EXECUTING.value, "to": outcome.to, **outcome.event_data}, spans)
+def status_event(outcome: Outcome, spans: list[dict[str, Any]], now: datetime) -> NewEvent:
+    """Return the run.status event an outcome writes, listing the spans stored alongside."""
+    return NewEvent("run.status", with_spans({"from": RunStatus.EXECUTING.value, "to": outcome.to,
+                                               **outcome.event_data}, spans), now)
 
 
 def with_spans(data: dict[str, Any], spans: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -527,15 +528,15 @@ def run_outcome(
     outcome: Outcome,
     elapsed: float,
     now: datetime,
+    events: Sequence[NewEvent],
     spans: list[dict[str, Any]] = (),
-    step_events: Sequence[NewEvent] = (),
     rows: Sequence[Model | NewRow] = (),
 ) -> int | None:
     """Write an attempt's outcome in one statement (run, attempt, events, spans); None if fenced off.
 
-    ``step_events`` and ``rows`` record steps noted since the last write (a resumed wait).
+    ``events`` end with the outcome's ``status_event``; before it, and in ``rows``, the steps
+    noted since the last write (a resumed wait).
     """
-    events = [*step_events, NewEvent("run.status", status_event_data(outcome, spans), now)]
     write = Write()
     assignments = ["status = %s", "updated_at = %s", "executed_seconds = executed_seconds + %s",
                    f"last_event_seq = last_event_seq + {len(events)}"]

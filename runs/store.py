@@ -35,7 +35,7 @@ from stepwise.runs.statements import (
     new_row_type,
     run_claim,
     run_outcome,
-    status_event_data,
+    status_event,
 )
 from stepwise.runs.states import TransitionRefused, finished_fields, run_transition
 from stepwise.runs.statuses import FINAL_STATUSES, AttemptStatus, RunStatus, run_span_result
@@ -473,14 +473,13 @@ class OrmRunStore:
         if final:
             outcome = replace(outcome, run_fields={**finished_fields(now), **outcome.run_fields},
                               span_result=run_span_result(outcome.to))
-        step_events = [NewEvent(kind, redact_for_run(claim.run_id, data), now) for kind, data in steps[0]]
+        events = [*(NewEvent(kind, redact_for_run(claim.run_id, data), now) for kind, data in steps[0]),
+                  status_event(outcome, spans, now)]
         last = run_outcome(run_id=claim.run_id, lease_token=claim.lease_token, attempt_number=claim.attempt_number,
-                           outcome=outcome, elapsed=elapsed, now=now, spans=spans, step_events=step_events,
-                           rows=steps[1])
+                           outcome=outcome, elapsed=elapsed, now=now, events=events, spans=spans, rows=steps[1])
         if last is None:
             raise RunInterrupted(f"run {claim.run_id} is no longer held by attempt {claim.attempt_number}")
-        stored_events_publish(claim.run_id, last,
-                              [*step_events, NewEvent("run.status", status_event_data(outcome, spans), now)])
+        stored_events_publish(claim.run_id, last, events)
         if final:
             run_span_export_on_commit(claim.run_id)
 
