@@ -30,9 +30,14 @@ class BatchThread[T]:
         self._max_batch = max_batch
         self._linger = linger
         self._busy_linger = busy_linger
+        self._fresh()
+        os.register_at_fork(after_in_child=self._fresh)
+
+    def _fresh(self) -> None:
+        """Start over with no thread: at first, and in a forked child, where the parent's thread does not exist."""
         self._queue: queue.SimpleQueue[T] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._pid: int | None = None
+        self._lock = threading.Lock()  # the parent's may have been held by another thread at the fork
+        self._started = False
         self._pending = 0
         self._idle = threading.Event()
         self._idle.set()
@@ -40,11 +45,8 @@ class BatchThread[T]:
 
     def submit(self, item: T) -> None:
         with self._lock:
-            if self._pid != os.getpid():  # first use in this (possibly forked) process
-                self._pid = os.getpid()
-                self._queue = queue.SimpleQueue()
-                self._full = threading.Event()
-                self._pending = 0
+            if not self._started:  # first use in this process
+                self._started = True
                 threading.Thread(target=self._run, name=self._name, daemon=True).start()
             self._pending += 1
             self._idle.clear()
