@@ -28,6 +28,8 @@ except ImportError:  # an older tree kept it beside the state machine only
 # (finished_at, the attempt's started_at), not from when the poll saw them, so polling more
 # often would only load the database and the cores the workers share, and lower the figures.
 POLL_SECONDS = 0.1
+# How many of the pending runs one look asks about (runs_wait).
+POLL_CHUNK = 200
 
 
 class BenchFailed(RuntimeError):
@@ -84,12 +86,19 @@ class StepCost:
 
 
 def runs_wait(run_ids: list[str], *, timeout: float) -> None:
-    """Poll until every run is final; raise BenchFailed on a timeout or a run that did not complete."""
+    """Poll until every run is final; raise BenchFailed on a timeout or a run that did not complete.
+
+    Each look asks about the oldest ``POLL_CHUNK`` runs still pending, and about the next ones
+    only once those are all final. Runs start roughly in the order they were triggered, so a look
+    costs the database a few hundred ids, not the whole burst's: asking about 3,000 ids ten times
+    a second took a quarter of one of the two cores the workers were being timed on.
+    """
     deadline = time.monotonic() + timeout
-    pending = set(run_ids)
+    pending = list(run_ids)
     while pending:
-        rows = list(Run.objects.filter(id__in=pending, status__in=FINAL_STATUSES).values_list("id", "status"))
-        failed = [(run_id, status) for run_id, status in rows if status != RunStatus.COMPLETED]
+        chunk = pending[:POLL_CHUNK]
+        rows = dict(Run.objects.filter(id__in=chunk, status__in=FINAL_STATUSES).values_list("id", "status"))
+        failed = [(run_id, status) for run_id, status in rows.items() if status != RunStatus.COMPLETED]
         if failed:
             run_id, status = failed[0]
             error = Run.objects.filter(id=run_id).values_list("error", flat=True).first() or {}
@@ -97,11 +106,12 @@ def runs_wait(run_ids: list[str], *, timeout: float) -> None:
                 f"run {run_id} ended {status}: {error.get('type')}: {error.get('message')} "
                 f"(see `manage.py runs show {run_id} --events`)"
             )
-        pending -= {run_id for run_id, _ in rows}
-        if pending and time.monotonic() > deadline:
+        pending = [run_id for run_id in chunk if run_id not in rows] + pending[POLL_CHUNK:]
+        if len(rows) == len(chunk):
+            continue  # the whole chunk is final: look at the next one at once
+        if time.monotonic() > deadline:
             raise BenchFailed(f"{len(pending)} of {len(run_ids)} runs did not finish within {timeout:g}s")
-        if pending:
-            time.sleep(POLL_SECONDS)
+        time.sleep(POLL_SECONDS)
 
 
 def start_latencies(run_ids: Iterable[str]) -> Latencies:
