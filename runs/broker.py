@@ -23,13 +23,19 @@ def priority_lists(queue: str, steps: Iterable[int] = range(10)) -> list[str]:
     return [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in steps]
 
 
-def broker_backlog() -> int | None:
-    """Return how many messages wait in the default Celery queue, or None if it cannot tell."""
+def broker_backlog(*, queue: str | None = None, best_of: int | None = None) -> int | None:
+    """Return how many messages wait in a Celery queue, or None if it cannot tell.
+
+    ``queue`` defaults to the app's default queue; ``best_of`` counts only the messages of that
+    broker priority or a better one (a lower number), the ones a worker takes first.
+    """
     if not settings.REDIS_URL:
         return None
     app = celery_app()
-    queue = _default_queue(app)
+    queue = queue or _default_queue(app)
     steps = (app.conf.broker_transport_options or {}).get("priority_steps") or _DEFAULT_PRIORITY_STEPS
+    if best_of is not None:
+        steps = [step for step in steps if step <= best_of]
     keys = priority_lists(queue, steps)
     try:
         with _broker_client(app) as client:

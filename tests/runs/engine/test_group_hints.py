@@ -34,6 +34,25 @@ def test_runs_behind_a_slow_run_of_their_group_are_handed_back_and_start_elsewhe
     assert Attempt.objects.filter(run_id__in=[slow, *fast]).count() == 4  # each ran once
 
 
+def test_runs_of_a_group_stay_while_the_broker_holds_hints_that_go_first(transactional_db, processes):
+    slow = sleepy_steps.trigger({"steps": 1, "sleep": 2}).id
+    fast = [noop.trigger({"n": n}).id for n in range(2)]
+    later = [noop.trigger({"n": n}).id for n in range(2, 4)]
+    _broker_empty()
+    _hints_send([(run_id, False, None, 0) for run_id in [slow, *fast]])  # one message: slow first
+    for run_id in later:  # then two hints of their own, at the same broker priority
+        _hints_send([(run_id, False, None, 0)])
+    processes.worker(concurrency=1, pool="prefork")
+
+    finished = {run_id: wait_finished(run_id, timeout=60) for run_id in [slow, *fast, *later]}
+    assert {run.status for run in finished.values()} == {RunStatus.COMPLETED}
+    # The only process was busy and the broker still held a later hint: handed back, the fast
+    # runs would have queued behind the later ones. They stayed and ran right after the slow one.
+    started = dict(Attempt.objects.filter(run_id__in=finished).values_list("run_id", "started_at"))
+    assert max(started[run_id] for run_id in fast) < started[later[1]]
+    assert len(started) == 5 and Attempt.objects.filter(run_id__in=finished).count() == 5  # each ran once
+
+
 def test_every_run_of_group_hints_runs_once(transactional_db, processes):
     runs = [noop.trigger({"n": n}).id for n in range(20)]
     _broker_empty()
