@@ -165,6 +165,13 @@ def _publisher_start():
         except Exception:
             logger.warning("could not publish %d run event(s); clients catch up by seq", len(batch))
 
+    def close() -> None:
+        """Close the sender's connections and its event loop (for a caller done with it: the tests)."""
+        if layer is not None:
+            loop.run_until_complete(layer.close_pools())
+        loop.close()
+
+    send.close = close
     return send
 
 

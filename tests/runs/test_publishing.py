@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from channels.layers import channel_layers
 from channels_redis.core import RedisChannelLayer
 
@@ -14,22 +15,40 @@ def _message(run_id: str, seq: int, type_: str = "step.completed") -> dict:
     return {"run_id": run_id, "seq": seq, "type": type_, "data": {"key": "s"}, "at": "2026-12-02T00:00:00+00:00"}
 
 
-def test_events_reach_watchers_and_skip_groups_nobody_joined():
-    async def scenario() -> tuple[list[str], dict, dict]:
+@pytest.mark.parametrize("path", ["on the event loop", "from the publisher thread"])
+def test_events_reach_watchers_and_skip_groups_nobody_joined(monkeypatch, path):
+    # Workers publish from a thread of their own, which asks Redis who watches with a plain
+    # client and turns its event loop only to send; the server's code awaits publish_batch.
+    sent: list[str] = []
+    real_send = RedisChannelLayer.group_send
+
+    async def counted(self, group, message):  # the real send, with a note of where it went
+        sent.append(group)
+        await real_send(self, group, message)
+
+    monkeypatch.setattr(RedisChannelLayer, "group_send", counted)
+    if path == "from the publisher thread":
+        async def not_on_the_loop(layer, groups):
+            raise AssertionError("the publisher thread asked Redis on its event loop")
+
+        monkeypatch.setattr(events, "_groups_watched", not_on_the_loop)
+        publisher_send = _publisher_start()
+
+    async def scenario() -> tuple[dict, dict]:
         layer = channel_layers.make_backend("default")
-        sent: list[str] = []
-        send = layer.group_send
 
-        async def counted(group, message):  # the real send, with a note of where it went
-            sent.append(group)
-            await send(group, message)
+        async def publish(batch: list[dict]) -> None:
+            if path == "on the event loop":
+                await publish_batch(layer, batch)
+            else:
+                await asyncio.to_thread(publisher_send, batch)
 
-        layer.group_send = counted
         watcher, lister = await layer.new_channel(), await layer.new_channel()
         await layer.group_add(run_group_name("run_watched"), watcher)
-        await layer.group_add(RUNS_GROUP, lister)
         try:
-            await publish_batch(layer, [
+            await publish([_message("run_nobody_watches", 2, "run.status")])  # the runs list has no watcher yet
+            await layer.group_add(RUNS_GROUP, lister)
+            await publish([
                 _message("run_watched", 7),
                 _message("run_nobody_watches", 3),
                 _message("run_nobody_watches", 4, "run.status"),
@@ -39,56 +58,17 @@ def test_events_reach_watchers_and_skip_groups_nobody_joined():
         finally:
             await layer.group_discard(run_group_name("run_watched"), watcher)
             await layer.group_discard(RUNS_GROUP, lister)
-        return sent, got, listed
-
-    sent, got, listed = asyncio.run(scenario())
-
-    assert [(e["run_id"], e["seq"]) for e in events_of(got)] == [("run_watched", 7)]
-    assert [(e["run_id"], e["type"]) for e in events_of(listed)] == [("run_nobody_watches", "run.status")]
-    assert sorted(sent) == sorted([run_group_name("run_watched"), RUNS_GROUP])
-
-
-def test_the_publisher_thread_asks_redis_itself_and_sends_to_watched_groups_only(monkeypatch):
-    # Workers publish from a thread of their own, which asks Redis who watches with a plain
-    # client and turns its event loop only to send; a batch nobody watches sends nothing.
-    sent: list[str] = []
-    real_send = RedisChannelLayer.group_send
-
-    async def counted(self, group, message):
-        sent.append(group)
-        await real_send(self, group, message)
-
-    async def not_on_the_loop(layer, groups):
-        raise AssertionError("the publisher thread asked Redis on its event loop")
-
-    monkeypatch.setattr(RedisChannelLayer, "group_send", counted)
-    monkeypatch.setattr(events, "_groups_watched", not_on_the_loop)
-    publisher_send = _publisher_start()
-
-    async def scenario() -> tuple[dict, dict]:
-        layer = channel_layers.make_backend("default")
-        watcher, lister = await layer.new_channel(), await layer.new_channel()
-        await layer.group_add(run_group_name("run_watched_by_thread"), watcher)
-        try:
-            await asyncio.to_thread(publisher_send, [_message("run_nobody_watches", 2, "run.status")])
-            await layer.group_add(RUNS_GROUP, lister)
-            await asyncio.to_thread(publisher_send, [
-                _message("run_watched_by_thread", 5),
-                _message("run_nobody_watches", 3),
-                _message("run_nobody_watches", 4, "run.status"),
-            ])
-            got = await asyncio.wait_for(layer.receive(watcher), 5)
-            listed = await asyncio.wait_for(layer.receive(lister), 5)
-        finally:
-            await layer.group_discard(run_group_name("run_watched_by_thread"), watcher)
-            await layer.group_discard(RUNS_GROUP, lister)
         return got, listed
 
-    got, listed = asyncio.run(scenario())
+    try:
+        got, listed = asyncio.run(scenario())
+    finally:
+        if path == "from the publisher thread":
+            publisher_send.close()
 
-    assert [(e["run_id"], e["seq"]) for e in events_of(got)] == [("run_watched_by_thread", 5)]
+    assert [(e["run_id"], e["seq"]) for e in events_of(got)] == [("run_watched", 7)]
     assert [(e["run_id"], e["seq"]) for e in events_of(listed)] == [("run_nobody_watches", 4)]
-    assert sorted(sent) == sorted([run_group_name("run_watched_by_thread"), RUNS_GROUP])
+    assert sorted(sent) == sorted([run_group_name("run_watched"), RUNS_GROUP])
 
 
 def test_a_group_gets_the_events_of_a_batch_in_one_message_in_their_order():
