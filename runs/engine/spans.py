@@ -10,7 +10,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -147,8 +147,9 @@ def _in_run_trace(context: SpanContext, claim: Claim) -> bool:
     return bool(claim.trace_id) and context.trace_id == int(claim.trace_id, 16)
 
 
-@contextmanager
-def step_span(claim: Claim, *, key: str, name: str, position: int, replayed: bool) -> Iterator[trace.Span]:
+def step_span(
+    claim: Claim, *, key: str, name: str, position: int, replayed: bool
+) -> AbstractContextManager[trace.Span]:
     """Open the current span of one step; spans the step's code opens nest under it."""
     attributes = {
         RUN_ID: claim.run_id,
@@ -159,21 +160,41 @@ def step_span(claim: Claim, *, key: str, name: str, position: int, replayed: boo
     sink = _direct_sink if _tracing_enabled else None
     parent = trace.get_current_span().get_span_context() if sink is not None else None
     if parent is not None and parent.is_valid:
-        span = DirectSpan(f"step {key}", parent=parent, attributes=attributes, sink=sink, limits=_direct_limits,
-                        lease_token=claim.lease_token)
-        # What trace.use_span(span, end_on_exit=True) does, without a second generator per step.
-        token = context_api.attach(trace.set_span_in_context(span))
+        return _CurrentDirectSpan(DirectSpan(f"step {key}", parent=parent, attributes=attributes, sink=sink,
+                                             limits=_direct_limits, lease_token=claim.lease_token))
+    return _sdk_step_span(key, attributes)
+
+
+class _CurrentDirectSpan:
+    """What ``trace.use_span(span, end_on_exit=True)`` does for a step's DirectSpan, as a plain class.
+
+    A step enters one on every call: a generator-made context manager cost twice as much.
+    """
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: DirectSpan) -> None:
+        self._span = span
+
+    def __enter__(self) -> DirectSpan:
+        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        span = self._span
         try:
-            yield span
-            span.set_status(Status(StatusCode.OK))
-        except Exception as exc:  # as the SDK: BaseException (GeneratorExit, an interrupt) is no error
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-            raise
+            if kind is None:
+                span.set_status(Status(StatusCode.OK))
+            elif issubclass(kind, Exception):  # as the SDK: BaseException (an interrupt) is no error
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{kind.__name__}: {exc}"))
         finally:
-            context_api.detach(token)
+            context_api.detach(self._token)
             span.end()
-        return
+
+
+@contextmanager
+def _sdk_step_span(key: str, attributes: dict[str, Any]) -> Iterator[trace.Span]:
     with engine_tracer().start_as_current_span(f"step {key}", attributes=attributes) as span:
         yield span
         span.set_status(Status(StatusCode.OK))
