@@ -23,26 +23,29 @@ def priority_lists(queue: str, steps: Iterable[int] = range(10)) -> list[str]:
     return [queue if step == 0 else f"{queue}{_SEPARATOR}{step}" for step in steps]
 
 
-def broker_backlog(*, queue: str | None = None, best_of: int | None = None) -> int | None:
-    """Return how many messages wait in a Celery queue, or None if it cannot tell.
+def broker_backlog() -> int | None:
+    """Return how many messages wait in the default Celery queue, or None if it cannot tell."""
+    waiting = broker_waiting()
+    return None if waiting is None else sum(waiting.values())
 
-    ``queue`` defaults to the app's default queue; ``best_of`` counts only the messages of that
-    broker priority or a better one (a lower number), the ones a worker takes first.
+
+def broker_waiting(queue: str | None = None) -> dict[int, int] | None:
+    """Return how many messages wait in a Celery queue (the app's default one) per broker priority, or None.
+
+    A worker takes a message of the lowest priority number first. None when it cannot tell:
+    no Redis broker, or Redis did not answer.
     """
     if not settings.REDIS_URL:
         return None
     app = celery_app()
     queue = queue or _default_queue(app)
-    steps = (app.conf.broker_transport_options or {}).get("priority_steps") or _DEFAULT_PRIORITY_STEPS
-    if best_of is not None:
-        steps = [step for step in steps if step <= best_of]
-    keys = priority_lists(queue, steps)
+    steps = list((app.conf.broker_transport_options or {}).get("priority_steps") or _DEFAULT_PRIORITY_STEPS)
     try:
         with _broker_client(app) as client:
             pipe = client.pipeline(transaction=False)  # one round trip for the lists of every priority
-            for key in keys:
+            for key in priority_lists(queue, steps):
                 pipe.llen(key)
-            return sum(pipe.execute())
+            return dict(zip(steps, pipe.execute(), strict=True))
     except Exception:
         logger.warning("could not read the broker backlog")
         return None

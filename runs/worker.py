@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 
-from stepwise.runs.broker import broker_backlog
+from stepwise.runs.broker import broker_waiting
 from stepwise.runs.dispatch import EXECUTE_RUN, EXECUTE_RUNS, hints_resend, version_queue
 from stepwise.runs.engine.deadlines import Deadlines
 from stepwise.runs.engine.errors import StoreUnavailable
@@ -158,26 +158,32 @@ class _Group:
 def _hand_back(groups: list[_Group]) -> None:
     """Send the runs of overstaying group hints that have not started back to the broker, one hint each.
 
-    While the broker holds hints a worker takes before these (of their priority or a better
-    one), every process is busy: handed back, the runs would wait behind those hints all the
-    same, at the cost of a message and a delivery each. Such a group stays, and is looked at again
-    a moment later. (A quarter of a burst's runs went back and forth before.)
+    While the broker holds hints of the group's priority and none of a better one, every process
+    is busy with work as urgent: handed back, the runs would wait behind those hints all the
+    same, at the cost of a message and a delivery each. Such a group stays, and is looked at
+    again a moment later. (A quarter of a burst's runs went back and forth before.) A better
+    hint waiting (a resume behind new runs) is a reason to hand back: this process takes it next.
     """
-    backlogs: dict[tuple[int, str | None], int | None] = {}
+    waiting: dict[str | None, dict[int, int] | None] = {}
     for group in groups:
         if not group.waiting():
             continue
-        where = (group.band, group.version)
-        if where not in backlogs:
-            queue = None if group.version is None else version_queue(group.version)
-            backlogs[where] = broker_backlog(queue=queue, best_of=group.band)
-        if backlogs[where]:
+        if group.version not in waiting:
+            waiting[group.version] = broker_waiting(None if group.version is None else version_queue(group.version))
+        if _busy_alike(waiting[group.version], group.band):
             _handbacks().add(group, group, time.monotonic() + GROUP_HANDBACK_SECONDS)
             continue
         rest = group.hand_back()
         if rest:
             logger.info("%d runs of a group hint wait behind a slow run here: handed back to the broker", len(rest))
             hints_resend(rest, band=group.band, version=group.version)
+
+
+def _busy_alike(waiting: dict[int, int] | None, band: int) -> bool:
+    """Tell whether the broker holds hints of priority ``band`` or a worse one, and none of a better one."""
+    if not waiting:
+        return False
+    return any(waiting.values()) and not any(count for priority, count in waiting.items() if priority < band)
 
 
 # This process's hand-back thread, started on first use.

@@ -34,23 +34,40 @@ def test_runs_behind_a_slow_run_of_their_group_are_handed_back_and_start_elsewhe
     assert Attempt.objects.filter(run_id__in=[slow, *fast]).count() == 4  # each ran once
 
 
-def test_runs_of_a_group_stay_while_the_broker_holds_hints_that_go_first(transactional_db, processes):
+def _group_behind_a_slow_run_then_two_hints(processes, *, resume: bool) -> tuple[list[str], list[str], dict]:
+    """Send a group hint (a slow run, then two fast ones) to a worker with one process, idle, and then
+    two hints of their own (resumes, or new runs like the group's); return the fast and the later
+    runs, and when each run's attempt started."""
+    warm_up = noop.trigger({"n": -1}).id
     slow = sleepy_steps.trigger({"steps": 1, "sleep": 2}).id
     fast = [noop.trigger({"n": n}).id for n in range(2)]
     later = [noop.trigger({"n": n}).id for n in range(2, 4)]
     _broker_empty()
-    _hints_send([(run_id, False, None, 0) for run_id in [slow, *fast]])  # one message: slow first
-    for run_id in later:  # then two hints of their own, at the same broker priority
-        _hints_send([(run_id, False, None, 0)])
     processes.worker(concurrency=1, pool="prefork")
+    _hints_send([(warm_up, False, None, 0)])
+    wait_finished(warm_up, timeout=60)  # the worker is up, and waits for the next message
+    _hints_send([(run_id, False, None, 0) for run_id in [slow, *fast]])  # one message: slow first
+    for run_id in later:  # the process reserves the first, the broker holds the second
+        _hints_send([(run_id, resume, None, 0)])
 
     finished = {run_id: wait_finished(run_id, timeout=60) for run_id in [slow, *fast, *later]}
     assert {run.status for run in finished.values()} == {RunStatus.COMPLETED}
+    assert Attempt.objects.filter(run_id__in=finished).count() == 5  # each ran once
+    return fast, later, dict(Attempt.objects.filter(run_id__in=finished).values_list("run_id", "started_at"))
+
+
+def test_runs_of_a_group_stay_while_the_broker_holds_hints_as_urgent(transactional_db, processes):
+    fast, later, started = _group_behind_a_slow_run_then_two_hints(processes, resume=False)
     # The only process was busy and the broker still held a later hint: handed back, the fast
     # runs would have queued behind the later ones. They stayed and ran right after the slow one.
-    started = dict(Attempt.objects.filter(run_id__in=finished).values_list("run_id", "started_at"))
     assert max(started[run_id] for run_id in fast) < started[later[1]]
-    assert len(started) == 5 and Attempt.objects.filter(run_id__in=finished).count() == 5  # each ran once
+
+
+def test_runs_of_a_group_go_back_when_a_resume_waits_behind_them(transactional_db, processes):
+    fast, later, started = _group_behind_a_slow_run_then_two_hints(processes, resume=True)
+    # Resumes go before new runs: kept, the fast runs would have run before the resume the
+    # broker held. Handed back, they queued behind it.
+    assert started[later[1]] < min(started[run_id] for run_id in fast)
 
 
 def test_every_run_of_group_hints_runs_once(transactional_db, processes):
