@@ -15,12 +15,16 @@ def _message(run_id: str, seq: int, type_: str = "step.completed") -> dict:
     return {"run_id": run_id, "seq": seq, "type": type_, "data": {"key": "s"}, "at": "2026-12-02T00:00:00+00:00"}
 
 
+# The runs of earlier tests may still publish from this process, to the runs list too.
+OURS = frozenset({"run_watched", "run_nobody_watches", "run_ordered"})
+
+
 def _ours(message: dict) -> bool:
-    return any(event["run_id"] in {"run_watched", "run_nobody_watches"} for event in events_of(message))
+    return any(event["run_id"] in OURS for event in events_of(message))
 
 
 async def _receive_ours(layer, channel: str) -> dict:
-    """Return the next message on a channel about this test's runs, passing over any other run's."""
+    """Return the next message on a channel about this module's runs, passing over any other run's."""
     while not _ours(message := await asyncio.wait_for(layer.receive(channel), 5)):
         pass
     return message
@@ -34,7 +38,7 @@ def test_events_reach_watchers_and_skip_groups_nobody_joined(monkeypatch, path):
     real_send = RedisChannelLayer.group_send
 
     async def counted(self, group, message):  # the real send, with a note of where this test's events went
-        if _ours(message):  # (the runs of earlier tests may still publish from this process)
+        if _ours(message):
             sent.append(group)
         await real_send(self, group, message)
 
@@ -96,7 +100,7 @@ def test_a_group_gets_the_events_of_a_batch_in_one_message_in_their_order():
                 await publish_batch(layer, [_message("run_ordered", 2, "run.status"),
                                             _message("run_ordered", 3, "run.status")])
                 for channel in (watcher, lister):
-                    received.append([e["seq"] for e in events_of(await asyncio.wait_for(layer.receive(channel), 5))])
+                    received.append([e["seq"] for e in events_of(await _receive_ours(layer, channel))])
         finally:
             await layer.group_discard(run_group_name("run_ordered"), watcher)
             await layer.group_discard(RUNS_GROUP, lister)
