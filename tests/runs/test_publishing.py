@@ -61,9 +61,8 @@ def test_events_reach_watchers_and_skip_groups_nobody_joined(monkeypatch, path):
 
         watcher, lister = await layer.new_channel(), await layer.new_channel()
         await layer.group_add(run_group_name("run_watched"), watcher)
+        await layer.group_add(RUNS_GROUP, lister)
         try:
-            await publish([_message("run_nobody_watches", 2, "run.status")])  # the runs list has no watcher yet
-            await layer.group_add(RUNS_GROUP, lister)
             await publish([
                 _message("run_watched", 7),
                 _message("run_nobody_watches", 3),
