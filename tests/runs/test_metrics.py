@@ -14,7 +14,7 @@ from stepwise.runs.states import run_transition
 from stepwise.runs.statuses import RunStatus
 from stepwise.runs.sweeper import recover_lost_leases
 from stepwise.runs.triggers import TriggerOptions, run_trigger
-from tests.waiting import wait_finished
+from tests.waiting import wait_finished, wait_for
 
 TOKEN = "metrics-token-0123456789"
 
@@ -81,7 +81,9 @@ def test_runs_are_counted_by_task_queue_and_status_with_their_durations(client, 
     assert value(samples, "stepwise_run_duration_seconds_sum", task=task, status="COMPLETED") == pytest.approx(
         run_seconds, abs=0.05)
     assert value(samples, "stepwise_claim_latency_seconds_count", queue=queue) == 3  # one claim per attempt
-    assert value(samples, "stepwise_workers") >= 2  # the two worker processes of the session
+    # The two worker processes of the session. Each announces itself every heartbeat (0.4 s here), and
+    # the table was emptied when this test began: a run that ends sooner than that finds one of them.
+    wait_for(lambda: value(scrape(client), "stepwise_workers") >= 2, timeout=5, message="both workers counted")
 
     again = scrape(client)  # nothing new happened: nothing is counted twice
     assert value(again, "stepwise_runs_triggered_total", task=task, queue=queue) == 1
