@@ -136,8 +136,10 @@ class Run(models.Model):
         ]
         indexes = [
             models.Index(fields=["queue", "status"], name="run_queue_status"),
-            models.Index(fields=["status", "next_attempt_at"], name="run_status_next"),
-            models.Index(fields=["status", "lease_expires_at"], name="run_status_lease"),
+            # The sweeper's timers, each read for one status: a run is in them only while it retries
+            # or executes, so triggering and finishing a run write no entry into either.
+            models.Index(fields=["next_attempt_at"], name="run_retry_due", condition=Q(status=RunStatus.RETRYING)),
+            models.Index(fields=["lease_expires_at"], name="run_lease_expiry", condition=Q(status=RunStatus.EXECUTING)),
             models.Index(fields=["task", "-id"], name="run_task_id"),
             # The console's runs-list filters (the tag filter uses a GIN index made in 0002).
             models.Index(fields=["status", "-id"], name="run_status_id"),
