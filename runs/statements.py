@@ -34,6 +34,7 @@ from django.db.models import (
     TextField,
 )
 
+from stepwise.runs import libpq
 from stepwise.runs.models import Attempt, NewEvent, Run, RunEvent, Span, Step, Waitpoint
 from stepwise.runs.statuses import AttemptStatus, RunStatus, VersionPolicy
 from stepwise.tasks.models import Queue, TaskVersion
@@ -134,8 +135,11 @@ class Write:
         )
 
     def execute(self, select: str) -> list[tuple[Any, ...]]:
+        sql = numbered_placeholders("WITH " + ", ".join(self.ctes) + " " + select)
+        if not libpq.watched():
+            return libpq.rows_of(sql, self.params)
         with _prepared_cursor() as cursor:
-            cursor.execute(numbered_placeholders("WITH " + ", ".join(self.ctes) + " " + select), self.params)
+            cursor.execute(sql, self.params)
             return cursor.fetchall()
 
 
@@ -163,6 +167,8 @@ def numbered_placeholders(sql: str) -> str:
 
 def _prepared_cursor() -> Any:
     """Return a raw cursor (``$n`` placeholders) that binds parameters server-side and prepares its statements.
+
+    For a connection whose statements are logged or wrapped; the others take ``libpq.rows_of``.
 
     The hot path sends the same few statements over and over: prepared, PostgreSQL parses and
     plans each once per connection instead of once per step, and the values travel as

@@ -1,0 +1,93 @@
+"""Send the hot path's statements to PostgreSQL through libpq, without a cursor around each one.
+
+A step's write is one statement; sent through Django's cursor wrapper and a psycopg cursor, the
+Python around the round trip (a cursor made per statement, its query object, the prepared
+statements' bookkeeping, the wrappers) costs about as much CPU as the database's own work on
+it. Here the same statement takes the shortest way psycopg offers: the parameters are dumped by
+the connection's adapters, the statement is prepared once per connection under a name of its
+own, and the rows are loaded by the same adapters. Errors are psycopg's, mapped to Django's as
+any other statement's are (``wrap_database_errors``).
+
+Django's cursor is kept where someone watches statements: a connection that logs its queries
+(DEBUG, ``CaptureQueriesContext``, ``django_assert_num_queries``) or has execute wrappers
+(instrumentation, the bench's statement clock) sees these statements as it sees every other.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg import errors, generators, pq
+from psycopg.adapt import PyFormat, Transformer
+
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
+_COMMAND_OK = pq.ExecStatus.COMMAND_OK
+# How often a blocked wait looks up from the socket (Ctrl-C, a closed connection): psycopg's own interval.
+_WAIT_INTERVAL = 0.1
+
+
+def watched() -> bool:
+    """Tell whether the default connection's statements are logged or wrapped: they then take Django's cursor."""
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    return wrapper.queries_logged or bool(wrapper.execute_wrappers)
+
+
+def rows_of(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Execute ``sql`` (``$n`` placeholders) on the default connection and return its rows.
+
+    Inside ``transaction.atomic`` the statement joins the transaction (begun first if it is not
+    yet, as psycopg would); otherwise it commits on its own.
+    """
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    wrapper.ensure_connection()
+    wrapper.validate_no_broken_transaction()
+    with wrapper.wrap_database_errors:
+        return _execute(wrapper.connection, sql, params, prepare=settings.STEPWISE_PREPARED_STATEMENTS)
+
+
+def _execute(conn: psycopg.Connection, sql: str, params: list[Any], *, prepare: bool) -> list[tuple[Any, ...]]:
+    with conn.lock:
+        transformer = Transformer(conn)
+        data = transformer.dump_sequence(params, [PyFormat.AUTO] * len(params))
+        pgconn = conn.pgconn
+        conn.wait(conn._start_query(), interval=_WAIT_INTERVAL)  # BEGIN, if Django's atomic block awaits it
+        if prepare:
+            name = _prepared_name(conn, sql, transformer.types)
+            pgconn.send_query_prepared(name, data, param_formats=transformer.formats)
+        else:  # behind a pooler that cannot keep prepared statements (STEPWISE_PREPARED_STATEMENTS=0)
+            pgconn.send_query_params(sql.encode(), data, param_types=transformer.types,
+                                     param_formats=transformer.formats)
+        result = _last_result(conn)
+        if result.status == _COMMAND_OK:
+            return []
+        transformer.set_pgresult(result)
+        return transformer.load_rows(0, result.ntuples, tuple)
+
+
+def _prepared_name(conn: psycopg.Connection, sql: str, types: tuple[int, ...]) -> bytes:
+    """Return the name ``sql`` is prepared under on this connection (with these parameter types); prepare it once.
+
+    The names are this module's own (psycopg's are ``_pg3_*``), kept on the connection object:
+    a new connection starts with none.
+    """
+    prepared: dict[tuple[str, tuple[int, ...]], bytes] | None = getattr(conn, "_stepwise_prepared", None)
+    if prepared is None:
+        prepared = conn._stepwise_prepared = {}
+    name = prepared.get((sql, types))
+    if name is None:
+        name = f"_stepwise_{len(prepared)}".encode()
+        conn.pgconn.send_prepare(name, sql.encode(), param_types=types)
+        _last_result(conn)
+        prepared[sql, types] = name
+    return name
+
+
+def _last_result(conn: psycopg.Connection) -> pq.abc.PGresult:
+    """Wait for the statement just sent; return its result, or raise psycopg's error for it."""
+    results = conn.wait(generators.execute(conn.pgconn), interval=_WAIT_INTERVAL)
+    for result in results:
+        if result.status not in (_TUPLES_OK, _COMMAND_OK):
+            raise errors.error_from_result(result, encoding=conn.info.encoding)
+    return results[-1]
