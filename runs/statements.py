@@ -222,45 +222,51 @@ def _value_readers(model: type[Model]) -> tuple[Callable[[Model], Any], ...]:
 
 
 def _value_reader(model_field: Any, ops: Any) -> Callable[[Model], Any]:
-    attname = model_field.attname
+    if isinstance(model_field, DateTimeField) and (model_field.auto_now or model_field.auto_now_add):
+        def stamped(obj: Model) -> Any:
+            return _db_value(model_field, obj, connections[DEFAULT_DB_ALIAS])
 
-    def full(obj: Model) -> Any:
-        return _db_value(model_field, obj, connections[DEFAULT_DB_ALIAS])
+        return stamped
+    attname, convert = model_field.attname, _value_converter(model_field, ops)
+
+    def read(obj: Model) -> Any:
+        return convert(getattr(obj, attname))
+
+    return read
+
+
+def _value_converter(model_field: Any, ops: Any) -> Callable[[Any], Any]:
+    """Return a function giving a value of ``model_field`` ready for the database (``_value_readers`` says how)."""
+    def full(value: Any) -> Any:
+        return model_field.get_db_prep_save(value, connections[DEFAULT_DB_ALIAS])
 
     if isinstance(model_field, DateTimeField):
-        if model_field.auto_now or model_field.auto_now_add:
-            return full
-
-        def date(obj: Model) -> Any:
-            value = getattr(obj, attname)
-            return value if value is None or (type(value) is datetime and value.tzinfo is not None) else full(obj)
+        def date(value: Any) -> Any:
+            return value if value is None or (type(value) is datetime and value.tzinfo is not None) else full(value)
 
         return date
     if isinstance(model_field, JSONField):
         adapt, encoder = ops.adapt_json_value, model_field.encoder
 
-        def json_value(obj: Model) -> Any:
-            value = getattr(obj, attname)
+        def json_value(value: Any) -> Any:
             if value is None:  # SQL NULL, as get_db_prep_save stores it
                 return None
-            return adapt(value, encoder) if type(value) in _JSON_PLAIN else full(obj)
+            return adapt(value, encoder) if type(value) in _JSON_PLAIN else full(value)
 
         return json_value
     if isinstance(model_field, IntegerField):
         # Typed as Django types them (Int4, Int8...): a prepared statement keeps its parameter types.
         adapt_int, internal = ops.adapt_integerfield_value, model_field.get_internal_type()
 
-        def integer(obj: Model) -> Any:
-            value = getattr(obj, attname)
-            return adapt_int(value, internal) if type(value) is int else full(obj)
+        def integer(value: Any) -> Any:
+            return adapt_int(value, internal) if type(value) is int else full(value)
 
         return integer
     if isinstance(model_field, CharField | TextField | BooleanField | FloatField | ForeignKey):
         kinds = _TEXT if isinstance(model_field, CharField | TextField | ForeignKey) else _PLAIN
 
-        def plain(obj: Model) -> Any:
-            value = getattr(obj, attname)
-            return value if value is None or type(value) in kinds else full(obj)
+        def plain(value: Any) -> Any:
+            return value if value is None or type(value) in kinds else full(value)
 
         return plain
     return full
@@ -333,10 +339,17 @@ def _run_assignments(run_fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
     """Return the SET assignments (and their parameters) that give a run these field values."""
     assignments, params = [], []
     for name, value in run_fields.items():
-        model_field = Run._meta.get_field(name)
-        assignments.append(f"{_q(model_field.column)} = %s")
-        params.append(model_field.get_db_prep_save(value, connection))
+        assignment, convert = _run_setter(name)
+        assignments.append(assignment)
+        params.append(convert(value))
     return assignments, params
+
+
+@functools.cache
+def _run_setter(name: str) -> tuple[str, Callable[[Any], Any]]:
+    """Return the SET assignment of a run field and the function readying its values (built once per field)."""
+    model_field = Run._meta.get_field(name)
+    return f"{_q(model_field.column)} = %s", _value_converter(model_field, connections[DEFAULT_DB_ALIAS].ops)
 
 
 def fenced_append(
