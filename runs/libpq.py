@@ -10,10 +10,13 @@ any other statement's are (``wrap_database_errors``).
 
 Django's cursor is kept where someone watches statements: a connection that logs its queries
 (DEBUG, ``CaptureQueriesContext``, ``django_assert_num_queries``) or has execute wrappers
-(instrumentation, the bench's statement clock) sees these statements as it sees every other.
+(instrumentation) sees these statements as it sees every other. An execute wrapper that says it
+needs no cursor (``sees_libpq = True``: the bench's statement clock) is called around this path
+instead, with ``None`` as the context's cursor, so that it measures what runs unwatched.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import psycopg
@@ -31,7 +34,7 @@ _WAIT_INTERVAL = 0.1
 def watched() -> bool:
     """Tell whether the default connection's statements are logged or wrapped: they then take Django's cursor."""
     wrapper = connections[DEFAULT_DB_ALIAS]
-    return wrapper.queries_logged or bool(wrapper.execute_wrappers)
+    return wrapper.queries_logged or not all(getattr(w, "sees_libpq", False) for w in wrapper.execute_wrappers)
 
 
 def rows_of(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
@@ -43,8 +46,14 @@ def rows_of(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     wrapper = connections[DEFAULT_DB_ALIAS]
     wrapper.ensure_connection()
     wrapper.validate_no_broken_transaction()
-    with wrapper.wrap_database_errors:
-        return _execute(wrapper.connection, sql, params, prepare=settings.STEPWISE_PREPARED_STATEMENTS)
+
+    def execute(sql: str, params: list[Any], many: bool, context: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with wrapper.wrap_database_errors:
+            return _execute(wrapper.connection, sql, params, prepare=settings.STEPWISE_PREPARED_STATEMENTS)
+
+    for outer in reversed(wrapper.execute_wrappers):  # only wrappers that need no cursor (``watched``)
+        execute = functools.partial(outer, execute)
+    return execute(sql, params, False, {"connection": wrapper, "cursor": None})
 
 
 def _execute(conn: psycopg.Connection, sql: str, params: list[Any], *, prepare: bool) -> list[tuple[Any, ...]]:

@@ -60,7 +60,11 @@ class StatementClock:
 
     That is psycopg's part (the parameters made ready, the result read), the round trip, and
     PostgreSQL's execution and commit; the rest of an attempt's time is Python around them.
+    It needs no cursor: the hot statements, sent through libpq, are timed on the path they take
+    unwatched (``stepwise.runs.libpq``).
     """
+
+    sees_libpq = True
 
     def __init__(self) -> None:
         self.seconds = 0.0

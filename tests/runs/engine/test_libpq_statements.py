@@ -93,3 +93,18 @@ def test_a_watched_connection_sees_the_hot_path_as_any_other_statement():
     assert len(seen) == 1
     assert not libpq.watched()
     assert Run.objects.get(id=run.id).last_event_seq == 3
+
+
+def test_a_wrapper_that_needs_no_cursor_is_called_around_the_libpq_path(probe_table):
+    calls = []
+
+    def clock(execute, sql, params, many, context):
+        calls.append((sql, context["cursor"]))
+        return execute(sql, params, many, context)
+
+    clock.sees_libpq = True  # as the bench's statement clock says
+    with connection.execute_wrapper(clock):
+        assert not libpq.watched()
+        assert libpq.rows_of(INSERT, [1, "timed"])[0][:2] == (1, "timed")
+    assert calls == [(INSERT, None)]
+    assert _seen_elsewhere() == [1]
