@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import errors, generators, pq
 from psycopg.adapt import PyFormat, Transformer
 
@@ -31,29 +31,30 @@ _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _WAIT_INTERVAL = 0.1
 
 
-def watched() -> bool:
-    """Tell whether the default connection's statements are logged or wrapped: they then take Django's cursor."""
-    wrapper = connections[DEFAULT_DB_ALIAS]
+def watched(wrapper: BaseDatabaseWrapper) -> bool:
+    """Tell whether a connection's statements are logged or wrapped: they then take Django's cursor."""
     return wrapper.queries_logged or not all(getattr(w, "sees_libpq", False) for w in wrapper.execute_wrappers)
 
 
-def rows_of(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Execute ``sql`` (``$n`` placeholders) on the default connection and return its rows.
+def rows_of(wrapper: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Execute ``sql`` (``$n`` placeholders) on a Django connection and return its rows.
 
     Inside ``transaction.atomic`` the statement joins the transaction (begun first if it is not
     yet, as psycopg would); otherwise it commits on its own.
     """
-    wrapper = connections[DEFAULT_DB_ALIAS]
     wrapper.ensure_connection()
     wrapper.validate_no_broken_transaction()
-
-    def execute(sql: str, params: list[Any], many: bool, context: dict[str, Any]) -> list[tuple[Any, ...]]:
-        with wrapper.wrap_database_errors:
-            return _execute(wrapper.connection, sql, params, prepare=settings.STEPWISE_PREPARED_STATEMENTS)
-
+    execute = _send
     for outer in reversed(wrapper.execute_wrappers):  # only wrappers that need no cursor (``watched``)
         execute = functools.partial(outer, execute)
     return execute(sql, params, False, {"connection": wrapper, "cursor": None})
+
+
+def _send(sql: str, params: list[Any], many: bool, context: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The innermost executor, as Django's execute wrappers call it: the connection comes in the context."""
+    wrapper = context["connection"]
+    with wrapper.wrap_database_errors:
+        return _execute(wrapper.connection, sql, params, prepare=settings.STEPWISE_PREPARED_STATEMENTS)
 
 
 def _execute(conn: psycopg.Connection, sql: str, params: list[Any], *, prepare: bool) -> list[tuple[Any, ...]]:

@@ -136,8 +136,9 @@ class Write:
 
     def execute(self, select: str) -> list[tuple[Any, ...]]:
         sql = numbered_placeholders("WITH " + ", ".join(self.ctes) + " " + select)
-        if not libpq.watched():
-            return libpq.rows_of(sql, self.params)
+        wrapper = connections[DEFAULT_DB_ALIAS]
+        if not libpq.watched(wrapper):
+            return libpq.rows_of(wrapper, sql, self.params)
         with _prepared_cursor() as cursor:
             cursor.execute(sql, self.params)
             return cursor.fetchall()
