@@ -27,6 +27,7 @@ from psycopg.adapt import PyFormat, Transformer
 
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
+_IDLE = pq.TransactionStatus.IDLE
 # How often a blocked wait looks up from the socket (Ctrl-C, a closed connection): psycopg's own interval.
 _WAIT_INTERVAL = 0.1
 
@@ -59,10 +60,11 @@ def _send(sql: str, params: list[Any], many: bool, context: dict[str, Any]) -> l
 
 def _execute(conn: psycopg.Connection, sql: str, params: list[Any], *, prepare: bool) -> list[tuple[Any, ...]]:
     with conn.lock:
-        transformer = Transformer(conn)
-        data = transformer.dump_sequence(params, [PyFormat.AUTO] * len(params))
+        transformer = _transformer(conn)
+        data = transformer.dump_sequence(params, _auto_formats(len(params)))
         pgconn = conn.pgconn
-        conn.wait(conn._start_query(), interval=_WAIT_INTERVAL)  # BEGIN, if Django's atomic block awaits it
+        if not conn.autocommit and pgconn.transaction_status == _IDLE:
+            conn.wait(conn._start_query(), interval=_WAIT_INTERVAL)  # BEGIN: Django's atomic block awaits it
         if prepare:
             name = _prepared_name(conn, sql, transformer.types)
             pgconn.send_query_prepared(name, data, param_formats=transformer.formats)
@@ -74,6 +76,23 @@ def _execute(conn: psycopg.Connection, sql: str, params: list[Any], *, prepare: 
             return []
         transformer.set_pgresult(result)
         return transformer.load_rows(0, result.ntuples, tuple)
+
+
+def _transformer(conn: psycopg.Connection) -> Transformer:
+    """Return the connection's own adapter context for these statements (made once per connection).
+
+    As a cursor keeps one across its executes: it remembers the dumper chosen for each type of
+    parameter and the loaders of the last result, which a new one would look up again each time.
+    """
+    transformer = getattr(conn, "_stepwise_transformer", None)
+    if transformer is None:
+        transformer = conn._stepwise_transformer = Transformer(conn)
+    return transformer
+
+
+@functools.cache
+def _auto_formats(count: int) -> tuple[PyFormat, ...]:
+    return (PyFormat.AUTO,) * count
 
 
 def _prepared_name(conn: psycopg.Connection, sql: str, types: tuple[int, ...]) -> bytes:
