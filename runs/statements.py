@@ -107,41 +107,59 @@ class Write:
     def row(self, name: str, obj: Model | NewRow, source: str) -> None:
         """Insert an unsaved model instance (or ``NewRow``), once per row of ``source``."""
         model = _row_model(obj)
-        _, columns, placeholders = _insert_shape(model)
-        values = [read(obj) for read in _value_readers(model)]
-        self.add(name, f"INSERT INTO {_table(model)} ({columns}) SELECT {placeholders} FROM {source}", values)
+        self.add(name, _row_insert_sql(model, source), [read(obj) for read in _value_readers(model)])
 
     def events(self, run_id: str, events: Sequence[NewEvent], source: str) -> None:
         """Insert events numbered up to the ``last_event_seq`` that ``source`` returns."""
-        for index, event in enumerate(events):
-            back = len(events) - 1 - index
-            self.add(
-                f"event{index}",
-                f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
-                f"SELECT %s::varchar, last_event_seq - {back}, %s::varchar, %s::jsonb, %s::timestamptz FROM {source}",
-                [run_id, event.type, json.dumps(event.data), event.created_at],
-            )
+        self.ctes += _events_ctes(len(events), source)
+        for event in events:
+            self.params += _event_params(run_id, event)
 
     def spans(self, rows: list[dict[str, Any]], source: str) -> None:
         """Insert ended spans (rows as the span processor makes them) if ``source`` returned a row."""
-        if not rows:
-            return
-        columns = ", ".join(SPAN_COLUMNS)
-        self.add(
-            "spans",
-            f"INSERT INTO {_table(Span)} ({columns}) SELECT {columns} FROM {source}, "
-            f"jsonb_populate_recordset(NULL::{_table(Span)}, %s::jsonb) ON CONFLICT DO NOTHING",
-            [json.dumps([_span_json(row) for row in rows])],
-        )
+        if rows:
+            self.add("spans", _spans_insert_sql(source), [_spans_param(rows)])
 
     def execute(self, select: str) -> list[tuple[Any, ...]]:
-        sql = numbered_placeholders("WITH " + ", ".join(self.ctes) + " " + select)
-        wrapper = connections[DEFAULT_DB_ALIAS]
-        if not libpq.watched(wrapper):
-            return libpq.rows_of(wrapper, sql, self.params)
-        with _prepared_cursor() as cursor:
-            cursor.execute(sql, self.params)
-            return cursor.fetchall()
+        return _rows(numbered_placeholders("WITH " + ", ".join(self.ctes) + " " + select), self.params)
+
+
+@functools.cache
+def _row_insert_sql(model: type[Model], source: str) -> str:
+    """Return the INSERT of one ``model`` row per row of ``source`` (its values are ``_value_readers``')."""
+    _, columns, placeholders = _insert_shape(model)
+    return f"INSERT INTO {_table(model)} ({columns}) SELECT {placeholders} FROM {source}"
+
+
+@functools.cache
+def _events_ctes(count: int, source: str) -> tuple[str, ...]:
+    """Return the CTEs inserting ``count`` events numbered up to the ``last_event_seq`` that ``source`` returns.
+
+    Each takes four parameters: run id, type, data (JSON text) and time.
+    """
+    return tuple(
+        f"event{index} AS (INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
+        f"SELECT %s::varchar, last_event_seq - {count - 1 - index}, %s::varchar, %s::jsonb, %s::timestamptz "
+        f"FROM {source})"
+        for index in range(count)
+    )
+
+
+def _event_params(run_id: str, event: NewEvent) -> tuple[Any, ...]:
+    """Return the parameters of one event's CTE (``_events_ctes``)."""
+    return run_id, event.type, json.dumps(event.data), event.created_at
+
+
+@functools.cache
+def _spans_insert_sql(source: str) -> str:
+    """Return the INSERT of ended spans (one JSON array parameter) if ``source`` returned a row."""
+    columns = ", ".join(SPAN_COLUMNS)
+    return (f"INSERT INTO {_table(Span)} ({columns}) SELECT {columns} FROM {source}, "
+            f"jsonb_populate_recordset(NULL::{_table(Span)}, %s::jsonb) ON CONFLICT DO NOTHING")
+
+
+def _spans_param(rows: Sequence[dict[str, Any]]) -> str:
+    return json.dumps([_span_json(row) for row in rows])
 
 
 _PLACEHOLDER = re.compile(r"%(s|%)|%")
@@ -332,8 +350,12 @@ def _durability() -> str:
 def lease_fence(lease_token: str | None) -> tuple[str, list[Any]]:
     """Return the WHERE clause (and its parameters after the run id) of a write fenced by a lease token."""
     if lease_token is None:
-        return "id = %s", []
-    return "id = %s AND lease_token = %s AND status = %s", [lease_token, RunStatus.EXECUTING.value]
+        return _UNFENCED_WHERE, []
+    return _FENCED_WHERE, [lease_token, RunStatus.EXECUTING.value]
+
+
+_UNFENCED_WHERE = "id = %s"
+_FENCED_WHERE = "id = %s AND lease_token = %s AND status = %s"
 
 
 def _run_assignments(run_fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
@@ -365,22 +387,54 @@ def fenced_append(
     """Append events (and rows, spans, run field values) to a run in one statement.
 
     Returns the last seq, or None if fenced off.
+
+    A run's writes come in few shapes (a step: one event and one Step row), each sent many
+    times: the statement's text is built once per shape (``_fenced_append_sql``) and only the
+    parameters are gathered per call, in the order its placeholders take them.
     """
-    write = Write()
-    where, params = lease_fence(lease_token)
-    assignments, values = _run_assignments(run_fields or {})
-    write.add(
-        "seq",
-        f"UPDATE {_table(Run)} SET {', '.join([f'last_event_seq = last_event_seq + {len(events)}', *assignments])} "
-        f"WHERE {where}{_durability()} RETURNING last_event_seq",
-        [*values, run_id, *params],
+    run_fields = run_fields or {}
+    models = tuple(_row_model(row) for row in rows)
+    sql = _fenced_append_sql(
+        len(events), models, bool(spans), tuple(run_fields), lease_token is not None, _durability()
     )
-    write.events(run_id, events, "seq")
-    for index, row in enumerate(rows):
-        write.row(f"row{index}", row, "seq")
-    write.spans(list(spans), "seq")
-    found = write.execute("SELECT last_event_seq FROM seq")
+    params = _run_assignments(run_fields)[1]
+    params.append(run_id)
+    params += lease_fence(lease_token)[1]
+    for event in events:
+        params += _event_params(run_id, event)
+    for model, row in zip(models, rows, strict=True):
+        params += [read(row) for read in _value_readers(model)]
+    if spans:
+        params.append(_spans_param(spans))
+    found = _rows(sql, params)
     return found[0][0] if found else None
+
+
+@functools.lru_cache(maxsize=256)
+def _fenced_append_sql(
+    events: int, models: tuple[type[Model], ...], spans: bool, run_fields: tuple[str, ...], fenced: bool,
+    durability: str,
+) -> str:
+    """Return the statement of a ``fenced_append`` shape, its placeholders numbered (built once per shape)."""
+    assignments = [f"last_event_seq = last_event_seq + {events}", *(_run_setter(name)[0] for name in run_fields)]
+    where = _FENCED_WHERE if fenced else _UNFENCED_WHERE
+    ctes = [f"seq AS (UPDATE {_table(Run)} SET {', '.join(assignments)} WHERE {where}{durability} "
+            "RETURNING last_event_seq)"]
+    ctes += _events_ctes(events, "seq")
+    ctes += [f"row{index} AS ({_row_insert_sql(model, 'seq')})" for index, model in enumerate(models)]
+    if spans:
+        ctes.append(f"spans AS ({_spans_insert_sql('seq')})")
+    return numbered_placeholders("WITH " + ", ".join(ctes) + " SELECT last_event_seq FROM seq")
+
+
+def _rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Execute a hot statement (``$n`` placeholders) on the default connection and return its rows."""
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    if not libpq.watched(wrapper):
+        return libpq.rows_of(wrapper, sql, params)
+    with _prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def run_insert(*, run: Run, event: NewEvent) -> bool:
