@@ -220,10 +220,17 @@ def _raw_stamp(record: bytes) -> tuple[float, float | None]:
     return float(ran), (float(sent) if sent and sent != "None" else None)
 
 
-def step_cost(steps: int, runs: int, created: list[str], *, timeout: float) -> StepCost:
-    """Time a chain of trivial steps as a durable run (one at a time) and as a plain call."""
+def step_cost(
+    steps: int, runs: int, created: list[str], *, timeout: float, before_each: Callable[[], None] | None = None
+) -> StepCost:
+    """Time a chain of trivial steps as a durable run (one at a time) and as a plain call.
+
+    ``before_each`` is called before each run (the caller measures something beside them).
+    """
     run_ids = []
     for _ in range(runs):
+        if before_each is not None:
+            before_each()
         run_ids.append(bench_steps.trigger({"steps": steps}).id)
         created.append(run_ids[-1])
         runs_wait(run_ids[-1:], timeout=timeout)

@@ -35,6 +35,7 @@ ROWS = [
     "event latency, worker commit -> websocket p99",
     "PostgreSQL INSERT + COMMIT p50",
     "checkpoint overhead / commit floor p50",
+    "PostgreSQL INSERT + COMMIT p50, between these runs",
     "10-step runs, triggered -> completed",
     "raw Celery send-to-start latency p50",
     "wait lateness p99",
