@@ -127,6 +127,32 @@ def shared_processes(django_db_setup, django_db_blocker):
     shared = SharedProcesses()
     yield shared
     shared.stop()
+    with django_db_blocker.unblock():
+        _other_sessions_end()
+
+
+def _other_sessions_end(timeout: float = 5.0) -> None:
+    """Let the test database's other sessions end before it is dropped; end those still there after ``timeout``.
+
+    They belong to processes the tests stopped or killed (workers, schedulers, the bench's), whose
+    backends can outlive them by a moment; Django's DROP DATABASE fails while any is connected.
+    """
+    import time as _time
+
+    from django.db import connection
+
+    sql = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    deadline = _time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(sql)
+            pids = [pid for (pid,) in cursor.fetchall()]
+            if not pids or _time.monotonic() > deadline:
+                break
+            _time.sleep(0.1)
+        for pid in pids:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    connection.close()
 
 
 @pytest.fixture
