@@ -549,6 +549,11 @@ def run_claim(
         f"FROM {_table(Waitpoint)} w WHERE w.run_id = c.id AND w.status <> 'PENDING' "
         f"AND NOT EXISTS (SELECT 1 FROM {_table(Step)} s WHERE s.run_id = w.run_id AND s.key = w.key)"
     )
+    failed = f"SELECT count(*) FROM {_table(Attempt)} a WHERE a.run_id = c.id AND a.status = %s"
+    # A first attempt (attempt_count is 1 once claimed) finds nothing recorded: no attempt failed
+    # before it, and steps and waits are only ever written by attempts. Its claim skips the three
+    # look-ups (a tenth of the statement's execution); CASE evaluates only the branch it takes.
+    first = "c.attempt_count = 1"
     write.params += [AttemptStatus.FAILED.value, run_id]
     # The run as the statement's snapshot saw it (before the UPDATE), joined to what was claimed:
     # one row whether or not the claim took it, so a refusal says whether the run was QUEUED.
@@ -556,8 +561,10 @@ def run_claim(
         "SELECT c.task_id, c.payload::text, c.attempt_count, c.environment_id, c.max_duration, c.executed_seconds, "
         "c.tags::text, c.metadata::text, c.metadata_cursor::text, c.retry::text, c.hooks_done::text, c.trace_id, "
         "c.span_id, c.last_event_seq, c.queue, c.parent_waitpoint_id, "
-        f"v.content_hash, (SELECT count(*) FROM {_table(Attempt)} a WHERE a.run_id = c.id AND a.status = %s), "
-        f"({steps}), ({resolved_waits}), c.idempotency_key, c.idempotency_key_scope, r.status "
+        f"v.content_hash, CASE WHEN {first} THEN 0::bigint ELSE ({failed}) END, "
+        f"CASE WHEN {first} THEN '[]'::text ELSE ({steps}) END, "
+        f"CASE WHEN {first} THEN '[]'::text ELSE ({resolved_waits}) END, "
+        "c.idempotency_key, c.idempotency_key_scope, r.status "
         f"FROM {_table(Run)} r LEFT JOIN claimed c ON c.id = r.id "
         f"LEFT JOIN {_table(TaskVersion)} v ON v.id = c.version_id WHERE r.id = %s"
     )
