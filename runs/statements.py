@@ -107,7 +107,7 @@ class Write:
     def row(self, name: str, obj: Model | NewRow, source: str) -> None:
         """Insert an unsaved model instance (or ``NewRow``), once per row of ``source``."""
         model = _row_model(obj)
-        self.add(name, _row_insert_sql(model, source), [read(obj) for read in _value_readers(model)])
+        self.add(name, _row_insert_sql(model, source), _row_params(model, obj))
 
     def events(self, run_id: str, events: Sequence[NewEvent], source: str) -> None:
         """Insert events numbered up to the ``last_event_seq`` that ``source`` returns."""
@@ -129,6 +129,11 @@ def _row_insert_sql(model: type[Model], source: str) -> str:
     """Return the INSERT of one ``model`` row per row of ``source`` (its values are ``_value_readers``')."""
     _, columns, placeholders = _insert_shape(model)
     return f"INSERT INTO {_table(model)} ({columns}) SELECT {placeholders} FROM {source}"
+
+
+def _row_params(model: type[Model], obj: Model | NewRow) -> list[Any]:
+    """Return the parameters of one row's INSERT (``_row_insert_sql``)."""
+    return [read(obj) for read in _value_readers(model)]
 
 
 @functools.cache
@@ -170,7 +175,8 @@ def numbered_placeholders(sql: str) -> str:
     """Return ``sql`` with its ``%s`` placeholders numbered (``$1``, ``$2``…), as PostgreSQL takes them.
 
     The hot statements are few and long: psycopg converts a query on every call once it has
-    more than 50 parameters, so they are converted once here and sent through a raw cursor.
+    more than 50 parameters, so they are converted once here and sent through libpq (or a raw
+    cursor where statements are watched).
     """
     numbers = iter(range(1, 100_000))
 
@@ -403,7 +409,7 @@ def fenced_append(
     for event in events:
         params += _event_params(run_id, event)
     for model, row in zip(models, rows, strict=True):
-        params += [read(row) for read in _value_readers(model)]
+        params += _row_params(model, row)
     if spans:
         params.append(_spans_param(spans))
     found = _rows(sql, params)
