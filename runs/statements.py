@@ -1,6 +1,7 @@
 """The hot path's writes on PostgreSQL, each one statement of data-modifying CTEs.
 
-A trigger, a claim, a step and an outcome each cost one round trip and one commit: the run
+A trigger, a claim, a step and an outcome each cost one round trip and one commit (an outcome
+also claims the next run of its group hint, if any, in the same statement): the run
 row's fenced UPDATE (or INSERT) comes first, and every other row of the write (events, the
 step, spans, the attempt) is inserted ``FROM`` it, so nothing lands unless the run row moved
 under the caller's lease. Other databases take the ORM path in ``stepwise.runs.store`` instead.
@@ -99,6 +100,7 @@ class Write:
 
     ctes: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
+    tail_params: list[Any] = field(default_factory=list)  # the final select's, after every CTE's
 
     def add(self, name: str, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> None:
         self.ctes.append(f"{name} AS ({sql})")
@@ -121,7 +123,8 @@ class Write:
             self.add("spans", _spans_insert_sql(source), [_spans_param(rows)])
 
     def execute(self, select: str) -> list[tuple[Any, ...]]:
-        return _rows(numbered_placeholders("WITH " + ", ".join(self.ctes) + " " + select), self.params)
+        return _rows(numbered_placeholders("WITH " + ", ".join(self.ctes) + " " + select),
+                     self.params + self.tail_params)
 
 
 @functools.cache
@@ -514,34 +517,73 @@ def run_claim(
     pinned to another version is refused too. A refusal says whether the run was QUEUED when
     the statement began: a hint of a run that runs, waits or ended already needs no second look.
     """
-    held, held_params = _version_held(versions)
     write = Write()
+    _claim_add(write, ClaimArgs(run_id, worker_id, token, now, lease_expires_at, versions), prefix="")
+    rows = write.execute(_claim_select(""))
+    return _claimed_row(rows[0]) if rows else ClaimRefused(queued=False)  # none: deleted since its hint was sent
+
+
+@dataclass(frozen=True)
+class ClaimArgs:
+    """Who claims which run, with which lease (``run_claim``'s arguments)."""
+
+    run_id: str
+    worker_id: str
+    token: str
+    now: datetime
+    lease_expires_at: datetime
+    versions: Sequence[str] | None = None
+
+
+def _claim_add(write: Write, args: ClaimArgs, *, prefix: str, skip_locked: bool = False) -> None:
+    """Add the claim's CTEs (``{prefix}claimed``, its attempt and its status event) and the final select's parameters.
+
+    With ``skip_locked`` a run another transaction holds locked is refused (as QUEUED) instead of
+    waited for: a statement that also ends another run's attempt holds that run's row, and must
+    never wait on a second one (two such statements could each hold what the other waits for).
+    """
+    held, held_params = _version_held(args.versions)
+    taken = "r.id = %s AND r.status = %s"
+    if skip_locked:
+        taken = (f"r.id = (SELECT l.id FROM {_table(Run)} l WHERE l.id = %s AND l.status = %s "
+                 "FOR NO KEY UPDATE SKIP LOCKED)")
     write.add(
-        "claimed",
+        f"{prefix}claimed",
         f"UPDATE {_table(Run)} r SET status = %s, lease_token = %s, lease_expires_at = %s, worker_id = %s, "
         "attempt_count = r.attempt_count + 1, started_at = COALESCE(r.started_at, %s), updated_at = %s, "
         "last_event_seq = r.last_event_seq + 1, version_wait_since = NULL "
-        f"WHERE r.id = %s AND r.status = %s AND NOT EXISTS (SELECT 1 FROM {_table(Queue)} q "
+        f"WHERE {taken} AND NOT EXISTS (SELECT 1 FROM {_table(Queue)} q "
         f"WHERE q.environment_id = r.environment_id AND q.name = r.queue "
         "AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.total_limit IS NOT NULL OR q.rate_limit IS NOT NULL))"
         f"{held}{_durability()} "
         "RETURNING r.*",
-        [RunStatus.EXECUTING.value, token, lease_expires_at, worker_id, now, now, run_id, RunStatus.QUEUED.value,
-         *held_params],
+        [RunStatus.EXECUTING.value, args.token, args.lease_expires_at, args.worker_id, args.now, args.now, args.run_id,
+         RunStatus.QUEUED.value, *held_params],
     )
     write.add(
-        "attempt",
+        f"{prefix}attempt",
         f"INSERT INTO {_table(Attempt)} (run_id, number, status, worker_id, lease_token, version_id, started_at) "
-        "SELECT id, attempt_count, %s::varchar, %s::varchar, %s::varchar, version_id, %s::timestamptz FROM claimed",
-        [AttemptStatus.EXECUTING.value, worker_id, token, now],
+        "SELECT id, attempt_count, %s::varchar, %s::varchar, %s::varchar, version_id, %s::timestamptz "
+        f"FROM {prefix}claimed",
+        [AttemptStatus.EXECUTING.value, args.worker_id, args.token, args.now],
     )
     write.add(
-        "event",
+        f"{prefix}event",
         f"INSERT INTO {_table(RunEvent)} (run_id, seq, type, data, created_at) "
         "SELECT id, last_event_seq, 'run.status', jsonb_build_object('from', %s::text, 'to', %s::text, "
-        "'attempt', attempt_count, 'worker', %s::text), %s::timestamptz FROM claimed",
-        [RunStatus.QUEUED.value, RunStatus.EXECUTING.value, worker_id, now],
+        f"'attempt', attempt_count, 'worker', %s::text), %s::timestamptz FROM {prefix}claimed",
+        [RunStatus.QUEUED.value, RunStatus.EXECUTING.value, args.worker_id, args.now],
     )
+    write.tail_params += [AttemptStatus.FAILED.value, args.run_id]
+
+
+@functools.cache
+def _claim_select(prefix: str) -> str:
+    """Return the claim's final select: the run as the statement's snapshot saw it, joined to what was claimed.
+
+    One row whether or not the claim took it, so a refusal says whether the run was QUEUED.
+    Its two parameters (``_claim_add`` adds them) come after every CTE's.
+    """
     steps = (
         "SELECT coalesce(json_agg(json_build_object('position', s.position, 'key', s.key, 'name', s.name, "
         "'status', s.status, 'output', s.output, 'error', s.error, 'kind', s.kind, 'started_at', s.started_at, "
@@ -560,10 +602,7 @@ def run_claim(
     # before it, and steps and waits are only ever written by attempts. Its claim skips the three
     # look-ups (a tenth of the statement's execution); CASE evaluates only the branch it takes.
     first = "c.attempt_count = 1"
-    write.params += [AttemptStatus.FAILED.value, run_id]
-    # The run as the statement's snapshot saw it (before the UPDATE), joined to what was claimed:
-    # one row whether or not the claim took it, so a refusal says whether the run was QUEUED.
-    rows = write.execute(
+    return (
         "SELECT c.task_id, c.payload::text, c.attempt_count, c.environment_id, c.max_duration, c.executed_seconds, "
         "c.tags::text, c.metadata::text, c.metadata_cursor::text, c.retry::text, c.hooks_done::text, c.trace_id, "
         "c.span_id, c.last_event_seq, c.queue, c.parent_waitpoint_id, "
@@ -571,14 +610,16 @@ def run_claim(
         f"CASE WHEN {first} THEN '[]'::text ELSE ({steps}) END, "
         f"CASE WHEN {first} THEN '[]'::text ELSE ({resolved_waits}) END, "
         "c.idempotency_key, c.idempotency_key_scope, r.status "
-        f"FROM {_table(Run)} r LEFT JOIN claimed c ON c.id = r.id "
+        f"FROM {_table(Run)} r LEFT JOIN {prefix}claimed c ON c.id = r.id "
         f"LEFT JOIN {_table(TaskVersion)} v ON v.id = c.version_id WHERE r.id = %s"
     )
-    if not rows:
-        return ClaimRefused(queued=False)  # no such run (deleted since its hint was sent)
+
+
+def _claimed_row(row: tuple[Any, ...]) -> ClaimedRow | ClaimRefused:
+    """Read the claim's final row (``_claim_select``): what was claimed, or a refusal."""
     (task_id, payload, number, environment, max_duration, executed, tags, metadata, cursor, retry, hooks_done,
      trace_id, span_id, seq, queue, parent_waitpoint_id, version_hash, failed, steps_json, waits_json, key,
-     key_scope, status_before) = rows[0]
+     key_scope, status_before) = row
     if task_id is None:
         return ClaimRefused(queued=status_before == RunStatus.QUEUED.value)
     return ClaimedRow(
@@ -618,11 +659,18 @@ def run_outcome(
     events: Sequence[NewEvent],
     spans: list[dict[str, Any]] = (),
     rows: Sequence[Model | NewRow] = (),
-) -> int | None:
-    """Write an attempt's outcome in one statement (run, attempt, events, spans); None if fenced off.
+    claim: ClaimArgs | None = None,
+) -> tuple[int | None, ClaimedRow | ClaimRefused | None]:
+    """Write an attempt's outcome in one statement (run, attempt, events, spans); with ``claim``, claim a run too.
 
     ``events`` end with the outcome's ``status_event``; before it, and in ``rows``, the steps
-    noted since the last write (a resumed wait).
+    noted since the last write (a resumed wait). Returns the outcome's last event seq (None if
+    fenced off) and what the claim took (None without ``claim``).
+
+    ``claim`` (the next run of the attempt's group hint) is ``run_claim``'s, in the same statement
+    and commit, except that a run another transaction holds locked is refused (as QUEUED) rather
+    than waited for. Either may be refused without the other: a fenced-off outcome still claims,
+    and a refused claim still writes the outcome.
     """
     write = Write()
     assignments = ["status = %s", "updated_at = %s", "executed_seconds = executed_seconds + %s",
@@ -657,12 +705,21 @@ def run_outcome(
             "WHERE run_id = %s AND kind = 'run' AND ended_at IS NULL AND EXISTS (SELECT 1 FROM moved)",
             [now, *outcome.span_result, run_id],
         )
+    moved = "moved"
     if outcome.notify is not None:
+        # A SELECT CTE runs only if the statement reads it: the condition does, and is always true.
         write.add("notified", "SELECT pg_notify(%s, %s) FROM moved", list(outcome.notify))
-        found = write.execute("SELECT last_event_seq FROM moved WHERE (SELECT count(*) FROM notified) >= 0")
-    else:
-        found = write.execute("SELECT last_event_seq FROM moved")
-    return found[0][0] if found else None
+        moved = "moved WHERE (SELECT count(*) FROM notified) >= 0"
+    if claim is None:
+        found = write.execute(f"SELECT last_event_seq FROM {moved}")
+        return (found[0][0] if found else None), None
+    _claim_add(write, claim, prefix="next_", skip_locked=True)
+    # One row always: the outcome's seq (or NULL) beside the claim's row (all NULL for a run deleted
+    # meanwhile, which reads as a refusal of a run that was not QUEUED).
+    found = write.execute(f"SELECT (SELECT last_event_seq FROM {moved}), x.* FROM (SELECT 1) one "
+                          f"LEFT JOIN ({_claim_select('next_')}) x ON true")
+    last, *claimed = found[0]
+    return last, _claimed_row(tuple(claimed))
 
 
 @dataclass(frozen=True)

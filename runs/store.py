@@ -28,6 +28,8 @@ from stepwise.runs.lifecycle import run_settle, run_span_export_on_commit
 from stepwise.runs.models import Attempt, NewEvent, Run, Step
 from stepwise.runs.selectors import run_stream_chunks
 from stepwise.runs.statements import (
+    ClaimArgs,
+    ClaimedRow,
     ClaimRefused,
     NewRow,
     Outcome,
@@ -142,6 +144,41 @@ def _with_injected_faults(method: Callable[..., Any], args: tuple, kwargs: dict[
     return result
 
 
+class ClaimAhead:
+    """The next run of a group hint, claimed by the statement that ends the attempt before it.
+
+    A worker going through the runs of a group hint (stepwise.runs.worker) gives the store
+    ``take``, which removes the group's next run, so that nothing hands it back meanwhile.
+    Ending an attempt on the one-statement path then claims that run in the same statement and
+    commit: a run of a group costs one statement to claim and end instead of two. The worker
+    ``pop``s what was taken, with the Claim, the claim's refusal, or None when the statement
+    failed (the run is still to be claimed the usual way). One run at a time: until it is
+    popped, ``take`` takes no other.
+    """
+
+    def __init__(self, take: Callable[[], str | None]) -> None:
+        self._take = take
+        self._held: tuple[str, Claim | ClaimRefused | None] | None = None
+
+    def take(self) -> str | None:
+        """Remove the group's next run and hold it (not claimed yet); None if there is none or one is held."""
+        if self._held is not None:
+            return None
+        run_id = self._take()
+        if run_id is not None:
+            self._held = (run_id, None)
+        return run_id
+
+    def hold(self, run_id: str, claim: Claim | ClaimRefused) -> None:
+        """Note how the claim of the held run went."""
+        self._held = (run_id, claim)
+
+    def pop(self) -> tuple[str, Claim | ClaimRefused | None] | None:
+        """Return the held run and its claim (None: not claimed), and hold nothing any more."""
+        held, self._held = self._held, None
+        return held
+
+
 @_database_errors_interrupt
 class OrmRunStore:
     """Every write is conditional on the claim's lease token (a fencing token).
@@ -152,8 +189,12 @@ class OrmRunStore:
     are written with the next record, under the same fence.
     """
 
-    def __init__(self, *, span_source: SpanSource | None = None, versions: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, *, span_source: SpanSource | None = None, versions: Sequence[str] | None = None,
+        ahead: ClaimAhead | None = None,
+    ) -> None:
         self._span_source = span_source
+        self._ahead = ahead
         self._noted: dict[str, list[RecordedStep]] = {}
         # Each run's changed metadata not stored yet: (metadata, cursor), and the once-per-run
         # hooks its attempt ran (stored or not). The lock keeps these writes in order: a flush
@@ -178,18 +219,22 @@ class OrmRunStore:
         return self._claim_locked(run_id, worker_id)
 
     def _claim_one_statement(self, run_id: str, worker_id: str) -> Claim | ClaimRefused:
-        token = uuid.uuid4().hex
-        now = timezone.now()
+        args = ClaimArgs(run_id, worker_id, uuid.uuid4().hex, timezone.now(), _lease_expiry(), self._versions)
         # One statement commits on its own: no BEGIN and COMMIT round trips around it.
-        row = run_claim(run_id=run_id, worker_id=worker_id, token=token, now=now, lease_expires_at=_lease_expiry(),
-                        versions=self._versions)
+        return self._claimed(args, run_claim(run_id=args.run_id, worker_id=args.worker_id, token=args.token,
+                                             now=args.now, lease_expires_at=args.lease_expires_at,
+                                             versions=args.versions))
+
+    def _claimed(self, args: ClaimArgs, row: ClaimedRow | ClaimRefused) -> Claim | ClaimRefused:
+        """Make the Claim of what a claim statement returned (and publish its status event), or pass its refusal on."""
         if isinstance(row, ClaimRefused):
             return row
+        run_id, worker_id = args.run_id, args.worker_id
         stored_events_publish(run_id, row.seq, [NewEvent(
             "run.status",
             {"from": RunStatus.QUEUED.value, "to": RunStatus.EXECUTING.value,
              "attempt": row.attempt_number, "worker": worker_id},
-            now,
+            args.now,
         )])
         steps = tuple(
             RecordedStep(s["position"], s["key"], s["name"], s["status"], s["output"], s["error"], s["kind"],
@@ -203,7 +248,7 @@ class OrmRunStore:
         }
         return Claim(
             run_id=run_id, task_id=row.task_id, payload=row.payload, attempt_number=row.attempt_number,
-            lease_token=token, worker_id=worker_id, version_hash=row.version_hash, environment=row.environment,
+            lease_token=args.token, worker_id=worker_id, version_hash=row.version_hash, environment=row.environment,
             max_duration=row.max_duration, executed_seconds=row.executed_seconds, tags=row.tags,
             metadata=row.metadata, steps=steps, failed_attempts=row.failed_attempts, trace_id=row.trace_id,
             span_id=row.span_id, queue=row.queue, queue_limited=False, parent_waitpoint_id=row.parent_waitpoint_id,
@@ -475,8 +520,15 @@ class OrmRunStore:
                               span_result=run_span_result(outcome.to))
         events = [*(NewEvent(kind, redact_for_run(claim.run_id, data), now) for kind, data in steps[0]),
                   status_event(outcome, spans, now)]
-        last = run_outcome(run_id=claim.run_id, lease_token=claim.lease_token, attempt_number=claim.attempt_number,
-                           outcome=outcome, elapsed=elapsed, now=now, events=events, spans=spans, rows=steps[1])
+        # The group hint's next run, if the attempt has one: the same statement claims it.
+        next_run = self._ahead.take() if self._ahead is not None else None
+        args = None if next_run is None else ClaimArgs(next_run, claim.worker_id, uuid.uuid4().hex, now,
+                                                       _lease_expiry(), self._versions)
+        last, row = run_outcome(run_id=claim.run_id, lease_token=claim.lease_token,
+                                attempt_number=claim.attempt_number, outcome=outcome, elapsed=elapsed, now=now,
+                                events=events, spans=spans, rows=steps[1], claim=args)
+        if args is not None:
+            self._ahead.hold(args.run_id, self._claimed(args, row))
         if last is None:
             raise RunInterrupted(f"run {claim.run_id} is no longer held by attempt {claim.attempt_number}")
         stored_events_publish(claim.run_id, last, events)

@@ -23,8 +23,9 @@ from stepwise.runs.engine.errors import StoreUnavailable
 from stepwise.runs.engine.executor import AttemptOutcome, attempt_execute
 from stepwise.runs.engine.logs import run_logging_install
 from stepwise.runs.engine.per_process import PerProcess
+from stepwise.runs.engine.store import Claim
 from stepwise.runs.models import Run
-from stepwise.runs.store import OrmRunStore
+from stepwise.runs.store import ClaimAhead, OrmRunStore
 from stepwise.runs.tracing.setup import database_processor
 from stepwise.tasks.models import LIMITED_QUEUE, Queue
 from stepwise.tasks.registry import UnknownTask, task_get, versions_held
@@ -66,8 +67,12 @@ def _hard_stop() -> None:
         os._exit(75)
 
 
-def run_attempt(run_id: str) -> AttemptOutcome | None:
-    """Claim and execute one attempt of a run in this process."""
+def run_attempt(run_id: str, *, claimed: Claim | None = None, ahead: ClaimAhead | None = None) -> AttemptOutcome | None:
+    """Claim and execute one attempt of a run in this process.
+
+    ``claimed``: the run's claim, made already; ``ahead``: the group hint whose next run the
+    attempt's outcome claims in the same statement.
+    """
     close_old_connections()
     # Whatever reconfigured logging since the process started (Celery's worker taking over the
     # root logger under manage.py up, a second django.setup()), the run's log lines are captured.
@@ -75,8 +80,9 @@ def run_attempt(run_id: str) -> AttemptOutcome | None:
         run_logging_install()
     try:
         return attempt_execute(
-            store=OrmRunStore(span_source=database_processor.take, versions=versions_held()),
+            store=OrmRunStore(span_source=database_processor.take, versions=versions_held(), ahead=ahead),
             run_id=run_id,
+            claimed=claimed,
             worker_id=worker_id(),
             lookup=_lookup,
             heartbeat_interval=settings.STEPWISE_HEARTBEAT_SECONDS,
@@ -120,14 +126,32 @@ def execute_runs(run_ids: list[str], band: int, version: str | None) -> None:
     group = _Group(run_ids, band=band, version=version)
     handbacks = _handbacks()
     handbacks.add(group, group, time.monotonic() + GROUP_HANDBACK_SECONDS)
+    # Each attempt's outcome claims the group's next run in the same statement (ClaimAhead).
+    ahead = ClaimAhead(group.take)
     try:
-        while (run_id := group.take()) is not None:
-            _hint_take(run_id)
+        while (next_run := _group_next(group, ahead)) is not None:
+            _hint_take(*next_run, ahead=ahead)
     finally:
         handbacks.discard(group)
-        rest = group.hand_back()  # left by an error that ends this task: another worker takes them
+        # Left by an error that ends this task: another worker takes them (a run claimed ahead
+        # and never started is recovered when its lease expires).
+        held = ahead.pop()
+        rest = group.hand_back() + ([held[0]] if held is not None and held[1] is None else [])
         if rest:
             hints_resend(rest, band=band, version=version)
+
+
+def _group_next(group: _Group, ahead: ClaimAhead) -> tuple[str, Claim | None] | None:
+    """Return the next run of a group hint to start here, with its claim if the last outcome made it; None when done."""
+    while (held := ahead.pop()) is not None:
+        run_id, claim = held
+        if isinstance(claim, Claim):
+            return run_id, claim
+        if claim is None or claim.queued:  # not claimed, or QUEUED but left to the locked claim
+            return run_id, None
+        # Refused: it runs, waits or ended already (a duplicate hint got there first).
+    run_id = group.take()
+    return None if run_id is None else (run_id, None)
 
 
 class _Group:
@@ -191,16 +215,20 @@ def _busy_alike(waiting: dict[int, int] | None, band: int) -> bool:
 _handbacks: PerProcess[Deadlines[_Group]] = PerProcess(lambda: Deadlines("stepwise-handbacks", _hand_back))
 
 
-def _hint_take(run_id: str) -> None:
-    """Act on one run's hint; keep it for a while when the database is unreachable."""
+def _hint_take(run_id: str, claimed: Claim | None = None, *, ahead: ClaimAhead | None = None) -> None:
+    """Act on one run's hint; keep it for a while when the database is unreachable.
+
+    ``claimed``: the run's claim, made already; ``ahead``: the group hint it belongs to.
+    """
     deadline = time.monotonic() + HINT_KEEP_SECONDS
     for tries in itertools.count():
         try:
-            _execute_and_drain(run_id)
+            _execute_and_drain(run_id, claimed, ahead)
             return
         except (StoreUnavailable, OperationalError, InterfaceError) as exc:
             # A second claim of a run this hint already started is refused: trying again is safe.
             pause = HINT_RETRY_PAUSES[min(tries, len(HINT_RETRY_PAUSES) - 1)]
+            claimed = None  # used: a second try claims again (and is refused if the first one took the run)
             close_old_connections()
             if time.monotonic() + pause > deadline:
                 logger.warning("run %s: the database is unavailable (%s); the scheduler will resume it", run_id, exc)
@@ -215,8 +243,8 @@ def _hint_take(run_id: str) -> None:
             return
 
 
-def _execute_and_drain(run_id: str) -> None:
-    outcome = run_attempt(run_id)
+def _execute_and_drain(run_id: str, claimed: Claim | None = None, ahead: ClaimAhead | None = None) -> None:
+    outcome = run_attempt(run_id, claimed=claimed, ahead=ahead)
     drained = 0
     while outcome is not None:
         logger.info("run %s attempt %s: %s", outcome.run_id, outcome.attempt, outcome.result)

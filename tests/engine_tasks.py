@@ -150,6 +150,13 @@ def noop(payload, ctx):
     return None
 
 
+@task(id="test-sleeps-then-returns", retry=Retry(max_attempts=1))
+def sleeps_then_returns(payload, ctx):
+    """Sleep without a step, then return: the outcome is the attempt's only write."""
+    time.sleep(payload["sleep"])
+    return "done"
+
+
 @task(id="test-pinned-noop", retry=Retry(max_attempts=1), version_policy="pin")
 def pinned_noop(payload, ctx):
     return None

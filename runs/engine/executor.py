@@ -186,13 +186,15 @@ def attempt_execute(
     hard_stop: Callable[[], None] | None = None,
     max_metadata_bytes: int = 64 * 1024,
     metadata_flush_seconds: float = 1.0,
+    claimed: Claim | None = None,
 ) -> AttemptOutcome | None:
     """Claim ``run_id`` and run one attempt of it; None if the run could not be claimed.
 
+    ``claimed``: the run's claim, made already (by the statement that ended the attempt before).
     The attempt's span ends before its outcome is written, so the store records it with the
     outcome: whoever sees the run finished also sees its spans.
     """
-    claim = store.claim(run_id, worker_id)
+    claim = claimed if claimed is not None else store.claim(run_id, worker_id)
     if claim is None:
         return None
 
