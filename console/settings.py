@@ -288,7 +288,7 @@ STEPWISE_REDISPATCH_SECONDS = float(
 # group overstays (stepwise.runs.worker). 1 sends a message per run: the setting for a rolling upgrade
 # from a version whose workers know no group hints (its workers would drop them; the scheduler would
 # re-send them after STEPWISE_REDISPATCH_SECONDS).
-STEPWISE_HINT_GROUP = int(os.environ.get("STEPWISE_HINT_GROUP", "8"))
+STEPWISE_HINT_GROUP = int(os.environ.get("STEPWISE_HINT_GROUP", "32"))
 if STEPWISE_HINT_GROUP < 1:
     raise ImproperlyConfigured(f"STEPWISE_HINT_GROUP must be 1 or more, not {STEPWISE_HINT_GROUP}")
 # Spans of runs are stored in the database; OTEL_EXPORTER_OTLP_ENDPOINT also exports them over OTLP.

@@ -166,8 +166,10 @@ def _groups_send(groups: list[tuple[list[str], int, str | None]]) -> None:
 # keep coming (a burst of triggers), each batch waits a moment for company, so that they
 # travel in groups; a hint after a quiet spell leaves at once. A trigger from one thread takes
 # 1-2 ms: a 3 ms wait sent groups of about 2 runs, and each send costs about as much CPU as the
-# trigger's own statement; 10 ms fills groups nearer their 8, and is a burst's only delay.
-HINT_LINGER_SECONDS = 0.01
+# trigger's own statement. Each message also costs the worker's main process about as much as a
+# run, and each group one claim statement (the outcomes claim the rest): 20 ms gathers 10-12 runs
+# of a burst from one thread where 10 ms gathered 6, and is a burst's only delay.
+HINT_LINGER_SECONDS = 0.02
 _hints: BatchThread[tuple[str, bool, str | None, int]] = BatchThread(
     name="stepwise-hints", start=lambda: _hints_send, max_batch=500, busy_linger=HINT_LINGER_SECONDS
 )

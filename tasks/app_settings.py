@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "STEPWISE_IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
     "STEPWISE_REDISPATCH_SECONDS": 15.0,
     # Runs a hint message carries at most, when hints queue up together (1: one message per run).
-    "STEPWISE_HINT_GROUP": 8,
+    "STEPWISE_HINT_GROUP": 32,
     "STEPWISE_TRACING": True,
     "STEPWISE_DURABILITY": "strict",
     "STEPWISE_PREPARED_STATEMENTS": True,

@@ -71,9 +71,9 @@ def test_runs_of_a_group_go_back_when_a_resume_waits_behind_them(transactional_d
 
 
 def test_every_run_of_group_hints_runs_once(transactional_db, processes):
-    runs = [noop.trigger({"n": n}).id for n in range(20)]
+    runs = [noop.trigger({"n": n}).id for n in range(40)]
     _broker_empty()
-    _hints_send([(run_id, False, None, 0) for run_id in runs])  # groups of STEPWISE_HINT_GROUP (8)
+    _hints_send([(run_id, False, None, 0) for run_id in runs])  # groups of STEPWISE_HINT_GROUP (32)
     processes.worker(concurrency=1, pool="prefork")  # no scheduler: only these hints can start them
 
     assert {wait_finished(run_id, timeout=60).status for run_id in runs} == {RunStatus.COMPLETED}
