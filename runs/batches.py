@@ -17,8 +17,9 @@ class BatchThread[T]:
     thread sleeps that long after the first item of a batch while more join it: one round trip
     then carries what a busy process produced meanwhile instead of one item each. With
     ``busy_linger`` instead, the thread lingers only while items keep coming: a first item that
-    arrives within that long of the last batch's send waits that long for company, and an item
-    after a quiet spell leaves at once.
+    arrives within that long of the last batch's send waits that long for company if the last
+    batch had some or the item came within a quarter of it; an item after a quiet spell, and
+    each item of a slower trickle, leaves at once.
     """
 
     def __init__(
@@ -62,10 +63,15 @@ class BatchThread[T]:
         send = self._start()
         q = self._queue
         sent_at = float("-inf")
+        last_size = 0
         while True:
             batch = [q.get()]
             linger = self._linger
-            if not linger and time.monotonic() - sent_at < self._busy_linger:
+            since = time.monotonic() - sent_at
+            # Company is worth waiting for while items come faster than one per send: the last
+            # batch had some, or this item came hard on its heels. A steady trickle slower than
+            # that (a trigger every 10 ms) leaves item by item, each at once.
+            if not linger and since < self._busy_linger and (last_size > 1 or since < self._busy_linger / 4):
                 linger = self._busy_linger
             if linger:
                 # Waiting for a full batch, not on the queue: what callers submit meanwhile wakes
@@ -77,6 +83,7 @@ class BatchThread[T]:
                     batch.append(q.get_nowait())
                 except queue.Empty:
                     break
+            last_size = len(batch)
             try:
                 send(batch)
             finally:

@@ -17,7 +17,14 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 from django.utils import timezone
 
 from stepwise.runs.broker import broker_waiting
-from stepwise.runs.dispatch import EXECUTE_RUN, EXECUTE_RUNS, hints_resend, version_queue
+from stepwise.runs.dispatch import (
+    EXECUTE_RUN,
+    EXECUTE_RUNS,
+    RESUME_PRIORITY,
+    hints_resend,
+    hints_resend_group,
+    version_queue,
+)
 from stepwise.runs.engine.deadlines import Deadlines
 from stepwise.runs.engine.errors import StoreUnavailable
 from stepwise.runs.engine.executor import AttemptOutcome, attempt_execute
@@ -122,7 +129,13 @@ def execute_runs(run_ids: list[str], band: int, version: str | None) -> None:
     """Execute the runs of a group hint one after another; hand back those still waiting after a moment.
 
     ``band`` and ``version`` are the broker priority and version queue the group came with.
+    A group that finds a more urgent hint waiting as it starts (a resume sent while this worker
+    held the group reserved) goes back to the broker whole, and this process takes that hint next.
     """
+    if band > RESUME_PRIORITY and _better_waiting(band, version):
+        logger.info("%d runs of a group hint go back behind a more urgent hint", len(run_ids))
+        hints_resend_group(run_ids, band=band, version=version)
+        return
     group = _Group(run_ids, band=band, version=version)
     handbacks = _handbacks()
     handbacks.add(group, group, time.monotonic() + GROUP_HANDBACK_SECONDS)
@@ -181,7 +194,10 @@ class _Group:
 
 
 def _hand_back(groups: list[_Group]) -> None:
-    """Send the runs of overstaying group hints that have not started back to the broker, one hint each.
+    """Send the runs of overstaying group hints that have not started back to the broker.
+
+    Behind a slow run they go one hint each, for any free worker; behind a more urgent hint
+    waiting in the broker, as one group (this process takes that hint next).
 
     While the broker holds hints of the group's priority and none of a better one, every process
     is busy with work as urgent: handed back, the runs would wait behind those hints all the
@@ -199,16 +215,32 @@ def _hand_back(groups: list[_Group]) -> None:
             _handbacks().add(group, group, time.monotonic() + GROUP_HANDBACK_SECONDS)
             continue
         rest = group.hand_back()
-        if rest:
+        if not rest:
+            continue
+        if _more_urgent(waiting[group.version], group.band):
+            # This process takes the more urgent hint next; the rest wait behind it as one group.
+            logger.info("%d runs of a group hint go back behind a more urgent hint", len(rest))
+            hints_resend_group(rest, band=group.band, version=group.version)
+        else:
             logger.info("%d runs of a group hint wait behind a slow run here: handed back to the broker", len(rest))
             hints_resend(rest, band=group.band, version=group.version)
+
+
+def _better_waiting(band: int, version: str | None) -> bool:
+    """Tell whether the broker holds a hint more urgent than priority ``band`` for this version's queue."""
+    return _more_urgent(broker_waiting(None if version is None else version_queue(version)), band)
+
+
+def _more_urgent(waiting: dict[int, int] | None, band: int) -> bool:
+    """Tell whether ``waiting`` (hints per broker priority) holds one more urgent than priority ``band``."""
+    return bool(waiting) and any(count for priority, count in waiting.items() if priority < band)
 
 
 def _busy_alike(waiting: dict[int, int] | None, band: int) -> bool:
     """Tell whether the broker holds hints of priority ``band`` or a worse one, and none of a better one."""
     if not waiting:
         return False
-    return any(waiting.values()) and not any(count for priority, count in waiting.items() if priority < band)
+    return any(waiting.values()) and not _more_urgent(waiting, band)
 
 
 # This process's hand-back thread, started on first use.

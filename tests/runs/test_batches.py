@@ -54,3 +54,15 @@ def test_a_busy_linger_gathers_items_that_keep_coming_and_lets_one_after_a_quiet
     sender.submit(10)
     assert sender.flush(0.5)  # not held for the linger
     assert batches == [[0], list(range(1, 10)), [10]]
+
+
+def test_a_busy_linger_holds_no_item_of_a_trickle_slower_than_a_quarter_of_it():
+    """Items a little apart, each one alone: none waits for company that would not come."""
+    batches: list[list[int]] = []
+    sender = BatchThread(name="test-trickle", start=_recording(batches, threading.Event()), max_batch=100,
+                         busy_linger=1.0)
+    for item in range(4):
+        sender.submit(item)
+        assert sender.flush(0.5)  # sent at once, not held for the linger
+        time.sleep(0.4)  # within the linger of the last send, but more than a quarter of it
+    assert batches == [[0], [1], [2], [3]]

@@ -89,6 +89,16 @@ def test_hints_that_queue_up_together_travel_in_groups_by_broker_priority(db, sh
     assert messages(0) == [("stepwise.execute_run", ["run_resumed"])]
     assert messages(1) == [("stepwise.execute_run", ["run_urgent"])]
 
+    # Resumes go at most eight to a message, however large the groups of new runs may be.
+    settings.STEPWISE_HINT_GROUP = 32
+    client.delete(*priority_lists(queue))
+    resumes = [f"run_resume{n}" for n in range(20)]
+    _hints_send([(run_id, True, None, 0) for run_id in resumes] + [(run_id, False, None, 0) for run_id in new])
+    assert messages(0) == [("stepwise.execute_runs", [resumes[:8], 0, None]),
+                           ("stepwise.execute_runs", [resumes[8:16], 0, None]),
+                           ("stepwise.execute_runs", [resumes[16:], 0, None])]
+    assert messages(5) == [("stepwise.execute_runs", [new, 5, None])]
+
     settings.STEPWISE_HINT_GROUP = 1  # a rolling upgrade from workers that know no group hints
     client.delete(*priority_lists(queue))
     _hints_send([(run_id, False, None, 0) for run_id in new[:2]])

@@ -1,13 +1,17 @@
 """Group hints: the runs of one broker message run in one process, and a slow one does not hold up the rest."""
 from __future__ import annotations
 
+import base64
+import json
+
 import redis
 from django.conf import settings
 
 from stepwise.runs.broker import priority_lists
-from stepwise.runs.dispatch import _hints, _hints_send
+from stepwise.runs.dispatch import _hints, _hints_send, hint_priority
 from stepwise.runs.models import Attempt, Run
 from stepwise.runs.statuses import RunStatus
+from stepwise.runs.worker import execute_runs
 from tests import processes as test_processes
 from tests.engine_tasks import noop, sleepy_steps
 from tests.waiting import wait_finished
@@ -78,3 +82,23 @@ def test_every_run_of_group_hints_runs_once(transactional_db, processes):
 
     assert {wait_finished(run_id, timeout=60).status for run_id in runs} == {RunStatus.COMPLETED}
     assert list(Run.objects.filter(id__in=runs).values_list("attempt_count", flat=True).distinct()) == [1]
+
+
+def test_a_group_that_starts_while_a_resume_waits_goes_back_whole_behind_it(transactional_db, processes):
+    """A worker reserved the group before the resume was sent: the group gives way as it starts."""
+    runs = [noop.trigger({"n": n}).id for n in range(3)]
+    resumed = noop.trigger({"n": 9}).id
+    _broker_empty()
+    _hints_send([(resumed, True, None, 0)])  # the resume waits in the broker (no worker runs)
+
+    execute_runs(runs, hint_priority(0, resume=False), None)  # the group's task, in this process
+
+    assert set(Run.objects.filter(id__in=runs).values_list("status", flat=True)) == {RunStatus.QUEUED}
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    queue = test_processes.test_queue_name()
+    [resume_list] = priority_lists(queue, [0])
+    [new_work_list] = priority_lists(queue, [hint_priority(0, resume=False)])
+    assert client.llen(resume_list) == 1  # still there, for this process to take next
+    [message] = [json.loads(raw) for raw in client.lrange(new_work_list, 0, -1)]
+    assert (message["headers"]["task"], json.loads(base64.b64decode(message["body"]))[0]) == (
+        "stepwise.execute_runs", [runs, hint_priority(0, resume=False), None])
