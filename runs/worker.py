@@ -119,8 +119,9 @@ def execute_run(run_id: str) -> None:
 
 # How long the runs of a group hint may wait in the process that took it: past this, those not
 # started yet go back to the broker, one hint each, for any free worker (a slow run at the head
-# of a group would otherwise hold up the runs behind it), unless the broker holds hints as urgent
-# as theirs and none more urgent: then every process is busy, and they stay (_hand_back).
+# of a group would otherwise hold up the runs behind it), or as one group when a more urgent hint
+# waits, unless the broker holds hints as urgent as theirs and none more urgent: then every
+# process is busy, and they stay (_hand_back).
 GROUP_HANDBACK_SECONDS = 0.1
 
 
