@@ -506,19 +506,16 @@ def _version_held(versions: Sequence[str] | None) -> tuple[str, list[Any]]:
     )
 
 
-def run_claim(
-    *, run_id: str, worker_id: str, token: str, now: datetime, lease_expires_at: datetime,
-    versions: Sequence[str] | None = None,
-) -> ClaimedRow | ClaimRefused:
+def run_claim(args: ClaimArgs) -> ClaimedRow | ClaimRefused:
     """Claim a QUEUED run of an unlimited, unpaused queue (its environment's) in one statement.
 
     A run of a paused or limited queue is left to the ORM claim, which locks the queue row
-    to count its slots. With ``versions`` (the content hashes of the worker's code), a run
+    to count its slots. With ``args.versions`` (the content hashes of the worker's code), a run
     pinned to another version is refused too. A refusal says whether the run was QUEUED when
     the statement began: a hint of a run that runs, waits or ended already needs no second look.
     """
     write = Write()
-    _claim_add(write, ClaimArgs(run_id, worker_id, token, now, lease_expires_at, versions), prefix="")
+    _claim_add(write, args, prefix="")
     rows = write.execute(_claim_select(""))
     return _claimed_row(rows[0]) if rows else ClaimRefused(queued=False)  # none: deleted since its hint was sent
 

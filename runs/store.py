@@ -221,9 +221,7 @@ class OrmRunStore:
     def _claim_one_statement(self, run_id: str, worker_id: str) -> Claim | ClaimRefused:
         args = ClaimArgs(run_id, worker_id, uuid.uuid4().hex, timezone.now(), _lease_expiry(), self._versions)
         # One statement commits on its own: no BEGIN and COMMIT round trips around it.
-        return self._claimed(args, run_claim(run_id=args.run_id, worker_id=args.worker_id, token=args.token,
-                                             now=args.now, lease_expires_at=args.lease_expires_at,
-                                             versions=args.versions))
+        return self._claimed(args, run_claim(args))
 
     def _claimed(self, args: ClaimArgs, row: ClaimedRow | ClaimRefused) -> Claim | ClaimRefused:
         """Make the Claim of what a claim statement returned (and publish its status event), or pass its refusal on."""

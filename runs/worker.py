@@ -32,6 +32,7 @@ from stepwise.runs.engine.logs import run_logging_install
 from stepwise.runs.engine.per_process import PerProcess
 from stepwise.runs.engine.store import Claim
 from stepwise.runs.models import Run
+from stepwise.runs.statements import ClaimRefused
 from stepwise.runs.store import ClaimAhead, OrmRunStore
 from stepwise.runs.tracing.setup import database_processor
 from stepwise.tasks.models import LIMITED_QUEUE, Queue
@@ -149,7 +150,7 @@ def execute_runs(run_ids: list[str], band: int, version: str | None) -> None:
         handbacks.discard(group)
         # Left by an error that ends this task: another worker takes them (a run claimed ahead
         # and never started is recovered when its lease expires).
-        held = ahead.pop()
+        held = _startable(ahead.pop())
         rest = group.hand_back() + ([held[0]] if held is not None and held[1] is None else [])
         if rest:
             hints_resend(rest, band=band, version=version)
@@ -157,15 +158,27 @@ def execute_runs(run_ids: list[str], band: int, version: str | None) -> None:
 
 def _group_next(group: _Group, ahead: ClaimAhead) -> tuple[str, Claim | None] | None:
     """Return the next run of a group hint to start here, with its claim if the last outcome made it; None when done."""
-    while (held := ahead.pop()) is not None:
-        run_id, claim = held
-        if isinstance(claim, Claim):
-            return run_id, claim
-        if claim is None or claim.queued:  # not claimed, or QUEUED but left to the locked claim
-            return run_id, None
-        # Refused: it runs, waits or ended already (a duplicate hint got there first).
+    held = _startable(ahead.pop())
+    if held is not None:
+        return held
     run_id = group.take()
     return None if run_id is None else (run_id, None)
+
+
+def _startable(held: tuple[str, Claim | ClaimRefused | None] | None) -> tuple[str, Claim | None] | None:
+    """Return a run an outcome took from its group with the claim to start it on (None: it claims on its own).
+
+    None when there is nothing to start: no run was taken, or its claim was refused because it runs,
+    waits or ended already (a duplicate hint got there first).
+    """
+    if held is None:
+        return None
+    run_id, claim = held
+    if isinstance(claim, Claim):
+        return run_id, claim
+    if claim is None or claim.queued:  # not claimed, or QUEUED but left to the locked claim
+        return run_id, None
+    return None
 
 
 class _Group:
