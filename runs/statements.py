@@ -457,7 +457,10 @@ def run_insert(*, run: Run, event: NewEvent) -> bool:
         [read(run) for read in _value_readers(Run)],
     )
     write.events(run.id, [event], "run")
-    return bool(write.execute("SELECT id FROM run"))
+    if not write.execute("SELECT id FROM run"):
+        return False
+    run._state.adding, run._state.db = False, DEFAULT_DB_ALIAS  # stored, as save() leaves an instance
+    return True
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,14 @@ def test_batch_trigger_creates_every_run():
     handles = noop.batch_trigger([{"payload": {"n": n}, "tags": [f"n{n}"]} for n in range(5)])
     assert len({h.id for h in handles}) == 5
     assert sorted(r.payload["n"] for r in Run.objects.all()) == [0, 1, 2, 3, 4]
+
+
+def test_the_run_a_trigger_returns_is_the_run_it_stored():
+    # The API answers with the run the trigger built in memory: every column must read as stored.
+    run, created = run_trigger(task_id="test-noop", payload={"n": 1},
+                               options=TriggerOptions(tags=["a"], metadata={"k": "v"}, priority=5, ttl=60))
+    stored = Run.objects.get(id=run.id)
+    assert created and run.version == stored.version and run._state.adding is False
+    differing = {f.attname: (getattr(run, f.attname), getattr(stored, f.attname))
+                 for f in Run._meta.concrete_fields if getattr(run, f.attname) != getattr(stored, f.attname)}
+    assert not differing
