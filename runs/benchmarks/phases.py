@@ -83,22 +83,51 @@ def commit_floor_phase(state: BenchState) -> list[Row]:
 
 
 def burst_phase(state: BenchState) -> list[Row]:
-    """Time a burst of raw Celery tasks, then of no-op runs triggered one by one, on the same broker."""
-    n, timeout = state.opts["runs"], state.opts["timeout"]
-    raw, raw_start = measure.raw_celery_throughput(n, timeout=timeout)
-    ours, start = measure.runs_throughput(n, state.created, timeout=timeout)
-    return [
-        Row(f"no-op runs, triggered -> completed ({n})", ours.per_second, "runs/s"),
-        Row(f"raw Celery no-op tasks, sent -> done ({n})", raw.per_second, "tasks/s"),
-        Row("ours / raw", 100 * ours.per_second / raw.per_second, "%"),
-        Row("trigger() calls from one thread", ours.enqueue_per_second, "runs/s"),
-        Row("apply_async() calls from one thread", raw.enqueue_per_second, "tasks/s"),
-        Row(f"trigger-to-start latency p50, burst of {n}", _p(start, 50), "ms"),
-        Row(f"trigger-to-start latency p99, burst of {n}", _p(start, 99), "ms"),
-        Row(f"raw Celery send-to-start latency p50, burst of {n}", _p(raw_start, 50), "ms"),
-        Row(f"raw Celery send-to-start latency p99, burst of {n}", _p(raw_start, 99), "ms"),
+    """Time bursts of raw Celery tasks and of no-op runs triggered one by one, on the same broker, in turn.
+
+    Each round times one burst of each, the order swapped from one round to the next; the figures
+    are the rounds' medians and the ratio is the median of the rounds' own ratios. On a machine
+    whose neighbours come and go, one pair of bursts read anywhere from 40 to 75 % ours / raw from
+    one bench to the next: a slow moment falls on one side only. Pairs taken seconds apart share it.
+    """
+    n, timeout, rounds = state.opts["runs"], state.opts["timeout"], state.opts["burst_rounds"]
+    bursts = {
+        "raw": lambda: measure.raw_celery_throughput(n, timeout=timeout),
+        "ours": lambda: measure.runs_throughput(n, state.created, timeout=timeout),
+    }
+    timed: dict[str, list[measure.Throughput]] = {"raw": [], "ours": []}
+    samples: dict[str, list[float]] = {"raw": [], "ours": []}
+    for index in range(rounds):
+        for side in ("raw", "ours") if index % 2 == 0 else ("ours", "raw"):
+            throughput, latencies = bursts[side]()
+            timed[side].append(throughput)
+            samples[side] += latencies.samples_ms
+    raws, ours = timed["raw"], timed["ours"]
+    ratios = [100 * a.per_second / b.per_second for a, b in zip(ours, raws, strict=True)]
+    raw_start, start = Latencies(tuple(samples["raw"])), Latencies(tuple(samples["ours"]))
+    of = f"median of {rounds}" if rounds > 1 else "one burst"
+    pooled = f", {rounds} bursts pooled" if rounds > 1 else ""
+    rows = [
+        Row(f"no-op runs, triggered -> completed ({n}), {of}", _median(ours, "per_second"), "runs/s"),
+        Row(f"raw Celery no-op tasks, sent -> done ({n}), {of}", _median(raws, "per_second"), "tasks/s"),
+        Row(f"ours / raw, {of} pairs" if rounds > 1 else "ours / raw", statistics.median(ratios), "%"),
+    ]
+    if rounds > 1:
+        rows += [Row(f"ours / raw, lowest of {rounds} pairs", min(ratios), "%"),
+                 Row(f"ours / raw, highest of {rounds} pairs", max(ratios), "%")]
+    return rows + [
+        Row("trigger() calls from one thread", _median(ours, "enqueue_per_second"), "runs/s"),
+        Row("apply_async() calls from one thread", _median(raws, "enqueue_per_second"), "tasks/s"),
+        Row(f"trigger-to-start latency p50, burst of {n}{pooled}", _p(start, 50), "ms"),
+        Row(f"trigger-to-start latency p99, burst of {n}{pooled}", _p(start, 99), "ms"),
+        Row(f"raw Celery send-to-start latency p50, burst of {n}{pooled}", _p(raw_start, 50), "ms"),
+        Row(f"raw Celery send-to-start latency p99, burst of {n}{pooled}", _p(raw_start, 99), "ms"),
         Row("trigger-to-start p50, ours / raw", _ratio(_p(start, 50), _p(raw_start, 50)), "x"),
     ]
+
+
+def _median(throughputs: list[measure.Throughput], figure: str) -> float:
+    return statistics.median(getattr(t, figure) for t in throughputs)
 
 
 def batch_phase(state: BenchState) -> list[Row]:
@@ -361,7 +390,8 @@ def _seeded(plan: seeding.SeedPlan, state: BenchState) -> Iterator[Seeded]:
 PHASES: tuple[Phase, ...] = (
     Phase("floor", lambda o: f"PostgreSQL commit floor: {o['floor_samples']} INSERT + COMMIT",
           commit_floor_phase, needs_workers=False),
-    Phase("burst", lambda o: f"raw Celery and no-op runs: bursts of {o['runs']}", burst_phase),
+    Phase("burst", lambda o: f"raw Celery and no-op runs: {o['burst_rounds']} pairs of bursts of {o['runs']}",
+          burst_phase),
     Phase("batch", lambda o: f"{o['runs']} no-op runs, batch-triggered", batch_phase),
     Phase("idle", lambda o: f"trigger-to-start latency of {o['latency_runs']} runs on idle workers", idle_phase),
     Phase("checkpoint", lambda o: f"checkpoint cost: {o['step_runs']} x {o['steps']}-step runs", checkpoint_phase),

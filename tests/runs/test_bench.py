@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import override_settings
 
 from stepwise.runs.models import Attempt, Run, RunEvent, Step
@@ -60,7 +61,7 @@ def test_bench_prints_every_figure_and_cleans_up(transactional_db, processes):
     # `processes` stops the session's shared workers and scheduler: the bench starts and measures its own.
     out, progress = io.StringIO(), io.StringIO()
     call_command(
-        "bench", "--runs", "20", "--latency-runs", "5", "--steps", "5", "--step-runs", "1",
+        "bench", "--runs", "20", "--burst-rounds", "2", "--latency-runs", "5", "--steps", "5", "--step-runs", "1",
         "--floor-samples", "50", "--ten-step-runs", "5", "--wait-runs", "5", "--wait-burst", "50",
         "--wait-lead", "12", "--waiting-runs", "2000", "--dispatch-runs", "20", "--list-runs", "2000",
         "--list-repeats", "3", "--prune-runs", "2000", "--embedded-triggers", "2",
@@ -72,6 +73,11 @@ def test_bench_prints_every_figure_and_cleans_up(transactional_db, processes):
     table = out.getvalue()
     for metric in ROWS:
         assert figure_of(table, metric) > 0, f"'{metric}' is not positive in:\n{table}"
+    # Two pairs of bursts: the ratio reported is their median, between the two pairs' own.
+    low, middle, high = (
+        figure_of(table, f"ours / raw, {which} of 2 pairs") for which in ("lowest", "median", "highest")
+    )
+    assert low <= middle <= high, table
     assert "2 x celery worker --pool=prefork --concurrency=2" in table
     assert "STEPWISE_DURABILITY=relaxed in the workers; DEBUG off in every process" in table
     assert not Run.objects.exists(), "the bench's runs are deleted afterwards"
@@ -95,3 +101,20 @@ def test_bench_prunes_seeded_runs_with_their_details_and_leaves_nothing_behind(t
 def test_bench_refuses_the_embedded_database_with_a_clear_error(transactional_db):
     with pytest.raises(CommandError, match="DATABASE_URL must point at PostgreSQL"):
         call_command("bench", "--runs", "1")
+
+
+@pytest.mark.xdist_group("heavy")
+def test_bench_vacuums_the_run_tables_after_deleting_its_runs(transactional_db, processes):
+    # The machine's PostgreSQL may run without autovacuum: the deleted runs' rows must not weigh on the next bench.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        before = cursor.fetchone()[0]
+    call_command("bench", "--only", "idle", "--latency-runs", "2", "--workers", "1", "--concurrency", "1",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    assert not Run.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT relname, last_vacuum FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+                       [[model._meta.db_table for model in (Run, Attempt, Step, RunEvent)]])
+        vacuumed = dict(cursor.fetchall())
+    assert len(vacuumed) == 4 and all(at is not None and at > before for at in vacuumed.values()), vacuumed

@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 import stepwise.runs.benchmarks.tasks  # noqa: F401  (registers the bench tasks in this process)
-from stepwise.runs.benchmarks import measure
+from stepwise.runs.benchmarks import measure, seeding
 from stepwise.runs.benchmarks.phases import PHASE_NAMES, BenchState, Phase, phases_select
 from stepwise.runs.benchmarks.processes import (
     BenchProcesses,
@@ -30,6 +30,8 @@ from stepwise.runs.benchmarks.selection import names_parse
 # Size flags: (option, default, help). Each must be at least 1; --skip leaves a phase out.
 SIZES: tuple[tuple[str, int, str], ...] = (
     ("runs", 1000, "burst and batch phases: no-op runs (and raw Celery tasks)"),
+    # One pair of bursts read 40-75 % ours / raw from one bench to the next on the 2-CPU VM.
+    ("burst-rounds", 3, "burst phase: pairs of bursts, raw Celery and no-op runs in turn (medians are reported)"),
     ("latency-runs", 50, "idle phase: runs triggered one at a time on idle workers"),
     # 3 runs of 50 steps put the overhead between 1.2x and 2x the floor from one bench to the next on
     # the 2-CPU VM; 5 runs of 200 (and 2,000 floor samples) read 1.26-1.37x in six benches of seven.
@@ -126,8 +128,11 @@ class Command(BaseCommand):
         finally:
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
-            if not opts["keep_runs"]:
+            if not opts["keep_runs"] and state.created:
                 measure.runs_delete(state.created)
+                # A server without autovacuum (CI's) would keep the deleted runs' rows and index entries
+                # until something vacuums them, and the next bench's statements would step over them.
+                seeding.runs_vacuum(conninfo=state.conninfo)
         self.stdout.write(parameters_table(self._parameters(opts, phases, queue, ready, load_before)))
         self.stdout.write("")
         self.stdout.write(figures_table(rows))
