@@ -244,6 +244,11 @@ def step_cost(
     return StepCost(steps, durable / steps * 1000, plain / steps * 1000)
 
 
+def runs_unfinished() -> int:
+    """Return how many runs in the database have not finished (before the bench made any)."""
+    return Run.objects.exclude(status__in=FINAL_STATUSES).count()
+
+
 def runs_delete(run_ids: list[str]) -> int:
     """Delete the benchmark's runs with their attempts, steps and events."""
     deleted = 0

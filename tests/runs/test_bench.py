@@ -10,6 +10,9 @@ from django.db import connection
 from django.test import override_settings
 
 from stepwise.runs.models import Attempt, Run, RunEvent, Step
+from stepwise.tasks.models import Queue
+from stepwise.tasks.services import environments_ensure
+from tests.engine_tasks import noop
 
 ROWS = [
     "no-op runs, triggered -> completed",
@@ -118,3 +121,18 @@ def test_bench_vacuums_the_run_tables_after_deleting_its_runs(transactional_db, 
                        [[model._meta.db_table for model in (Run, Attempt, Step, RunEvent)]])
         vacuumed = dict(cursor.fetchall())
     assert len(vacuumed) == 4 and all(at is not None and at > before for at in vacuumed.values()), vacuumed
+
+
+def test_bench_says_when_the_database_holds_unfinished_runs_of_other_work(transactional_db):
+    # Its scheduler re-sends their hints and its workers run them: the figures then include that work.
+    environments_ensure()
+    Queue.objects.update_or_create(environment_id="dev", name="task/test-noop", defaults={"paused": True})
+    noop.trigger({})
+    out, progress = io.StringIO(), io.StringIO()
+    call_command("bench", "--only", "floor", "--floor-samples", "10", stdout=out, stderr=progress)
+    assert "1 run in the database not finished before the bench" in out.getvalue()
+    assert "1 run in this database not finished" in progress.getvalue()
+    Run.objects.all().delete()
+    out = io.StringIO()
+    call_command("bench", "--only", "floor", "--floor-samples", "10", stdout=out, stderr=io.StringIO())
+    assert "none: every run in the database had finished before the bench" in out.getvalue()

@@ -111,6 +111,10 @@ class Command(BaseCommand):
         if not phases:
             raise CommandError("no phase left to run")
         load_before = os.getloadavg()
+        unfinished = measure.runs_unfinished()
+        if unfinished:
+            self.stderr.write(f"    {_runs(unfinished)} in this database not finished: the bench's workers take "
+                              "those that come due, and its figures include that work")
         queue = f"bench-{os.getpid()}"
         state = BenchState(
             opts=opts, conninfo=database_url(), log_dir=Path(tempfile.mkdtemp(prefix=f"stepwise-{queue}-")),
@@ -133,7 +137,7 @@ class Command(BaseCommand):
                 # A server without autovacuum (CI's) would keep the deleted runs' rows and index entries
                 # until something vacuums them, and the next bench's statements would step over them.
                 seeding.runs_vacuum(conninfo=state.conninfo)
-        self.stdout.write(parameters_table(self._parameters(opts, phases, queue, ready, load_before)))
+        self.stdout.write(parameters_table(self._parameters(opts, phases, queue, ready, load_before, unfinished)))
         self.stdout.write("")
         self.stdout.write(figures_table(rows))
         self._report_missing()
@@ -224,7 +228,7 @@ class Command(BaseCommand):
 
     def _parameters(
         self, opts: dict[str, Any], phases: list[Phase], queue: str, ready: float | None,
-        load_before: tuple[float, float, float],
+        load_before: tuple[float, float, float], unfinished: int,
     ) -> list[tuple[str, str]]:
         db = connection.settings_dict
         broker = urlparse(settings.REDIS_URL)
@@ -244,4 +248,12 @@ class Command(BaseCommand):
             ("sizes", ", ".join(f"{option} {opts[option.replace('-', '_')]:,}" for option, _, _ in SIZES[:-2])
              + f", wait-lead {opts['wait_lead']:g}s"),
             ("host", f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min) before the bench"),
+            ("other work", (
+                f"{_runs(unfinished)} in the database not finished before the bench, which its workers take as "
+                "they come due" if unfinished else "none: every run in the database had finished before the bench"
+            )),
         ]
+
+
+def _runs(count: int) -> str:
+    return f"{count:,} run" + ("" if count == 1 else "s")
