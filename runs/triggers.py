@@ -350,7 +350,7 @@ def _run_columns() -> tuple[tuple[tuple[str, str, Any, Any], ...], frozenset[str
 
 
 def _run_unsaved(fields: dict[str, Any]) -> Run:
-    """Return ``Run(**fields)``, built the way rows loaded from the database are: a third of the CPU.
+    """Return ``Run(**fields)``, built the way rows loaded from the database are, in two thirds of the time.
 
     ``Run(**fields)`` looks every field up by name, calls its default and sets a foreign key through
     its descriptor; a trigger paid a tenth of its Python for that. Here each column's value is

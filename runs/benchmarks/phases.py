@@ -87,7 +87,7 @@ def burst_phase(state: BenchState) -> list[Row]:
 
     Each round times one burst of each, the order swapped from one round to the next; the figures
     are the rounds' medians and the ratio is the median of the rounds' own ratios. On a machine
-    whose neighbours come and go, one pair of bursts read anywhere from 40 to 75 % ours / raw from
+    whose neighbours come and go, one pair of bursts read anywhere from 37 to 79 % ours / raw from
     one bench to the next: a slow moment falls on one side only. Pairs taken seconds apart share it.
     """
     n, timeout, rounds = state.opts["runs"], state.opts["timeout"], state.opts["burst_rounds"]

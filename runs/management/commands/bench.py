@@ -30,7 +30,7 @@ from stepwise.runs.benchmarks.selection import names_parse
 # Size flags: (option, default, help). Each must be at least 1; --skip leaves a phase out.
 SIZES: tuple[tuple[str, int, str], ...] = (
     ("runs", 1000, "burst and batch phases: no-op runs (and raw Celery tasks)"),
-    # One pair of bursts read 40-75 % ours / raw from one bench to the next on the 2-CPU VM.
+    # One pair of bursts read 37-79 % ours / raw from one bench to the next on the 2-CPU VM.
     ("burst-rounds", 3, "burst phase: pairs of bursts, raw Celery and no-op runs in turn (medians are reported)"),
     ("latency-runs", 50, "idle phase: runs triggered one at a time on idle workers"),
     # 3 runs of 50 steps put the overhead between 1.2x and 2x the floor from one bench to the next on
