@@ -219,9 +219,13 @@ class OrmRunStore:
         return self._claim_locked(run_id, worker_id)
 
     def _claim_one_statement(self, run_id: str, worker_id: str) -> Claim | ClaimRefused:
-        args = ClaimArgs(run_id, worker_id, uuid.uuid4().hex, timezone.now(), _lease_expiry(), self._versions)
+        args = self._claim_args(run_id, worker_id, timezone.now())
         # One statement commits on its own: no BEGIN and COMMIT round trips around it.
         return self._claimed(args, run_claim(args))
+
+    def _claim_args(self, run_id: str, worker_id: str, now: datetime) -> ClaimArgs:
+        """Return a one-statement claim's arguments: a new lease token and its expiry, this worker's versions."""
+        return ClaimArgs(run_id, worker_id, uuid.uuid4().hex, now, _lease_expiry(), self._versions)
 
     def _claimed(self, args: ClaimArgs, row: ClaimedRow | ClaimRefused) -> Claim | ClaimRefused:
         """Make the Claim of what a claim statement returned (and publish its status event), or pass its refusal on."""
@@ -520,8 +524,7 @@ class OrmRunStore:
                   status_event(outcome, spans, now)]
         # The group hint's next run, if the attempt has one: the same statement claims it.
         next_run = self._ahead.take() if self._ahead is not None else None
-        args = None if next_run is None else ClaimArgs(next_run, claim.worker_id, uuid.uuid4().hex, now,
-                                                       _lease_expiry(), self._versions)
+        args = None if next_run is None else self._claim_args(next_run, claim.worker_id, now)
         last, row = run_outcome(run_id=claim.run_id, lease_token=claim.lease_token,
                                 attempt_number=claim.attempt_number, outcome=outcome, elapsed=elapsed, now=now,
                                 events=events, spans=spans, rows=steps[1], claim=args)
