@@ -31,6 +31,7 @@ from stepwise.runs.pinning import (
     version_wait_start,
     versions_running_now,
 )
+from stepwise.runs.planner_stats import planner_stats_refresh
 from stepwise.runs.retention import retention_pass
 from stepwise.runs.states import TransitionRefused, run_transition
 from stepwise.runs.statuses import AttemptStatus, RunStatus, WaitpointStatus
@@ -61,13 +62,14 @@ class SweepReport:
     pruned: int = 0
     alerts: int = 0
     bulk: int = 0
+    analyzed: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return (self.queued + self.waits_fired + self.expired + self.recovered + self.crashed + self.redispatched
                 + self.scheduled + self.version_waits + self.version_found + self.version_failed + self.pruned
-                + self.alerts + self.bulk)
+                + self.alerts + self.bulk + self.analyzed)
 
 
 def _pick(qs) -> list[Run]:
@@ -281,6 +283,7 @@ def sweep_once() -> SweepReport:
     report.pruned = retention_pass(now)
     report.alerts = _alert_pass(timezone.now())
     report.bulk = bulk_actions_advance()
+    report.analyzed = len(planner_stats_refresh())
     return report
 
 
