@@ -254,13 +254,19 @@ def waiting_table_phase(state: BenchState) -> list[Row]:
     One round times a batch on the table without them, seeds them, times a batch beside them and
     deletes them; the medians of ``waiting_rounds`` rounds are reported. A single round moved
     between 71 % and 104 % from one bench to the next on the 2-CPU VM, whose speed changes faster
-    than a seeding takes.
+    than a seeding takes. Both batches of a round follow an ANALYZE of the run tables: the seeded
+    one after the seeding's, the other after one of its own. Otherwise the first batch ran on
+    whatever statistics the bench found (those of an emptied table after another bench's clean-up:
+    its runs looked up by sequential scans until the scheduler analyzed the table), and only the
+    other paid for every connection planning its statements again: the ratio read 89 % one time
+    and 115 % another.
     """
     opts = state.opts
     n, count, rounds, timeout = opts["dispatch_runs"], opts["waiting_runs"], opts["waiting_rounds"], opts["timeout"]
     noop = seeding.seed_task_ensure(NOOP_TASK_ID)
     without, beside, ratios = [], [], []
     for _ in range(rounds):
+        seeding.runs_analyze(conninfo=state.conninfo)  # as _seeded does before the batch beside them
         # Batch-triggered, so the workers' claims set the pace, not this process's triggers.
         without.append(measure.batch_throughput(n, state.created, timeout=timeout).per_second)
         plan = seeding.SeedPlan(
@@ -343,12 +349,13 @@ def _marker(kind: str) -> str:
 
 @dataclass
 class Seeded:
-    """How long seeding, deleting the seeded runs and vacuuming after them took."""
+    """How long seeding, deleting the seeded runs and vacuuming and reindexing after them took."""
 
     seed: seeding.SeedTiming | None = None
     details: seeding.SeedTiming | None = None
     delete: seeding.SeedTiming | None = None
     vacuum_seconds: float | None = None
+    reindex_seconds: float | None = None
 
     def rows(self, what: str) -> list[Row]:
         """Return the seeding and clean-up figures of ``what`` (e.g. "1,000,000 runs")."""
@@ -358,6 +365,7 @@ class Seeded:
                    f"{_fk_note(self.details)}", self.details.seconds, "s")] if self.details else []),
             Row(f"delete {what} by marker{_fk_note(self.delete)}", self.delete and self.delete.seconds, "s"),
             Row(f"VACUUM ANALYZE the seeded tables after deleting {what}", self.vacuum_seconds, "s"),
+            Row(f"REINDEX the seeded tables after deleting {what}", self.reindex_seconds, "s"),
         ]
 
 
@@ -367,7 +375,8 @@ def _fk_note(timing: seeding.SeedTiming | None) -> str:
 
 @contextmanager
 def _seeded(plan: seeding.SeedPlan, state: BenchState) -> Iterator[Seeded]:
-    """Seed a plan (then refresh the planner's statistics); delete its runs afterwards, even after a failure."""
+    """Seed a plan (then refresh the planner's statistics); delete its runs afterwards, even after a failure,
+    and vacuum and reindex the tables they filled."""
     result = Seeded()
     try:
         result.seed = seeding.runs_seed(plan, conninfo=state.conninfo)
@@ -383,8 +392,11 @@ def _seeded(plan: seeding.SeedPlan, state: BenchState) -> Iterator[Seeded]:
         deleted, result.delete = seeding.seeded_delete(conninfo=state.conninfo, marker=plan.marker,
                                                        details=plan.details)
         result.vacuum_seconds = seeding.runs_vacuum(conninfo=state.conninfo)
+        result.reindex_seconds = seeding.runs_reindex(conninfo=state.conninfo)
+        reindexed = (f"reindexed in {result.reindex_seconds:.1f}s" if result.reindex_seconds is not None else
+                     "not reindexed (only the tables' owner may: their indexes keep the seeded runs' pages)")
         state.note(f"deleted {deleted:,} seeded runs in {result.delete.seconds:.1f}s, "
-                   f"vacuumed in {result.vacuum_seconds:.1f}s")
+                   f"vacuumed in {result.vacuum_seconds:.1f}s, {reindexed}")
 
 
 PHASES: tuple[Phase, ...] = (

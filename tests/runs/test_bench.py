@@ -123,6 +123,25 @@ def test_bench_vacuums_the_run_tables_after_deleting_its_runs(transactional_db, 
     assert len(vacuumed) == 4 and all(at is not None and at > before for at in vacuumed.values()), vacuumed
 
 
+def _run_index_pages() -> int:
+    """The pages all of the run table's indexes take on disk."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sum(pg_relation_size(indexrelid)) / 8192 FROM pg_index WHERE indrelid = %s::regclass",
+                       [Run._meta.db_table])
+        return int(cursor.fetchone()[0])
+
+
+def test_bench_leaves_the_run_tables_indexes_as_small_as_it_found_them(transactional_db):
+    # VACUUM keeps the pages of deleted index entries: the seeded runs' would stay for the next bench to step over.
+    before = _run_index_pages()
+    out = io.StringIO()
+    call_command("bench", "--only", "list", "--list-runs", "20000", "--list-repeats", "1",
+                 stdout=out, stderr=io.StringIO())
+    assert figure_of(out.getvalue(), "REINDEX the seeded tables after deleting 20,000 runs") > 0
+    assert not Run.objects.exists()
+    assert _run_index_pages() <= before + 10, f"{before} pages before the bench"
+
+
 def test_bench_says_when_the_database_holds_unfinished_runs_of_other_work(transactional_db):
     # Its scheduler re-sends their hints and its workers run them: the figures then include that work.
     environments_ensure()
