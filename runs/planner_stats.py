@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 
-from django.conf import settings
 from django.db import connection
 
 from stepwise.runs.models import Attempt, Run, RunEvent, Span, Step, Waitpoint, WaitpointChild
+from stepwise.runs.statements import is_postgresql
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ ORDER BY c.relname
 
 def tables_outgrown() -> list[str]:
     """Return the run tables at least GROWTH times the size of their statistics (which this role may ANALYZE)."""
-    if not settings.USES_POSTGRES:
+    if not is_postgresql():  # a project's own settings say nothing of USES_POSTGRES: the connection does
         return []
     with connection.cursor() as cursor:
         cursor.execute(_GROWN, [list(TABLES)])

@@ -70,3 +70,10 @@ def test_a_small_table_is_not_analyzed_however_fast_it_grew(prepared_lookup):
     _copies(run_build(), 20)  # a page or two: a sequential scan costs what the index would
     assert RUNS not in planner_stats_refresh()
     assert "Seq Scan" in _plan()
+
+
+def test_a_project_s_own_settings_need_not_say_which_database_it_is(prepared_lookup, settings):
+    # A project's settings module has none of this repository's own names: the scheduler asks the connection.
+    del settings.USES_POSTGRES
+    _copies(run_build(), 3000)
+    assert sweep_once().analyzed >= 1
