@@ -189,8 +189,13 @@ class BenchProcesses:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopping it takes its pool children too
             )
+        proc.log_name = name
         self._procs.append(proc)
         return proc
+
+    def exited(self) -> list[str]:
+        """Return the names of the processes that ended before being stopped (a crash in the middle of a phase)."""
+        return [proc.log_name for proc in self._procs if proc.poll() is not None]
 
     def start_worker(self, *, pool: str, concurrency: int, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start one ``celery worker`` process on the project's Celery app, consuming only the bench queue.

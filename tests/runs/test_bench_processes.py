@@ -1,6 +1,8 @@
 """The benchmark's worker processes: started on the project's Celery app and settings module, whatever they are."""
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 
 import pytest
@@ -42,3 +44,18 @@ def test_a_celery_setting_the_project_does_not_set_is_overridden_under_celerys_o
         assert app.conf.task_default_priority == 7
     assert app.conf.task_default_priority == before
 
+
+
+def test_a_bench_process_that_ends_by_itself_is_named_and_one_stopped_by_the_bench_is_not():
+    # A scheduler that crashed in the middle of a phase would leave figures measured without it.
+    queue = f"bench-processes-{uuid.uuid4().hex[:10]}"
+    procs = BenchProcesses(queue=queue, log_dir=LOG_DIR / queue)
+    try:
+        scheduler = procs.start_scheduler(interval=1.0)
+        assert procs.exited() == []
+        os.killpg(scheduler.pid, signal.SIGKILL)  # as the OOM killer would, not through the bench
+        scheduler.wait(timeout=10)
+        assert procs.exited() == ["scheduler"]
+    finally:
+        procs.stop()
+    assert procs.exited() == []  # stopped by the bench: nothing left to report

@@ -170,6 +170,8 @@ class Command(BaseCommand):
                 rows: list[Row] = []
                 for phase in phases:
                     rows += self._phase_run(phase, state, no_workers=no_workers if phase.needs_workers else "")
+                if not no_workers:  # workers that never became usable are said by every phase already
+                    self._exits_report(procs, state)
                 return ready, rows
         finally:
             procs.stop()
@@ -195,6 +197,14 @@ class Command(BaseCommand):
             return ready, ""
         self.stderr.write(f"    the workers are not usable: {reason}")
         return None, reason
+
+    def _exits_report(self, procs: BenchProcesses, state: BenchState) -> None:
+        """Fail the bench if a worker or the scheduler ended by itself: what came after was measured without it."""
+        exited = procs.exited()
+        if exited:
+            reason = f"{', '.join(exited)} exited during the bench (logs: {state.log_dir})"
+            self._missing.append(("processes", reason, True))
+            self.stderr.write(f"    {reason}")
 
     def _phase_run(self, phase: Phase, state: BenchState, *, no_workers: str = "") -> list[Row]:
         """Run one phase; when it fails, say which and why, and leave its figures n/a."""
